@@ -1,0 +1,3 @@
+//! `riptide`: the Jepsen-style harness (test, check, campaign, serve).
+
+fn main() {}

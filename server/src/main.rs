@@ -1,0 +1,3 @@
+//! `riptide-server`: one node of a Riptide cluster.
+
+fn main() {}

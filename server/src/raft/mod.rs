@@ -1,0 +1,179 @@
+//! The Raft consensus core, with no I/O.
+//!
+//! [`RaftNode`] is a deterministic state machine in the style of etcd's raft and tikv's raft-rs:
+//! the caller feeds it ticks ([`RaftNode::tick`]), peer messages ([`RaftNode::step`]), client
+//! proposals ([`RaftNode::propose`]) and read requests ([`RaftNode::read_index`]), then takes a
+//! [`Ready`] that says what to persist, what to send, what to apply and which reads may now be
+//! answered. Time is ticks; randomness is a seeded RNG the caller provides. The same core runs
+//! under the tokio driver of the node binary and under the deterministic simulation in tests.
+//!
+//! The one rule that carries safety for a driver: persist `Ready::hard_state` and
+//! `Ready::entries` (fsync) *before* sending `Ready::messages`, then call
+//! [`RaftNode::advance`]. Many proposals may share one `Ready` and so one fsync (group commit).
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies a node of the cluster (1, 2, 3, ...).
+pub type NodeId = u64;
+/// A Raft term.
+pub type Term = u64;
+/// A position in the log; the first entry has index 1, index 0 means "before the log".
+pub type LogIndex = u64;
+
+/// What a log entry carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryPayload {
+    /// Appended by a new leader so it can commit entries of earlier terms (Raft §5.4.2).
+    Noop,
+    /// An opaque command for the state machine (the KV layer encodes it).
+    Command(Vec<u8>),
+}
+
+/// One entry of the replicated log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub index: LogIndex,
+    pub term: Term,
+    pub payload: EntryPayload,
+}
+
+/// The state that must be durable before the node answers anything that depends on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    pub term: Term,
+    pub voted_for: Option<NodeId>,
+    /// The highest index known committed. Persisting it is an optimisation, not a safety need.
+    pub commit: LogIndex,
+}
+
+/// What a node restarts from: exactly what it had made durable, nothing more.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DurableState {
+    pub hard_state: HardState,
+    /// The log, in order, starting at index 1.
+    pub log: Vec<Entry>,
+}
+
+/// A node's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Follower,
+    Candidate,
+    Leader,
+}
+
+/// A message between two nodes. Every message carries the sender's term.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub term: Term,
+    pub body: MessageBody,
+}
+
+/// The RPCs of Raft (requests and responses as separate one-way messages).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    RequestVote {
+        last_log_index: LogIndex,
+        last_log_term: Term,
+    },
+    RequestVoteResponse {
+        granted: bool,
+    },
+    AppendEntries {
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+        /// Heartbeat round number, echoed back so the leader can confirm ReadIndex requests.
+        read_round: u64,
+    },
+    AppendEntriesResponse {
+        success: bool,
+        /// On success: the index of the last entry the follower now matches.
+        match_index: LogIndex,
+        /// On failure: the follower's hint for backtracking, one round trip per conflicting
+        /// term: the term of the conflicting entry (None if the follower's log is too short)
+        /// and the first index of that term in its log (or its log length + 1).
+        conflict_term: Option<Term>,
+        conflict_index: LogIndex,
+        /// Echo of the request's `read_round`.
+        read_round: u64,
+    },
+}
+
+/// A read that may now be answered: once the state machine has applied `index`, serve `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadState {
+    pub id: u64,
+    pub index: LogIndex,
+}
+
+/// The output of the core since the last [`RaftNode::advance`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// Persist (fsync) this before sending any message, if `Some`.
+    pub hard_state: Option<HardState>,
+    /// Append these to the durable log, fsync, then send messages. If the first entry's index
+    /// is not last-index + 1 of the durable log, the durable log is first truncated so that it
+    /// ends just before that index (a conflicting suffix was replaced).
+    pub entries: Vec<Entry>,
+    /// Send these after the above is durable. Delivery may fail; Raft retries.
+    pub messages: Vec<Message>,
+    /// Newly committed entries, in order, to apply to the state machine.
+    pub committed_entries: Vec<Entry>,
+    /// Reads confirmed by a majority heartbeat round that arrived after them.
+    pub read_states: Vec<ReadState>,
+    /// Reads that can no longer be confirmed (lost leadership): answer them with an error.
+    pub failed_reads: Vec<u64>,
+}
+
+impl Ready {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none()
+            && self.entries.is_empty()
+            && self.messages.is_empty()
+            && self.committed_entries.is_empty()
+            && self.read_states.is_empty()
+            && self.failed_reads.is_empty()
+    }
+}
+
+/// Configuration of one node's core.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: NodeId,
+    /// Every member of the cluster, this node included.
+    pub members: Vec<NodeId>,
+    /// The leader sends a heartbeat every `heartbeat_ticks` ticks.
+    pub heartbeat_ticks: u32,
+    /// A follower starts an election after a random timeout in
+    /// `[election_ticks, 2 * election_ticks)` ticks without hearing from a leader.
+    pub election_ticks: u32,
+    /// At most this many entries in one AppendEntries message.
+    pub max_entries_per_message: usize,
+    /// Seed of the core's own RNG (election timeouts).
+    pub seed: u64,
+}
+
+/// Why a proposal or a read was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RaftError {
+    /// Only the leader takes proposals and reads; `leader` is the best known leader.
+    #[error("not the leader (leader hint: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+}
+
+/// A snapshot of a node's view, for `/status` and tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: Term,
+    pub leader: Option<NodeId>,
+    pub commit_index: LogIndex,
+    pub last_index: LogIndex,
+}
