@@ -2,3 +2,4 @@
 //! disk, a KV state machine and an HTTP API.
 
 pub mod raft;
+pub mod storage;
