@@ -1,0 +1,434 @@
+//! The key-value state machine that the Raft log drives, with client sessions.
+//!
+//! Every write is a [`Command`] encoded (serde_json) into an
+//! [`EntryPayload::Command`](crate::raft::EntryPayload::Command); every node applies the same
+//! commands in log order with [`KvStore::apply`], so every node reaches the same state.
+//!
+//! Client sessions make writes exactly-once: a command carrying a [`RequestId`] (`CLIENT:SEQ`,
+//! from the `Request-Id` header) is applied at most once, and a retry with the same id gets the
+//! result of the first application, even if the retry reaches a different leader. This works
+//! because the session table is part of the replicated state: it is updated while applying, on
+//! every node, in log order (Raft dissertation §6.3). Each client keeps the results of its last
+//! [`SESSION_WINDOW`] requests; a request older than that window cannot be told apart from a
+//! new one, so it is refused rather than risk applying it twice.
+//!
+//! Reads do not go through the log; the node serves them with ReadIndex from [`KvStore::get`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::raft::LogIndex;
+
+/// How many recent results each client session keeps for retries.
+pub const SESSION_WINDOW: usize = 256;
+
+/// A client's request identity: `CLIENT:SEQ`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    pub client: String,
+    pub seq: u64,
+}
+
+/// Why a `Request-Id` header value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestIdError {
+    #[error("Request-Id must look like CLIENT:SEQ (SEQ a non-negative integer), got {0:?}")]
+    Malformed(String),
+    #[error("Request-Id client part is longer than {max} bytes")]
+    TooLong { max: usize },
+}
+
+impl RequestId {
+    /// Longest accepted client part.
+    pub const MAX_CLIENT_LEN: usize = 256;
+
+    /// Parses `CLIENT:SEQ`; the client part is everything before the last `:`.
+    pub fn parse(text: &str) -> Result<RequestId, RequestIdError> {
+        let malformed = || RequestIdError::Malformed(text.to_string());
+        let (client, seq) = text.rsplit_once(':').ok_or_else(malformed)?;
+        if client.is_empty() || seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(malformed());
+        }
+        if client.len() > Self::MAX_CLIENT_LEN {
+            return Err(RequestIdError::TooLong {
+                max: Self::MAX_CLIENT_LEN,
+            });
+        }
+        let seq = seq.parse().map_err(|_| malformed())?;
+        Ok(RequestId {
+            client: client.to_string(),
+            seq,
+        })
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.client, self.seq)
+    }
+}
+
+/// A write operation on one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Op {
+    /// Set the value.
+    Write { key: String, value: String },
+    /// Set the value only if the current one equals `expected`.
+    Cas {
+        key: String,
+        expected: String,
+        new: String,
+    },
+    /// Remove the key.
+    Delete { key: String },
+    /// Append `suffix` to the value, creating the key when absent.
+    Append { key: String, suffix: String },
+}
+
+/// What is replicated through the log: an operation and, optionally, its request id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub request_id: Option<RequestId>,
+    pub op: Op,
+}
+
+/// A command that is not valid JSON of a [`Command`].
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable command: {0}")]
+pub struct DecodeError(#[from] serde_json::Error);
+
+impl Command {
+    /// The bytes that go into the log entry.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain strings and integers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads a command back from a log entry.
+    pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+/// The result of applying one operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum OpResult {
+    /// A write, or a cas whose expected value matched.
+    Written,
+    /// A cas whose expected value did not match; nothing changed.
+    PreconditionFailed { current: Option<String> },
+    /// A delete; `existed` says whether there was a value.
+    Deleted { existed: bool },
+    /// An append; `length` is the value's length in bytes afterwards.
+    Appended { length: usize },
+    /// The request id is older than its client's session window: it may or may not have been
+    /// applied before, so it is not applied now.
+    SessionExpired,
+}
+
+/// The outcome of [`KvStore::apply`]: the result and where it was first applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub result: OpResult,
+    /// Log index at which the operation took effect (for a retry: the first application).
+    pub index: LogIndex,
+    /// True when this was a retry answered from the session table.
+    #[serde(skip)]
+    pub duplicate: bool,
+}
+
+/// Recent results of one client.
+#[derive(Debug, Default, Clone)]
+struct Session {
+    /// seq -> result of its first application; at most [`SESSION_WINDOW`] entries.
+    results: BTreeMap<u64, Applied>,
+}
+
+/// The replicated key-value state: data and client sessions.
+#[derive(Debug, Default, Clone)]
+pub struct KvStore {
+    data: HashMap<String, String>,
+    sessions: HashMap<String, Session>,
+    /// Index of the last applied entry.
+    applied_index: LogIndex,
+}
+
+impl KvStore {
+    /// An empty store.
+    pub fn new() -> KvStore {
+        KvStore::default()
+    }
+
+    /// The current value of a key. Only linearizable when the caller has done ReadIndex.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.data.get(key).map(String::as_str)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when no key is set.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Index of the last applied log entry.
+    pub fn applied_index(&self) -> LogIndex {
+        self.applied_index
+    }
+
+    /// Records that the entry at `index` (a no-op, or a command that failed to decode) was
+    /// applied without changing anything.
+    pub fn apply_noop(&mut self, index: LogIndex) {
+        self.applied_index = self.applied_index.max(index);
+    }
+
+    /// Applies the command of the entry at `index`, at most once per request id.
+    pub fn apply(&mut self, index: LogIndex, command: &Command) -> Applied {
+        self.applied_index = self.applied_index.max(index);
+        let Some(id) = &command.request_id else {
+            return self.execute(index, &command.op);
+        };
+        let session = self.sessions.entry(id.client.clone()).or_default();
+        if let Some(first) = session.results.get(&id.seq) {
+            return Applied {
+                duplicate: true,
+                ..first.clone()
+            };
+        }
+        let window_full = session.results.len() >= SESSION_WINDOW;
+        let oldest = session.results.keys().next().copied();
+        if window_full && oldest.is_some_and(|oldest| id.seq < oldest) {
+            return Applied {
+                result: OpResult::SessionExpired,
+                index,
+                duplicate: false,
+            };
+        }
+        let applied = self.execute(index, &command.op);
+        let session = self.sessions.entry(id.client.clone()).or_default();
+        session.results.insert(id.seq, applied.clone());
+        if session.results.len() > SESSION_WINDOW {
+            session.results.pop_first();
+        }
+        applied
+    }
+
+    fn execute(&mut self, index: LogIndex, op: &Op) -> Applied {
+        let result = match op {
+            Op::Write { key, value } => {
+                self.data.insert(key.clone(), value.clone());
+                OpResult::Written
+            }
+            Op::Cas { key, expected, new } => match self.data.get_mut(key) {
+                Some(current) if current == expected => {
+                    *current = new.clone();
+                    OpResult::Written
+                }
+                current => OpResult::PreconditionFailed {
+                    current: current.map(|c| c.clone()),
+                },
+            },
+            Op::Delete { key } => OpResult::Deleted {
+                existed: self.data.remove(key).is_some(),
+            },
+            Op::Append { key, suffix } => {
+                let value = self.data.entry(key.clone()).or_default();
+                value.push_str(suffix);
+                OpResult::Appended {
+                    length: value.len(),
+                }
+            }
+        };
+        Applied {
+            result,
+            index,
+            duplicate: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(op: Op) -> Command {
+        Command {
+            request_id: None,
+            op,
+        }
+    }
+
+    fn with_id(client: &str, seq: u64, op: Op) -> Command {
+        Command {
+            request_id: Some(RequestId {
+                client: client.into(),
+                seq,
+            }),
+            op,
+        }
+    }
+
+    fn write(key: &str, value: &str) -> Op {
+        Op::Write {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    fn append(key: &str, suffix: &str) -> Op {
+        Op::Append {
+            key: key.into(),
+            suffix: suffix.into(),
+        }
+    }
+
+    #[test]
+    fn write_then_read() {
+        let mut kv = KvStore::new();
+        let a = kv.apply(1, &cmd(write("k", "v")));
+        assert_eq!(a.result, OpResult::Written);
+        assert_eq!(kv.get("k"), Some("v"));
+        assert_eq!(kv.applied_index(), 1);
+    }
+
+    #[test]
+    fn cas_swaps_only_when_the_current_value_matches() {
+        let mut kv = KvStore::new();
+        kv.apply(1, &cmd(write("k", "1")));
+        let cas = |expected: &str, new: &str| {
+            cmd(Op::Cas {
+                key: "k".into(),
+                expected: expected.into(),
+                new: new.into(),
+            })
+        };
+        assert_eq!(
+            kv.apply(2, &cas("2", "3")).result,
+            OpResult::PreconditionFailed {
+                current: Some("1".into())
+            }
+        );
+        assert_eq!(kv.get("k"), Some("1"));
+        assert_eq!(kv.apply(3, &cas("1", "3")).result, OpResult::Written);
+        assert_eq!(kv.get("k"), Some("3"));
+    }
+
+    #[test]
+    fn cas_on_an_absent_key_fails_with_no_current_value() {
+        let mut kv = KvStore::new();
+        let r = kv.apply(
+            1,
+            &cmd(Op::Cas {
+                key: "k".into(),
+                expected: "".into(),
+                new: "x".into(),
+            }),
+        );
+        assert_eq!(r.result, OpResult::PreconditionFailed { current: None });
+        assert_eq!(kv.get("k"), None);
+    }
+
+    #[test]
+    fn delete_reports_whether_the_key_existed() {
+        let mut kv = KvStore::new();
+        kv.apply(1, &cmd(write("k", "v")));
+        let del = || cmd(Op::Delete { key: "k".into() });
+        assert_eq!(
+            kv.apply(2, &del()).result,
+            OpResult::Deleted { existed: true }
+        );
+        assert_eq!(
+            kv.apply(3, &del()).result,
+            OpResult::Deleted { existed: false }
+        );
+        assert_eq!(kv.get("k"), None);
+    }
+
+    #[test]
+    fn append_creates_then_extends() {
+        let mut kv = KvStore::new();
+        assert_eq!(
+            kv.apply(1, &cmd(append("k", "ab"))).result,
+            OpResult::Appended { length: 2 }
+        );
+        kv.apply(2, &cmd(append("k", "c")));
+        assert_eq!(kv.get("k"), Some("abc"));
+    }
+
+    #[test]
+    fn retried_request_id_is_applied_once_and_gets_the_first_result() {
+        let mut kv = KvStore::new();
+        let first = kv.apply(1, &with_id("c1", 7, append("k", "x")));
+        kv.apply(2, &with_id("c2", 1, append("k", "y")));
+        let retry = kv.apply(3, &with_id("c1", 7, append("k", "x")));
+        assert_eq!(kv.get("k"), Some("xy"));
+        assert_eq!(retry.result, first.result);
+        assert_eq!(retry.index, 1);
+        assert!(retry.duplicate);
+        assert_eq!(kv.applied_index(), 3);
+    }
+
+    #[test]
+    fn requests_older_than_the_session_window_are_refused_not_applied() {
+        let mut kv = KvStore::new();
+        for seq in 1..=(SESSION_WINDOW as u64 + 1) {
+            kv.apply(seq, &with_id("c", seq, append("k", "a")));
+        }
+        let len_before = kv.get("k").map(str::len);
+        let old = kv.apply(1000, &with_id("c", 1, append("k", "a")));
+        assert_eq!(old.result, OpResult::SessionExpired);
+        assert_eq!(kv.get("k").map(str::len), len_before);
+    }
+
+    #[test]
+    fn out_of_order_sequence_numbers_within_the_window_apply_once_each() {
+        let mut kv = KvStore::new();
+        kv.apply(1, &with_id("c", 5, append("k", "5")));
+        kv.apply(2, &with_id("c", 3, append("k", "3")));
+        kv.apply(3, &with_id("c", 5, append("k", "5")));
+        assert_eq!(kv.get("k"), Some("53"));
+    }
+
+    #[test]
+    fn commands_round_trip_through_their_encoding() {
+        let c = with_id(
+            "client:with:colons",
+            42,
+            Op::Cas {
+                key: "k".into(),
+                expected: "é".into(),
+                new: "\u{0}".into(),
+            },
+        );
+        assert_eq!(Command::decode(&c.encode()).unwrap(), c);
+        assert!(Command::decode(b"not json").is_err());
+    }
+
+    #[test]
+    fn request_id_parses_client_and_seq() {
+        assert_eq!(
+            RequestId::parse("worker:3:17").unwrap(),
+            RequestId {
+                client: "worker:3".into(),
+                seq: 17
+            }
+        );
+        for bad in [
+            "",
+            "abc",
+            ":1",
+            "c:",
+            "c:-1",
+            "c:1x",
+            "c:99999999999999999999999",
+        ] {
+            assert!(RequestId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
