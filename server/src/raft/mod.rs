@@ -7,11 +7,38 @@
 //! answered. Time is ticks; randomness is a seeded RNG the caller provides. The same core runs
 //! under the tokio driver of the node binary and under the deterministic simulation in tests.
 //!
-//! The one rule that carries safety for a driver: persist `Ready::hard_state` and
-//! `Ready::entries` (fsync) *before* sending `Ready::messages`, then call
-//! [`RaftNode::advance`]. Many proposals may share one `Ready` and so one fsync (group commit).
+//! # Driver contract
+//!
+//! ```text
+//! loop {
+//!     feed inputs: tick() / step(msg) / propose(cmd) / read_index(id), as many as are waiting;
+//!     let rd = node.ready();                  // everything produced since the last ready()
+//!     persist rd.hard_state (if Some) and rd.entries (truncating first if needed), ONE fsync;
+//!     send rd.messages;                        // only now: they may depend on the fsync above
+//!     apply rd.committed_entries in order;     // all of them are durable locally
+//!     answer rd.read_states once applied >= index; fail rd.failed_reads;
+//!     node.advance();                          // "the last Ready's state is durable"
+//! }
+//! ```
+//!
+//! - Messages in a [`Ready`] may depend on that Ready's hard state (a vote) or entries (an
+//!   acknowledgement), so they must not leave before the fsync. Many proposals may share one
+//!   Ready and so one fsync (group commit).
+//! - The leader counts its own log toward a majority only up to what [`RaftNode::advance`] said
+//!   is durable, and `committed_entries` only ever holds entries durable locally.
+//! - Inputs may also be fed between `ready()` and `advance()` (for a driver that fsyncs on
+//!   another thread): what they produce goes into the next Ready, which must be persisted after
+//!   the previous one. `advance()` always refers to the most recent `ready()`.
+//! - A crash between `ready()` and `advance()` is safe: restart from what was durable with
+//!   [`RaftNode::new`]; the lost Ready's messages were never sent.
+//! - `hard_state.commit` is advisory; a restarted node delivers committed entries again from
+//!   [`Config::applied`] + 1 as it learns they are committed.
 
 use serde::{Deserialize, Serialize};
+
+mod node;
+
+pub use node::RaftNode;
 
 /// Identifies a node of the cluster (1, 2, 3, ...).
 pub type NodeId = u64;
@@ -142,6 +169,18 @@ impl Ready {
     }
 }
 
+/// Planted bugs for the harness's detection tests (issue 6). Each flag deliberately breaks one
+/// Raft rule; all are off by default and must never be on in production.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreBugs {
+    /// Followers accept AppendEntries without the prevLogIndex/prevLogTerm consistency check.
+    pub skip_log_check: bool,
+    /// The leader commits any entry stored on a majority, whatever its term (breaks Figure 8).
+    pub commit_old_term: bool,
+    /// The leader confirms reads at once with its commit index, without a heartbeat round.
+    pub leader_local_reads: bool,
+}
+
 /// Configuration of one node's core.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -155,8 +194,40 @@ pub struct Config {
     pub election_ticks: u32,
     /// At most this many entries in one AppendEntries message.
     pub max_entries_per_message: usize,
+    /// Soft cap on the payload bytes of one AppendEntries message (one entry is always sent,
+    /// however large), so a follower far behind is not sent one huge message.
+    pub max_bytes_per_message: usize,
+    /// At most this many AppendEntries carrying entries may be unacknowledged per follower
+    /// (pipelining window); further entries wait for acknowledgements.
+    pub max_inflight_messages: usize,
     /// Seed of the core's own RNG (election timeouts).
     pub seed: u64,
+    /// The index the caller's state machine has already applied when the node (re)starts;
+    /// committed entries after it are delivered again through `Ready::committed_entries`.
+    /// 0 for a state machine rebuilt from the log.
+    pub applied: LogIndex,
+    /// Planted bugs (all off by default).
+    pub bugs: CoreBugs,
+}
+
+impl Config {
+    /// A configuration with defaults in ticks close to etcd's ratio (heartbeat 1, election 10):
+    /// the driver chooses the tick length. The seed defaults to the node id; set it from a real
+    /// random source (or a test seed) when several nodes may start in the same state.
+    pub fn new(id: NodeId, members: Vec<NodeId>) -> Config {
+        Config {
+            id,
+            members,
+            heartbeat_ticks: 1,
+            election_ticks: 10,
+            max_entries_per_message: 1024,
+            max_bytes_per_message: 1 << 20,
+            max_inflight_messages: 256,
+            seed: id,
+            applied: 0,
+            bugs: CoreBugs::default(),
+        }
+    }
 }
 
 /// Why a proposal or a read was refused.
