@@ -1,3 +1,218 @@
 //! `riptide-server`: one node of a Riptide cluster.
+//!
+//! Parses the flags, binds the client and peer addresses (so a taken port is reported before
+//! anything else happens), then runs the node until SIGTERM or SIGINT.
 
-fn main() {}
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use riptide_server::node::{self, NodeOptions};
+use riptide_server::raft::NodeId;
+use tracing_subscriber::EnvFilter;
+
+/// One node of a Riptide Raft key-value cluster.
+///
+/// Members are this node plus every `--peer`. Example of node 1 of 3:
+///
+///   riptide-server --id 1 --data-dir data/1 --listen-client 127.0.0.1:8001
+///   --listen-peer 127.0.0.1:7001 --peer 2=127.0.0.1:7002 --peer 3=127.0.0.1:7003
+///   --peer-client-url 2=http://127.0.0.1:8002 --peer-client-url 3=http://127.0.0.1:8003
+#[derive(Debug, Parser)]
+#[command(name = "riptide-server", version, verbatim_doc_comment)]
+struct Args {
+    /// This node's id (nodes are numbered 1..=N).
+    #[arg(long)]
+    id: NodeId,
+    /// Directory of this node's hard state and write-ahead log (created when absent).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address of the HTTP client API.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    listen_client: String,
+    /// Address peers connect to for Raft messages.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    listen_peer: String,
+    /// ID=ADDR: the address this node uses to reach peer ID's peer port (may be a proxy).
+    /// Repeat for every peer.
+    #[arg(long = "peer", value_name = "ID=ADDR", value_parser = parse_id_pair)]
+    peers: Vec<(NodeId, String)>,
+    /// ID=URL: peer ID's client URL, where followers redirect clients when ID leads.
+    #[arg(long = "peer-client-url", value_name = "ID=URL", value_parser = parse_id_pair)]
+    peer_client_urls: Vec<(NodeId, String)>,
+    /// This node's client URL as others should use it (default: http://<listen-client>).
+    #[arg(long)]
+    client_url: Option<String>,
+    /// Length of one Raft tick in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    tick_ms: u64,
+    /// Leader heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    heartbeat_ms: u64,
+    /// Base election timeout in milliseconds (randomised in [t, 2t)).
+    #[arg(long, default_value_t = 500)]
+    election_ms: u64,
+    /// How long a request may wait for commit or read confirmation before 504.
+    #[arg(long, default_value_t = 3000)]
+    request_timeout_ms: u64,
+    /// Log filter (tracing EnvFilter syntax); RUST_LOG is used when this is absent.
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+/// Parses `ID=VALUE`.
+fn parse_id_pair(text: &str) -> Result<(NodeId, String), String> {
+    let (id, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=VALUE, got {text:?}"))?;
+    let id: NodeId = id
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad node id {id:?} in {text:?}"))?;
+    if id == 0 {
+        return Err("node ids start at 1".to_string());
+    }
+    if value.is_empty() {
+        return Err(format!("empty value in {text:?}"));
+    }
+    Ok((id, value.to_string()))
+}
+
+/// Turns repeated `ID=VALUE` flags into a map, refusing duplicates and this node's own id.
+fn id_map(
+    flag: &str,
+    self_id: NodeId,
+    pairs: &[(NodeId, String)],
+) -> Result<BTreeMap<NodeId, String>> {
+    let mut map = BTreeMap::new();
+    for (id, value) in pairs {
+        if *id == self_id {
+            bail!("--{flag} {id}=...: {id} is this node's own id");
+        }
+        if map.insert(*id, value.clone()).is_some() {
+            bail!("--{flag} given twice for node {id}");
+        }
+    }
+    Ok(map)
+}
+
+fn init_logging(level: Option<&str>) -> Result<()> {
+    let filter = match level {
+        Some(level) => {
+            EnvFilter::try_new(level).with_context(|| format!("bad --log-level {level:?}"))?
+        }
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_level.as_deref())?;
+    if args.id == 0 {
+        bail!("--id must be at least 1");
+    }
+    let peers = id_map("peer", args.id, &args.peers)?;
+    let peer_client_urls = id_map("peer-client-url", args.id, &args.peer_client_urls)?;
+    if let Some(unknown) = peer_client_urls.keys().find(|id| !peers.contains_key(id)) {
+        bail!("--peer-client-url {unknown}=...: node {unknown} is not given with --peer");
+    }
+    for missing in peers.keys().filter(|id| !peer_client_urls.contains_key(id)) {
+        tracing::warn!(
+            peer = missing,
+            "no --peer-client-url: clients cannot be redirected to it"
+        );
+    }
+    if args.tick_ms == 0 {
+        bail!("--tick-ms must be at least 1");
+    }
+    if args.heartbeat_ms < args.tick_ms || args.election_ms <= args.heartbeat_ms {
+        bail!(
+            "need tick-ms <= heartbeat-ms < election-ms (got {} / {} / {})",
+            args.tick_ms,
+            args.heartbeat_ms,
+            args.election_ms
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(serve(args, peers, peer_client_urls))
+}
+
+async fn serve(
+    args: Args,
+    peers: BTreeMap<NodeId, String>,
+    peer_client_urls: BTreeMap<NodeId, String>,
+) -> Result<()> {
+    let client_listener = tokio::net::TcpListener::bind(&args.listen_client)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for clients on {} (port taken?)",
+                args.listen_client
+            )
+        })?;
+    let peer_listener = tokio::net::TcpListener::bind(&args.listen_peer)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for peers on {} (port taken?)",
+                args.listen_peer
+            )
+        })?;
+    let client_addr = client_listener
+        .local_addr()
+        .context("client listener address")?;
+    let client_url = args
+        .client_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{client_addr}"));
+    tracing::info!(
+        id = args.id,
+        client = %client_addr,
+        peer = %args.listen_peer,
+        peers = ?peers,
+        "riptide-server starting"
+    );
+    let options = NodeOptions {
+        id: args.id,
+        data_dir: args.data_dir.clone(),
+        peers,
+        peer_client_urls,
+        client_url,
+        tick: Duration::from_millis(args.tick_ms),
+        heartbeat: Duration::from_millis(args.heartbeat_ms),
+        election: Duration::from_millis(args.election_ms),
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+    };
+    let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        match wait_for_signal().await {
+            Ok(name) => tracing::info!(signal = name, "stopping"),
+            Err(e) => tracing::error!(error = %e, "cannot listen for signals"),
+        }
+        let _ = shutdown_tx.send(true);
+    });
+    node::run(options, client_listener, peer_listener, shutdown)
+        .await
+        .with_context(|| format!("node {} (data dir {})", args.id, args.data_dir.display()))
+}
+
+/// Waits for SIGTERM or SIGINT and returns its name.
+async fn wait_for_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

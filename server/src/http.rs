@@ -1,0 +1,447 @@
+//! The HTTP API of a node (axum), exactly as in DESIGN.md.
+//!
+//! | request                          | answer                                               |
+//! |----------------------------------|------------------------------------------------------|
+//! | `GET /kv/{key}`                  | 200 raw value, 404 JSON when absent (ReadIndex read) |
+//! | `GET /kv/{key}?stale`            | the same from local state, no linearizability        |
+//! | `PUT /kv/{key}` body = value     | 200 JSON                                             |
+//! | `PUT /kv/{key}?if-value=OLD`     | 200 JSON, or 412 JSON with the current value         |
+//! | `DELETE /kv/{key}`               | 200 JSON (`existed` says whether there was a value)  |
+//! | `POST /kv/{key}/append` body     | 200 JSON with the new length                         |
+//! | `GET /status`, `GET /metrics`    | JSON view of the node, Prometheus text               |
+//!
+//! Status codes the harness relies on: `307` + `Location` to the leader from a follower (same
+//! path and query, so `curl -L` keeps method and body); `503` + `Retry-After` with
+//! `"proposed": false` when no leader is known, sent only when nothing was proposed; `504`
+//! with `"proposed": true` when a write was proposed but its outcome is unknown; `4xx` JSON for
+//! bad input, which never reaches the log. A `Request-Id: CLIENT:SEQ` header makes a write
+//! exactly-once (see [`crate::kv`]).
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use crate::kv::{Command, Op, OpResult, RequestId};
+use crate::node::metrics::Metrics;
+use crate::node::raft_loop::{ClientRequest, ProposeOutcome, ReadOutcome};
+use crate::node::NodeHandle;
+use crate::raft::NodeId;
+
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest value (or append suffix, or cas expected value), in bytes.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Seconds a client should wait after a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// The router of a node's client API.
+pub fn router(node: NodeHandle) -> Router {
+    Router::new()
+        .route("/kv/{key}", get(get_kv).put(put_kv).delete(delete_kv))
+        .route("/kv/{key}/append", axum::routing::post(append_kv))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        // Let slightly oversized bodies through so the 413 is ours (JSON), not axum's.
+        .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES + 64 * 1024))
+        .with_state(node)
+}
+
+/// A refusal of bad input (or a plain error), answered as `{"error": ...}` JSON.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        message: message.into(),
+    }
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}", uri.path()),
+    )
+    .into_response()
+}
+
+/// Checks the key from the path.
+fn key_from(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(key) = path.map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad key: {e}")))?;
+    if key.is_empty() {
+        return Err(error(StatusCode::BAD_REQUEST, "empty key"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("key is {} bytes, the limit is {MAX_KEY_BYTES}", key.len()),
+        ));
+    }
+    Ok(key)
+}
+
+/// Checks a request body as a value: UTF-8 and at most [`MAX_VALUE_BYTES`].
+fn value_from(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
+    let body = body.map_err(|e| {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("cannot read the body (the value limit is {MAX_VALUE_BYTES} bytes): {e}"),
+        )
+    })?;
+    if body.len() > MAX_VALUE_BYTES {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "value is {} bytes, the limit is {MAX_VALUE_BYTES}",
+                body.len()
+            ),
+        ));
+    }
+    String::from_utf8(body.to_vec())
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("value is not UTF-8: {e}")))
+}
+
+type QueryPairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// Parses the query string, allowing only the parameters in `allowed`, each at most once.
+fn query_from(query: QueryPairs, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let Query(pairs) =
+        query.map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad query: {e}")))?;
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if !allowed.contains(&name.as_str()) {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown query parameter {name:?} (allowed: {allowed:?})"),
+            ));
+        }
+        if pairs[..i].iter().any(|(other, _)| other == name) {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("query parameter {name:?} given twice"),
+            ));
+        }
+    }
+    Ok(pairs)
+}
+
+/// Reads the optional `Request-Id` header.
+fn request_id_from(headers: &HeaderMap) -> Result<Option<RequestId>, ApiError> {
+    let Some(value) = headers.get("request-id") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "Request-Id is not ASCII"))?;
+    RequestId::parse(text)
+        .map(Some)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+/// `503`: no leader known, nothing proposed; the client may retry anywhere.
+fn unavailable(node: &NodeHandle, why: &str) -> Response {
+    Metrics::inc(&node.metrics.unavailable_total);
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": why, "proposed": false })),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_AFTER_SECS),
+    );
+    response
+}
+
+/// `307` to the leader's client URL with the same path and query, or `503` when the leader
+/// is unknown (or has no known URL).
+fn redirect_to_leader(node: &NodeHandle, leader: Option<NodeId>, uri: &Uri) -> Response {
+    let Some(leader) = leader.filter(|&l| l != node.id) else {
+        return unavailable(node, "no known leader");
+    };
+    let Some(base) = node.client_urls.get(&leader) else {
+        return unavailable(
+            node,
+            &format!("leader is node {leader} but its client URL is unknown"),
+        );
+    };
+    let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location = format!("{}{}", base.trim_end_matches('/'), path_and_query);
+    let Ok(location_header) = HeaderValue::from_str(&location) else {
+        return unavailable(node, "leader URL is not a valid header");
+    };
+    Metrics::inc(&node.metrics.redirects_total);
+    let mut response = (
+        StatusCode::TEMPORARY_REDIRECT,
+        Json(json!({ "error": "not the leader", "leader": leader, "location": location })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::LOCATION, location_header);
+    response
+}
+
+/// `504`: the write was proposed and its outcome is unknown.
+fn unknown_outcome(why: &str) -> Response {
+    (
+        StatusCode::GATEWAY_TIMEOUT,
+        Json(json!({ "error": why, "proposed": true })),
+    )
+        .into_response()
+}
+
+/// Hands a write to the Raft loop and turns its outcome into a response.
+async fn propose(node: &NodeHandle, uri: &Uri, request_id: Option<RequestId>, op: Op) -> Response {
+    let (reply, outcome) = oneshot::channel();
+    let command = Command { request_id, op };
+    if node
+        .to_raft
+        .send(ClientRequest::Propose { command, reply })
+        .await
+        .is_err()
+    {
+        return unavailable(node, "node is shutting down");
+    }
+    let outcome = match tokio::time::timeout(node.request_timeout, outcome).await {
+        Err(_) => return unknown_outcome("not committed before the request timeout"),
+        // The loop dropped the request (shutdown); it may have been proposed.
+        Ok(Err(_)) => return unknown_outcome("node stopped while the write was pending"),
+        Ok(Ok(outcome)) => outcome,
+    };
+    let applied = match outcome {
+        ProposeOutcome::NotLeader { leader } => return redirect_to_leader(node, leader, uri),
+        ProposeOutcome::Unknown { reason } => return unknown_outcome(reason),
+        ProposeOutcome::Applied(applied) => applied,
+    };
+    let index = applied.index;
+    let duplicate = applied.duplicate;
+    match applied.result {
+        OpResult::Written => ok_json(json!({ "ok": true, "index": index, "duplicate": duplicate })),
+        OpResult::Deleted { existed } => ok_json(
+            json!({ "ok": true, "existed": existed, "index": index, "duplicate": duplicate }),
+        ),
+        OpResult::Appended { length } => {
+            ok_json(json!({ "ok": true, "length": length, "index": index, "duplicate": duplicate }))
+        }
+        OpResult::PreconditionFailed { current } => (
+            StatusCode::PRECONDITION_FAILED,
+            Json(json!({
+                "error": "precondition failed: the current value differs",
+                "current": current,
+                "index": index,
+                "duplicate": duplicate,
+            })),
+        )
+            .into_response(),
+        OpResult::SessionExpired => error(
+            StatusCode::CONFLICT,
+            "Request-Id is older than its client's session window; not applied",
+        )
+        .into_response(),
+    }
+}
+
+fn ok_json(body: serde_json::Value) -> Response {
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+async fn get_kv(
+    State(node): State<NodeHandle>,
+    path: Result<Path<String>, PathRejection>,
+    query: QueryPairs,
+    uri: Uri,
+) -> Response {
+    let key = match key_from(path) {
+        Ok(key) => key,
+        Err(e) => return e.into_response(),
+    };
+    let query = match query_from(query, &["stale"]) {
+        Ok(query) => query,
+        Err(e) => return e.into_response(),
+    };
+    let stale = match query.first() {
+        None => false,
+        Some((_, v)) if v.is_empty() || v == "true" || v == "1" => true,
+        Some((_, v)) if v == "false" || v == "0" => false,
+        Some((_, v)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("stale must be empty, true or false, got {v:?}"),
+            )
+            .into_response()
+        }
+    };
+    let value = if stale {
+        let (reply, value) = oneshot::channel();
+        if node
+            .to_raft
+            .send(ClientRequest::StaleRead { key, reply })
+            .await
+            .is_err()
+        {
+            return unavailable(&node, "node is shutting down");
+        }
+        match value.await {
+            Ok(value) => value,
+            Err(_) => return unavailable(&node, "node is shutting down"),
+        }
+    } else {
+        let (reply, outcome) = oneshot::channel();
+        if node
+            .to_raft
+            .send(ClientRequest::Read { key, reply })
+            .await
+            .is_err()
+        {
+            return unavailable(&node, "node is shutting down");
+        }
+        let outcome = match tokio::time::timeout(node.request_timeout, outcome).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => return unavailable(&node, "node is shutting down"),
+            Err(_) => {
+                Metrics::inc(&node.metrics.reads_failed_total);
+                return (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    Json(json!({ "error": "read not confirmed before the request timeout", "proposed": false })),
+                )
+                    .into_response();
+            }
+        };
+        match outcome {
+            ReadOutcome::Value(value) => value,
+            ReadOutcome::NotLeader { leader } => return redirect_to_leader(&node, leader, &uri),
+            ReadOutcome::Failed { reason } => return unavailable(&node, reason),
+        }
+    };
+    match value {
+        Some(value) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            value,
+        )
+            .into_response(),
+        None => error(StatusCode::NOT_FOUND, "key not found").into_response(),
+    }
+}
+
+async fn put_kv(
+    State(node): State<NodeHandle>,
+    path: Result<Path<String>, PathRejection>,
+    query: QueryPairs,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed: Result<_, ApiError> = (|| {
+        let key = key_from(path)?;
+        let query = query_from(query, &["if-value"])?;
+        let request_id = request_id_from(&headers)?;
+        let value = value_from(body)?;
+        let op = match query.into_iter().next() {
+            Some((_, expected)) => {
+                if expected.len() > MAX_VALUE_BYTES {
+                    return Err(error(StatusCode::BAD_REQUEST, "if-value is too long"));
+                }
+                Op::Cas {
+                    key,
+                    expected,
+                    new: value,
+                }
+            }
+            None => Op::Write { key, value },
+        };
+        Ok((request_id, op))
+    })();
+    match parsed {
+        Ok((request_id, op)) => propose(&node, &uri, request_id, op).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_kv(
+    State(node): State<NodeHandle>,
+    path: Result<Path<String>, PathRejection>,
+    query: QueryPairs,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let parsed: Result<_, ApiError> = (|| {
+        let key = key_from(path)?;
+        query_from(query, &[])?;
+        let request_id = request_id_from(&headers)?;
+        Ok((request_id, Op::Delete { key }))
+    })();
+    match parsed {
+        Ok((request_id, op)) => propose(&node, &uri, request_id, op).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn append_kv(
+    State(node): State<NodeHandle>,
+    path: Result<Path<String>, PathRejection>,
+    query: QueryPairs,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let parsed: Result<_, ApiError> = (|| {
+        let key = key_from(path)?;
+        query_from(query, &[])?;
+        let request_id = request_id_from(&headers)?;
+        let suffix = value_from(body)?;
+        Ok((request_id, Op::Append { key, suffix }))
+    })();
+    match parsed {
+        Ok((request_id, op)) => propose(&node, &uri, request_id, op).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn status(State(node): State<NodeHandle>) -> Response {
+    let status = node.status.borrow().clone();
+    let raft = &status.raft;
+    let leader_url = raft.leader.and_then(|l| node.client_urls.get(&l).cloned());
+    let peers: Vec<_> = node
+        .peers
+        .iter()
+        .map(|id| json!({ "id": id, "client_url": node.client_urls.get(id) }))
+        .collect();
+    ok_json(json!({
+        "id": node.id,
+        "role": raft.role,
+        "term": raft.term,
+        "leader": raft.leader,
+        "leader_url": leader_url,
+        "commit_index": raft.commit_index,
+        "applied_index": status.applied_index,
+        "last_index": raft.last_index,
+        "peers": peers,
+    }))
+}
+
+async fn metrics(State(node): State<NodeHandle>) -> Response {
+    let status = node.status.borrow().clone();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        node.metrics.render(&status),
+    )
+        .into_response()
+}

@@ -1,0 +1,229 @@
+//! The node: the Raft core driven by tokio, with real disk, real sockets and a real clock.
+//!
+//! [`run`] wires the parts together and runs them until shutdown:
+//!
+//! - the Raft loop ([`raft_loop`]) on its own thread: core + storage + KV state machine;
+//! - the peer transport ([`transport`]): one outbound connection task per peer, an inbound
+//!   listener feeding the loop;
+//! - the HTTP API ([`crate::http`]) handing client requests to the loop over a channel.
+//!
+//! The data path of a write: HTTP handler -> `ClientRequest::Propose` -> `RaftNode::propose`
+//! -> `Ready::entries` persisted (group commit) -> replicated -> `Ready::committed_entries`
+//! -> `KvStore::apply` -> the handler's oneshot -> HTTP response.
+
+pub mod metrics;
+pub mod raft_loop;
+pub mod transport;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::raft::{Config, NodeId, RaftNode, Role, Status};
+use crate::storage::{Storage, StorageError};
+use metrics::Metrics;
+use raft_loop::{ClientRequest, LoopIo, RaftLoop};
+
+/// Everything a node needs to know to run (the binary builds it from its flags).
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub id: NodeId,
+    pub data_dir: PathBuf,
+    /// Address this node uses to reach each peer's peer port (maybe a proxy), by peer id.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Each peer's client URL, for redirects to the leader.
+    pub peer_client_urls: BTreeMap<NodeId, String>,
+    /// This node's own client URL (reported in `/status` when it leads).
+    pub client_url: String,
+    /// Length of one Raft tick.
+    pub tick: Duration,
+    /// Leader heartbeat interval (rounded to ticks).
+    pub heartbeat: Duration,
+    /// Base election timeout (rounded to ticks; the core randomises in [t, 2t)).
+    pub election: Duration,
+    /// How long a client request may wait for commit (writes) or confirmation (reads).
+    pub request_timeout: Duration,
+}
+
+/// What `/status` and the metrics show: the core's view plus the apply index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub raft: Status,
+    pub applied_index: crate::raft::LogIndex,
+}
+
+/// Why a node could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("cannot start the raft thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+    #[error("the raft loop ended unexpectedly")]
+    LoopGone,
+}
+
+/// What the HTTP layer holds to talk to the node.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    pub id: NodeId,
+    pub to_raft: mpsc::Sender<ClientRequest>,
+    pub status: watch::Receiver<NodeStatus>,
+    pub metrics: Arc<Metrics>,
+    /// Client URL of every member (this node included), for redirects and `/status`.
+    pub client_urls: HashMap<NodeId, String>,
+    pub peers: Vec<NodeId>,
+    pub request_timeout: Duration,
+}
+
+/// Converts a duration to whole ticks, at least one.
+fn to_ticks(duration: Duration, tick: Duration) -> u32 {
+    let ticks = duration.as_micros() / tick.as_micros().max(1);
+    ticks.clamp(1, u32::MAX as u128) as u32
+}
+
+/// Runs a node until `shutdown` becomes true or something fatal happens.
+pub async fn run(
+    options: NodeOptions,
+    client_listener: TcpListener,
+    peer_listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), NodeError> {
+    let (storage, durable) = Storage::open(&options.data_dir)?;
+    tracing::info!(
+        data_dir = %options.data_dir.display(),
+        term = durable.hard_state.term,
+        voted_for = ?durable.hard_state.voted_for,
+        last_index = durable.log.last().map_or(0, |e| e.index),
+        "storage opened"
+    );
+    let mut members: Vec<NodeId> = options.peers.keys().copied().collect();
+    members.push(options.id);
+    members.sort_unstable();
+    let mut config = Config::new(options.id, members);
+    config.heartbeat_ticks = to_ticks(options.heartbeat, options.tick);
+    config.election_ticks =
+        to_ticks(options.election, options.tick).max(config.heartbeat_ticks + 1);
+    config.seed = rand::random::<u64>() ^ options.id;
+    // The state machine is rebuilt from the log on every start (no snapshots yet).
+    config.applied = 0;
+    let core = RaftNode::new(config, durable);
+
+    let metrics = Arc::new(Metrics::default());
+    let (status_tx, status_rx) = watch::channel(NodeStatus {
+        raft: core.status(),
+        applied_index: 0,
+    });
+    let (peer_tx, peer_rx) = mpsc::channel(8192);
+    let (client_tx, client_rx) = mpsc::channel(65536);
+    let (internal_shutdown_tx, internal_shutdown) = watch::channel(false);
+
+    let peers = options
+        .peers
+        .iter()
+        .map(|(&id, addr)| {
+            let sender = transport::spawn_outbound(
+                id,
+                addr.clone(),
+                metrics.clone(),
+                internal_shutdown.clone(),
+            );
+            (id, sender)
+        })
+        .collect();
+    tokio::spawn(transport::serve_inbound(
+        peer_listener,
+        options.id,
+        peer_tx,
+        metrics.clone(),
+        internal_shutdown.clone(),
+    ));
+
+    let io = LoopIo {
+        peers,
+        from_peers: peer_rx,
+        from_clients: client_rx,
+        status: status_tx,
+        metrics: metrics.clone(),
+        tick: options.tick,
+        request_timeout: options.request_timeout,
+    };
+    let raft_loop = RaftLoop::new(options.id, core, storage, io);
+    let (loop_done_tx, mut loop_done) = oneshot::channel();
+    let loop_shutdown = internal_shutdown.clone();
+    std::thread::Builder::new()
+        .name(format!("raft-{}", options.id))
+        .spawn(move || {
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime
+                    .block_on(raft_loop.run(loop_shutdown))
+                    .map_err(NodeError::Storage),
+                Err(e) => Err(NodeError::Thread(e)),
+            };
+            let _ = loop_done_tx.send(result);
+        })
+        .map_err(NodeError::Thread)?;
+
+    let mut client_urls: HashMap<NodeId, String> = options
+        .peer_client_urls
+        .iter()
+        .map(|(&id, url)| (id, url.clone()))
+        .collect();
+    client_urls.insert(options.id, options.client_url.clone());
+    let handle = NodeHandle {
+        id: options.id,
+        to_raft: client_tx,
+        status: status_rx,
+        metrics,
+        client_urls,
+        peers: options.peers.keys().copied().collect(),
+        request_timeout: options.request_timeout,
+    };
+    let app = crate::http::router(handle);
+    let mut http_shutdown = internal_shutdown.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(client_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+
+    let mut shutdown = shutdown;
+    let result = tokio::select! {
+        _ = shutdown.wait_for(|stop| *stop) => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        done = &mut loop_done => match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(NodeError::LoopGone),
+        },
+    };
+    let _ = internal_shutdown_tx.send(true);
+    if result.is_ok() {
+        // Let the loop finish its current batch so nothing half-persisted is left behind.
+        let _ = tokio::time::timeout(Duration::from_secs(5), loop_done).await;
+    }
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), http).await {
+        return Err(NodeError::Http(e));
+    }
+    result
+}
+
+impl NodeStatus {
+    /// True when this node believes it leads.
+    pub fn is_leader(&self) -> bool {
+        self.raft.role == Role::Leader
+    }
+}

@@ -1,0 +1,417 @@
+//! The Raft loop: the one task that owns the Raft core, the storage and the state machine.
+//!
+//! It follows the driver contract of [`crate::raft`]:
+//!
+//! ```text
+//! loop {
+//!     wait for an input, then drain every input already queued   (peer messages, client
+//!                                                                 writes and reads, ticks)
+//!     rd = core.ready()
+//!     persist rd.hard_state + rd.entries, ONE fsync              (group commit)
+//!     send rd.messages                                            (only now: they may promise
+//!                                                                 what was just persisted)
+//!     apply rd.committed_entries, answer the writes they carry
+//!     queue rd.read_states until applied_index >= their index, then answer them
+//!     fail rd.failed_reads
+//!     core.advance()
+//! }
+//! ```
+//!
+//! Draining every queued input before taking a `Ready` is what batches many client writes into
+//! one log append and one fsync. The loop runs on its own OS thread (a current-thread tokio
+//! runtime) because the fsync blocks: nothing else (HTTP, transport) waits behind it.
+//!
+//! A write is answered when the entry at its (index, term) is applied; if that index is applied
+//! with another term the entry was overwritten by a new leader and the write failed. When this
+//! node stops being leader, writes still waiting are answered "unknown outcome" (they may yet
+//! commit under the new leader); the HTTP layer turns that, and its own timeout, into a `504`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::metrics::Metrics;
+use super::transport::PeerSender;
+use super::NodeStatus;
+use crate::kv::{Applied, Command, KvStore};
+use crate::raft::{
+    Entry, EntryPayload, LogIndex, Message, NodeId, RaftError, RaftNode, Role, Term,
+};
+use crate::storage::{Storage, StorageError};
+
+/// A client request handed from the HTTP layer to the Raft loop.
+#[derive(Debug)]
+pub enum ClientRequest {
+    /// Replicate and apply a write.
+    Propose {
+        command: Command,
+        reply: oneshot::Sender<ProposeOutcome>,
+    },
+    /// A linearizable read by ReadIndex.
+    Read {
+        key: String,
+        reply: oneshot::Sender<ReadOutcome>,
+    },
+    /// A read of the local state with no linearizability (`?stale`).
+    StaleRead {
+        key: String,
+        reply: oneshot::Sender<Option<String>>,
+    },
+}
+
+/// How a write ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProposeOutcome {
+    /// Applied (or answered from the session table, for a retry).
+    Applied(Applied),
+    /// Not proposed: this node is not the leader.
+    NotLeader { leader: Option<NodeId> },
+    /// Proposed, but the outcome is unknown here (leadership lost) or it certainly failed
+    /// (overwritten); either way the client may retry with the same Request-Id.
+    Unknown { reason: &'static str },
+}
+
+/// How a read ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// The value (None when absent) as of a point between the request and the answer.
+    Value(Option<String>),
+    /// Not attempted: this node is not the leader.
+    NotLeader { leader: Option<NodeId> },
+    /// Leadership could not be confirmed.
+    Failed { reason: &'static str },
+}
+
+/// A write waiting for its entry to be applied.
+struct PendingWrite {
+    /// The term the entry was proposed in: the write succeeded only if the entry applied at
+    /// its index has this term.
+    term: Term,
+    reply: oneshot::Sender<ProposeOutcome>,
+    /// After this, nobody is waiting any more (the HTTP layer answered 504); drop it.
+    deadline: Instant,
+}
+
+/// A read waiting for leadership confirmation and then for the apply index.
+struct PendingRead {
+    key: String,
+    reply: oneshot::Sender<ReadOutcome>,
+    deadline: Instant,
+}
+
+/// Channels and settings the loop needs besides its core, storage and state machine.
+pub struct LoopIo {
+    pub peers: HashMap<NodeId, PeerSender>,
+    pub from_peers: mpsc::Receiver<Message>,
+    pub from_clients: mpsc::Receiver<ClientRequest>,
+    pub status: watch::Sender<NodeStatus>,
+    pub metrics: Arc<Metrics>,
+    pub tick: Duration,
+    /// How long a request may wait in the loop before it is given up.
+    pub request_timeout: Duration,
+}
+
+/// The state of the Raft loop.
+pub struct RaftLoop {
+    id: NodeId,
+    core: RaftNode,
+    storage: Storage,
+    kv: KvStore,
+    io: LoopIo,
+    /// Writes waiting for their index to be applied, by index.
+    pending_writes: BTreeMap<LogIndex, PendingWrite>,
+    /// Reads handed to `read_index`, not yet confirmed, by read id.
+    unconfirmed_reads: HashMap<u64, PendingRead>,
+    /// Reads confirmed by a heartbeat round, waiting for `applied_index >= index`.
+    confirmed_reads: BTreeMap<LogIndex, Vec<PendingRead>>,
+    next_read_id: u64,
+    /// The role seen at the end of the previous iteration, to notice leadership loss.
+    last_role: Role,
+}
+
+/// At most this many inputs are taken before a `Ready` is processed, so ticks and output are
+/// never starved by a flood of requests.
+const MAX_INPUTS_PER_BATCH: usize = 8192;
+
+impl RaftLoop {
+    pub fn new(id: NodeId, core: RaftNode, storage: Storage, io: LoopIo) -> RaftLoop {
+        RaftLoop {
+            id,
+            core,
+            storage,
+            kv: KvStore::new(),
+            io,
+            pending_writes: BTreeMap::new(),
+            unconfirmed_reads: HashMap::new(),
+            confirmed_reads: BTreeMap::new(),
+            next_read_id: 1,
+            last_role: Role::Follower,
+        }
+    }
+
+    /// Runs until shutdown, or until storage fails (then the node must stop: it can no longer
+    /// promise durability).
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), StorageError> {
+        let mut ticker = tokio::time::interval(self.io.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sweep = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                _ = ticker.tick() => self.core.tick(),
+                Some(message) = self.io.from_peers.recv() => self.step(message),
+                Some(request) = self.io.from_clients.recv() => self.handle_client(request),
+            }
+            self.drain_inputs();
+            self.process_ready()?;
+            if last_sweep.elapsed() >= Duration::from_millis(100) {
+                self.expire_requests();
+                last_sweep = Instant::now();
+            }
+            self.publish_status();
+        }
+        tracing::info!("raft loop stopped");
+        Ok(())
+    }
+
+    /// Takes every input already queued (group commit comes from here).
+    fn drain_inputs(&mut self) {
+        for _ in 0..MAX_INPUTS_PER_BATCH {
+            if let Ok(message) = self.io.from_peers.try_recv() {
+                self.step(message);
+            } else if let Ok(request) = self.io.from_clients.try_recv() {
+                self.handle_client(request);
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn step(&mut self, message: Message) {
+        self.core.step(message);
+    }
+
+    fn handle_client(&mut self, request: ClientRequest) {
+        match request {
+            ClientRequest::Propose { command, reply } => {
+                match self.core.propose(command.encode()) {
+                    Ok((index, term)) => {
+                        Metrics::inc(&self.io.metrics.proposals_total);
+                        let pending = PendingWrite {
+                            term,
+                            reply,
+                            deadline: Instant::now() + self.io.request_timeout,
+                        };
+                        // An older write still waiting at this index was overwritten.
+                        if let Some(old) = self.pending_writes.insert(index, pending) {
+                            let _ = old.reply.send(ProposeOutcome::Unknown {
+                                reason: "entry overwritten by a new leader",
+                            });
+                        }
+                    }
+                    Err(RaftError::NotLeader { leader }) => {
+                        let _ = reply.send(ProposeOutcome::NotLeader { leader });
+                    }
+                }
+            }
+            ClientRequest::Read { key, reply } => {
+                let id = self.next_read_id;
+                self.next_read_id += 1;
+                match self.core.read_index(id) {
+                    Ok(()) => {
+                        let pending = PendingRead {
+                            key,
+                            reply,
+                            deadline: Instant::now() + self.io.request_timeout,
+                        };
+                        self.unconfirmed_reads.insert(id, pending);
+                    }
+                    Err(RaftError::NotLeader { leader }) => {
+                        let _ = reply.send(ReadOutcome::NotLeader { leader });
+                    }
+                }
+            }
+            ClientRequest::StaleRead { key, reply } => {
+                let _ = reply.send(self.kv.get(&key).map(str::to_string));
+            }
+        }
+    }
+
+    /// One turn of the driver contract.
+    fn process_ready(&mut self) -> Result<(), StorageError> {
+        if !self.core.has_ready() {
+            return Ok(());
+        }
+        let ready = self.core.ready();
+        if ready.hard_state.is_some() || !ready.entries.is_empty() {
+            let started = Instant::now();
+            let fsyncs_before = self.storage.fsync_count();
+            self.storage
+                .persist(ready.hard_state.as_ref(), &ready.entries)?;
+            let metrics = &self.io.metrics;
+            Metrics::inc(&metrics.persist_batches_total);
+            Metrics::add(&metrics.persisted_entries_total, ready.entries.len() as u64);
+            Metrics::add(
+                &metrics.persist_micros_total,
+                started.elapsed().as_micros() as u64,
+            );
+            Metrics::add(
+                &metrics.fsyncs_total,
+                self.storage.fsync_count() - fsyncs_before,
+            );
+        }
+        // Only now may messages leave: they can promise a vote or acknowledge entries.
+        for message in ready.messages {
+            if message.to == self.id {
+                self.core.step(message);
+            } else if let Some(peer) = self.io.peers.get(&message.to) {
+                peer.send(message);
+            }
+        }
+        for entry in &ready.committed_entries {
+            self.apply(entry);
+        }
+        for read in ready.read_states {
+            if let Some(pending) = self.unconfirmed_reads.remove(&read.id) {
+                self.confirmed_reads
+                    .entry(read.index)
+                    .or_default()
+                    .push(pending);
+            }
+        }
+        for id in ready.failed_reads {
+            if let Some(pending) = self.unconfirmed_reads.remove(&id) {
+                Metrics::inc(&self.io.metrics.reads_failed_total);
+                let _ = pending.reply.send(ReadOutcome::Failed {
+                    reason: "leadership lost before the read was confirmed",
+                });
+            }
+        }
+        self.core.advance();
+        self.answer_confirmed_reads();
+        self.notice_role_change();
+        Ok(())
+    }
+
+    /// Applies one committed entry and answers the write waiting for it, if any.
+    fn apply(&mut self, entry: &Entry) {
+        Metrics::inc(&self.io.metrics.applied_entries_total);
+        let applied = match &entry.payload {
+            EntryPayload::Noop => {
+                self.kv.apply_noop(entry.index);
+                None
+            }
+            EntryPayload::Command(bytes) => match Command::decode(bytes) {
+                Ok(command) => Some(self.kv.apply(entry.index, &command)),
+                Err(e) => {
+                    // Every node sees the same bytes, so every node skips it the same way.
+                    tracing::error!(index = entry.index, error = %e, "skipping an undecodable command");
+                    self.kv.apply_noop(entry.index);
+                    None
+                }
+            },
+        };
+        // Writes at lower indexes can no longer be applied: their slots were overwritten.
+        while let Some(first) = self.pending_writes.first_entry() {
+            if *first.key() > entry.index {
+                break;
+            }
+            let index = *first.key();
+            let pending = first.remove();
+            let outcome = match &applied {
+                Some(applied) if index == entry.index && pending.term == entry.term => {
+                    Metrics::inc(&self.io.metrics.proposals_applied_total);
+                    if applied.duplicate {
+                        Metrics::inc(&self.io.metrics.duplicate_requests_total);
+                    }
+                    ProposeOutcome::Applied(applied.clone())
+                }
+                _ => {
+                    Metrics::inc(&self.io.metrics.proposals_failed_total);
+                    ProposeOutcome::Unknown {
+                        reason: "entry overwritten by a new leader",
+                    }
+                }
+            };
+            let _ = pending.reply.send(outcome);
+        }
+    }
+
+    /// Answers the confirmed reads whose index has been applied.
+    fn answer_confirmed_reads(&mut self) {
+        let applied = self.kv.applied_index();
+        while let Some(first) = self.confirmed_reads.first_entry() {
+            if *first.key() > applied {
+                break;
+            }
+            for read in first.remove() {
+                Metrics::inc(&self.io.metrics.reads_total);
+                let value = self.kv.get(&read.key).map(str::to_string);
+                let _ = read.reply.send(ReadOutcome::Value(value));
+            }
+        }
+    }
+
+    /// When leadership is lost, waiting writes get "unknown outcome" and unconfirmed reads fail,
+    /// so their clients can go to the new leader instead of waiting for a timeout.
+    fn notice_role_change(&mut self) {
+        let role = self.core.status().role;
+        if self.last_role == Role::Leader && role != Role::Leader {
+            tracing::info!(?role, "lost leadership");
+            for (_, pending) in std::mem::take(&mut self.pending_writes) {
+                Metrics::inc(&self.io.metrics.proposals_failed_total);
+                let _ = pending.reply.send(ProposeOutcome::Unknown {
+                    reason: "leadership lost before the write was applied",
+                });
+            }
+            for (_, pending) in std::mem::take(&mut self.unconfirmed_reads) {
+                Metrics::inc(&self.io.metrics.reads_failed_total);
+                let _ = pending.reply.send(ReadOutcome::Failed {
+                    reason: "leadership lost before the read was confirmed",
+                });
+            }
+        } else if self.last_role != Role::Leader && role == Role::Leader {
+            tracing::info!(term = self.core.status().term, "became leader");
+        }
+        self.last_role = role;
+    }
+
+    /// Drops requests whose client has stopped waiting (the HTTP layer answered 504).
+    fn expire_requests(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<LogIndex> = self
+            .pending_writes
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(&i, _)| i)
+            .collect();
+        for index in expired {
+            self.pending_writes.remove(&index);
+            Metrics::inc(&self.io.metrics.proposals_failed_total);
+        }
+        let before = self.unconfirmed_reads.len();
+        self.unconfirmed_reads.retain(|_, p| p.deadline > now);
+        for _ in self.unconfirmed_reads.len()..before {
+            Metrics::inc(&self.io.metrics.reads_failed_total);
+        }
+        // Confirmed reads stay: they are answered as soon as the apply index catches up.
+    }
+
+    fn publish_status(&self) {
+        let status = NodeStatus {
+            raft: self.core.status(),
+            applied_index: self.kv.applied_index(),
+        };
+        self.io.status.send_if_modified(|current| {
+            if *current == status {
+                false
+            } else {
+                *current = status;
+                true
+            }
+        });
+    }
+}

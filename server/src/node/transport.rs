@@ -1,0 +1,365 @@
+//! The peer transport: Raft messages over persistent TCP connections.
+//!
+//! Each peer gets one outbound connection, owned by a task that takes messages from a bounded
+//! queue and writes them as frames (a 4-byte big-endian length, then the message as JSON).
+//! Raft tolerates loss, so the transport never pushes back on the Raft loop: when the queue is
+//! full, or the link is down, messages are dropped and Raft retries (heartbeats, re-sent
+//! AppendEntries). Writes have a timeout, so a peer behind a proxy that blackholes traffic costs
+//! a reconnect, never a stuck loop; a reset link is reconnected with capped exponential backoff.
+//!
+//! Inbound, the node accepts connections on its peer address and feeds every decoded message
+//! to the Raft loop. Connections are one-way: a node sends on its own outbound connections and
+//! receives on the ones its peers opened, so each directed link can be proxied separately.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::metrics::Metrics;
+use crate::raft::{Message, NodeId};
+
+/// Largest frame accepted or sent; larger frames mean a broken or hostile peer.
+pub const MAX_FRAME_BYTES: usize = 256 << 20;
+/// Messages waiting for one peer before new ones are dropped.
+const PEER_QUEUE_LEN: usize = 4096;
+/// Time allowed for one batch of frames to be written before the link is considered dead.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time allowed for a TCP connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// First and largest delay between reconnect attempts.
+const MIN_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// An inbound connection silent for this long is closed (the peer reconnects when it needs to).
+const INBOUND_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// At most this many bytes are gathered into one write.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// The Raft loop's handle to one peer's outbound queue.
+#[derive(Debug, Clone)]
+pub struct PeerSender {
+    queue: mpsc::Sender<Message>,
+    metrics: Arc<Metrics>,
+}
+
+impl PeerSender {
+    /// Queues a message without waiting; drops it when the queue is full.
+    pub fn send(&self, message: Message) {
+        match self.queue.try_send(message) {
+            Ok(()) => Metrics::inc(&self.metrics.peer_messages_sent_total),
+            Err(_) => Metrics::inc(&self.metrics.peer_messages_dropped_total),
+        }
+    }
+}
+
+/// Starts the task owning the outbound connection to `peer` at `addr`.
+pub fn spawn_outbound(
+    peer: NodeId,
+    addr: String,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> PeerSender {
+    let (queue, rx) = mpsc::channel(PEER_QUEUE_LEN);
+    let link = OutboundLink {
+        peer,
+        addr,
+        queue: rx,
+        metrics: metrics.clone(),
+    };
+    tokio::spawn(link.run(shutdown));
+    PeerSender { queue, metrics }
+}
+
+/// One peer's outbound connection and the queue that feeds it.
+struct OutboundLink {
+    peer: NodeId,
+    /// The address this node uses to reach the peer (maybe a nemesis proxy).
+    addr: String,
+    queue: mpsc::Receiver<Message>,
+    metrics: Arc<Metrics>,
+}
+
+impl OutboundLink {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = MIN_BACKOFF;
+        let mut was_connected = true;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let connected = tokio::select! {
+                _ = shutdown.changed() => return,
+                c = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr)) => c,
+            };
+            match connected {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    Metrics::inc(&self.metrics.peer_connects_total);
+                    tracing::info!(peer = self.peer, addr = %self.addr, "connected to peer");
+                    was_connected = true;
+                    backoff = MIN_BACKOFF;
+                    let why = tokio::select! {
+                        _ = shutdown.changed() => return,
+                        why = self.pump(stream) => why,
+                    };
+                    tracing::info!(peer = self.peer, addr = %self.addr, %why, "peer link lost");
+                }
+                Ok(Err(e)) => {
+                    if was_connected {
+                        tracing::debug!(peer = self.peer, addr = %self.addr, error = %e, "cannot connect to peer");
+                    }
+                    was_connected = false;
+                }
+                Err(_) => {
+                    if was_connected {
+                        tracing::debug!(peer = self.peer, addr = %self.addr, "connect to peer timed out");
+                    }
+                    was_connected = false;
+                }
+            }
+            // Messages queued while the link was down are stale by now; Raft will resend.
+            self.discard_queued();
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Writes queued messages to the stream until it fails; returns why it stopped.
+    async fn pump(&mut self, mut stream: TcpStream) -> String {
+        let mut buf = Vec::new();
+        loop {
+            let Some(first) = self.queue.recv().await else {
+                return "node shutting down".to_string();
+            };
+            buf.clear();
+            if let Err(e) = encode_frame(&first, &mut buf) {
+                tracing::error!(peer = self.peer, error = %e, "cannot encode message; dropped");
+                continue;
+            }
+            // Gather whatever else is queued into the same write.
+            while buf.len() < MAX_BATCH_BYTES {
+                let Ok(next) = self.queue.try_recv() else {
+                    break;
+                };
+                if let Err(e) = encode_frame(&next, &mut buf) {
+                    tracing::error!(peer = self.peer, error = %e, "cannot encode message; dropped");
+                }
+            }
+            match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&buf)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return format!("write failed: {e}"),
+                Err(_) => return format!("write timed out after {WRITE_TIMEOUT:?}"),
+            }
+        }
+    }
+
+    fn discard_queued(&mut self) {
+        while self.queue.try_recv().is_ok() {
+            Metrics::inc(&self.metrics.peer_messages_dropped_total);
+        }
+    }
+}
+
+/// Why a frame could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME_BYTES}")]
+    TooLarge(usize),
+    #[error("bad message JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Appends one length-prefixed JSON frame to `buf`.
+pub fn encode_frame(message: &Message, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut *buf, message)?;
+    let len = buf.len() - start - 4;
+    if len > MAX_FRAME_BYTES {
+        buf.truncate(start);
+        return Err(FrameError::TooLarge(len));
+    }
+    buf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(())
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub async fn read_frame<R: AsyncReadExt + Unpin>(
+    reader: &mut R,
+) -> Result<Option<Message>, FrameError> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await?;
+    Ok(Some(serde_json::from_slice(&body)?))
+}
+
+/// Accepts peer connections and forwards their messages to the Raft loop until shutdown.
+pub async fn serve_inbound(
+    listener: TcpListener,
+    self_id: NodeId,
+    to_raft: mpsc::Sender<Message>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                let _ = stream.set_nodelay(true);
+                let to_raft = to_raft.clone();
+                let metrics = metrics.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let why = read_inbound(stream, self_id, to_raft, metrics, shutdown).await;
+                    tracing::debug!(%remote, %why, "inbound peer connection closed");
+                });
+            }
+            Err(e) => {
+                // Usually EMFILE; back off instead of spinning.
+                tracing::warn!(error = %e, "accepting a peer connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn read_inbound(
+    stream: TcpStream,
+    self_id: NodeId,
+    to_raft: mpsc::Sender<Message>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> String {
+    let mut reader = tokio::io::BufReader::with_capacity(64 << 10, stream);
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.changed() => return "shutdown".to_string(),
+            f = tokio::time::timeout(INBOUND_IDLE_TIMEOUT, read_frame(&mut reader)) => f,
+        };
+        let message = match frame {
+            Err(_) => return "idle timeout".to_string(),
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => return "closed by peer".to_string(),
+            Ok(Err(e)) => return e.to_string(),
+        };
+        if message.to != self_id {
+            tracing::warn!(
+                to = message.to,
+                from = message.from,
+                "dropping a message addressed to another node"
+            );
+            continue;
+        }
+        Metrics::inc(&metrics.peer_messages_received_total);
+        if to_raft.send(message).await.is_err() {
+            return "raft loop stopped".to_string();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::MessageBody;
+
+    fn message(from: NodeId, to: NodeId) -> Message {
+        Message {
+            from,
+            to,
+            term: 3,
+            body: MessageBody::RequestVoteResponse { granted: true },
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip() {
+        let mut buf = Vec::new();
+        encode_frame(&message(1, 2), &mut buf).unwrap();
+        encode_frame(&message(3, 2), &mut buf).unwrap();
+        let mut reader = &buf[..];
+        assert_eq!(read_frame(&mut reader).await.unwrap(), Some(message(1, 2)));
+        assert_eq!(read_frame(&mut reader).await.unwrap(), Some(message(3, 2)));
+        assert_eq!(read_frame(&mut reader).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn oversized_frame_is_refused() {
+        let buf = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
+        let mut reader = &buf[..];
+        assert!(matches!(
+            read_frame(&mut reader).await,
+            Err(FrameError::TooLarge(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn messages_reach_the_peer_and_survive_a_restart_of_its_listener() {
+        let metrics = Arc::new(Metrics::default());
+        let (_stop_tx, stop) = watch::channel(false);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let server = tokio::spawn(serve_inbound(
+            listener,
+            2,
+            tx,
+            metrics.clone(),
+            stop.clone(),
+        ));
+        let sender = spawn_outbound(2, addr.to_string(), metrics.clone(), stop.clone());
+        // Messages may be dropped while connecting: keep sending until one arrives.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let received = loop {
+            sender.send(message(1, 2));
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
+                break m;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no message arrived");
+        };
+        assert_eq!(received, message(1, 2));
+
+        // Kill the listener; a new one on the same port gets messages again.
+        server.abort();
+        let _ = server.await;
+        drop(rx);
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        tokio::spawn(serve_inbound(
+            listener,
+            2,
+            tx,
+            metrics.clone(),
+            stop.clone(),
+        ));
+        let received = loop {
+            sender.send(message(1, 2));
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
+                break m;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no message after restart"
+            );
+        };
+        assert_eq!(received, message(1, 2));
+    }
+}
