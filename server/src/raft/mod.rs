@@ -36,7 +36,12 @@
 
 use serde::{Deserialize, Serialize};
 
+mod log;
 mod node;
+mod progress;
+mod read_only;
+#[cfg(test)]
+mod tests;
 
 pub use node::RaftNode;
 

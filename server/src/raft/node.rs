@@ -1,69 +1,678 @@
-//! [`RaftNode`]: one node's Raft state machine (roles, elections, replication, commit, ReadIndex).
+//! [`RaftNode`]: one node's Raft state machine: roles and elections (§5.2), replication and
+//! the consistency check (§5.3), commit of current-term entries only (§5.4.2, Figure 8), and
+//! ReadIndex ([`super::read_only`]).
+//!
+//! Every input only changes memory and queues outputs; [`RaftNode::ready`] hands them out and
+//! [`RaftNode::advance`] learns what became durable. See the driver contract in [`super`].
 
-use super::{Config, DurableState, Entry, LogIndex, Message, RaftError, Ready, Status, Term};
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::log::RaftLog;
+use super::progress::{Progress, ProgressState};
+use super::read_only::ReadOnly;
+use super::{
+    Config, DurableState, Entry, EntryPayload, HardState, LogIndex, Message, MessageBody, NodeId,
+    RaftError, ReadState, Ready, Role, Status, Term,
+};
 
 /// One node's Raft core. Deterministic: the same inputs (and seed) give the same outputs.
 pub struct RaftNode {
-    #[allow(dead_code)]
     config: Config,
-    durable: DurableState,
+    /// Every member but this node.
+    peers: Vec<NodeId>,
+    /// Election timeouts come from here, seeded by `Config::seed`.
+    rng: ChaCha8Rng,
+    term: Term,
+    voted_for: Option<NodeId>,
+    role: Role,
+    /// The leader of the current term, once known.
+    leader: Option<NodeId>,
+    log: RaftLog,
+    /// Ticks since the last valid leader message or granted vote (followers, candidates).
+    election_elapsed: u32,
+    /// This term's timeout, drawn in `[election_ticks, 2 * election_ticks)`.
+    randomized_election_timeout: u32,
+    /// Ticks since the leader's last heartbeat broadcast.
+    heartbeat_elapsed: u32,
+    /// Votes received as candidate in the current term.
+    votes: BTreeMap<NodeId, bool>,
+    /// As leader: what it knows of each follower.
+    progress: BTreeMap<NodeId, Progress>,
+    read_only: ReadOnly,
+    /// Number of the last heartbeat round sent; every AppendEntries carries it. Never decreases,
+    /// so a round number identifies "sent after" across terms too.
+    sent_round: u64,
+    /// A read was admitted for round `sent_round + 1`: broadcast it at the next `ready()`, so
+    /// every read arriving before then shares one round.
+    read_round_wanted: bool,
+    /// Proposals were appended: send them at the next `ready()`, batched into one message per
+    /// follower.
+    replicate_wanted: bool,
+    /// The hard state last handed out in a Ready (or restored): a Ready carries it only when
+    /// it changed.
+    last_hard_state: HardState,
+    messages: Vec<Message>,
+    read_states: Vec<ReadState>,
+    failed_reads: Vec<u64>,
 }
 
 impl RaftNode {
     /// A node restarting from its durable state only (an empty one for a fresh node). It starts
     /// as a follower in the persisted term, with the persisted vote.
     pub fn new(config: Config, durable: DurableState) -> RaftNode {
-        RaftNode { config, durable }
+        let mut peers: Vec<NodeId> = config
+            .members
+            .iter()
+            .copied()
+            .filter(|&m| m != config.id)
+            .collect();
+        peers.sort_unstable();
+        peers.dedup();
+        let hard_state = durable.hard_state;
+        let log = RaftLog::restore(durable.log, hard_state.commit, config.applied);
+        let mut node = RaftNode {
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            peers,
+            term: hard_state.term,
+            voted_for: hard_state.voted_for,
+            role: Role::Follower,
+            leader: None,
+            log,
+            election_elapsed: 0,
+            randomized_election_timeout: 0,
+            heartbeat_elapsed: 0,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            read_only: ReadOnly::default(),
+            sent_round: 0,
+            read_round_wanted: false,
+            replicate_wanted: false,
+            last_hard_state: hard_state,
+            messages: Vec::new(),
+            read_states: Vec::new(),
+            failed_reads: Vec::new(),
+            config,
+        };
+        node.reset_election_timer();
+        node
     }
 
     /// One unit of logical time: drives election timeouts and leader heartbeats.
     pub fn tick(&mut self) {
-        todo!()
+        match self.role {
+            Role::Leader => {
+                self.heartbeat_elapsed += 1;
+                if self.heartbeat_elapsed >= self.config.heartbeat_ticks.max(1) {
+                    self.broadcast_heartbeat();
+                }
+            }
+            Role::Follower | Role::Candidate => {
+                self.election_elapsed += 1;
+                if self.election_elapsed >= self.randomized_election_timeout {
+                    self.campaign();
+                }
+            }
+        }
     }
 
     /// Handles a message from a peer. Messages not addressed to this node, from unknown nodes,
-    /// or with a stale term (other than requests, which are answered with the current term so
-    /// the sender steps down) are ignored.
-    pub fn step(&mut self, _msg: Message) {
-        todo!()
+    /// or with a stale term are ignored, except stale requests, which are answered with the
+    /// current term so that their sender steps down.
+    pub fn step(&mut self, msg: Message) {
+        if msg.to != self.config.id || !self.peers.contains(&msg.from) {
+            return;
+        }
+        if msg.term > self.term {
+            // Any message from a higher term makes this node a follower of that term (§5.1).
+            let leader = match msg.body {
+                MessageBody::AppendEntries { .. } => Some(msg.from),
+                _ => None,
+            };
+            self.become_follower(msg.term, leader);
+        } else if msg.term < self.term {
+            self.answer_stale(msg);
+            return;
+        }
+        match msg.body {
+            MessageBody::RequestVote {
+                last_log_index,
+                last_log_term,
+            } => self.handle_request_vote(msg.from, last_log_index, last_log_term),
+            MessageBody::RequestVoteResponse { granted } => {
+                self.handle_vote_response(msg.from, granted)
+            }
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+                read_round,
+            } => self.handle_append_entries(
+                msg.from,
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+                read_round,
+            ),
+            MessageBody::AppendEntriesResponse {
+                success,
+                match_index,
+                conflict_term,
+                conflict_index,
+                read_round,
+            } => self.handle_append_response(
+                msg.from,
+                success,
+                match_index,
+                conflict_term,
+                conflict_index,
+                read_round,
+            ),
+        }
     }
 
     /// Appends a client command to the leader's log and returns where it will be if it commits.
     /// The command is committed once an entry with this index *and term* is applied.
-    pub fn propose(&mut self, _command: Vec<u8>) -> Result<(LogIndex, Term), RaftError> {
-        todo!()
+    pub fn propose(&mut self, command: Vec<u8>) -> Result<(LogIndex, Term), RaftError> {
+        if self.role != Role::Leader {
+            return Err(self.not_leader());
+        }
+        let index = self.log.append(self.term, EntryPayload::Command(command));
+        self.replicate_wanted = true;
+        Ok((index, self.term))
     }
 
     /// Starts a linearizable read with the caller's id. Leader only. Answered later through
     /// `Ready::read_states` (serve it once the state machine has applied the given index) or
     /// `Ready::failed_reads` (leadership lost; answer with an error).
-    pub fn read_index(&mut self, _id: u64) -> Result<(), RaftError> {
-        todo!()
+    pub fn read_index(&mut self, id: u64) -> Result<(), RaftError> {
+        if self.role != Role::Leader {
+            return Err(self.not_leader());
+        }
+        if self.config.bugs.leader_local_reads {
+            // PLANTED BUG (leader_local_reads): no proof of leadership at all.
+            self.read_states.push(ReadState {
+                id,
+                index: self.log.commit(),
+            });
+            return Ok(());
+        }
+        if self.committed_in_current_term() {
+            self.read_only
+                .admit(id, self.log.commit(), self.sent_round + 1);
+            self.read_round_wanted = true;
+        } else {
+            self.read_only.wait_for_commit(id);
+        }
+        Ok(())
     }
 
     /// True when [`RaftNode::ready`] would return something to do.
     pub fn has_ready(&self) -> bool {
-        todo!()
+        self.hard_state() != self.last_hard_state
+            || self.log.has_unsent()
+            || !self.messages.is_empty()
+            || self.log.has_committable()
+            || !self.read_states.is_empty()
+            || !self.failed_reads.is_empty()
+            || (self.role == Role::Leader && (self.read_round_wanted || self.replicate_wanted))
     }
 
     /// Takes everything produced since the last `ready()`: see the driver contract in the
     /// module docs.
     pub fn ready(&mut self) -> Ready {
-        todo!()
+        if self.role == Role::Leader {
+            if self.read_round_wanted {
+                // Also carries any new entries to followers that can take them.
+                self.broadcast_heartbeat();
+            }
+            if std::mem::take(&mut self.replicate_wanted) {
+                for peer in self.peers.clone() {
+                    self.send_append_while_allowed(peer);
+                }
+            }
+            self.confirm_reads();
+        }
+        let hard_state = self.hard_state();
+        let hard_state = if hard_state != self.last_hard_state {
+            self.last_hard_state = hard_state;
+            Some(hard_state)
+        } else {
+            None
+        };
+        Ready {
+            hard_state,
+            entries: self.log.take_unsent(),
+            messages: std::mem::take(&mut self.messages),
+            committed_entries: self.log.take_committable(),
+            read_states: std::mem::take(&mut self.read_states),
+            failed_reads: std::mem::take(&mut self.failed_reads),
+        }
     }
 
     /// The last Ready's hard state and entries are now durable (fsynced).
     pub fn advance(&mut self) {
-        todo!()
+        self.log.advance();
+        if self.role == Role::Leader {
+            // The leader's own durable log counts toward the majority only from now on.
+            self.maybe_commit();
+        }
     }
 
     /// This node's view, for `/status` and tests.
     pub fn status(&self) -> Status {
-        todo!()
+        Status {
+            id: self.config.id,
+            role: self.role,
+            term: self.term,
+            leader: self.leader,
+            commit_index: self.log.commit(),
+            last_index: self.log.last_index(),
+        }
     }
 
     /// The in-memory log, in order from index 1 (durable or not), for tests and status.
     pub fn entries(&self) -> &[Entry] {
-        &self.durable.log
+        self.log.entries()
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            voted_for: self.voted_for,
+            commit: self.log.commit(),
+        }
+    }
+
+    fn not_leader(&self) -> RaftError {
+        RaftError::NotLeader {
+            leader: self.leader,
+        }
+    }
+
+    fn quorum(&self) -> usize {
+        let members = self.peers.len() + 1;
+        members / 2 + 1
+    }
+
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.messages.push(Message {
+            from: self.config.id,
+            to,
+            term: self.term,
+            body,
+        });
+    }
+
+    fn reset_election_timer(&mut self) {
+        let base = self.config.election_ticks.max(1);
+        self.election_elapsed = 0;
+        self.randomized_election_timeout = self.rng.gen_range(base..2 * base);
+    }
+
+    /// Follower of `term` (a higher one, or the current one when a candidate meets the leader).
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+        }
+        let previous = self.role;
+        self.role = Role::Follower;
+        self.leader = leader;
+        if previous == Role::Leader {
+            self.read_only.fail_all(&mut self.failed_reads);
+            self.progress.clear();
+            self.read_round_wanted = false;
+            self.replicate_wanted = false;
+        }
+        if previous != Role::Follower {
+            // A follower keeps its timer: only a granted vote or a valid leader message resets
+            // it, so a stream of doomed higher-term candidates cannot postpone elections.
+            self.reset_election_timer();
+        }
+        self.votes.clear();
+    }
+
+    /// Starts an election in the next term, voting for itself (§5.2). The vote and term reach
+    /// the disk in the same Ready as the RequestVote messages, so before they are sent.
+    fn campaign(&mut self) {
+        self.term += 1;
+        self.voted_for = Some(self.config.id);
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.votes.clear();
+        self.votes.insert(self.config.id, true);
+        self.reset_election_timer();
+        tracing::debug!(id = self.config.id, term = self.term, "campaign");
+        if self.quorum() == 1 {
+            self.become_leader();
+            return;
+        }
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        for peer in self.peers.clone() {
+            self.send(
+                peer,
+                MessageBody::RequestVote {
+                    last_log_index,
+                    last_log_term,
+                },
+            );
+        }
+    }
+
+    /// Takes office: probe every follower from the end of the log and append a no-op, which is
+    /// what lets entries of earlier terms commit (§5.4.2) and ReadIndex learn the commit index.
+    fn become_leader(&mut self) {
+        tracing::debug!(id = self.config.id, term = self.term, "leader");
+        self.role = Role::Leader;
+        self.leader = Some(self.config.id);
+        self.heartbeat_elapsed = 0;
+        self.votes.clear();
+        let next = self.log.last_index() + 1;
+        let max_inflight = self.config.max_inflight_messages;
+        self.progress = self
+            .peers
+            .iter()
+            .map(|&peer| (peer, Progress::new(next, max_inflight)))
+            .collect();
+        self.log.append(self.term, EntryPayload::Noop);
+        self.sent_round += 1;
+        for peer in self.peers.clone() {
+            self.send_append_while_allowed(peer);
+        }
+    }
+
+    /// Answers a request of an older term with the current term, so its sender steps down.
+    /// Stale responses are dropped.
+    fn answer_stale(&mut self, msg: Message) {
+        match msg.body {
+            MessageBody::RequestVote { .. } => self.send(
+                msg.from,
+                MessageBody::RequestVoteResponse { granted: false },
+            ),
+            MessageBody::AppendEntries { read_round, .. } => self.send(
+                msg.from,
+                MessageBody::AppendEntriesResponse {
+                    success: false,
+                    match_index: 0,
+                    conflict_term: None,
+                    conflict_index: 0,
+                    read_round,
+                },
+            ),
+            MessageBody::RequestVoteResponse { .. } | MessageBody::AppendEntriesResponse { .. } => {
+            }
+        }
+    }
+
+    /// Grants at most one vote per term, and only to a candidate whose log is at least as
+    /// up-to-date as this node's (§5.4.1): a higher last term, or the same and at least as long.
+    fn handle_request_vote(
+        &mut self,
+        candidate: NodeId,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+    ) {
+        let can_vote = self.role == Role::Follower
+            && (self.voted_for.is_none() || self.voted_for == Some(candidate));
+        let up_to_date =
+            (last_log_term, last_log_index) >= (self.log.last_term(), self.log.last_index());
+        let granted = can_vote && up_to_date;
+        if granted {
+            self.voted_for = Some(candidate);
+            self.reset_election_timer();
+        }
+        self.send(candidate, MessageBody::RequestVoteResponse { granted });
+    }
+
+    fn handle_vote_response(&mut self, voter: NodeId, granted: bool) {
+        if self.role != Role::Candidate {
+            return;
+        }
+        self.votes.insert(voter, granted);
+        let granted_count = self.votes.values().filter(|&&g| g).count();
+        if granted_count >= self.quorum() {
+            self.become_leader();
+        }
+    }
+
+    /// The follower side of AppendEntries (§5.3): the consistency check on
+    /// (prev_log_index, prev_log_term), then the merge that replaces only a conflicting suffix.
+    fn handle_append_entries(
+        &mut self,
+        leader: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+        read_round: u64,
+    ) {
+        match self.role {
+            Role::Leader => {
+                // Two leaders in one term cannot happen with one vote per term per node.
+                tracing::error!(
+                    id = self.config.id,
+                    from = leader,
+                    "AppendEntries in own term"
+                );
+                return;
+            }
+            Role::Candidate => self.become_follower(self.term, Some(leader)),
+            Role::Follower => self.leader = Some(leader),
+        }
+        self.election_elapsed = 0;
+
+        let reject = |node: &mut RaftNode, conflict_term: Option<Term>, conflict_index| {
+            node.send(
+                leader,
+                MessageBody::AppendEntriesResponse {
+                    success: false,
+                    match_index: 0,
+                    conflict_term,
+                    conflict_index,
+                    read_round,
+                },
+            );
+        };
+        let Some(term_at_prev) = self.log.term_at(prev_log_index) else {
+            // Our log is too short: the leader should continue right after our last entry.
+            let next = self.log.last_index() + 1;
+            reject(self, None, next);
+            return;
+        };
+        // PLANTED BUG (skip_log_check): accept whatever our entry at prev_log_index is.
+        if term_at_prev != prev_log_term && !self.config.bugs.skip_log_check {
+            let first = self.log.first_index_of_term_at(prev_log_index);
+            reject(self, Some(term_at_prev), first);
+            return;
+        }
+        let verified_last = prev_log_index + entries.len() as LogIndex;
+        self.log.merge(entries);
+        // Only what the leader just proved matches may be committed from its commit index.
+        self.log.commit_to(leader_commit.min(verified_last));
+        self.send(
+            leader,
+            MessageBody::AppendEntriesResponse {
+                success: true,
+                match_index: verified_last,
+                conflict_term: None,
+                conflict_index: 0,
+                read_round,
+            },
+        );
+    }
+
+    /// The leader side: move the follower's progress, commit what a majority holds, confirm
+    /// reads, and keep the follower fed.
+    #[allow(clippy::too_many_arguments)]
+    fn handle_append_response(
+        &mut self,
+        follower: NodeId,
+        success: bool,
+        match_index: LogIndex,
+        conflict_term: Option<Term>,
+        conflict_index: LogIndex,
+        read_round: u64,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last_index = self.log.last_index();
+        // The hint says where the follower's log may diverge: skip the whole conflicting term.
+        let hinted_next = match conflict_term {
+            None => conflict_index,
+            Some(term) => match self.log.last_index_of_term(term) {
+                Some(index) => index + 1,
+                None => conflict_index,
+            },
+        };
+        let Some(progress) = self.progress.get_mut(&follower) else {
+            return;
+        };
+        // Any answer in this term proves the follower still followed us when it answered.
+        progress.acked_round = progress.acked_round.max(read_round);
+        let mut match_moved = false;
+        if success {
+            match_moved = progress.on_success(match_index.min(last_index));
+            if progress.state == ProgressState::Probe {
+                progress.become_replicate();
+            }
+        } else {
+            progress.become_probe(hinted_next.clamp(1, last_index + 1));
+        }
+        if match_moved {
+            self.maybe_commit();
+        }
+        self.confirm_reads();
+        if self.role == Role::Leader {
+            self.send_append_while_allowed(follower);
+        }
+    }
+
+    /// Commits the highest index stored on a majority (the leader counting only its durable
+    /// log), but only if that entry is of the current term: an entry of an earlier term can be
+    /// on a majority and still be overwritten (Figure 8); it commits indirectly.
+    fn maybe_commit(&mut self) {
+        let mut matches: Vec<LogIndex> = self
+            .progress
+            .values()
+            .map(|p| p.match_index)
+            .chain(std::iter::once(self.log.persisted()))
+            .collect();
+        matches.sort_unstable_by(|a, b| b.cmp(a));
+        let majority_index = matches[self.quorum() - 1];
+        if majority_index <= self.log.commit() {
+            return;
+        }
+        // PLANTED BUG (commit_old_term): count replicas of entries of any term.
+        if self.log.term_at(majority_index) != Some(self.term) && !self.config.bugs.commit_old_term
+        {
+            return;
+        }
+        self.log.commit_to(majority_index);
+        if self.read_only.has_waiting_for_commit() && self.committed_in_current_term() {
+            self.read_only
+                .admit_waiting(self.log.commit(), self.sent_round + 1);
+            self.read_round_wanted = true;
+        }
+    }
+
+    fn committed_in_current_term(&self) -> bool {
+        self.log.term_at(self.log.commit()) == Some(self.term)
+    }
+
+    /// Confirms every read whose round a majority (the leader included) has acknowledged.
+    fn confirm_reads(&mut self) {
+        let mut rounds: Vec<u64> = self
+            .progress
+            .values()
+            .map(|p| p.acked_round)
+            .chain(std::iter::once(self.sent_round))
+            .collect();
+        rounds.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum_round = rounds[self.quorum() - 1];
+        self.read_only.confirm(quorum_round, &mut self.read_states);
+    }
+
+    /// A heartbeat to every follower, starting a new read round. It carries entries when the
+    /// follower can take some, and re-probes followers whose probe may have been lost.
+    fn broadcast_heartbeat(&mut self) {
+        self.heartbeat_elapsed = 0;
+        self.read_round_wanted = false;
+        self.sent_round += 1;
+        for peer in self.peers.clone() {
+            if let Some(progress) = self.progress.get_mut(&peer) {
+                progress.on_heartbeat();
+            }
+            self.send_append(peer, true);
+        }
+    }
+
+    /// Sends entries to `peer` as long as its state allows (pipelining in Replicate).
+    fn send_append_while_allowed(&mut self, peer: NodeId) {
+        while self.send_append(peer, false) {}
+    }
+
+    /// Sends one AppendEntries to `peer` and returns true when it carried entries and more may
+    /// follow (pipelining). Without `heartbeat`, only sends what the follower's state allows:
+    /// one probe at a time in Probe, entries while the window has room in Replicate. A
+    /// heartbeat always sends: the probe again in Probe, entries or else an empty message
+    /// anchored at `match_index` (which the follower is sure to accept) in Replicate.
+    fn send_append(&mut self, peer: NodeId, heartbeat: bool) -> bool {
+        let commit = self.log.commit();
+        let last_index = self.log.last_index();
+        let Some(progress) = self.progress.get_mut(&peer) else {
+            return false;
+        };
+        let (prev_log_index, entries) = match progress.state {
+            ProgressState::Probe if !progress.probe_sent => {
+                let entries = self.log.slice_from(
+                    progress.next_index,
+                    self.config.max_entries_per_message,
+                    self.config.max_bytes_per_message,
+                );
+                (progress.next_index - 1, entries)
+            }
+            ProgressState::Replicate
+                if progress.can_send_entries() && progress.next_index <= last_index =>
+            {
+                let entries = self.log.slice_from(
+                    progress.next_index,
+                    self.config.max_entries_per_message,
+                    self.config.max_bytes_per_message,
+                );
+                (progress.next_index - 1, entries)
+            }
+            _ if heartbeat => (progress.match_index, Vec::new()),
+            _ => return false,
+        };
+        let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
+            // Cannot happen: next_index never passes the end of the log + 1.
+            tracing::error!(peer, prev_log_index, "next_index beyond the log");
+            progress.become_probe(last_index + 1);
+            return false;
+        };
+        let last_sent = entries.last().map(|e| e.index);
+        if progress.state == ProgressState::Probe || last_sent.is_some() {
+            progress.on_sent(last_sent);
+        }
+        let more = last_sent.is_some()
+            && progress.state == ProgressState::Replicate
+            && progress.next_index <= last_index;
+        self.send(
+            peer,
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit: commit,
+                read_round: self.sent_round,
+            },
+        );
+        more
     }
 }

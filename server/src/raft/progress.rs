@@ -1,0 +1,207 @@
+//! What the leader knows about each follower's log, and how it sends to it.
+//!
+//! A follower is in one of two states, as in etcd's `tracker/progress`:
+//! - **Probe**: the leader does not know where the follower's log diverges. It sends one
+//!   AppendEntries and waits for the answer (or the next heartbeat) before sending another; a
+//!   rejection moves `next_index` back by the follower's conflict hint, one term per round trip.
+//! - **Replicate**: the follower's log matches up to `match_index`. The leader pipelines: it
+//!   advances `next_index` optimistically as it sends, with at most `max_inflight_messages`
+//!   unacknowledged messages ([`Inflights`]). Any rejection falls back to Probe.
+
+use std::collections::VecDeque;
+
+use super::LogIndex;
+
+/// How the leader currently sends to a follower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProgressState {
+    Probe,
+    Replicate,
+}
+
+/// The leader's view of one follower.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress {
+    /// Highest index known to match the leader's log and be durable on the follower.
+    pub(crate) match_index: LogIndex,
+    /// Index of the next entry to send.
+    pub(crate) next_index: LogIndex,
+    pub(crate) state: ProgressState,
+    /// In Probe: a probe is on the wire; wait for its answer or the next heartbeat.
+    pub(crate) probe_sent: bool,
+    /// In Replicate: the messages with entries not yet acknowledged.
+    pub(crate) inflights: Inflights,
+    /// Highest ReadIndex heartbeat round this follower acknowledged in the current term.
+    pub(crate) acked_round: u64,
+    /// `match_index` at the previous heartbeat: a pipeline that made no progress over a whole
+    /// heartbeat interval probably lost a message, and falls back to Probe.
+    pub(crate) match_at_heartbeat: LogIndex,
+}
+
+impl Progress {
+    /// A follower the new leader knows nothing about: probe from the end of the leader's log.
+    pub(crate) fn new(next_index: LogIndex, max_inflight: usize) -> Progress {
+        Progress {
+            match_index: 0,
+            next_index,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            inflights: Inflights::new(max_inflight),
+            acked_round: 0,
+            match_at_heartbeat: 0,
+        }
+    }
+
+    /// Back to one message at a time from `next_index`.
+    pub(crate) fn become_probe(&mut self, next_index: LogIndex) {
+        self.state = ProgressState::Probe;
+        self.next_index = next_index.max(self.match_index + 1);
+        self.probe_sent = false;
+        self.inflights.clear();
+    }
+
+    /// The follower matches up to `match_index`: stream from there.
+    pub(crate) fn become_replicate(&mut self) {
+        self.state = ProgressState::Replicate;
+        self.next_index = self.match_index + 1;
+        self.probe_sent = false;
+        self.inflights.clear();
+    }
+
+    /// Records a successful append; returns true when `match_index` moved.
+    pub(crate) fn on_success(&mut self, match_index: LogIndex) -> bool {
+        self.inflights.free_up_to(match_index);
+        self.probe_sent = false;
+        if match_index > self.match_index {
+            self.match_index = match_index;
+            self.next_index = self.next_index.max(match_index + 1);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// May the leader send a message carrying entries now?
+    pub(crate) fn can_send_entries(&self) -> bool {
+        match self.state {
+            ProgressState::Probe => !self.probe_sent,
+            ProgressState::Replicate => !self.inflights.is_full(),
+        }
+    }
+
+    /// At a heartbeat: a pipeline with messages in flight and no acknowledgement since the
+    /// previous heartbeat is presumed to have lost one; probe again from `match_index`.
+    pub(crate) fn on_heartbeat(&mut self) {
+        if self.state == ProgressState::Replicate
+            && !self.inflights.is_empty()
+            && self.match_index == self.match_at_heartbeat
+        {
+            self.become_probe(self.match_index + 1);
+        }
+        self.match_at_heartbeat = self.match_index;
+        if self.state == ProgressState::Probe {
+            // A probe lost on the way is retried at every heartbeat.
+            self.probe_sent = false;
+        }
+    }
+
+    /// Bookkeeping after sending entries up to `last` (or a probe without entries).
+    pub(crate) fn on_sent(&mut self, last: Option<LogIndex>) {
+        match self.state {
+            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Replicate => {
+                if let Some(last) = last {
+                    self.next_index = last + 1;
+                    self.inflights.add(last);
+                }
+            }
+        }
+    }
+}
+
+/// The unacknowledged AppendEntries of a pipelined follower, by the last index each carried.
+///
+/// Invariant: indices are increasing from front to back and there are at most `capacity` of
+/// them. An acknowledgement up to `i` frees every message ending at or before `i` (responses
+/// may arrive out of order or be lost; a later ack covers an earlier message).
+#[derive(Debug, Clone)]
+pub(crate) struct Inflights {
+    last_indices: VecDeque<LogIndex>,
+    capacity: usize,
+}
+
+impl Inflights {
+    pub(crate) fn new(capacity: usize) -> Inflights {
+        Inflights {
+            last_indices: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.last_indices.len() >= self.capacity
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.last_indices.is_empty()
+    }
+
+    pub(crate) fn add(&mut self, last: LogIndex) {
+        self.last_indices.push_back(last);
+    }
+
+    pub(crate) fn free_up_to(&mut self, index: LogIndex) {
+        while self.last_indices.front().is_some_and(|&last| last <= index) {
+            self.last_indices.pop_front();
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.last_indices.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inflights_fill_up_and_free_in_order() {
+        let mut inflights = Inflights::new(2);
+        inflights.add(3);
+        assert!(!inflights.is_full());
+        inflights.add(7);
+        assert!(inflights.is_full());
+        inflights.free_up_to(5);
+        assert!(
+            !inflights.is_full(),
+            "the message ending at 3 is acknowledged"
+        );
+        inflights.free_up_to(2);
+        assert!(!inflights.is_full());
+        inflights.add(9);
+        inflights.free_up_to(9);
+        assert!(
+            inflights.last_indices.is_empty(),
+            "a later ack covers earlier messages"
+        );
+    }
+
+    #[test]
+    fn probe_never_moves_next_below_match() {
+        let mut progress = Progress::new(10, 4);
+        assert!(progress.on_success(6));
+        progress.become_probe(2);
+        assert_eq!(progress.next_index, 7);
+        assert!(progress.can_send_entries());
+        progress.on_sent(Some(8));
+        assert!(!progress.can_send_entries(), "one probe at a time");
+        progress.become_replicate();
+        assert_eq!(progress.next_index, 7);
+        progress.on_sent(Some(9));
+        assert_eq!(
+            progress.next_index, 10,
+            "pipelining advances next optimistically"
+        );
+    }
+}

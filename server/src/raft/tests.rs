@@ -1,0 +1,928 @@
+//! Unit tests of the core rules: elections and the vote rule, terms, the consistency check and
+//! backtracking (Raft's Figure 7), commit of current-term entries only (Figure 8), a bogus
+//! follower log, and ReadIndex. A small in-process cluster delivers messages on demand, so
+//! each test decides exactly which messages arrive.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::*;
+
+/// An entry whose payload names its position, so different entries never compare equal.
+fn ent(index: LogIndex, term: Term) -> Entry {
+    Entry {
+        index,
+        term,
+        payload: EntryPayload::Command(format!("{index}@{term}").into_bytes()),
+    }
+}
+
+/// A log with one entry per given term, indices from 1.
+fn log_of_terms(terms: &[Term]) -> Vec<Entry> {
+    terms
+        .iter()
+        .enumerate()
+        .map(|(i, &term)| ent(i as LogIndex + 1, term))
+        .collect()
+}
+
+fn terms_of(entries: &[Entry]) -> Vec<Term> {
+    entries.iter().map(|e| e.term).collect()
+}
+
+fn test_config(id: NodeId, members: &[NodeId]) -> Config {
+    let mut config = Config::new(id, members.to_vec());
+    config.seed = 1000 + id;
+    config
+}
+
+/// Decides the fate of a message in flight: true drops it; it may also rewrite it.
+type DropRule = Box<dyn Fn(&mut Message) -> bool>;
+
+/// Nodes, their disks and a message queue, all driven by hand.
+struct Cluster {
+    members: Vec<NodeId>,
+    configs: BTreeMap<NodeId, Config>,
+    nodes: BTreeMap<NodeId, RaftNode>,
+    disks: BTreeMap<NodeId, DurableState>,
+    /// What each node's state machine applied, in order (reset on restart).
+    applied: BTreeMap<NodeId, Vec<Entry>>,
+    read_states: BTreeMap<NodeId, Vec<ReadState>>,
+    failed_reads: BTreeMap<NodeId, Vec<u64>>,
+    queue: VecDeque<Message>,
+    /// Crashed nodes: messages to them are lost.
+    down: Vec<NodeId>,
+    /// Messages matching this rule are lost.
+    drop_rule: DropRule,
+    /// Every entry any node applied, by index: two different ones at an index is a violation
+    /// of state-machine safety.
+    applied_anywhere: BTreeMap<LogIndex, Entry>,
+    safety_violations: Vec<String>,
+}
+
+impl Cluster {
+    fn new(members: &[NodeId]) -> Cluster {
+        let durable = members.iter().map(|_| DurableState::default()).collect();
+        Cluster::with_state(members, durable, |_| {})
+    }
+
+    /// A cluster restarted from the given durable states, with a config tweak.
+    fn with_state(
+        members: &[NodeId],
+        durable: Vec<DurableState>,
+        tweak: impl Fn(&mut Config),
+    ) -> Cluster {
+        let mut cluster = Cluster {
+            members: members.to_vec(),
+            configs: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            applied: BTreeMap::new(),
+            read_states: BTreeMap::new(),
+            failed_reads: BTreeMap::new(),
+            queue: VecDeque::new(),
+            down: Vec::new(),
+            drop_rule: Box::new(|_| false),
+            applied_anywhere: BTreeMap::new(),
+            safety_violations: Vec::new(),
+        };
+        for (&id, durable) in members.iter().zip(durable) {
+            let mut config = test_config(id, members);
+            tweak(&mut config);
+            cluster.configs.insert(id, config);
+            cluster.disks.insert(id, durable);
+            cluster.restart(id);
+        }
+        cluster
+    }
+
+    fn node(&self, id: NodeId) -> &RaftNode {
+        &self.nodes[&id]
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut RaftNode {
+        self.nodes.get_mut(&id).unwrap()
+    }
+
+    fn log(&self, id: NodeId) -> Vec<Entry> {
+        self.node(id).entries().to_vec()
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        self.down.push(id);
+    }
+
+    /// Restarts a node from its disk only.
+    fn restart(&mut self, id: NodeId) {
+        self.down.retain(|&d| d != id);
+        let node = RaftNode::new(self.configs[&id].clone(), self.disks[&id].clone());
+        self.nodes.insert(id, node);
+        self.applied.insert(id, Vec::new());
+    }
+
+    /// Runs the driver loop of one node until it has nothing to do.
+    fn process(&mut self, id: NodeId) {
+        if self.down.contains(&id) {
+            return;
+        }
+        while self.node(id).has_ready() {
+            let ready = self.node_mut(id).ready();
+            let disk = self.disks.get_mut(&id).unwrap();
+            if let Some(hard_state) = ready.hard_state {
+                disk.hard_state = hard_state;
+            }
+            if let Some(first) = ready.entries.first() {
+                disk.log.truncate(first.index as usize - 1);
+                disk.log.extend(ready.entries.iter().cloned());
+            }
+            self.queue.extend(ready.messages);
+            for entry in ready.committed_entries {
+                let seen = self
+                    .applied_anywhere
+                    .entry(entry.index)
+                    .or_insert_with(|| entry.clone());
+                if *seen != entry {
+                    self.safety_violations.push(format!(
+                        "node {id} applied {entry:?} where {seen:?} was applied"
+                    ));
+                }
+                self.applied.get_mut(&id).unwrap().push(entry);
+            }
+            self.read_states
+                .entry(id)
+                .or_default()
+                .extend(ready.read_states);
+            self.failed_reads
+                .entry(id)
+                .or_default()
+                .extend(ready.failed_reads);
+            self.node_mut(id).advance();
+        }
+    }
+
+    fn process_all(&mut self) {
+        for id in self.members.clone() {
+            self.process(id);
+        }
+    }
+
+    /// Delivers one message (unless its link drops it) and runs the receiver's driver loop.
+    fn deliver(&mut self, mut msg: Message) {
+        if self.down.contains(&msg.to)
+            || self.down.contains(&msg.from)
+            || (self.drop_rule)(&mut msg)
+        {
+            return;
+        }
+        let to = msg.to;
+        self.node_mut(to).step(msg);
+        self.process(to);
+    }
+
+    /// Delivers every queued message, and the ones they cause, until the network is quiet.
+    fn deliver_all(&mut self) {
+        self.process_all();
+        let mut budget = 100_000;
+        while let Some(msg) = self.queue.pop_front() {
+            self.deliver(msg);
+            budget -= 1;
+            assert!(budget > 0, "the cluster never went quiet");
+        }
+    }
+
+    fn tick(&mut self, id: NodeId) {
+        if !self.down.contains(&id) {
+            self.node_mut(id).tick();
+            self.process(id);
+        }
+    }
+
+    /// Ticks `id` alone until it campaigns, then lets the election run; repeats (a candidate
+    /// behind in term first learns the term) until it leads.
+    fn elect(&mut self, id: NodeId) {
+        for _ in 0..5 {
+            let term = self.node(id).status().term;
+            for _ in 0..100 {
+                self.tick(id);
+                if self.node(id).status().term > term {
+                    break;
+                }
+            }
+            self.deliver_all();
+            if self.node(id).status().role == Role::Leader {
+                return;
+            }
+        }
+        panic!(
+            "node {id} did not become leader: {:?}",
+            self.node(id).status()
+        );
+    }
+
+    fn leaders(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(id, node)| !self.down.contains(id) && node.status().role == Role::Leader)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+}
+
+fn durable(term: Term, terms: &[Term]) -> DurableState {
+    DurableState {
+        hard_state: HardState {
+            term,
+            voted_for: None,
+            commit: 0,
+        },
+        log: log_of_terms(terms),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elections and terms
+
+#[test]
+fn a_fresh_cluster_elects_exactly_one_leader_which_commits_a_noop() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    for _ in 0..100 {
+        for id in 1..=3 {
+            cluster.tick(id);
+        }
+        cluster.deliver_all();
+        if !cluster.leaders().is_empty() {
+            break;
+        }
+    }
+    let leaders = cluster.leaders();
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
+    let leader = leaders[0];
+    let term = cluster.node(leader).status().term;
+    for _ in 0..2 {
+        cluster.tick(leader);
+        cluster.deliver_all();
+    }
+    for id in 1..=3 {
+        let status = cluster.node(id).status();
+        assert_eq!(status.term, term);
+        assert_eq!(status.leader, Some(leader));
+        assert_eq!(
+            status.commit_index, 1,
+            "the leader's no-op commits everywhere"
+        );
+        assert_eq!(cluster.applied[&id].len(), 1);
+        assert_eq!(cluster.applied[&id][0].payload, EntryPayload::Noop);
+        assert_eq!(cluster.applied[&id][0].term, term);
+    }
+}
+
+#[test]
+fn election_timeouts_are_randomized_in_one_to_two_election_timeouts() {
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..40 {
+        let mut config = Config::new(1, vec![1, 2, 3]);
+        config.seed = seed;
+        config.election_ticks = 10;
+        let mut node = RaftNode::new(config, DurableState::default());
+        let mut ticks = 0;
+        while node.status().role == Role::Follower {
+            node.tick();
+            ticks += 1;
+            assert!(ticks < 20, "timeout past 2 * election_ticks");
+        }
+        assert!(ticks >= 10, "timeout before election_ticks");
+        seen.insert(ticks);
+    }
+    assert!(seen.len() > 3, "timeouts are not random: {seen:?}");
+}
+
+fn vote_request(from: NodeId, to: NodeId, term: Term, last: (LogIndex, Term)) -> Message {
+    Message {
+        from,
+        to,
+        term,
+        body: MessageBody::RequestVote {
+            last_log_index: last.0,
+            last_log_term: last.1,
+        },
+    }
+}
+
+fn vote_answer(ready: &Ready) -> Option<bool> {
+    ready.messages.iter().find_map(|m| match m.body {
+        MessageBody::RequestVoteResponse { granted } => Some(granted),
+        _ => None,
+    })
+}
+
+#[test]
+fn votes_go_only_to_candidates_at_least_as_up_to_date() {
+    // The voter's log ends with (index 3, term 2).
+    let voter = |term| RaftNode::new(test_config(1, &[1, 2, 3]), durable(term, &[1, 2, 2]));
+    let cases = [
+        ((2, 2), false, "same last term, shorter log"),
+        ((9, 1), false, "older last term, however long"),
+        ((3, 2), true, "same last entry"),
+        ((4, 2), true, "same last term, longer log"),
+        ((1, 3), true, "newer last term, however short"),
+    ];
+    for (last, expected, why) in cases {
+        let mut node = voter(2);
+        node.step(vote_request(2, 1, 3, last));
+        let ready = node.ready();
+        assert_eq!(vote_answer(&ready), Some(expected), "{why}");
+        assert_eq!(
+            node.status().term,
+            3,
+            "the higher term is adopted either way"
+        );
+        if expected {
+            // The vote is durable before it leaves: it is in the same Ready as the answer.
+            let hard_state = ready.hard_state.expect("vote must be persisted");
+            assert_eq!((hard_state.term, hard_state.voted_for), (3, Some(2)));
+        }
+    }
+}
+
+#[test]
+fn a_node_votes_once_per_term_even_after_restarting() {
+    let mut node = RaftNode::new(test_config(1, &[1, 2, 3]), DurableState::default());
+    node.step(vote_request(2, 1, 1, (0, 0)));
+    let ready = node.ready();
+    assert_eq!(vote_answer(&ready), Some(true));
+    node.step(vote_request(3, 1, 1, (0, 0)));
+    assert_eq!(
+        vote_answer(&node.ready()),
+        Some(false),
+        "already voted for 2"
+    );
+    node.step(vote_request(2, 1, 1, (0, 0)));
+    assert_eq!(vote_answer(&node.ready()), Some(true), "a repeated request");
+    // Restart from what was persisted: the vote survives.
+    let durable = DurableState {
+        hard_state: ready.hard_state.unwrap(),
+        log: Vec::new(),
+    };
+    let mut node = RaftNode::new(test_config(1, &[1, 2, 3]), durable);
+    node.step(vote_request(3, 1, 1, (0, 0)));
+    assert_eq!(
+        vote_answer(&node.ready()),
+        Some(false),
+        "vote forgotten on restart"
+    );
+}
+
+#[test]
+fn a_higher_term_in_any_message_makes_a_leader_follow() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    let term = cluster.node(1).status().term;
+    cluster.node_mut(1).step(Message {
+        from: 3,
+        to: 1,
+        term: term + 1,
+        body: MessageBody::AppendEntriesResponse {
+            success: false,
+            match_index: 0,
+            conflict_term: None,
+            conflict_index: 0,
+            read_round: 0,
+        },
+    });
+    let status = cluster.node(1).status();
+    assert_eq!(status.role, Role::Follower);
+    assert_eq!(status.term, term + 1);
+    assert_eq!(
+        cluster.node_mut(1).propose(b"x".to_vec()),
+        Err(RaftError::NotLeader { leader: None })
+    );
+}
+
+#[test]
+fn stale_terms_are_ignored_but_stale_requests_learn_the_current_term() {
+    let mut node = RaftNode::new(test_config(1, &[1, 2, 3]), durable(5, &[1, 1]));
+    node.step(Message {
+        from: 2,
+        to: 1,
+        term: 3,
+        body: MessageBody::AppendEntries {
+            prev_log_index: 2,
+            prev_log_term: 1,
+            entries: vec![ent(3, 3)],
+            leader_commit: 3,
+            read_round: 0,
+        },
+    });
+    assert_eq!(terms_of(node.entries()), vec![1, 1], "stale entries taken");
+    assert_eq!(node.status().commit_index, 0);
+    let ready = node.ready();
+    assert_eq!(ready.messages.len(), 1);
+    assert_eq!(
+        ready.messages[0].term, 5,
+        "the stale leader must learn term 5"
+    );
+    assert!(matches!(
+        ready.messages[0].body,
+        MessageBody::AppendEntriesResponse { success: false, .. }
+    ));
+    // A stale response, a message to someone else and one from a stranger change nothing.
+    node.step(Message {
+        from: 2,
+        to: 1,
+        term: 4,
+        body: MessageBody::RequestVoteResponse { granted: true },
+    });
+    node.step(vote_request(2, 3, 9, (9, 9)));
+    node.step(vote_request(7, 1, 9, (9, 9)));
+    assert!(!node.has_ready());
+    assert_eq!(node.status().term, 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replication: Figure 7, bogus follower logs
+
+/// The leader's log of Figure 7 (the leader is elected in term 8).
+const FIGURE7_LEADER: [Term; 10] = [1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
+
+/// Elects node 1 (log `leader`) with node 3's vote (a copy of its log) while node 2 (log
+/// `follower`) is unreachable, then lets 1 and 2 talk; returns the cluster and how many times
+/// node 2 rejected an AppendEntries (round trips spent backtracking).
+fn converge(leader: &[Term], follower: &[Term], term: Term) -> (Cluster, usize) {
+    let durable = vec![
+        durable(term, leader),
+        durable(term, follower),
+        durable(term, leader),
+    ];
+    let mut cluster = Cluster::with_state(&[1, 2, 3], durable, |_| {});
+    cluster.drop_rule = Box::new(|m| m.from == 2 || m.to == 2);
+    cluster.elect(1);
+    cluster.drop_rule = Box::new(|m| m.from == 3 || m.to == 3);
+    cluster.tick(1);
+    let mut rejections = 0;
+    let mut budget = 1000;
+    while let Some(msg) = cluster.queue.pop_front() {
+        if let MessageBody::AppendEntriesResponse { success: false, .. } = msg.body {
+            if msg.from == 2 {
+                rejections += 1;
+            }
+        }
+        cluster.deliver(msg);
+        budget -= 1;
+        assert!(budget > 0);
+    }
+    (cluster, rejections)
+}
+
+#[test]
+fn figure7_followers_converge_with_one_round_trip_per_conflicting_term() {
+    let cases: [(&str, &[Term], usize); 6] = [
+        ("(a) missing one entry", &[1, 1, 1, 4, 4, 5, 5, 6, 6], 1),
+        ("(b) missing many entries", &[1, 1, 1, 4], 1),
+        ("(c) one extra entry", &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6], 0),
+        (
+            "(d) extra entries of a later term",
+            &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7],
+            0,
+        ),
+        ("(e) missing and extra of term 4", &[1, 1, 1, 4, 4, 4, 4], 2),
+        (
+            "(f) extra of terms 2 and 3",
+            &[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3],
+            2,
+        ),
+    ];
+    for (name, follower, expected_rejections) in cases {
+        let (mut cluster, rejections) = converge(&FIGURE7_LEADER, follower, 7);
+        assert_eq!(rejections, expected_rejections, "{name}: round trips");
+        assert_eq!(cluster.log(2), cluster.log(1), "{name}: logs differ");
+        let mut expected = FIGURE7_LEADER.to_vec();
+        expected.push(8);
+        assert_eq!(
+            terms_of(&cluster.log(1)),
+            expected,
+            "{name}: leader log changed"
+        );
+        // The no-op commits everything, and the follower's disk holds exactly the leader's log.
+        cluster.tick(1);
+        cluster.deliver_all();
+        assert_eq!(cluster.node(2).status().commit_index, 11, "{name}");
+        assert_eq!(
+            cluster.disks[&2].log,
+            cluster.log(1),
+            "{name}: disk differs"
+        );
+        assert_eq!(cluster.applied[&2].len(), 11, "{name}");
+    }
+}
+
+#[test]
+fn a_bogus_follower_log_is_replaced_and_new_writes_replicate() {
+    // Follower tails of other terms than the leader's: older (the follower votes for the
+    // leader) and newer (it must be outvoted by node 3).
+    let leader: &[Term] = &[1, 1, 3, 3, 3];
+    for follower in [&[1, 1, 2, 2, 2, 2, 2][..], &[1, 1, 4, 4][..]] {
+        let (mut cluster, _) = converge(leader, follower, 4);
+        assert_eq!(cluster.log(2), cluster.log(1));
+        for i in 0..3 {
+            cluster
+                .node_mut(1)
+                .propose(format!("write {i}").into_bytes())
+                .unwrap();
+        }
+        cluster.process(1);
+        cluster.deliver_all();
+        cluster.tick(1);
+        cluster.deliver_all();
+        assert_eq!(cluster.log(2), cluster.log(1));
+        assert_eq!(cluster.log(2).len(), 9);
+        assert_eq!(cluster.node(2).status().commit_index, 9);
+        let applied: Vec<_> = cluster.applied[&2].iter().map(|e| &e.payload).collect();
+        assert_eq!(
+            applied.last(),
+            Some(&&EntryPayload::Command(b"write 2".to_vec()))
+        );
+    }
+}
+
+#[test]
+fn a_duplicated_old_append_never_truncates_matching_entries() {
+    let mut node = RaftNode::new(test_config(2, &[1, 2, 3]), durable(2, &[1, 1, 2, 2]));
+    let old = Message {
+        from: 1,
+        to: 2,
+        term: 2,
+        body: MessageBody::AppendEntries {
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: vec![ent(2, 1), ent(3, 2)],
+            leader_commit: 1,
+            read_round: 0,
+        },
+    };
+    node.step(old);
+    assert_eq!(node.entries(), log_of_terms(&[1, 1, 2, 2]).as_slice());
+    let ready = node.ready();
+    assert!(ready.entries.is_empty(), "nothing to rewrite on disk");
+    assert!(ready.messages.iter().any(|m| matches!(
+        m.body,
+        MessageBody::AppendEntriesResponse {
+            success: true,
+            match_index: 3,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn followers_acknowledge_and_commit_only_what_the_leader_proved() {
+    let mut node = RaftNode::new(test_config(2, &[1, 2, 3]), durable(2, &[1, 1, 2, 2]));
+    // A heartbeat proving entries up to 2 only, with the leader's commit at 4.
+    node.step(Message {
+        from: 1,
+        to: 2,
+        term: 3,
+        body: MessageBody::AppendEntries {
+            prev_log_index: 2,
+            prev_log_term: 1,
+            entries: Vec::new(),
+            leader_commit: 4,
+            read_round: 0,
+        },
+    });
+    assert_eq!(
+        node.status().commit_index,
+        2,
+        "entries 3 and 4 may still be replaced"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commit: Figure 8
+
+/// Figure 8 up to (c): S1 leads term 4 and replicates its term-2 entry at index 2 to a
+/// majority (S1, S2, S3) while its term-4 no-op reaches no one; S5, down, holds (2, term 3).
+fn figure8(bugs: CoreBugs) -> Cluster {
+    let durable = vec![
+        durable(3, &[1, 2]),
+        durable(3, &[1]),
+        durable(3, &[1]),
+        durable(3, &[1]),
+        durable(3, &[1, 3]),
+    ];
+    let mut cluster = Cluster::with_state(&[1, 2, 3, 4, 5], durable, |config| {
+        config.max_entries_per_message = 1;
+        config.bugs = bugs;
+    });
+    cluster.crash(5);
+    // Entries of term 4 are cut out of every message (as if the leader sent fewer), and S4
+    // hears nothing from the leader.
+    cluster.drop_rule = Box::new(|m| {
+        let to = m.to;
+        match &mut m.body {
+            MessageBody::AppendEntries { entries, .. } => {
+                entries.retain(|e| e.term != 4);
+                to == 4
+            }
+            _ => false,
+        }
+    });
+    cluster.elect(1);
+    assert_eq!(cluster.node(1).status().term, 4);
+    for _ in 0..3 {
+        cluster.tick(1);
+        cluster.deliver_all();
+    }
+    for id in [1, 2, 3] {
+        assert_eq!(
+            cluster.log(id)[1],
+            ent(2, 2),
+            "S{id} holds the term-2 entry"
+        );
+    }
+    cluster
+}
+
+#[test]
+fn figure8_an_entry_of_an_earlier_term_is_not_committed_by_counting_replicas() {
+    let mut cluster = figure8(CoreBugs::default());
+    assert_eq!(cluster.node(1).status().commit_index, 0);
+    // (d): S1 crashes, S5 comes back and is elected with (2, term 3): it overwrites index 2
+    // on the others. That is only safe because nobody committed (2, term 2).
+    cluster.crash(1);
+    cluster.restart(5);
+    cluster.drop_rule = Box::new(|_| false);
+    cluster.elect(5);
+    cluster.tick(5);
+    cluster.deliver_all();
+    assert!(
+        cluster.safety_violations.is_empty(),
+        "{:?}",
+        cluster.safety_violations
+    );
+    for id in [2, 3, 4, 5] {
+        assert_eq!(cluster.applied[&id][1].term, 3, "S{id}");
+    }
+}
+
+#[test]
+fn figure8_an_earlier_term_entry_commits_with_the_first_current_term_entry() {
+    let mut cluster = figure8(CoreBugs::default());
+    assert_eq!(cluster.node(1).status().commit_index, 0);
+    // (e): the term-4 entry reaches a majority; it commits, and index 2 with it.
+    cluster.drop_rule = Box::new(|_| false);
+    cluster.tick(1);
+    cluster.deliver_all();
+    assert_eq!(cluster.node(1).status().commit_index, 3);
+    assert_eq!(cluster.applied[&1][1], ent(2, 2));
+    assert_eq!(cluster.applied[&1][2].term, 4);
+}
+
+#[test]
+fn planted_commit_old_term_bug_loses_a_committed_entry_in_figure8() {
+    let mut cluster = figure8(CoreBugs {
+        commit_old_term: true,
+        ..CoreBugs::default()
+    });
+    assert_eq!(
+        cluster.node(1).status().commit_index,
+        2,
+        "the bug commits by counting"
+    );
+    cluster.crash(1);
+    cluster.restart(5);
+    cluster.drop_rule = Box::new(|_| false);
+    cluster.elect(5);
+    cluster.tick(5);
+    cluster.deliver_all();
+    assert!(
+        !cluster.safety_violations.is_empty(),
+        "the planted bug went unnoticed"
+    );
+}
+
+#[test]
+fn planted_skip_log_check_bug_breaks_log_matching() {
+    let run = |bugs: CoreBugs| {
+        let durable = vec![
+            durable(4, &[1, 1, 3, 3]),
+            durable(4, &[1, 2, 2]),
+            durable(4, &[1, 1, 3, 3]),
+        ];
+        let mut cluster = Cluster::with_state(&[1, 2, 3], durable, |c| c.bugs = bugs);
+        cluster.elect(1);
+        cluster.tick(1);
+        cluster.deliver_all();
+        (cluster.log(1), cluster.log(2))
+    };
+    let (leader, follower) = run(CoreBugs::default());
+    assert_eq!(leader, follower);
+    let (leader, follower) = run(CoreBugs {
+        skip_log_check: true,
+        ..CoreBugs::default()
+    });
+    assert_eq!(
+        follower.last().map(|e| e.term),
+        leader.last().map(|e| e.term)
+    );
+    assert_ne!(
+        leader, follower,
+        "same last entry, different logs: log matching broken"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// ReadIndex
+
+/// A 3-node cluster whose leader (node 1) has committed its no-op everywhere.
+fn settled_cluster(bugs: CoreBugs) -> Cluster {
+    let mut cluster = Cluster::with_state(&[1, 2, 3], vec![DurableState::default(); 3], |config| {
+        config.bugs = bugs
+    });
+    cluster.elect(1);
+    cluster.tick(1);
+    cluster.deliver_all();
+    assert_eq!(cluster.node(1).status().commit_index, 1);
+    cluster
+}
+
+fn reads_of(cluster: &Cluster, id: NodeId) -> Vec<ReadState> {
+    cluster.read_states.get(&id).cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_read_waits_for_a_majority_to_acknowledge_a_round_sent_after_it_arrived() {
+    let mut cluster = settled_cluster(CoreBugs::default());
+    // A heartbeat sent before the read arrives, delivered after: it proves nothing.
+    cluster.tick(1);
+    let early: Vec<Message> = cluster.queue.drain(..).collect();
+    cluster.node_mut(1).read_index(7).unwrap();
+    cluster.process(1);
+    let round: Vec<Message> = cluster.queue.drain(..).collect();
+    assert_eq!(
+        round.len(),
+        2,
+        "one heartbeat per follower starts the read's round"
+    );
+    for msg in early {
+        cluster.deliver(msg);
+    }
+    let answers: Vec<Message> = cluster.queue.drain(..).collect();
+    for msg in answers {
+        cluster.deliver(msg);
+    }
+    assert!(
+        reads_of(&cluster, 1).is_empty(),
+        "confirmed by an older round"
+    );
+    // The round reaches node 2 only; its answer makes a majority with the leader.
+    cluster.deliver(round[0].clone());
+    assert!(
+        reads_of(&cluster, 1).is_empty(),
+        "confirmed before any answer"
+    );
+    let answer = cluster.queue.pop_front().unwrap();
+    assert_eq!(answer.from, 2);
+    cluster.deliver(answer);
+    assert_eq!(reads_of(&cluster, 1), vec![ReadState { id: 7, index: 1 }]);
+}
+
+#[test]
+fn one_round_confirms_every_read_that_arrived_before_it() {
+    let mut cluster = settled_cluster(CoreBugs::default());
+    for id in 10..15 {
+        cluster.node_mut(1).read_index(id).unwrap();
+    }
+    cluster.process(1);
+    assert_eq!(cluster.queue.len(), 2, "one round for five reads");
+    cluster.deliver_all();
+    let ids: Vec<u64> = reads_of(&cluster, 1).iter().map(|r| r.id).collect();
+    assert_eq!(ids, (10..15).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_read_before_the_new_leaders_first_commit_waits_for_the_noop() {
+    let durable = vec![durable(1, &[1, 1]), durable(1, &[1, 1]), durable(1, &[1])];
+    let mut cluster = Cluster::with_state(&[1, 2, 3], durable, |_| {});
+    cluster.drop_rule = Box::new(|m| matches!(m.body, MessageBody::AppendEntries { .. }));
+    cluster.elect(1);
+    cluster.node_mut(1).read_index(3).unwrap();
+    cluster.process(1);
+    cluster.drop_rule = Box::new(|_| false);
+    // A heartbeat round is acknowledged, but the commit index is not known yet.
+    cluster.tick(1);
+    let heartbeat_round: Vec<Message> = cluster.queue.drain(..).collect();
+    assert!(reads_of(&cluster, 1).is_empty());
+    for msg in heartbeat_round {
+        cluster.deliver(msg);
+    }
+    cluster.deliver_all();
+    let status = cluster.node(1).status();
+    assert_eq!(status.commit_index, 3, "the no-op committed");
+    assert_eq!(reads_of(&cluster, 1), vec![ReadState { id: 3, index: 3 }]);
+}
+
+#[test]
+fn a_deposed_leader_fails_its_pending_reads() {
+    let mut cluster = settled_cluster(CoreBugs::default());
+    cluster.node_mut(1).read_index(5).unwrap();
+    cluster.process(1);
+    cluster.queue.clear();
+    let term = cluster.node(1).status().term;
+    cluster
+        .node_mut(1)
+        .step(vote_request(2, 1, term + 1, (1, term)));
+    cluster.process(1);
+    assert!(reads_of(&cluster, 1).is_empty());
+    assert_eq!(cluster.failed_reads[&1], vec![5]);
+    assert!(matches!(
+        cluster.node_mut(1).read_index(6),
+        Err(RaftError::NotLeader { .. })
+    ));
+}
+
+/// Node 1 leads and is cut off; 2 and 3 elect 2 and commit a write; then 1 gets a read.
+fn partitioned_old_leader_read(bugs: CoreBugs) -> (Cluster, LogIndex) {
+    let mut cluster = settled_cluster(bugs);
+    cluster.drop_rule = Box::new(|m| m.from == 1 || m.to == 1);
+    cluster.elect(2);
+    let (index, _) = cluster.node_mut(2).propose(b"new".to_vec()).unwrap();
+    cluster.process(2);
+    cluster.deliver_all();
+    cluster.tick(2);
+    cluster.deliver_all();
+    assert!(cluster.node(2).status().commit_index >= index);
+    cluster.node_mut(1).read_index(1).unwrap();
+    cluster.process(1);
+    for _ in 0..5 {
+        cluster.tick(1);
+        cluster.deliver_all();
+    }
+    (cluster, index)
+}
+
+#[test]
+fn a_partitioned_old_leader_never_confirms_a_read() {
+    let (cluster, _) = partitioned_old_leader_read(CoreBugs::default());
+    assert!(reads_of(&cluster, 1).is_empty());
+}
+
+#[test]
+fn planted_leader_local_reads_bug_serves_a_stale_read() {
+    let (cluster, write_index) = partitioned_old_leader_read(CoreBugs {
+        leader_local_reads: true,
+        ..CoreBugs::default()
+    });
+    let reads = reads_of(&cluster, 1);
+    assert_eq!(reads.len(), 1);
+    assert!(
+        reads[0].index < write_index,
+        "the stale read misses a committed write"
+    );
+}
+
+#[test]
+fn a_single_node_cluster_commits_and_reads_alone() {
+    let mut cluster = Cluster::new(&[1]);
+    cluster.elect(1);
+    let (index, term) = cluster.node_mut(1).propose(b"solo".to_vec()).unwrap();
+    cluster.node_mut(1).read_index(9).unwrap();
+    cluster.process(1);
+    assert_eq!(cluster.node(1).status().commit_index, index);
+    assert_eq!(cluster.applied[&1].last().unwrap().term, term);
+    assert_eq!(reads_of(&cluster, 1), vec![ReadState { id: 9, index: 1 }]);
+}
+
+#[test]
+fn the_leader_counts_and_applies_its_own_entries_only_once_durable() {
+    let mut cluster = settled_cluster(CoreBugs::default());
+    let (index, _) = cluster.node_mut(1).propose(b"w".to_vec()).unwrap();
+    // The leader's Ready is taken but not yet fsynced.
+    let ready = cluster.node_mut(1).ready();
+    assert_eq!(ready.entries.len(), 1);
+    let mut acks = Vec::new();
+    for follower in [2, 3] {
+        let msg = ready.messages.iter().find(|m| m.to == follower).unwrap();
+        cluster.node_mut(follower).step(msg.clone());
+        cluster.process(follower);
+        acks.push(cluster.queue.pop_front().unwrap());
+    }
+    cluster.node_mut(1).step(acks.remove(0));
+    assert_eq!(
+        cluster.node(1).status().commit_index,
+        index - 1,
+        "one durable copy out of three, the leader's own not counted yet"
+    );
+    cluster.node_mut(1).step(acks.remove(0));
+    assert_eq!(
+        cluster.node(1).status().commit_index,
+        index,
+        "2 and 3 are a majority"
+    );
+    let ready = cluster.node_mut(1).ready();
+    assert!(
+        ready.committed_entries.is_empty(),
+        "applied before the leader's own copy is durable"
+    );
+    cluster.node_mut(1).advance();
+    let ready = cluster.node_mut(1).ready();
+    assert_eq!(ready.committed_entries.last().map(|e| e.index), Some(index));
+}
