@@ -4,6 +4,7 @@
 #   scripts/cluster.sh start [N] [--clean]   start N nodes (default 3) in the background
 #   scripts/cluster.sh stop                  stop exactly the nodes this script started
 #   scripts/cluster.sh status                show each node's /status
+#   scripts/cluster.sh start-node I          restart node I (e.g. after kill -9) from its data dir
 #
 # Node i listens for clients on 127.0.0.1:$((CLIENT_PORT_BASE + i)) and for peers on
 # 127.0.0.1:$((PEER_PORT_BASE + i)); data, logs and PID files live under $CLUSTER_DIR/<i>/.
@@ -31,8 +32,30 @@ port_taken() {
 }
 
 pid_alive() {
-    local pidfile="$1"
-    [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+    local pidfile="$1" pid state
+    [[ -f "$pidfile" ]] || return 1
+    pid="$(cat "$pidfile")"
+    kill -0 "$pid" 2>/dev/null || return 1
+    # A killed process not yet reaped by its parent is a zombie: dead for our purposes.
+    state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
+    [[ "$state" != "Z" ]]
+}
+
+# Starts node $1 of an $2-node cluster in the background and records its PID.
+launch_node() {
+    local i="$1" n="$2"
+    local args=(--id "$i" --data-dir "$cluster_dir/$i/data"
+        --listen-client "127.0.0.1:$((client_base + i))"
+        --listen-peer "127.0.0.1:$((peer_base + i))")
+    for ((j = 1; j <= n; j++)); do
+        (( j == i )) && continue
+        args+=(--peer "$j=127.0.0.1:$((peer_base + j))"
+            --peer-client-url "$j=http://127.0.0.1:$((client_base + j))")
+    done
+    mkdir -p "$cluster_dir/$i"
+    # shellcheck disable=SC2086
+    nohup "$server" "${args[@]}" ${RIPTIDE_ARGS:-} >>"$cluster_dir/$i/node.log" 2>&1 &
+    echo $! > "$cluster_dir/$i/pid"
 }
 
 cmd_start() {
@@ -62,18 +85,7 @@ cmd_start() {
     mkdir -p "$cluster_dir"
     : > "$cluster_dir/nodes"
     for ((i = 1; i <= n; i++)); do
-        local args=(--id "$i" --data-dir "$cluster_dir/$i/data"
-            --listen-client "127.0.0.1:$((client_base + i))"
-            --listen-peer "127.0.0.1:$((peer_base + i))")
-        for ((j = 1; j <= n; j++)); do
-            (( j == i )) && continue
-            args+=(--peer "$j=127.0.0.1:$((peer_base + j))"
-                --peer-client-url "$j=http://127.0.0.1:$((client_base + j))")
-        done
-        mkdir -p "$cluster_dir/$i"
-        # shellcheck disable=SC2086
-        nohup "$server" "${args[@]}" ${RIPTIDE_ARGS:-} >>"$cluster_dir/$i/node.log" 2>&1 &
-        echo $! > "$cluster_dir/$i/pid"
+        launch_node "$i" "$n"
         echo "$i" >> "$cluster_dir/nodes"
     done
     # Wait (up to 30 s) until some node reports a leader.
@@ -111,6 +123,23 @@ cmd_stop() {
     (( any )) || echo "no running nodes"
 }
 
+cmd_start_node() {
+    local id="${1:-}" n
+    n="$(started_nodes | wc -l)"
+    (( n > 0 )) || die "no cluster started from $cluster_dir"
+    [[ "$id" =~ ^[0-9]+$ ]] && (( id >= 1 && id <= n )) || die "usage: cluster.sh start-node I (1..$n)"
+    pid_alive "$cluster_dir/$id/pid" && die "node $id is running (pid $(cat "$cluster_dir/$id/pid"))"
+    port_taken $((client_base + id)) && die "port $((client_base + id)) is taken"
+    launch_node "$id" "$n"
+    local deadline=$((SECONDS + 30))
+    until curl -sf "http://127.0.0.1:$((client_base + id))/status" >/dev/null 2>&1; do
+        pid_alive "$cluster_dir/$id/pid" || die "node $id exited; see $cluster_dir/$id/node.log"
+        (( SECONDS < deadline )) || die "node $id does not answer after 30 s"
+        sleep 0.1
+    done
+    echo "http://127.0.0.1:$((client_base + id))"
+}
+
 cmd_status() {
     local ids
     ids="$(started_nodes)" || die "no cluster started from $cluster_dir"
@@ -128,5 +157,6 @@ case "${1:-}" in
     start) shift; cmd_start "$@" ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
-    *) die "usage: cluster.sh start [N] [--clean] | stop | status" ;;
+    start-node) shift; cmd_start_node "$@" ;;
+    *) die "usage: cluster.sh start [N] [--clean] | stop | status | start-node I" ;;
 esac

@@ -113,7 +113,18 @@ fn init_logging(level: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole chain on one line: "what we tried: why: root cause".
+            eprintln!("riptide-server: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let args = Args::parse();
     init_logging(args.log_level.as_deref())?;
     if args.id == 0 {

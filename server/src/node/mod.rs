@@ -59,11 +59,11 @@ pub struct NodeStatus {
 /// Why a node could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error("storage: {0}")]
+    #[error("storage failed")]
     Storage(#[from] StorageError),
-    #[error("cannot start the raft thread: {0}")]
+    #[error("cannot start the raft thread")]
     Thread(#[source] std::io::Error),
-    #[error("HTTP server failed: {0}")]
+    #[error("HTTP server failed")]
     Http(#[source] std::io::Error),
     #[error("the raft loop ended unexpectedly")]
     LoopGone,

@@ -37,7 +37,7 @@ pub const WAL_FILE: &str = "wal.log";
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// An I/O call failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         op: &'static str,
         path: PathBuf,
