@@ -4,7 +4,17 @@
 //! Subcommands: `test` (one fault-injection run end to end), `check` (check recorded histories),
 //! `serve` (browse the store of results).
 
+mod client;
+mod cluster;
 mod cmd_check;
+mod cmd_serve;
+mod cmd_test;
+mod progress;
+mod recorder;
+mod report;
+mod runner;
+mod store;
+mod workload;
 
 use clap::{Parser, Subcommand};
 
@@ -18,8 +28,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run one fault-injection test end to end: cluster, workload, faults, check, report.
+    ///
+    /// Exit codes: 0 linearizable, 1 not linearizable, 2 unknown, 3 the run itself failed.
+    Test(Box<cmd_test::TestArgs>),
     /// Check recorded histories for linearizability.
     Check(cmd_check::CheckArgs),
+    /// Browse the store of results in a web browser.
+    Serve(cmd_serve::ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,7 +48,9 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Test(args) => cmd_test::run(*args),
         Command::Check(args) => cmd_check::run(args),
+        Command::Serve(args) => cmd_serve::run(args),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code),

@@ -1,0 +1,559 @@
+//! The cluster client: one operation against a Riptide cluster, as a careful real client does it.
+//!
+//! A request goes to the node believed to lead (shared by all clients, learned from `307`
+//! redirects), or round-robin over nodes when no leader is known. Each reply is classified
+//! ([`classify_response`], [`classify_transport`]) into "it happened", "it certainly did not",
+//! or "unknown", and [`ClusterClient::execute`] turns a series of attempts into one
+//! [`Completion`] with Jepsen semantics:
+//!
+//! - `412` is a definite `fail` with `precondition-failed` (the cas saw another value);
+//! - a refusal that proposed nothing (`503` with `"proposed":false`, connection refused) is
+//!   retried with the same `Request-Id` until the deadline, then `fail`;
+//! - an ambiguous failure (timeout, connection broken after sending, `504`) is retried with the
+//!   same `Request-Id` (exactly-once makes that safe) until the deadline; if no later attempt
+//!   gives a definite answer, the operation is `info` and its process is retired by the caller.
+//!
+//! Reads change nothing, so a read that never got an answer is a `fail`, not an `info`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// One HTTP request of the KV API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `GET /kv/{key}`.
+    Read { key: String },
+    /// `PUT /kv/{key}`.
+    Write { key: String, value: String },
+    /// `PUT /kv/{key}?if-value=FROM`.
+    Cas {
+        key: String,
+        from: String,
+        to: String,
+    },
+    /// `DELETE /kv/{key}`.
+    Delete { key: String },
+    /// `POST /kv/{key}/append`.
+    Append { key: String, suffix: String },
+}
+
+impl Request {
+    /// Reads have no effect, so they need no `Request-Id` and are never ambiguous.
+    pub fn is_read(&self) -> bool {
+        matches!(self, Request::Read { .. })
+    }
+
+    fn key(&self) -> &str {
+        match self {
+            Request::Read { key }
+            | Request::Write { key, .. }
+            | Request::Cas { key, .. }
+            | Request::Delete { key }
+            | Request::Append { key, .. } => key,
+        }
+    }
+}
+
+/// How one HTTP attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// It happened. For a read, the value (`None` when the key is absent).
+    Done(Option<String>),
+    /// A cas whose `from` differed from the current value (`412`): completed, definitely failed.
+    PreconditionFailed,
+    /// Certainly not applied, but another attempt may succeed (`503` proposing nothing,
+    /// connection refused, no leader).
+    Refused(String),
+    /// Certainly not applied and retrying cannot help (a `4xx` for bad input).
+    Rejected(String),
+    /// May or may not have been applied (`504`, timeout, connection lost after sending).
+    Ambiguous(String),
+    /// `307`/`308` to the leader: the `Location`.
+    Redirect(String),
+}
+
+/// How one operation ended, as written in the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// `ok`; for a read, the value it returned.
+    Ok(Option<String>),
+    /// `fail` with an error, e.g. `precondition-failed`.
+    Fail(String),
+    /// `info`: unknown; the caller retires the process.
+    Info(String),
+}
+
+/// Classifies an HTTP response of the KV API. `body` is the raw body (a value for reads, JSON
+/// otherwise).
+pub fn classify_response(
+    request_is_read: bool,
+    is_delete: bool,
+    status: u16,
+    location: Option<&str>,
+    body: &[u8],
+) -> Reply {
+    let json_field = |name: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get(name).cloned())
+    };
+    let error_text = || {
+        json_field("error")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("http {status}"))
+    };
+    match status {
+        200..=299 => {
+            if request_is_read {
+                Reply::Done(Some(String::from_utf8_lossy(body).into_owned()))
+            } else {
+                Reply::Done(None)
+            }
+        }
+        // Deleting an absent key has nothing to delete: it happened.
+        404 if request_is_read || is_delete => Reply::Done(None),
+        301 | 302 | 303 | 307 | 308 => match location {
+            Some(loc) if !loc.is_empty() => Reply::Redirect(loc.to_string()),
+            _ => Reply::Refused(format!("http {status} without Location")),
+        },
+        412 => Reply::PreconditionFailed,
+        503 | 504 => {
+            // The node says whether it proposed the write; without that, assume the worst:
+            // a 504 is "unknown" by the API's definition, a 503 "nothing proposed".
+            let proposed = json_field("proposed").and_then(|v| v.as_bool());
+            let definite = match proposed {
+                Some(p) => !p,
+                None => status == 503,
+            };
+            if definite || request_is_read {
+                Reply::Refused(error_text())
+            } else {
+                Reply::Ambiguous(error_text())
+            }
+        }
+        400..=499 => Reply::Rejected(error_text()),
+        // A 500 may come after the proposal: unknown for a write.
+        _ if request_is_read => Reply::Refused(error_text()),
+        _ => Reply::Ambiguous(error_text()),
+    }
+}
+
+/// Classifies a transport error: nothing was sent when the connection could not be made;
+/// anything else (timeout, reset after sending) is unknown for a write.
+pub fn classify_transport(request_is_read: bool, err: &reqwest::Error) -> Reply {
+    let text = if err.is_timeout() {
+        "timeout".to_string()
+    } else if err.is_connect() {
+        "connection refused".to_string()
+    } else {
+        let mut s = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(inner) = source {
+            s = format!("{s}: {inner}");
+            source = inner.source();
+        }
+        s
+    };
+    if err.is_builder() {
+        Reply::Rejected(text)
+    } else if err.is_connect() || request_is_read {
+        Reply::Refused(text)
+    } else {
+        Reply::Ambiguous(text)
+    }
+}
+
+/// Turns the replies of successive attempts at one operation into its completion, or `None`
+/// when the operation should be tried again (deadline permitting).
+#[derive(Debug, Default)]
+pub struct AttemptLog {
+    /// The first ambiguous failure: once an attempt may have been applied, only a definite
+    /// answer from a later attempt with the same `Request-Id` can close the operation.
+    ambiguous: Option<String>,
+    /// The last reason an attempt did not go through, for the final `fail`/`info` error.
+    last_error: Option<String>,
+}
+
+impl AttemptLog {
+    /// Folds one reply in; returns the completion when the reply settles the operation.
+    pub fn settle(&mut self, request_is_read: bool, reply: &Reply) -> Option<Completion> {
+        match reply {
+            Reply::Done(v) => Some(Completion::Ok(v.clone())),
+            Reply::PreconditionFailed => Some(Completion::Fail("precondition-failed".into())),
+            Reply::Rejected(e) => Some(match &self.ambiguous {
+                Some(first) if !request_is_read => Completion::Info(first.clone()),
+                _ => Completion::Fail(e.clone()),
+            }),
+            Reply::Refused(e) => {
+                self.last_error = Some(e.clone());
+                None
+            }
+            Reply::Ambiguous(e) => {
+                if !request_is_read {
+                    self.ambiguous.get_or_insert_with(|| e.clone());
+                }
+                self.last_error = Some(e.clone());
+                None
+            }
+            Reply::Redirect(_) => None,
+        }
+    }
+
+    /// The completion when the deadline passed without a definite answer.
+    pub fn give_up(&self, request_is_read: bool) -> Completion {
+        let last = self
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "deadline passed".to_string());
+        match &self.ambiguous {
+            Some(first) if !request_is_read => Completion::Info(first.clone()),
+            _ => Completion::Fail(last),
+        }
+    }
+}
+
+/// Timeouts of the client.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTimeouts {
+    /// One HTTP attempt (connect + request + response).
+    pub attempt: Duration,
+    /// Connection establishment; short, so a killed or unreachable node is skipped fast.
+    pub connect: Duration,
+    /// Pause between attempts after a refusal or an ambiguous failure.
+    pub backoff: Duration,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> Self {
+        ClientTimeouts {
+            attempt: Duration::from_millis(1500),
+            connect: Duration::from_millis(300),
+            backoff: Duration::from_millis(50),
+        }
+    }
+}
+
+/// A client for the whole cluster, shared by every logical process.
+#[derive(Clone)]
+pub struct ClusterClient {
+    http: reqwest::Client,
+    /// Client base URLs of the nodes (`http://127.0.0.1:PORT`), in node-id order.
+    nodes: Arc<Vec<String>>,
+    /// The base URL of the node believed to lead, learned from redirects.
+    leader: Arc<RwLock<Option<String>>>,
+    /// Round-robin cursor used when no leader is known.
+    next: Arc<AtomicUsize>,
+    timeouts: ClientTimeouts,
+}
+
+impl ClusterClient {
+    pub fn new(nodes: Vec<String>, timeouts: ClientTimeouts) -> reqwest::Result<ClusterClient> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeouts.connect)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(ClusterClient {
+            http,
+            nodes: Arc::new(nodes),
+            leader: Arc::new(RwLock::new(None)),
+            next: Arc::new(AtomicUsize::new(0)),
+            timeouts,
+        })
+    }
+
+    /// The leader as the clients currently believe it to be.
+    pub fn leader_hint(&self) -> Option<String> {
+        self.leader.read().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    fn pick_target(&self) -> String {
+        if let Some(l) = self.leader_hint() {
+            return l;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.nodes[i % self.nodes.len()].clone()
+    }
+
+    fn forget_leader(&self, base: &str) {
+        if let Ok(mut g) = self.leader.write() {
+            if g.as_deref() == Some(base) {
+                *g = None;
+            }
+        }
+    }
+
+    fn learn_leader(&self, base: String) {
+        if let Ok(mut g) = self.leader.write() {
+            *g = Some(base);
+        }
+    }
+
+    /// Runs one operation until it is settled or `deadline` passes. `request_id` is
+    /// `CLIENT:SEQ`, the same for every attempt.
+    pub async fn execute(
+        &self,
+        request: &Request,
+        request_id: &str,
+        deadline: Instant,
+    ) -> Completion {
+        let is_read = request.is_read();
+        let mut log = AttemptLog::default();
+        let mut target = self.pick_target();
+        let mut redirects_in_a_row = 0u32;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return log.give_up(is_read);
+            }
+            let budget = (deadline - now).min(self.timeouts.attempt);
+            let reply = self.attempt(&target, request, request_id, budget).await;
+            if let Some(done) = log.settle(is_read, &reply) {
+                return done;
+            }
+            match reply {
+                Reply::Redirect(location) => {
+                    redirects_in_a_row += 1;
+                    let base = base_url(&location).unwrap_or_else(|| target.clone());
+                    self.learn_leader(base.clone());
+                    target = base;
+                    // Two nodes that each think the other leads: do not spin.
+                    if redirects_in_a_row > 3 {
+                        tokio::time::sleep(self.timeouts.backoff).await;
+                    }
+                }
+                _ => {
+                    redirects_in_a_row = 0;
+                    self.forget_leader(&target);
+                    tokio::time::sleep(self.timeouts.backoff).await;
+                    target = self.pick_target();
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        base: &str,
+        request: &Request,
+        request_id: &str,
+        budget: Duration,
+    ) -> Reply {
+        let key = request.key();
+        let url = format!("{base}/kv/{}", encode_path_segment(key));
+        let builder = match request {
+            Request::Read { .. } => self.http.get(&url),
+            Request::Write { value, .. } => self.http.put(&url).body(value.clone()),
+            Request::Cas { from, to, .. } => self
+                .http
+                .put(&url)
+                .query(&[("if-value", from.as_str())])
+                .body(to.clone()),
+            Request::Delete { .. } => self.http.delete(&url),
+            Request::Append { suffix, .. } => {
+                self.http.post(format!("{url}/append")).body(suffix.clone())
+            }
+        };
+        let builder = if request.is_read() {
+            builder
+        } else {
+            builder.header("Request-Id", request_id)
+        };
+        let is_read = request.is_read();
+        let is_delete = matches!(request, Request::Delete { .. });
+        let response = match builder.timeout(budget).send().await {
+            Ok(r) => r,
+            Err(e) => return classify_transport(is_read, &e),
+        };
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        match response.bytes().await {
+            Ok(body) => classify_response(is_read, is_delete, status, location.as_deref(), &body),
+            Err(e) => classify_transport(is_read, &e),
+        }
+    }
+}
+
+/// `http://host:port/kv/k?x` -> `http://host:port`.
+pub fn base_url(location: &str) -> Option<String> {
+    let rest = location
+        .strip_prefix("http://")
+        .map(|r| ("http://", r))
+        .or_else(|| location.strip_prefix("https://").map(|r| ("https://", r)))?;
+    let authority = rest.1.split('/').next().unwrap_or("");
+    if authority.is_empty() {
+        return None;
+    }
+    Some(format!("{}{}", rest.0, authority))
+}
+
+/// Percent-encodes a key for use as one path segment.
+pub fn encode_path_segment(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(status: u16, body: &str) -> Reply {
+        classify_response(false, false, status, None, body.as_bytes())
+    }
+
+    #[test]
+    fn success_and_absent_reads_are_done() {
+        assert_eq!(
+            classify_response(true, false, 200, None, b"p1-3"),
+            Reply::Done(Some("p1-3".into()))
+        );
+        assert_eq!(
+            classify_response(true, false, 404, None, b""),
+            Reply::Done(None)
+        );
+        assert_eq!(write(200, "{}"), Reply::Done(None));
+        assert_eq!(write(204, ""), Reply::Done(None));
+        assert_eq!(
+            classify_response(false, true, 404, None, b""),
+            Reply::Done(None)
+        );
+    }
+
+    #[test]
+    fn precondition_failed_is_a_definite_failure_with_its_own_error() {
+        assert_eq!(
+            write(412, r#"{"error":"value differs"}"#),
+            Reply::PreconditionFailed
+        );
+        let mut log = AttemptLog::default();
+        assert_eq!(
+            log.settle(false, &Reply::PreconditionFailed),
+            Some(Completion::Fail("precondition-failed".into()))
+        );
+    }
+
+    #[test]
+    fn service_unavailable_that_proposed_nothing_is_a_retryable_refusal() {
+        assert_eq!(
+            write(503, r#"{"error":"no leader","proposed":false}"#),
+            Reply::Refused("no leader".into())
+        );
+        // No body at all: a 503 still means "not proposed".
+        assert!(matches!(write(503, ""), Reply::Refused(_)));
+    }
+
+    #[test]
+    fn gateway_timeout_and_proposed_true_are_ambiguous_for_writes_only() {
+        assert!(matches!(
+            write(504, r#"{"error":"commit timeout","proposed":true}"#),
+            Reply::Ambiguous(_)
+        ));
+        assert!(matches!(write(504, ""), Reply::Ambiguous(_)));
+        assert!(matches!(
+            write(503, r#"{"error":"x","proposed":true}"#),
+            Reply::Ambiguous(_)
+        ));
+        assert!(matches!(
+            classify_response(true, false, 504, None, b""),
+            Reply::Refused(_)
+        ));
+        assert!(matches!(write(500, "boom"), Reply::Ambiguous(_)));
+    }
+
+    #[test]
+    fn redirect_carries_the_location_and_bad_input_is_rejected() {
+        assert_eq!(
+            classify_response(false, false, 307, Some("http://127.0.0.1:9/kv/k"), b""),
+            Reply::Redirect("http://127.0.0.1:9/kv/k".into())
+        );
+        assert!(matches!(write(307, ""), Reply::Refused(_)));
+        assert_eq!(
+            write(400, r#"{"error":"key too long"}"#),
+            Reply::Rejected("key too long".into())
+        );
+    }
+
+    #[test]
+    fn an_ambiguous_write_stays_unknown_unless_a_retry_settles_it() {
+        let mut log = AttemptLog::default();
+        assert_eq!(log.settle(false, &Reply::Ambiguous("timeout".into())), None);
+        assert_eq!(log.settle(false, &Reply::Refused("no leader".into())), None);
+        // Deadline passes: the first ambiguity decides.
+        assert_eq!(log.give_up(false), Completion::Info("timeout".into()));
+        // A retry with the same Request-Id that succeeds settles it as ok.
+        assert_eq!(
+            log.settle(false, &Reply::Done(None)),
+            Some(Completion::Ok(None))
+        );
+    }
+
+    #[test]
+    fn refusals_only_give_a_definite_fail() {
+        let mut log = AttemptLog::default();
+        assert_eq!(log.settle(false, &Reply::Refused("no leader".into())), None);
+        assert_eq!(log.give_up(false), Completion::Fail("no leader".into()));
+    }
+
+    #[test]
+    fn a_read_is_never_info() {
+        let mut log = AttemptLog::default();
+        assert_eq!(log.settle(true, &Reply::Ambiguous("timeout".into())), None);
+        assert_eq!(log.give_up(true), Completion::Fail("timeout".into()));
+    }
+
+    #[test]
+    fn rejection_after_an_ambiguous_attempt_is_still_unknown() {
+        let mut log = AttemptLog::default();
+        log.settle(false, &Reply::Ambiguous("timeout".into()));
+        assert_eq!(
+            log.settle(false, &Reply::Rejected("bad".into())),
+            Some(Completion::Info("timeout".into()))
+        );
+    }
+
+    #[test]
+    fn base_url_keeps_scheme_and_authority() {
+        assert_eq!(
+            base_url("http://127.0.0.1:8080/kv/a?if-value=x").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(base_url("/kv/a"), None);
+        assert_eq!(encode_path_segment("a b/c"), "a%20b%2Fc");
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_a_refusal_and_the_deadline_gives_fail() {
+        // Bind then drop to get a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = ClusterClient::new(
+            vec![format!("http://127.0.0.1:{port}")],
+            ClientTimeouts::default(),
+        )
+        .unwrap();
+        let req = Request::Write {
+            key: "k".into(),
+            value: "p1-1".into(),
+        };
+        let done = client
+            .execute(&req, "1:1", Instant::now() + Duration::from_millis(300))
+            .await;
+        assert!(matches!(done, Completion::Fail(_)), "{done:?}");
+    }
+}

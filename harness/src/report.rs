@@ -1,0 +1,803 @@
+//! `report.html`: one self-contained page (inline SVG and CSS, no script from the network) that
+//! shows a person what happened in a run.
+//!
+//! Sections, top to bottom: the verdict and why; the run's parameters; the counterexample drawn
+//! as the checker found it (the key's operations on a timeline, the linearizable prefix numbered,
+//! the impossible operations highlighted, the model state); a timeline of every operation per
+//! process with fault intervals shaded and named; latency over time (a scatter by outcome) and
+//! throughput over time, with the fault intervals shaded too; the faults that ran; and, when a
+//! node misbehaved, its last log lines. The plots are hand-written SVG: a few hundred lines are
+//! simpler to keep correct than a plotting backend's layout, and need no fonts at build time.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use riptide_checker::history::{Event, EventType, Process};
+use serde::{Deserialize, Serialize};
+
+/// A fault as it ran: what, from when to when (nanoseconds since the run started).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FaultInterval {
+    /// The fault's vocabulary name, e.g. `partition-halves`.
+    pub name: String,
+    /// Who it hit, e.g. `halves [n1 n2] [n3]`.
+    pub description: String,
+    pub start_ns: u64,
+    /// `None` when the run ended (or was interrupted) with the fault still active.
+    pub end_ns: Option<u64>,
+}
+
+/// The counterexample of a failing partition, reduced to what the report draws.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct CounterexampleView {
+    /// The partition (key) that is not linearizable; `None` for an unkeyed model.
+    pub key: Option<String>,
+    /// Invoke-event indices of the longest linearizable prefix, in linearization order.
+    pub prefix: Vec<u64>,
+    /// Invoke-event indices of the operations that cannot be linearized after the prefix.
+    pub failing: Vec<u64>,
+    /// The model state after the prefix, as the checker prints it.
+    pub state: String,
+    /// The checker's own explanation, verbatim.
+    pub explanation: String,
+}
+
+/// A node that misbehaved, with the end of its log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeProblem {
+    /// 1-based node id.
+    pub node: u64,
+    /// What happened, e.g. "exited with status 101 while the nemesis had not killed it".
+    pub what: String,
+    pub last_log_lines: Vec<String>,
+}
+
+/// Everything the report shows.
+pub struct ReportInput<'a> {
+    pub title: String,
+    /// `linearizable`, `not linearizable`, `unknown` or `run failed`.
+    pub verdict: String,
+    /// Why the verdict is what it is, one line per reason.
+    pub reasons: Vec<String>,
+    /// Run parameters, in display order.
+    pub parameters: Vec<(String, String)>,
+    pub events: &'a [Event],
+    pub faults: &'a [FaultInterval],
+    pub counterexample: Option<&'a CounterexampleView>,
+    pub node_problems: &'a [NodeProblem],
+    /// Total duration to draw (nanoseconds); at least the last event's time.
+    pub duration_ns: u64,
+}
+
+/// One client operation: its invoke and completion paired.
+#[derive(Debug, Clone)]
+pub struct PairedOp {
+    pub process: u64,
+    pub invoke_index: u64,
+    pub f: String,
+    pub key: Option<String>,
+    pub invoke_value: serde_json::Value,
+    pub start_ns: u64,
+    /// `None` when the history ended before the completion (counts as `info`).
+    pub end_ns: Option<u64>,
+    pub outcome: EventType,
+    pub result_value: serde_json::Value,
+    pub error: Option<String>,
+}
+
+/// Pairs every client invoke with the next completion of the same process.
+pub fn pair_ops(events: &[Event]) -> Vec<PairedOp> {
+    let mut open: HashMap<u64, usize> = HashMap::new();
+    let mut ops: Vec<PairedOp> = Vec::new();
+    for e in events {
+        let Process::Client(p) = e.process else {
+            continue;
+        };
+        match e.kind {
+            EventType::Invoke => {
+                open.insert(p, ops.len());
+                ops.push(PairedOp {
+                    process: p,
+                    invoke_index: e.index,
+                    f: e.f.clone(),
+                    key: e.key.clone(),
+                    invoke_value: e.value.clone(),
+                    start_ns: e.time,
+                    end_ns: None,
+                    outcome: EventType::Info,
+                    result_value: serde_json::Value::Null,
+                    error: None,
+                });
+            }
+            kind => {
+                if let Some(i) = open.remove(&p) {
+                    let op = &mut ops[i];
+                    op.end_ns = Some(e.time);
+                    op.outcome = kind;
+                    op.result_value = e.value.clone();
+                    op.error = e.error.clone();
+                }
+            }
+        }
+    }
+    ops
+}
+
+const OK_COLOR: &str = "#3a9d5d";
+const FAIL_COLOR: &str = "#9aa3ad";
+const INFO_COLOR: &str = "#e69b2e";
+const BAD_COLOR: &str = "#d7263d";
+const FAULT_COLORS: [&str; 6] = [
+    "#f2c6c6", "#c6d8f2", "#e5d2f2", "#f2e6c6", "#c6f2e0", "#f2c6e6",
+];
+
+fn outcome_color(kind: EventType) -> &'static str {
+    match kind {
+        EventType::Ok => OK_COLOR,
+        EventType::Fail => FAIL_COLOR,
+        _ => INFO_COLOR,
+    }
+}
+
+fn outcome_name(kind: EventType) -> &'static str {
+    match kind {
+        EventType::Ok => "ok",
+        EventType::Fail => "fail",
+        EventType::Info => "info",
+        EventType::Invoke => "invoke",
+    }
+}
+
+/// Escapes text for HTML and SVG.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "nil".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Describes an operation the way Jepsen prints it: `p3 cas k1 [a b] -> fail precondition-failed`.
+fn describe(op: &PairedOp) -> String {
+    let key = op
+        .key
+        .as_deref()
+        .map(|k| format!(" {k}"))
+        .unwrap_or_default();
+    let arg = if op.invoke_value.is_null() {
+        String::new()
+    } else {
+        format!(" {}", value_text(&op.invoke_value))
+    };
+    let result = match op.outcome {
+        EventType::Ok if op.f == "read" || op.f == "read-all" => {
+            format!("ok {}", value_text(&op.result_value))
+        }
+        kind => {
+            let err = op
+                .error
+                .as_deref()
+                .map(|e| format!(" {e}"))
+                .unwrap_or_default();
+            format!("{}{err}", outcome_name(kind))
+        }
+    };
+    let dur = match op.end_ns {
+        Some(end) => format!(
+            " ({:.1} ms)",
+            (end.saturating_sub(op.start_ns)) as f64 / 1e6
+        ),
+        None => " (no completion)".to_string(),
+    };
+    format!("p{} {}{key}{arg} -> {result}{dur}", op.process, op.f)
+}
+
+/// Maps nanoseconds to an x coordinate.
+struct XScale {
+    left: f64,
+    width: f64,
+    duration_ns: f64,
+}
+
+impl XScale {
+    fn x(&self, ns: u64) -> f64 {
+        self.left + self.width * (ns as f64 / self.duration_ns).min(1.0)
+    }
+}
+
+/// Shaded fault intervals with their names, over `top..top+height`.
+fn fault_bands(
+    out: &mut String,
+    faults: &[FaultInterval],
+    xs: &XScale,
+    top: f64,
+    height: f64,
+    end_ns: u64,
+) {
+    let mut names: Vec<&str> = Vec::new();
+    for (i, f) in faults.iter().enumerate() {
+        let color_i = match names.iter().position(|n| *n == f.name) {
+            Some(p) => p,
+            None => {
+                names.push(&f.name);
+                names.len() - 1
+            }
+        };
+        let x0 = xs.x(f.start_ns);
+        let x1 = xs.x(f.end_ns.unwrap_or(end_ns)).max(x0 + 1.0);
+        // Overlapping faults are stacked in label rows so their names stay readable.
+        let label_y = top + 11.0 + (i % 3) as f64 * 11.0;
+        let _ = write!(
+            out,
+            r##"<g class="fault"><rect x="{x0:.1}" y="{top:.1}" width="{w:.1}" height="{height:.1}" fill="{c}" opacity="0.55"><title>{t}</title></rect><text x="{tx:.1}" y="{label_y:.1}" font-size="10" fill="#6b2b2b">{n}</text></g>"##,
+            w = x1 - x0,
+            c = FAULT_COLORS[color_i % FAULT_COLORS.len()],
+            t = esc(&format!(
+                "{}: {} ({:.2}s - {})",
+                f.name,
+                f.description,
+                f.start_ns as f64 / 1e9,
+                f.end_ns
+                    .map(|e| format!("{:.2}s", e as f64 / 1e9))
+                    .unwrap_or_else(|| "end".into())
+            )),
+            tx = x0 + 2.0,
+            n = esc(&f.name),
+        );
+    }
+}
+
+fn time_axis(out: &mut String, xs: &XScale, y: f64, duration_ns: u64) {
+    let secs = duration_ns as f64 / 1e9;
+    let step = [0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0]
+        .into_iter()
+        .find(|s| secs / s <= 12.0)
+        .unwrap_or(600.0);
+    let _ = write!(
+        out,
+        r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#555"/>"##,
+        xs.left,
+        xs.left + xs.width
+    );
+    let mut t = 0.0;
+    while t <= secs + 1e-9 {
+        let x = xs.x((t * 1e9) as u64);
+        let _ = write!(
+            out,
+            r##"<line x1="{x:.1}" y1="{y:.1}" x2="{x:.1}" y2="{:.1}" stroke="#555"/><text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="middle">{t}s</text>"##,
+            y + 4.0,
+            y + 15.0
+        );
+        t += step;
+    }
+}
+
+/// Timeline of every operation per process, with faults shaded. `highlight` marks operations
+/// (by invoke index) drawn with a heavy outline.
+fn timeline_svg(
+    ops: &[PairedOp],
+    faults: &[FaultInterval],
+    duration_ns: u64,
+    highlight: &HashMap<u64, String>,
+) -> String {
+    let mut processes: Vec<u64> = ops.iter().map(|o| o.process).collect();
+    processes.sort_unstable();
+    processes.dedup();
+    let lane_of: HashMap<u64, usize> = processes.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+    let lane_h = 14.0;
+    let top = 36.0;
+    let width = 1100.0;
+    let xs = XScale {
+        left: 50.0,
+        width: width - 60.0,
+        duration_ns: duration_ns.max(1) as f64,
+    };
+    let height = top + lane_h * processes.len().max(1) as f64 + 30.0;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0}" font-family="sans-serif">"#
+    );
+    fault_bands(&mut out, faults, &xs, 0.0, height - 30.0, duration_ns);
+    for (i, p) in processes.iter().enumerate() {
+        let y = top + i as f64 * lane_h;
+        let _ = write!(
+            out,
+            r##"<text x="45" y="{:.1}" font-size="10" text-anchor="end">p{p}</text><line x1="50" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#eee"/>"##,
+            y + 10.0,
+            y + lane_h / 2.0,
+            width - 10.0,
+            y + lane_h / 2.0
+        );
+    }
+    for op in ops {
+        let lane = lane_of[&op.process];
+        let y = top + lane as f64 * lane_h + 2.0;
+        let x0 = xs.x(op.start_ns);
+        let x1 = xs.x(op.end_ns.unwrap_or(duration_ns)).max(x0 + 1.5);
+        let (stroke, label) = match highlight.get(&op.invoke_index) {
+            Some(label) => (
+                format!(r#" stroke="{BAD_COLOR}" stroke-width="2""#),
+                format!(" [{label}]"),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let _ = write!(
+            out,
+            r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"{stroke}><title>{}</title></rect>"#,
+            x1 - x0,
+            lane_h - 4.0,
+            outcome_color(op.outcome),
+            esc(&format!("{}{label}", describe(op)))
+        );
+    }
+    time_axis(&mut out, &xs, height - 28.0, duration_ns);
+    out.push_str("</svg>");
+    out
+}
+
+/// Latency of every operation against its start time, one dot per operation, colored by
+/// outcome, on a log scale.
+fn latency_svg(ops: &[PairedOp], faults: &[FaultInterval], duration_ns: u64) -> String {
+    let width = 1100.0;
+    let height = 300.0;
+    let top = 10.0;
+    let plot_h = height - 50.0;
+    let xs = XScale {
+        left: 60.0,
+        width: width - 80.0,
+        duration_ns: duration_ns.max(1) as f64,
+    };
+    let lat_ms: Vec<f64> = ops
+        .iter()
+        .filter_map(|o| {
+            o.end_ns
+                .map(|e| (e.saturating_sub(o.start_ns)) as f64 / 1e6)
+        })
+        .collect();
+    let max_ms = lat_ms.iter().cloned().fold(1.0_f64, f64::max);
+    let min_ms = 0.1_f64;
+    let decades_top = max_ms.log10().ceil().max(0.0);
+    let y_of = |ms: f64| {
+        let l = (ms.max(min_ms).log10() - min_ms.log10()) / (decades_top - min_ms.log10());
+        top + plot_h * (1.0 - l)
+    };
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif">"#
+    );
+    fault_bands(&mut out, faults, &xs, top, plot_h, duration_ns);
+    let mut d = min_ms.log10() as i32;
+    while d as f64 <= decades_top {
+        let ms = 10f64.powi(d);
+        let y = y_of(ms);
+        let label = if ms >= 1000.0 {
+            format!("{}s", ms / 1000.0)
+        } else {
+            format!("{ms}ms")
+        };
+        let _ = write!(
+            out,
+            r##"<line x1="60" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="55" y="{:.1}" font-size="10" text-anchor="end">{label}</text>"##,
+            width - 20.0,
+            y + 3.0
+        );
+        d += 1;
+    }
+    for op in ops {
+        let Some(end) = op.end_ns else { continue };
+        let ms = (end.saturating_sub(op.start_ns)) as f64 / 1e6;
+        let _ = write!(
+            out,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="1.8" fill="{}" opacity="0.7"/>"#,
+            xs.x(op.start_ns),
+            y_of(ms),
+            outcome_color(op.outcome)
+        );
+    }
+    time_axis(&mut out, &xs, top + plot_h + 2.0, duration_ns);
+    legend(&mut out, width - 220.0, height - 8.0);
+    out.push_str("</svg>");
+    out
+}
+
+fn legend(out: &mut String, x: f64, y: f64) {
+    for (i, (name, color)) in [("ok", OK_COLOR), ("fail", FAIL_COLOR), ("info", INFO_COLOR)]
+        .iter()
+        .enumerate()
+    {
+        let lx = x + i as f64 * 60.0;
+        let _ = write!(
+            out,
+            r#"<rect x="{lx:.1}" y="{:.1}" width="10" height="10" fill="{color}"/><text x="{:.1}" y="{y:.1}" font-size="11">{name}</text>"#,
+            y - 9.0,
+            lx + 14.0
+        );
+    }
+}
+
+/// Completed operations per second over time, one line per outcome.
+fn throughput_svg(ops: &[PairedOp], faults: &[FaultInterval], duration_ns: u64) -> String {
+    let width = 1100.0;
+    let height = 240.0;
+    let top = 10.0;
+    let plot_h = height - 50.0;
+    let xs = XScale {
+        left: 60.0,
+        width: width - 80.0,
+        duration_ns: duration_ns.max(1) as f64,
+    };
+    let bucket_ns: u64 = if duration_ns > 120_000_000_000 {
+        2_000_000_000
+    } else if duration_ns > 20_000_000_000 {
+        1_000_000_000
+    } else {
+        500_000_000
+    };
+    let buckets = (duration_ns / bucket_ns + 1) as usize;
+    let mut counts = vec![[0u64; 3]; buckets];
+    for op in ops {
+        let Some(end) = op.end_ns else { continue };
+        let b = ((end / bucket_ns) as usize).min(buckets - 1);
+        let slot = match op.outcome {
+            EventType::Ok => 0,
+            EventType::Fail => 1,
+            _ => 2,
+        };
+        counts[b][slot] += 1;
+    }
+    let per_sec = |c: u64| c as f64 * 1e9 / bucket_ns as f64;
+    let max_rate = counts
+        .iter()
+        .flat_map(|c| c.iter().map(|&v| per_sec(v)))
+        .fold(1.0_f64, f64::max);
+    let y_of = |r: f64| top + plot_h * (1.0 - r / max_rate);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif">"#
+    );
+    fault_bands(&mut out, faults, &xs, top, plot_h, duration_ns);
+    for frac in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let r = max_rate * frac;
+        let y = y_of(r);
+        let _ = write!(
+            out,
+            r##"<line x1="60" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="55" y="{:.1}" font-size="10" text-anchor="end">{r:.0}/s</text>"##,
+            width - 20.0,
+            y + 3.0
+        );
+    }
+    for (slot, color) in [OK_COLOR, FAIL_COLOR, INFO_COLOR].iter().enumerate() {
+        let points: Vec<String> = counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mid = i as u64 * bucket_ns + bucket_ns / 2;
+                format!(
+                    "{:.1},{:.1}",
+                    xs.x(mid.min(duration_ns)),
+                    y_of(per_sec(c[slot]))
+                )
+            })
+            .collect();
+        let _ = write!(
+            out,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{}"/>"#,
+            points.join(" ")
+        );
+    }
+    time_axis(&mut out, &xs, top + plot_h + 2.0, duration_ns);
+    legend(&mut out, width - 220.0, height - 8.0);
+    out.push_str("</svg>");
+    out
+}
+
+/// The counterexample: the key's operations on their own timeline, the linearizable prefix
+/// numbered in linearization order, the impossible operations in red, and the model state.
+fn counterexample_html(
+    cx: &CounterexampleView,
+    ops: &[PairedOp],
+    faults: &[FaultInterval],
+    duration_ns: u64,
+) -> String {
+    let mut html = String::new();
+    let key_ops: Vec<PairedOp> = ops
+        .iter()
+        .filter(|o| o.key == cx.key && o.f != "nemesis")
+        .cloned()
+        .collect();
+    let mut marks: HashMap<u64, String> = HashMap::new();
+    for (i, idx) in cx.prefix.iter().enumerate() {
+        marks.insert(*idx, format!("linearized #{}", i + 1));
+    }
+    for idx in &cx.failing {
+        marks.insert(*idx, "CANNOT BE LINEARIZED".to_string());
+    }
+    let failing_ops: Vec<&PairedOp> = key_ops
+        .iter()
+        .filter(|o| cx.failing.contains(&o.invoke_index))
+        .collect();
+    // Zoom on the part of the run around the failing operations.
+    let (lo, hi) = {
+        let mut lo = u64::MAX;
+        let mut hi = 0;
+        for o in failing_ops.iter().copied().chain(
+            key_ops
+                .iter()
+                .filter(|o| cx.prefix.iter().rev().take(8).any(|i| *i == o.invoke_index)),
+        ) {
+            lo = lo.min(o.start_ns);
+            hi = hi.max(o.end_ns.unwrap_or(duration_ns));
+        }
+        if lo == u64::MAX {
+            (0, duration_ns)
+        } else {
+            let pad = ((hi - lo) / 4).max(5_000_000);
+            (lo.saturating_sub(pad), (hi + pad).min(duration_ns))
+        }
+    };
+    let window: Vec<PairedOp> = key_ops
+        .iter()
+        .filter(|o| o.end_ns.unwrap_or(duration_ns) >= lo && o.start_ns <= hi)
+        .map(|o| {
+            let mut o = o.clone();
+            o.start_ns -= lo;
+            o.end_ns = o.end_ns.map(|e| e.min(hi) - lo);
+            o
+        })
+        .collect();
+    let window_faults: Vec<FaultInterval> = faults
+        .iter()
+        .filter(|f| f.end_ns.unwrap_or(duration_ns) >= lo && f.start_ns <= hi)
+        .map(|f| FaultInterval {
+            start_ns: f.start_ns.saturating_sub(lo),
+            end_ns: Some(f.end_ns.unwrap_or(duration_ns).min(hi) - lo),
+            ..f.clone()
+        })
+        .collect();
+    let _ = write!(
+        html,
+        "<p>Key <b>{}</b>: the window {:.3}s - {:.3}s of the run. Red outline: operations that cannot be linearized after the prefix; hover any bar for details.</p>",
+        esc(cx.key.as_deref().unwrap_or("(single register)")),
+        lo as f64 / 1e9,
+        hi as f64 / 1e9
+    );
+    html.push_str(&timeline_svg(&window, &window_faults, hi - lo, &marks));
+    let _ = write!(
+        html,
+        "<h3>Model state after the linearizable prefix</h3><pre>{}</pre>",
+        esc(&cx.state)
+    );
+    html.push_str("<h3>Operations that cannot be linearized</h3><ul>");
+    for o in &failing_ops {
+        let _ = write!(html, r#"<li class="bad">{}</li>"#, esc(&describe(o)));
+    }
+    html.push_str("</ul><h3>Linearizable prefix (last 20, in order)</h3><ol>");
+    let by_index: HashMap<u64, &PairedOp> = key_ops.iter().map(|o| (o.invoke_index, o)).collect();
+    let skip = cx.prefix.len().saturating_sub(20);
+    for idx in cx.prefix.iter().skip(skip) {
+        if let Some(o) = by_index.get(idx) {
+            let _ = write!(html, "<li>{}</li>", esc(&describe(o)));
+        }
+    }
+    html.push_str("</ol>");
+    if !cx.explanation.is_empty() {
+        let _ = write!(
+            html,
+            "<details><summary>The checker's explanation</summary><pre>{}</pre></details>",
+            esc(&cx.explanation)
+        );
+    }
+    html
+}
+
+/// Renders the whole page.
+pub fn render(input: &ReportInput<'_>) -> String {
+    let ops = pair_ops(input.events);
+    let duration_ns = input
+        .duration_ns
+        .max(input.events.last().map(|e| e.time).unwrap_or(0))
+        .max(1);
+    let verdict_class = match input.verdict.as_str() {
+        "linearizable" => "good",
+        "not linearizable" | "run failed" => "bad",
+        _ => "unknown",
+    };
+    let count = |k: EventType| ops.iter().filter(|o| o.outcome == k).count();
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>
+body{{font-family:sans-serif;margin:20px;color:#222;max-width:1160px}}
+h1{{font-size:20px}} h2{{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}}
+.verdict{{font-size:22px;font-weight:bold;padding:8px 12px;display:inline-block;border-radius:4px}}
+.good{{background:#d9f2e1;color:#1d6b38}} .bad{{background:#f9d6da;color:#8c1020}} .unknown{{background:#fbecd0;color:#7a4c00}}
+table{{border-collapse:collapse}} td,th{{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:13px}}
+li.bad{{color:#8c1020;font-weight:bold}} pre{{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:12px}}
+.svgbox{{overflow-x:auto}}
+</style></head><body><h1>{title}</h1><div class="verdict {verdict_class}">{verdict}</div>"#,
+        title = esc(&input.title),
+        verdict = esc(&input.verdict),
+    );
+    if !input.reasons.is_empty() {
+        html.push_str("<ul>");
+        for r in &input.reasons {
+            let _ = write!(html, "<li>{}</li>", esc(r));
+        }
+        html.push_str("</ul>");
+    }
+    let _ = write!(
+        html,
+        "<p>{} operations: {} ok, {} fail, {} info; {} faults injected.</p>",
+        ops.len(),
+        count(EventType::Ok),
+        count(EventType::Fail),
+        ops.len() - count(EventType::Ok) - count(EventType::Fail),
+        input.faults.len()
+    );
+    html.push_str("<h2>Parameters</h2><table>");
+    for (k, v) in &input.parameters {
+        let _ = write!(html, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
+    }
+    html.push_str("</table>");
+
+    if !input.node_problems.is_empty() {
+        html.push_str("<h2>Node problems</h2>");
+        for p in input.node_problems {
+            let _ = write!(
+                html,
+                "<h3>n{}: {}</h3><pre>{}</pre>",
+                p.node,
+                esc(&p.what),
+                esc(&p.last_log_lines.join("\n"))
+            );
+        }
+    }
+
+    let mut highlight: HashMap<u64, String> = HashMap::new();
+    if let Some(cx) = input.counterexample {
+        html.push_str("<h2>Counterexample</h2>");
+        html.push_str(&counterexample_html(cx, &ops, input.faults, duration_ns));
+        for idx in &cx.failing {
+            highlight.insert(*idx, "cannot be linearized".into());
+        }
+    }
+
+    html.push_str("<h2>Operations per process</h2><p>One bar per operation from invoke to completion: <span style=\"color:#3a9d5d\">ok</span>, <span style=\"color:#9aa3ad\">fail</span>, <span style=\"color:#e69b2e\">info</span> (unknown; the process is then retired). Shaded bands are faults. Hover for details.</p><div class=\"svgbox\">");
+    html.push_str(&timeline_svg(&ops, input.faults, duration_ns, &highlight));
+    html.push_str("</div><h2>Latency</h2><div class=\"svgbox\">");
+    html.push_str(&latency_svg(&ops, input.faults, duration_ns));
+    html.push_str("</div><h2>Throughput</h2><div class=\"svgbox\">");
+    html.push_str(&throughput_svg(&ops, input.faults, duration_ns));
+    html.push_str("</div><h2>Faults</h2>");
+    if input.faults.is_empty() {
+        html.push_str("<p>None.</p>");
+    } else {
+        html.push_str("<table><tr><th>fault</th><th>target</th><th>start</th><th>end</th></tr>");
+        for f in input.faults {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{:.2}s</td><td>{}</td></tr>",
+                esc(&f.name),
+                esc(&f.description),
+                f.start_ns as f64 / 1e9,
+                f.end_ns
+                    .map(|e| format!("{:.2}s", e as f64 / 1e9))
+                    .unwrap_or_else(|| "still active at the end".into())
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("<p>Raw files: <a href=\"history.jsonl\">history.jsonl</a>, <a href=\"results.json\">results.json</a>, <a href=\"config.json\">config.json</a>, <a href=\"schedule.json\">schedule.json</a>, node logs in <a href=\"nodes/\">nodes/</a>.</p></body></html>\n");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(
+        index: u64,
+        time: u64,
+        p: u64,
+        kind: EventType,
+        f: &str,
+        value: serde_json::Value,
+    ) -> Event {
+        Event {
+            index,
+            time,
+            process: Process::Client(p),
+            kind,
+            f: f.into(),
+            key: Some("k1".into()),
+            value,
+            error: None,
+        }
+    }
+
+    fn history() -> Vec<Event> {
+        vec![
+            ev(0, 10, 0, EventType::Invoke, "write", "p0-1".into()),
+            ev(1, 20, 1, EventType::Invoke, "read", serde_json::Value::Null),
+            ev(2, 30_000_000, 0, EventType::Ok, "write", "p0-1".into()),
+            ev(3, 40_000_000, 1, EventType::Ok, "read", "p9-9".into()),
+            ev(
+                4,
+                50_000_000,
+                2,
+                EventType::Invoke,
+                "write",
+                "<script>".into(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn pairs_invokes_with_completions_and_open_ops_are_info() {
+        let ops = pair_ops(&history());
+        assert_eq!(ops.len(), 3);
+        assert_eq!(ops[0].outcome, EventType::Ok);
+        assert_eq!(ops[1].result_value, serde_json::json!("p9-9"));
+        assert_eq!(ops[2].outcome, EventType::Info);
+        assert_eq!(ops[2].end_ns, None);
+    }
+
+    #[test]
+    fn report_is_self_contained_escaped_and_draws_faults_and_counterexample() {
+        let events = history();
+        let faults = vec![FaultInterval {
+            name: "partition-halves".into(),
+            description: "halves [n1] [n2 n3]".into(),
+            start_ns: 5_000_000,
+            end_ns: Some(35_000_000),
+        }];
+        let cx = CounterexampleView {
+            key: Some("k1".into()),
+            prefix: vec![0],
+            failing: vec![1],
+            state: "p0-1".into(),
+            explanation: "read saw p9-9".into(),
+        };
+        let html = render(&ReportInput {
+            title: "kv run".into(),
+            verdict: "not linearizable".into(),
+            reasons: vec!["key k1".into()],
+            parameters: vec![("seed".into(), "42".into())],
+            events: &events,
+            faults: &faults,
+            counterexample: Some(&cx),
+            node_problems: &[],
+            duration_ns: 60_000_000,
+        });
+        assert!(html.contains("partition-halves"));
+        assert!(html.contains("CANNOT BE LINEARIZED"));
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(!html.contains("<script>"));
+        // No external resources: every URL is the SVG namespace.
+        for (i, _) in html.match_indices("http") {
+            assert!(
+                html[i..].starts_with("http://www.w3.org/2000/svg"),
+                "external reference at {i}"
+            );
+        }
+        assert!(html.matches("<svg").count() >= 4);
+    }
+}
