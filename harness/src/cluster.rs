@@ -94,9 +94,13 @@ pub struct Cluster {
 /// Asks the OS for a free loopback port. The port is released before the node binds it, so
 /// another process could take it in between; the node then fails with a clear "port taken"
 /// error and the run fails with exit 3.
-fn free_addr() -> Result<SocketAddr, ClusterError> {
+///
+/// The listener is returned too: holding it until the nodes are about to start keeps the
+/// proxies (which bind their own ephemeral ports meanwhile) from being handed the same port.
+fn free_addr() -> Result<(SocketAddr, std::net::TcpListener), ClusterError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(ClusterError::Port)?;
-    listener.local_addr().map_err(ClusterError::Port)
+    let addr = listener.local_addr().map_err(ClusterError::Port)?;
+    Ok((addr, listener))
 }
 
 async fn fetch_status(http: &reqwest::Client, url: &str) -> Option<NodeStatus> {
@@ -130,14 +134,36 @@ pub fn log_has_panic(path: &Path) -> Option<String> {
 }
 
 impl Cluster {
-    /// Starts the proxies and the nodes and waits until every node answers `/status`.
+    /// Starts the proxies and the nodes and waits until every node answers `/status`. A port
+    /// taken between choosing it and the node binding it (another process won the race) is
+    /// retried with fresh ports, a few times.
     pub async fn start(spec: &ClusterSpec) -> Result<Cluster, ClusterError> {
+        let mut attempt = 1;
+        loop {
+            match Cluster::start_once(spec).await {
+                Err(ClusterError::NodeStart { tail, .. })
+                    if attempt < 4 && tail.contains("Address already in use") =>
+                {
+                    tracing::warn!(attempt, "a port was taken while starting the cluster; retrying");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(spec: &ClusterSpec) -> Result<Cluster, ClusterError> {
         let mut nodes = Vec::with_capacity(spec.nodes);
+        let mut reserved = Vec::new();
         for i in 0..spec.nodes {
             let id = i as u64 + 1;
-            let client_addr = free_addr()?;
-            let peer_addr = free_addr()?;
+            let (client_addr, client_listener) = free_addr()?;
+            let (peer_addr, peer_listener) = free_addr()?;
+            reserved.push(client_listener);
+            reserved.push(peer_listener);
             let data_dir = spec.run_dir.node_data(id);
+            // A retried start begins from empty data, like the first attempt.
+            let _ = std::fs::remove_dir_all(&data_dir);
             std::fs::create_dir_all(&data_dir).map_err(|source| ClusterError::Dir {
                 path: data_dir.clone(),
                 source,
@@ -200,6 +226,7 @@ impl Cluster {
             http,
             ready_timeout: spec.ready_timeout,
         };
+        drop(reserved);
         for i in 0..spec.nodes {
             cluster.supervisor.start(i).await?;
         }

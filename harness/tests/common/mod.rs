@@ -1,0 +1,110 @@
+//! Helpers shared by the harness's integration tests: finding (or building) the real
+//! `riptide-server` binary, and running `riptide` with a time bound.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `riptide` binary under test.
+pub fn riptide_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_riptide"))
+}
+
+/// The real node binary: `RIPTIDE_SERVER_BIN` when set, else `riptide-server` next to
+/// `riptide` in the same target profile folder, built with `cargo build -p riptide-server`
+/// (same profile, same target folder) when it is not there yet, as under
+/// `cargo test -p riptide-harness`.
+pub fn server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("RIPTIDE_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    let riptide = riptide_bin();
+    let profile_dir = riptide.parent().expect("riptide has a parent folder");
+    let server = profile_dir.join("riptide-server");
+    if server.is_file() {
+        return server;
+    }
+    let target_dir = profile_dir.parent().expect("profile folder has a parent");
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug")
+        .to_string();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "riptide-server", "--bin", "riptide-server"])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let status = cmd.status().expect("running cargo build -p riptide-server");
+    assert!(status.success(), "cargo build -p riptide-server failed");
+    assert!(
+        server.is_file(),
+        "{} missing after the build",
+        server.display()
+    );
+    server
+}
+
+/// Runs `riptide` with `args`, killing it after `limit`.
+pub fn run_riptide(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    run_bin(&riptide_bin(), args, env, limit)
+}
+
+/// Runs `bin` with `args`, killing it after `limit` (the test then fails on its output).
+pub fn run_bin(bin: &Path, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawning riptide");
+    // Drain the pipes on threads so a chatty child never blocks on a full pipe.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut buf).ok();
+        buf
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut buf).ok();
+        buf
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for riptide") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = err_thread.join().unwrap_or_default();
+            panic!(
+                "riptide did not finish within {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    }
+}

@@ -1,0 +1,255 @@
+//! End to end: `riptide test` against a real 3-node cluster with partitions and kills, then
+//! every artifact of the store checked, and the recorded history checked again on its own.
+//!
+//! One run (about 12 s of workload) is shared by the tests of this file: the first test to need
+//! it starts it, the others wait for it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use riptide_checker::history::{Event, Process};
+use riptide_checker::{check_builtin, read_history, BuiltinModel, CheckOptions};
+use riptide_nemesis::{parse_fault_list, FaultFamily, Schedule, ScheduleSpec};
+
+const TIME_LIMIT_MS: u64 = 12_000;
+const INTERVAL_MS: u64 = 2_000;
+
+struct SharedRun {
+    /// Keeps the store alive for the whole test binary.
+    _store: tempfile::TempDir,
+    store: PathBuf,
+    run_dir: PathBuf,
+    exit_code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// A seed whose schedule has both a partition and a kill, so the run exercises both.
+fn seed_with_partition_and_kill() -> u64 {
+    let faults = parse_fault_list("partition,kill").unwrap();
+    (0..1000)
+        .find(|&seed| {
+            let spec = ScheduleSpec {
+                seed,
+                faults: faults.clone(),
+                nodes: 3,
+                interval_ms: INTERVAL_MS,
+                options: Default::default(),
+            };
+            let s = Schedule::generate(spec, Duration::from_millis(TIME_LIMIT_MS)).unwrap();
+            let families: Vec<FaultFamily> =
+                s.faults.iter().map(|f| f.plan.kind().family()).collect();
+            families.contains(&FaultFamily::Partition) && families.contains(&FaultFamily::Kill)
+        })
+        .expect("some seed mixes partitions and kills")
+}
+
+fn shared_run() -> &'static SharedRun {
+    static RUN: OnceLock<SharedRun> = OnceLock::new();
+    static START: Mutex<()> = Mutex::new(());
+    let _guard = START.lock().unwrap_or_else(|p| p.into_inner());
+    RUN.get_or_init(|| {
+        let server = common::server_bin();
+        let store = tempfile::tempdir().unwrap();
+        let seed = seed_with_partition_and_kill().to_string();
+        let time_limit = format!("{TIME_LIMIT_MS}ms");
+        let interval = format!("{INTERVAL_MS}ms");
+        let out = common::run_riptide(
+            &[
+                "test",
+                "--nodes",
+                "3",
+                "--time-limit",
+                &time_limit,
+                "--nemesis",
+                "partition,kill",
+                "--nemesis-interval",
+                &interval,
+                "--concurrency",
+                "6",
+                "--rate",
+                "100",
+                "--seed",
+                &seed,
+                "--store",
+                store.path().to_str().unwrap(),
+                "--server-bin",
+                server.to_str().unwrap(),
+                "--name",
+                "e2e",
+            ],
+            &[],
+            Duration::from_secs(240),
+        );
+        let latest = store.path().join("latest");
+        let run_dir = std::fs::canonicalize(&latest).unwrap_or(latest);
+        SharedRun {
+            store: store.path().to_path_buf(),
+            _store: store,
+            run_dir,
+            exit_code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn a_short_run_with_partitions_and_kills_is_linearizable() {
+    let run = shared_run();
+    assert_eq!(
+        run.exit_code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(run.stdout.trim(), "linearizable");
+    assert!(run.stderr.contains("report:"), "{}", run.stderr);
+    let results = read_json(&run.run_dir.join("results.json"));
+    assert_eq!(results["verdict"], "linearizable");
+    assert_eq!(results["exit_code"], 0);
+    assert_eq!(results["check"]["verdict"], "linearizable");
+    assert!(
+        results["stats"]["ok"].as_u64().unwrap() > 100,
+        "{}",
+        results["stats"]
+    );
+}
+
+#[test]
+fn the_run_folder_follows_the_store_layout() {
+    let run = shared_run();
+    // histories/<test-name>/<YYYYmmddTHHMMSS>-<seed>/ and histories/latest pointing at it.
+    let rel = run
+        .run_dir
+        .strip_prefix(std::fs::canonicalize(&run.store).unwrap())
+        .unwrap();
+    let parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(parts.len(), 2, "{rel:?}");
+    assert_eq!(parts[0], "e2e");
+    let (stamp, seed) = parts[1].split_once('-').unwrap();
+    assert_eq!(stamp.len(), 15, "{stamp}");
+    assert_eq!(&stamp[8..9], "T");
+    assert_eq!(seed, seed_with_partition_and_kill().to_string());
+    for file in [
+        "history.jsonl",
+        "config.json",
+        "results.json",
+        "report.html",
+        "schedule.json",
+    ] {
+        assert!(run.run_dir.join(file).is_file(), "{file} missing");
+    }
+    for id in 1..=3 {
+        let log = run.run_dir.join(format!("nodes/{id}.log"));
+        assert!(
+            std::fs::metadata(&log).unwrap().len() > 0,
+            "{} empty",
+            log.display()
+        );
+        // A passing run keeps no data directories.
+        assert!(!run.run_dir.join(format!("nodes/{id}")).exists());
+    }
+}
+
+#[test]
+fn every_artifact_is_well_formed() {
+    let run = shared_run();
+    let config = read_json(&run.run_dir.join("config.json"));
+    assert_eq!(config["nodes"], 3);
+    assert_eq!(config["workload"], "kv");
+    assert_eq!(config["nemesis"], "partition,kill");
+    assert!(config["rerun"].as_str().unwrap().contains("--replay"));
+
+    let schedule =
+        Schedule::from_json(&std::fs::read_to_string(run.run_dir.join("schedule.json")).unwrap())
+            .expect("schedule.json parses as a nemesis schedule");
+    assert!(!schedule.faults.is_empty());
+
+    let results = read_json(&run.run_dir.join("results.json"));
+    let faults = results["faults"].as_array().unwrap();
+    assert_eq!(
+        faults.len(),
+        schedule.faults.len(),
+        "every planned fault ran"
+    );
+    let names: Vec<&str> = faults.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert!(names.iter().any(|n| n.starts_with("kill")), "{names:?}");
+    for f in faults {
+        assert!(f["end_ns"].as_u64().unwrap() > f["start_ns"].as_u64().unwrap());
+    }
+
+    // Every history line is an Event; indexes are dense, times never decrease, and each fault
+    // has a start and a stop event.
+    let text = std::fs::read_to_string(run.run_dir.join("history.jsonl")).unwrap();
+    let events: Vec<Event> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events.len() > 200);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.index, i as u64);
+    }
+    assert!(events.windows(2).all(|w| w[0].time <= w[1].time));
+    let nemesis: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.process == Process::NEMESIS)
+        .collect();
+    assert_eq!(nemesis.len(), 2 * faults.len());
+    assert!(nemesis
+        .iter()
+        .any(|e| e.f == "start-partition" || e.f == "start-kill"));
+
+    let report = std::fs::read_to_string(run.run_dir.join("report.html")).unwrap();
+    assert!(report.starts_with("<!DOCTYPE html>"));
+    assert!(report.contains("linearizable"));
+    assert!(
+        report.matches("<svg").count() >= 3,
+        "timeline, latency, throughput"
+    );
+    for name in &names {
+        assert!(report.contains(name), "fault {name} not drawn");
+    }
+    // Self-contained: no scripts, styles or images from the network.
+    assert!(!report.contains("src=\"http"));
+    assert!(!report.contains("href=\"http"));
+}
+
+#[test]
+fn the_recorded_history_parses_back_and_checks_the_same() {
+    let run = shared_run();
+    let history = read_history(&run.run_dir.join("history.jsonl"), None).expect("history parses");
+    let results = read_json(&run.run_dir.join("results.json"));
+    assert_eq!(
+        history.operations.len() as u64,
+        results["check"]["operations"].as_u64().unwrap()
+    );
+    assert_eq!(
+        history.nemesis.len(),
+        2 * results["faults"].as_array().unwrap().len()
+    );
+    let again = check_builtin(&history, BuiltinModel::Kv, &CheckOptions::default()).unwrap();
+    assert_eq!(
+        again.verdict.to_string(),
+        results["check"]["verdict"]
+            .as_str()
+            .unwrap()
+            .replace('-', " ")
+    );
+    assert_eq!(
+        again.partitions.len(),
+        results["check"]["partitions"].as_array().unwrap().len()
+    );
+}
