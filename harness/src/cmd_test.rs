@@ -992,6 +992,7 @@ fn parameters(config: &RunConfig, stats: &RunStats) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use riptide_checker::history::{Event, EventType, Process};
 
     #[test]
     fn durations_accept_the_usual_units() {
@@ -1029,6 +1030,48 @@ mod tests {
     fn a_missing_server_binary_is_named_in_the_error() {
         let err = resolve_server_bin(Some(Path::new("/nonexistent/riptide-server"))).unwrap_err();
         assert!(err.contains("/nonexistent/riptide-server"), "{err}");
+    }
+
+    fn event(
+        index: u64,
+        process: u64,
+        kind: EventType,
+        f: &str,
+        value: serde_json::Value,
+    ) -> Event {
+        Event {
+            index,
+            time: index * 1000,
+            process: Process::Client(process),
+            kind,
+            f: f.into(),
+            key: Some("k1".into()),
+            value,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_counterexample_names_the_read_that_saw_a_value_never_written() {
+        use serde_json::json;
+        let events = vec![
+            event(0, 0, EventType::Invoke, "write", json!("p0-1")),
+            event(1, 0, EventType::Ok, "write", json!("p0-1")),
+            event(2, 1, EventType::Invoke, "read", json!(null)),
+            event(3, 1, EventType::Ok, "read", json!("p9-9")),
+        ];
+        let numbered = events.iter().cloned().enumerate().map(|(i, e)| (i + 1, e));
+        let history = History::from_events(numbered).unwrap();
+        let result =
+            riptide_checker::check_builtin(&history, BuiltinModel::Kv, &CheckOptions::default())
+                .unwrap();
+        assert_eq!(result.verdict, Verdict::NotLinearizable);
+        let cx = counterexample_view(&result, &events).expect("a counterexample");
+        assert_eq!(cx.key.as_deref(), Some("k1"));
+        // The write linearizes; the read (invoked at event 2) cannot follow it.
+        assert_eq!(cx.prefix, vec![0]);
+        assert!(cx.failing.contains(&2), "{cx:?}");
+        assert!(cx.state.contains("p0-1"), "{cx:?}");
     }
 
     #[test]

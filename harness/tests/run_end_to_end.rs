@@ -253,3 +253,66 @@ fn the_recorded_history_parses_back_and_checks_the_same() {
         results["check"]["partitions"].as_array().unwrap().len()
     );
 }
+
+/// `(f, key)` of the first `n` operations process 0 invoked.
+fn first_ops_of_process_zero(run_dir: &Path, n: usize) -> Vec<(String, Option<String>)> {
+    let text = std::fs::read_to_string(run_dir.join("history.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<Event>(l).unwrap())
+        .filter(|e| {
+            e.process == Process::Client(0) && e.kind == riptide_checker::history::EventType::Invoke
+        })
+        .take(n)
+        .map(|e| (e.f, e.key))
+        .collect()
+}
+
+#[test]
+fn replay_runs_the_same_faults_and_workload_again() {
+    let run = shared_run();
+    let server = common::server_bin();
+    let out = common::run_riptide(
+        &[
+            "test",
+            "--replay",
+            run.run_dir.to_str().unwrap(),
+            "--store",
+            run.store.to_str().unwrap(),
+            "--server-bin",
+            server.to_str().unwrap(),
+            "--quiet",
+        ],
+        &[],
+        Duration::from_secs(240),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    let replay_dir = std::fs::read_dir(run.store.join("e2e"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::canonicalize(p).unwrap() != run.run_dir)
+        .expect("a second run folder");
+    let original = std::fs::read_to_string(run.run_dir.join("schedule.json")).unwrap();
+    let replayed = std::fs::read_to_string(replay_dir.join("schedule.json")).unwrap();
+    assert_eq!(original, replayed, "the same fault schedule");
+    let config = read_json(&replay_dir.join("config.json"));
+    assert_eq!(
+        config["seed"].to_string(),
+        seed_with_partition_and_kill().to_string()
+    );
+    assert!(config["replay_of"].is_string());
+    // The faults ran in the same order, and the workload drew the same operations.
+    let kinds = |dir: &Path| -> Vec<String> {
+        read_json(&dir.join("results.json"))["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(kinds(&run.run_dir), kinds(&replay_dir));
+    assert_eq!(
+        first_ops_of_process_zero(&run.run_dir, 20),
+        first_ops_of_process_zero(&replay_dir, 20)
+    );
+}
