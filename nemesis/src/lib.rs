@@ -12,7 +12,8 @@
 //! - [`fault`]: the vocabulary ([`FaultKind`], with stable kebab-case names for the CLI) and concrete,
 //!   seeded fault instances ([`FaultPlan`]) with their history events ([`NemesisEvent`]).
 //! - [`schedule`]: a seeded [`Schedule`] of fault instances, serializable for exact replay.
-//! - [`nemesis`]: [`apply`] a planned fault to a running cluster and [`heal`] it again.
+//! - [`nemesis`]: [`apply`] a planned fault to a running cluster and [`heal`] it again, or
+//!   [`run_schedule`] to do so for a whole schedule.
 //!
 //! Nodes are 0-based indices everywhere in this API; human-readable descriptions name node `i` as
 //! `n{i+1}` (see [`node_name`]).
@@ -30,7 +31,7 @@ pub use fault::{
     known_names, node_name, parse_fault_list, FaultFamily, FaultKind, FaultOptions, FaultPlan,
     NemesisEvent, ALL_KINDS,
 };
-pub use nemesis::{apply, cuts_of, heal, ActiveFault, Undo};
+pub use nemesis::{apply, cuts_of, heal, run_schedule, ActiveFault, Undo};
 pub use network::{Cuts, Network};
 pub use proxy::{LinkFault, LinkProxy, LinkStats};
 pub use schedule::{Schedule, ScheduleSpec, ScheduledFault};

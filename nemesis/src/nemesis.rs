@@ -3,6 +3,7 @@
 //! The harness drives the schedule: at a fault's start it calls [`apply`] with the current leader (if
 //! it knows one), writes [`ActiveFault::start_event`] into the history; at the end it calls [`heal`]
 //! and writes the returned stop event. It never needs to know how a fault is carried out.
+//! [`run_schedule`] does exactly that for a whole [`Schedule`], for harnesses that need no more.
 //!
 //! | family      | start                                      | end (heal)                         |
 //! |-------------|--------------------------------------------|------------------------------------|
@@ -11,14 +12,18 @@
 //! | `kill`      | `SIGKILL` the nodes, wait until reaped     | start the killed nodes again       |
 //! | `pause`     | `SIGSTOP` the nodes                        | `SIGCONT` them                     |
 
+use std::future::Future;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use crate::error::NemesisError;
 use crate::fault::{FaultFamily, FaultPlan, NemesisEvent};
 use crate::network::{Cuts, Network};
 use crate::proxy::LinkFault;
+use crate::schedule::Schedule;
 use crate::supervisor::Supervisor;
 
 /// What [`heal`] must undo.
@@ -163,6 +168,10 @@ pub async fn apply(
             | FaultPlan::Bridge { .. } => {}
         }
     }
+    if matches!(active.family(), FaultFamily::Kill | FaultFamily::Pause) && active.nodes.is_empty()
+    {
+        active.description.push_str(" (not running: nothing done)");
+    }
     active.undo = match active.family() {
         FaultFamily::Partition | FaultFamily::Link => Undo::HealLinks,
         FaultFamily::Kill => Undo::Restart {
@@ -248,4 +257,53 @@ fn pause(supervisor: &mut Supervisor, nodes: &[usize]) -> Result<Vec<usize>, Nem
         }
     }
     Ok(paused)
+}
+
+/// Runs `schedule` against a live cluster: at each fault's start offset (from `started`) asks
+/// `leader` who leads, [`apply`]s the fault and passes the start event to `record`; at its end
+/// offset [`heal`]s it and passes the stop event. Returns when the schedule is done, or early when
+/// `shutdown` completes, healing the fault in effect first, so the cluster is never left broken.
+///
+/// The supervisor sits behind a mutex so the caller can keep using it (readiness, crash checks)
+/// while the schedule runs; the lock is held only while a fault is applied or healed.
+pub async fn run_schedule<L, LFut, R>(
+    schedule: &Schedule,
+    started: Instant,
+    supervisor: &Mutex<Supervisor>,
+    network: &Network,
+    mut leader: L,
+    mut record: R,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NemesisError>
+where
+    L: FnMut() -> LFut,
+    LFut: Future<Output = Option<usize>>,
+    R: FnMut(NemesisEvent),
+{
+    tokio::pin!(shutdown);
+    for fault in &schedule.faults {
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + fault.start()) => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+        let current_leader = leader().await;
+        let active = apply(
+            &fault.plan,
+            &mut *supervisor.lock().await,
+            network,
+            current_leader,
+        )
+        .await?;
+        record(active.start_event());
+        let interrupted = tokio::select! {
+            _ = tokio::time::sleep_until(started + fault.end()) => false,
+            _ = &mut shutdown => true,
+        };
+        let stop = heal(&active, &mut *supervisor.lock().await, network).await?;
+        record(stop);
+        if interrupted {
+            return Ok(());
+        }
+    }
+    Ok(())
 }

@@ -71,8 +71,9 @@ pub struct ProcessSpec {
     pub env: Vec<(OsString, OsString)>,
     /// Working directory of the child; the harness's when `None`.
     pub cwd: Option<PathBuf>,
-    /// File that receives both stdout and stderr. Opened in append mode, so the output of every
-    /// incarnation of the node ends up in one file, each preceded by a header line.
+    /// File that receives both stdout and stderr (its directory is created if missing). Opened in
+    /// append mode, so the output of every incarnation of the node ends up in one file, each
+    /// preceded by a header line `=== riptide-nemesis: start #N: <command> ===`.
     pub log_path: PathBuf,
 }
 
@@ -585,6 +586,9 @@ fn build_command(spec: &ProcessSpec, incarnation: u32) -> Result<Command, Nemesi
         path: spec.log_path.clone(),
         source,
     };
+    if let Some(dir) = spec.log_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(log_error)?;
+    }
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use riptide_nemesis::{
-    apply, heal, Cuts, FaultPlan, LinkFault, LinkProxy, NemesisEvent, Network, Supervisor,
+    apply, heal, parse_fault_list, run_schedule, Cuts, FaultOptions, FaultPlan, LinkFault,
+    LinkProxy, NemesisEvent, Network, Schedule, ScheduleSpec, Supervisor,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -543,4 +544,71 @@ fn cuts_between_groups_match_the_probe_expectations() {
     let cuts = Cuts::between(4, &[0], &[1, 2]);
     let mine: BTreeSet<(usize, usize)> = cuts.links().collect();
     assert_eq!(mine, between(&[0], &[1, 2]));
+}
+
+#[tokio::test]
+async fn run_schedule_applies_and_heals_every_fault_in_order() {
+    let mesh = mesh(3).await;
+    let spec = ScheduleSpec {
+        seed: 4,
+        faults: parse_fault_list("partition").unwrap(),
+        nodes: 3,
+        interval_ms: 150,
+        options: FaultOptions::default(),
+    };
+    let schedule = Schedule::generate(spec, Duration::from_millis(1000)).unwrap();
+    assert_eq!(schedule.faults.len(), 3);
+    let supervisor = tokio::sync::Mutex::new(Supervisor::new());
+    let mut events = Vec::new();
+    let mut cuts_seen = Vec::new();
+    run_schedule(
+        &schedule,
+        Instant::now(),
+        &supervisor,
+        &mesh.network,
+        || async { Some(1) },
+        |event| {
+            cuts_seen.push(mesh.network.cut_links().len());
+            events.push(event);
+        },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let fs: Vec<&str> = events.iter().map(|e| e.f.as_str()).collect();
+    assert_eq!(fs, ["start-partition", "stop-partition"].repeat(3));
+    for (i, pair) in events.chunks(2).enumerate() {
+        assert_eq!(pair[0].value, pair[1].value);
+        assert!(cuts_seen[2 * i] > 0, "fault {i} cut nothing");
+        assert_eq!(cuts_seen[2 * i + 1], 0, "fault {i} was not healed");
+    }
+}
+
+#[tokio::test]
+async fn run_schedule_heals_the_current_fault_on_shutdown() {
+    let mesh = mesh(3).await;
+    let spec = ScheduleSpec {
+        seed: 1,
+        faults: vec![riptide_nemesis::FaultKind::IsolateOne],
+        nodes: 3,
+        interval_ms: 100,
+        options: FaultOptions::default(),
+    };
+    let schedule = Schedule::generate(spec, Duration::from_secs(3600)).unwrap();
+    let supervisor = tokio::sync::Mutex::new(Supervisor::new());
+    let mut events = Vec::new();
+    run_schedule(
+        &schedule,
+        Instant::now(),
+        &supervisor,
+        &mesh.network,
+        || async { None },
+        |event| events.push(event),
+        tokio::time::sleep(Duration::from_millis(150)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1].f, "stop-partition");
+    assert!(mesh.network.cut_links().is_empty());
 }
