@@ -12,6 +12,9 @@ use std::collections::VecDeque;
 
 use super::LogIndex;
 
+/// Heartbeat intervals without any acknowledgement before a pipeline is presumed stalled.
+pub(crate) const STALL_HEARTBEATS: u32 = 3;
+
 /// How the leader currently sends to a follower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ProgressState {
@@ -33,9 +36,11 @@ pub(crate) struct Progress {
     pub(crate) inflights: Inflights,
     /// Highest ReadIndex heartbeat round this follower acknowledged in the current term.
     pub(crate) acked_round: u64,
-    /// `match_index` at the previous heartbeat: a pipeline that made no progress over a whole
-    /// heartbeat interval probably lost a message, and falls back to Probe.
+    /// `match_index` at the previous heartbeat, and how many heartbeats in a row found it
+    /// unchanged with messages in flight: a pipeline stalled that long probably lost a message
+    /// and falls back to Probe.
     pub(crate) match_at_heartbeat: LogIndex,
+    pub(crate) stalled_heartbeats: u32,
 }
 
 impl Progress {
@@ -49,12 +54,14 @@ impl Progress {
             inflights: Inflights::new(max_inflight),
             acked_round: 0,
             match_at_heartbeat: 0,
+            stalled_heartbeats: 0,
         }
     }
 
     /// Back to one message at a time from `next_index`.
     pub(crate) fn become_probe(&mut self, next_index: LogIndex) {
         self.state = ProgressState::Probe;
+        self.stalled_heartbeats = 0;
         self.next_index = next_index.max(self.match_index + 1);
         self.probe_sent = false;
         self.inflights.clear();
@@ -89,14 +96,21 @@ impl Progress {
         }
     }
 
-    /// At a heartbeat: a pipeline with messages in flight and no acknowledgement since the
-    /// previous heartbeat is presumed to have lost one; probe again from `match_index`.
+    /// At a heartbeat: a pipeline with messages in flight and no acknowledgement over
+    /// [`STALL_HEARTBEATS`] heartbeat intervals is presumed to have lost one; probe again from
+    /// `match_index`. (A round trip longer than one interval must not trigger this, or a slow
+    /// link would be re-sent everything.)
     pub(crate) fn on_heartbeat(&mut self) {
         if self.state == ProgressState::Replicate
             && !self.inflights.is_empty()
             && self.match_index == self.match_at_heartbeat
         {
-            self.become_probe(self.match_index + 1);
+            self.stalled_heartbeats += 1;
+            if self.stalled_heartbeats >= STALL_HEARTBEATS {
+                self.become_probe(self.match_index + 1);
+            }
+        } else {
+            self.stalled_heartbeats = 0;
         }
         self.match_at_heartbeat = self.match_index;
         if self.state == ProgressState::Probe {

@@ -1,0 +1,1058 @@
+//! Deterministic simulation of the Raft core: 3- and 5-node clusters in one process.
+//!
+//! A seeded scheduler drives every node through the real driver contract (ready -> persist ->
+//! send -> apply -> advance) while it delays, drops, duplicates and reorders messages,
+//! partitions the cluster, skews clocks, crashes nodes (also between `ready()` and `advance()`,
+//! losing that Ready) and restarts them from their durable state only, with clients proposing
+//! writes and ReadIndex reads all along. After every single event it checks:
+//!
+//! - **election safety**: at most one leader per term, over the whole run;
+//! - **log matching**: every entry ever written at (index, term) anywhere has the same payload
+//!   and the same predecessor term (so, by induction, equal prefixes);
+//! - **leader completeness**: an entry committed in term T is in the log of every leader of a
+//!   term after T;
+//! - **state-machine safety**: no two nodes apply different entries at one index, and each
+//!   node applies indices in order;
+//! - **linearizable reads**: a confirmed read's index covers every write acknowledged before
+//!   the read started.
+//!
+//! At the end it heals everything, lets the cluster settle, and checks that every acknowledged
+//! write (applied by the leader that proposed it, index and term matching) is applied on every
+//! node.
+//!
+//! Seeds: 1,000 by default (even seeds run 3 nodes, odd seeds 5); `RIPTIDE_SIM_SEEDS=N` runs N
+//! (nightly), `RIPTIDE_SIM_SEED=S` replays one seed with a trace of its last events.
+
+use std::collections::HashMap;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use riptide_server::raft::{
+    Config, CoreBugs, DurableState, Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId,
+    RaftNode, Role, Term,
+};
+
+const ELECTION_TICKS: u32 = 10;
+const HEARTBEAT_TICKS: u32 = 2;
+/// Ticks of faults and client load per seed.
+const FAULT_TICKS: u64 = 800;
+/// Ticks after healing within which the cluster must have converged.
+const SETTLE_TICKS: u64 = 3000;
+const DEFAULT_SEEDS: u64 = 1000;
+/// Events kept for the trace printed when replaying one seed.
+const TRACE_EVENTS: usize = 300;
+
+/// How hostile one seed's world is: drawn per seed so seeds explore different mixes.
+#[derive(Debug, Clone, Copy)]
+struct Weather {
+    drop: f64,
+    duplicate: f64,
+    /// Probability that a message is held for up to three election timeouts.
+    long_delay: f64,
+    /// Probability per tick of a partition change, crash or restart.
+    fault: f64,
+    /// Probability per Ready of crashing before or after persisting it.
+    crash_in_ready: f64,
+    /// Probability per tick that a client proposes (and, a third as often, reads).
+    client: f64,
+    /// Probability that a new leader is isolated or crashed a few ticks after its election,
+    /// halfway through catching followers up: leader churn with partial replication, the
+    /// ground of Raft's Figure 8.
+    depose: f64,
+    /// Small batches and windows make old entries travel without the leader's newer ones,
+    /// which is where Figure 8 bites.
+    max_entries_per_message: usize,
+    max_inflight_messages: usize,
+}
+
+impl Weather {
+    fn random(rng: &mut ChaCha8Rng) -> Weather {
+        Weather {
+            drop: rng.gen_range(0.0..0.15),
+            duplicate: rng.gen_range(0.0..0.1),
+            long_delay: rng.gen_range(0.0..0.05),
+            fault: rng.gen_range(0.01..0.1),
+            crash_in_ready: rng.gen_range(0.0..0.004),
+            client: rng.gen_range(0.3..0.9),
+            depose: *[0.0, 0.3, 0.7].choose(rng).unwrap_or(&0.0),
+            max_entries_per_message: *[1, 2, 3, 8, 64].choose(rng).unwrap_or(&8),
+            max_inflight_messages: *[1, 2, 4, 16].choose(rng).unwrap_or(&4),
+        }
+    }
+
+    fn calm(self) -> Weather {
+        Weather {
+            max_entries_per_message: self.max_entries_per_message,
+            max_inflight_messages: self.max_inflight_messages,
+            depose: 0.0,
+            drop: 0.0,
+            duplicate: 0.0,
+            long_delay: 0.0,
+            fault: 0.0,
+            crash_in_ready: 0.0,
+            client: 0.0,
+        }
+    }
+}
+
+/// A message on the simulated wire.
+struct Flight {
+    msg: Message,
+    deliver_at: u64,
+}
+
+/// One simulated node: its core (None while crashed), its disk and its state machine.
+struct SimNode {
+    raft: Option<RaftNode>,
+    /// What survives a crash: exactly the hard states and entries of persisted Readies.
+    disk: DurableState,
+    /// Index the state machine has applied (it is rebuilt from the log after a restart).
+    applied_index: LogIndex,
+    /// Writes proposed here and not yet applied: index -> (term, command).
+    proposals: HashMap<LogIndex, (Term, Vec<u8>)>,
+    /// Reads in flight here: read id -> the highest acknowledged write when it started.
+    reads: HashMap<u64, LogIndex>,
+    /// The term in which this node was last seen leading (leader completeness is checked
+    /// once when it takes office).
+    led_term: Option<Term>,
+    restarts: u64,
+}
+
+/// Counts that show a run exercised something.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    leaders: u64,
+    acked_writes: u64,
+    confirmed_reads: u64,
+    crashes: u64,
+    delivered: u64,
+}
+
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, other: Stats) {
+        self.leaders += other.leaders;
+        self.acked_writes += other.acked_writes;
+        self.confirmed_reads += other.confirmed_reads;
+        self.crashes += other.crashes;
+        self.delivered += other.delivered;
+    }
+}
+
+struct Sim {
+    seed: u64,
+    bugs: CoreBugs,
+    rng: ChaCha8Rng,
+    weather: Weather,
+    /// The seed's weather before healing, for the failure report.
+    stormy: Weather,
+    now: u64,
+    /// `nodes[id - 1]`.
+    nodes: Vec<SimNode>,
+    net: Vec<Flight>,
+    /// Partition group of each node: messages between groups are lost.
+    group: Vec<u8>,
+    /// Election safety: the leader seen for each term, over the whole run.
+    leaders: HashMap<Term, NodeId>,
+    /// Log matching: (index, term) -> (payload, predecessor's term), over the whole run.
+    written: HashMap<(LogIndex, Term), (EntryPayload, Term)>,
+    /// Entries known committed, by index, with the term of the leader that committed them.
+    committed: Vec<(Entry, Term)>,
+    /// The entry applied at each index (by whichever node applied it first).
+    applied: Vec<Entry>,
+    /// Acknowledged writes: applied by the leader that proposed them.
+    acked: Vec<Entry>,
+    max_acked_index: LogIndex,
+    next_command: u64,
+    next_read: u64,
+    /// A new leader to isolate or crash at the given tick (see `Weather::depose`).
+    depose_at: Option<(NodeId, u64)>,
+    /// Scripted scenarios: entries of terms above this are cut out of every AppendEntries (as
+    /// if the leader had sent fewer), to hold a leader's own entries back.
+    strip_above: Option<Term>,
+    trace: Option<Vec<String>>,
+    stats: Stats,
+}
+
+type Check = Result<(), String>;
+
+impl Sim {
+    fn new(seed: u64, nodes: usize, bugs: CoreBugs, trace: bool) -> Sim {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let weather = Weather::random(&mut rng);
+        Sim::with_weather(seed, rng, weather, nodes, bugs, trace)
+    }
+
+    fn with_weather(
+        seed: u64,
+        rng: ChaCha8Rng,
+        weather: Weather,
+        nodes: usize,
+        bugs: CoreBugs,
+        trace: bool,
+    ) -> Sim {
+        let mut sim = Sim {
+            seed,
+            bugs,
+            rng,
+            weather,
+            stormy: weather,
+            now: 0,
+            nodes: Vec::new(),
+            net: Vec::new(),
+            group: vec![0; nodes],
+            leaders: HashMap::new(),
+            written: HashMap::new(),
+            committed: Vec::new(),
+            applied: Vec::new(),
+            acked: Vec::new(),
+            max_acked_index: 0,
+            next_command: 0,
+            next_read: 0,
+            depose_at: None,
+            strip_above: None,
+            trace: trace.then(Vec::new),
+            stats: Stats::default(),
+        };
+        for _ in 0..nodes {
+            sim.nodes.push(SimNode {
+                raft: None,
+                disk: DurableState::default(),
+                applied_index: 0,
+                proposals: HashMap::new(),
+                reads: HashMap::new(),
+                led_term: None,
+                restarts: 0,
+            });
+        }
+        for id in 1..=nodes as NodeId {
+            sim.start(id);
+        }
+        sim
+    }
+
+    fn members(&self) -> Vec<NodeId> {
+        (1..=self.nodes.len() as NodeId).collect()
+    }
+
+    fn node(&mut self, id: NodeId) -> &mut SimNode {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    fn note(&mut self, event: impl FnOnce() -> String) {
+        if let Some(trace) = &mut self.trace {
+            trace.push(format!("t={} {}", self.now, event()));
+            if trace.len() > 2 * TRACE_EVENTS {
+                trace.drain(..TRACE_EVENTS);
+            }
+        }
+    }
+
+    /// Starts (or restarts) a node from its disk only.
+    fn start(&mut self, id: NodeId) {
+        let mut config = Config::new(id, self.members());
+        config.election_ticks = ELECTION_TICKS;
+        config.heartbeat_ticks = HEARTBEAT_TICKS;
+        config.max_entries_per_message = self.weather.max_entries_per_message;
+        config.max_inflight_messages = self.weather.max_inflight_messages;
+        config.bugs = self.bugs;
+        let node = self.node(id);
+        config.seed = (id << 48) ^ (node.restarts << 32) ^ 0x5eed;
+        node.restarts += 1;
+        node.raft = Some(RaftNode::new(config, node.disk.clone()));
+        node.applied_index = 0;
+        self.note(|| format!("start {id}"));
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        let node = self.node(id);
+        node.raft = None;
+        node.proposals.clear();
+        node.reads.clear();
+        node.led_term = None;
+        self.stats.crashes += 1;
+        self.note(|| format!("crash {id}"));
+    }
+
+    fn alive(&self, id: NodeId) -> bool {
+        self.nodes[id as usize - 1].raft.is_some()
+    }
+
+    fn raft(&self, id: NodeId) -> Option<&RaftNode> {
+        self.nodes[id as usize - 1].raft.as_ref()
+    }
+
+    /// Puts a message on the wire: maybe lost, maybe twice, each copy with its own delay.
+    fn send(&mut self, msg: Message) {
+        if self.rng.gen_bool(self.weather.drop) {
+            return;
+        }
+        let copies = if self.rng.gen_bool(self.weather.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let delay = if self.rng.gen_bool(self.weather.long_delay) {
+                self.rng.gen_range(1..=3 * ELECTION_TICKS as u64)
+            } else {
+                self.rng.gen_range(1..=2)
+            };
+            self.net.push(Flight {
+                msg: msg.clone(),
+                deliver_at: self.now + delay,
+            });
+        }
+    }
+
+    /// The driver loop of one node, with the scheduler's chance to crash it mid-way.
+    fn process(&mut self, id: NodeId) -> Check {
+        loop {
+            let Some(raft) = self.node(id).raft.as_mut() else {
+                return Ok(());
+            };
+            if !raft.has_ready() {
+                break;
+            }
+            let ready = raft.ready();
+            self.check_written(id, &ready.entries)?;
+            if self.rng.gen_bool(self.weather.crash_in_ready) {
+                self.crash(id); // before the fsync: the whole Ready is lost
+                return Ok(());
+            }
+            let disk = &mut self.node(id).disk;
+            if let Some(hard_state) = ready.hard_state {
+                disk.hard_state = hard_state;
+            }
+            if let Some(first) = ready.entries.first() {
+                let keep = first.index as usize - 1;
+                if keep > disk.log.len() {
+                    return Err(format!(
+                        "node {id}: Ready entries start at {} after a durable log of {}",
+                        first.index,
+                        disk.log.len()
+                    ));
+                }
+                disk.log.truncate(keep);
+                disk.log.extend(ready.entries.iter().cloned());
+            }
+            if self.rng.gen_bool(self.weather.crash_in_ready) {
+                self.crash(id); // after the fsync, before sending or advancing
+                return Ok(());
+            }
+            for msg in ready.messages {
+                self.send(msg);
+            }
+            for entry in ready.committed_entries {
+                self.apply(id, entry)?;
+            }
+            for read in ready.read_states {
+                let Some(min_index) = self.node(id).reads.remove(&read.id) else {
+                    return Err(format!("node {id}: unknown read {}", read.id));
+                };
+                if read.index < min_index {
+                    return Err(format!(
+                        "linearizability: node {id} confirmed read {} at index {} but a write \
+                         at index {min_index} was acknowledged before the read started",
+                        read.id, read.index
+                    ));
+                }
+                self.stats.confirmed_reads += 1;
+                self.note(|| format!("read {} confirmed on {id} at {}", read.id, read.index));
+            }
+            for read in ready.failed_reads {
+                self.node(id).reads.remove(&read);
+            }
+            if let Some(raft) = self.node(id).raft.as_mut() {
+                raft.advance();
+            }
+        }
+        self.check_node(id)
+    }
+
+    /// Log matching, checked on every entry a node writes (a Ready's entries are exactly the
+    /// changes to its log since the previous Ready).
+    fn check_written(&mut self, id: NodeId, entries: &[Entry]) -> Check {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let raft = self.raft(id).expect("only live nodes produce Readies");
+        let mut prev_term = match first.index {
+            0 => return Err(format!("node {id}: an entry at index 0")),
+            1 => 0,
+            i => raft.entries()[i as usize - 2].term,
+        };
+        for entry in entries {
+            match self.written.get(&(entry.index, entry.term)) {
+                Some((payload, term)) if *payload != entry.payload || *term != prev_term => {
+                    return Err(format!(
+                        "log matching: node {id} wrote ({}, term {}) = {:?} after term {}, but \
+                         ({}, term {}) = {:?} after term {} exists elsewhere",
+                        entry.index,
+                        entry.term,
+                        entry.payload,
+                        prev_term,
+                        entry.index,
+                        entry.term,
+                        payload,
+                        term
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.written.insert(
+                        (entry.index, entry.term),
+                        (entry.payload.clone(), prev_term),
+                    );
+                }
+            }
+            prev_term = entry.term;
+        }
+        Ok(())
+    }
+
+    /// State-machine safety, and acknowledgement of the writes this node proposed.
+    fn apply(&mut self, id: NodeId, entry: Entry) -> Check {
+        let node = self.node(id);
+        if entry.index != node.applied_index + 1 {
+            return Err(format!(
+                "node {id} applied index {} after {}",
+                entry.index, node.applied_index
+            ));
+        }
+        node.applied_index = entry.index;
+        let proposal = node.proposals.remove(&entry.index);
+        let slot = entry.index as usize - 1;
+        if let Some(first) = self.applied.get(slot) {
+            if *first != entry {
+                return Err(format!(
+                    "state-machine safety: node {id} applied {entry:?}, another node applied \
+                     {first:?}"
+                ));
+            }
+        } else {
+            self.applied.push(entry.clone());
+        }
+        if let Some((term, command)) = proposal {
+            if entry.term == term && entry.payload == EntryPayload::Command(command) {
+                self.note(|| format!("write acked by {id} at {}@{}", entry.index, entry.term));
+                self.max_acked_index = self.max_acked_index.max(entry.index);
+                self.acked.push(entry);
+                self.stats.acked_writes += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Election safety, commit bookkeeping and leader completeness for one node.
+    fn check_node(&mut self, id: NodeId) -> Check {
+        let Some(raft) = self.raft(id) else {
+            return Ok(());
+        };
+        let status = raft.status();
+        if status.role == Role::Leader {
+            let leader = *self.leaders.entry(status.term).or_insert(id);
+            if leader != id {
+                return Err(format!(
+                    "election safety: nodes {leader} and {id} both led term {}",
+                    status.term
+                ));
+            }
+            if self.nodes[id as usize - 1].led_term != Some(status.term) {
+                self.stats.leaders += 1;
+                self.note(|| format!("{id} leads term {}", status.term));
+                self.nodes[id as usize - 1].led_term = Some(status.term);
+                if self.depose_at.is_none() && self.rng.gen_bool(self.weather.depose) {
+                    let at = self.now + self.rng.gen_range(1..=4);
+                    self.depose_at = Some((id, at));
+                }
+                let raft = self.raft(id).expect("checked alive");
+                for (entry, commit_term) in &self.committed {
+                    if *commit_term < status.term
+                        && raft.entries().get(entry.index as usize - 1) != Some(entry)
+                    {
+                        return Err(format!(
+                            "leader completeness: node {id} leads term {} without {entry:?} \
+                             committed in term {commit_term}",
+                            status.term
+                        ));
+                    }
+                }
+            }
+        }
+        let known = self.committed.len() as LogIndex;
+        if status.commit_index > known {
+            let raft = self.raft(id).expect("checked alive");
+            let new: Vec<Entry> =
+                raft.entries()[known as usize..status.commit_index as usize].to_vec();
+            let commit_term = status.term;
+            self.note(|| format!("{id} commits up to {}", status.commit_index));
+            // Leaders of later terms that took office before this commit was seen must hold
+            // it too.
+            for other in self.members() {
+                let Some(raft) = self.raft(other) else {
+                    continue;
+                };
+                let other_status = raft.status();
+                if other_status.role != Role::Leader || other_status.term <= commit_term {
+                    continue;
+                }
+                for entry in &new {
+                    if raft.entries().get(entry.index as usize - 1) != Some(entry) {
+                        return Err(format!(
+                            "leader completeness: node {other} leads term {} without {entry:?} \
+                             committed in term {commit_term}",
+                            other_status.term
+                        ));
+                    }
+                }
+            }
+            self.committed
+                .extend(new.into_iter().map(|entry| (entry, commit_term)));
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, mut msg: Message) -> Check {
+        let (from, to) = (msg.from, msg.to);
+        if !self.alive(to) || self.group[from as usize - 1] != self.group[to as usize - 1] {
+            return Ok(());
+        }
+        if let (Some(max_term), MessageBody::AppendEntries { entries, .. }) =
+            (self.strip_above, &mut msg.body)
+        {
+            entries.retain(|e| e.term <= max_term);
+        }
+        self.stats.delivered += 1;
+        self.note(|| {
+            format!(
+                "deliver {from}->{to} term {} {}",
+                msg.term,
+                describe(&msg.body)
+            )
+        });
+        if let Some(raft) = self.node(to).raft.as_mut() {
+            raft.step(msg);
+        }
+        self.process(to)
+    }
+
+    /// A client sends to the node that believes it leads (or to anyone, to be turned away).
+    fn client_target(&mut self) -> NodeId {
+        let leaders: Vec<NodeId> = self
+            .members()
+            .into_iter()
+            .filter(|&id| {
+                self.raft(id)
+                    .is_some_and(|r| r.status().role == Role::Leader)
+            })
+            .collect();
+        match leaders.choose(&mut self.rng) {
+            Some(&id) if self.rng.gen_bool(0.9) => id,
+            _ => self.rng.gen_range(1..=self.nodes.len() as NodeId),
+        }
+    }
+
+    fn propose(&mut self) -> Check {
+        let id = self.client_target();
+        let command = format!("w{}", self.next_command).into_bytes();
+        self.next_command += 1;
+        let Some(raft) = self.node(id).raft.as_mut() else {
+            return Ok(());
+        };
+        if let Ok((index, term)) = raft.propose(command.clone()) {
+            self.note(|| format!("propose on {id} at {index}@{term}"));
+            self.node(id).proposals.insert(index, (term, command));
+        }
+        self.process(id)
+    }
+
+    fn read(&mut self) -> Check {
+        let id = self.client_target();
+        let read_id = self.next_read;
+        self.next_read += 1;
+        let min_index = self.max_acked_index;
+        let Some(raft) = self.node(id).raft.as_mut() else {
+            return Ok(());
+        };
+        if raft.read_index(read_id).is_ok() {
+            self.note(|| format!("read {read_id} on {id}, must see {min_index}"));
+            self.node(id).reads.insert(read_id, min_index);
+        }
+        self.process(id)
+    }
+
+    /// One fault: a new partition, a heal, a crash, or a restart. Dead nodes come back more
+    /// often than live ones die, so the cluster spends time both with and without a quorum.
+    fn fault(&mut self) -> Check {
+        let dead: Vec<NodeId> = self
+            .members()
+            .into_iter()
+            .filter(|&id| !self.alive(id))
+            .collect();
+        match self.rng.gen_range(0..10) {
+            0..=2 => {
+                // A random split into two or three sides (a side may be a single node).
+                let sides = self.rng.gen_range(2..=3);
+                for g in self.group.iter_mut() {
+                    *g = self.rng.gen_range(0..sides);
+                }
+                let group = self.group.clone();
+                self.note(|| format!("partition {group:?}"));
+            }
+            3..=4 => {
+                self.group.iter_mut().for_each(|g| *g = 0);
+                self.note(|| "heal".to_string());
+            }
+            5..=6 => {
+                let id = self.rng.gen_range(1..=self.nodes.len() as NodeId);
+                if self.alive(id) {
+                    self.crash(id);
+                }
+            }
+            _ => {
+                if let Some(&id) = dead.choose(&mut self.rng) {
+                    self.start(id);
+                    self.process(id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One tick of simulated time: faults, clients, due messages in random order, clocks.
+    fn time_step(&mut self) -> Check {
+        self.now += 1;
+        if self.rng.gen_bool(self.weather.fault) {
+            self.fault()?;
+        }
+        if let Some((id, at)) = self.depose_at {
+            if at <= self.now {
+                self.depose_at = None;
+                if self.rng.gen_bool(0.5) {
+                    self.crash(id);
+                } else {
+                    for (i, g) in self.group.iter_mut().enumerate() {
+                        *g = u8::from(i + 1 == id as usize);
+                    }
+                    self.note(|| format!("isolate {id}"));
+                }
+            }
+        }
+        if self.rng.gen_bool(self.weather.client) {
+            for _ in 0..self.rng.gen_range(1..=3) {
+                self.propose()?;
+            }
+        }
+        if self.rng.gen_bool(self.weather.client / 3.0) {
+            self.read()?;
+        }
+        let now = self.now;
+        let (mut due, later): (Vec<Flight>, Vec<Flight>) = std::mem::take(&mut self.net)
+            .into_iter()
+            .partition(|f| f.deliver_at <= now);
+        self.net = later;
+        due.shuffle(&mut self.rng);
+        for flight in due {
+            self.deliver(flight.msg)?;
+        }
+        let mut order = self.members();
+        order.shuffle(&mut self.rng);
+        for id in order {
+            // Clock skew: now and then a node misses a tick.
+            if self.rng.gen_bool(0.05) {
+                continue;
+            }
+            if let Some(raft) = self.node(id).raft.as_mut() {
+                raft.tick();
+                self.process(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Has the healed cluster settled: one leader that committed its term, everyone applied
+    /// its whole log?
+    fn converged(&self) -> bool {
+        let Some(leader) = self
+            .members()
+            .into_iter()
+            .filter_map(|id| self.raft(id))
+            .filter(|r| r.status().role == Role::Leader)
+            .max_by_key(|r| r.status().term)
+        else {
+            return false;
+        };
+        let status = leader.status();
+        if status.commit_index != status.last_index
+            || leader.entries().last().map(|e| e.term) != Some(status.term)
+        {
+            return false;
+        }
+        self.nodes.iter().all(|node| {
+            node.raft.as_ref().is_some_and(|r| {
+                r.status().term == status.term && r.status().last_index == status.last_index
+            }) && node.applied_index == status.last_index
+        })
+    }
+
+    fn run(&mut self) -> Check {
+        for _ in 0..FAULT_TICKS {
+            self.time_step()?;
+        }
+        self.settle()
+    }
+
+    /// Heals everything, lets the cluster settle, and checks every acknowledged write is
+    /// applied everywhere.
+    fn settle(&mut self) -> Check {
+        self.weather = self.weather.calm();
+        self.depose_at = None;
+        self.group.iter_mut().for_each(|g| *g = 0);
+        self.note(|| "heal all".to_string());
+        for id in self.members() {
+            if !self.alive(id) {
+                self.start(id);
+                self.process(id)?;
+            }
+        }
+        let mut settled = false;
+        for _ in 0..SETTLE_TICKS {
+            self.time_step()?;
+            if self.converged() {
+                settled = true;
+                break;
+            }
+        }
+        if !settled {
+            let statuses: Vec<_> = self
+                .members()
+                .into_iter()
+                .filter_map(|id| self.raft(id).map(|r| r.status()))
+                .collect();
+            return Err(format!(
+                "no convergence {SETTLE_TICKS} ticks after healing: {statuses:?}"
+            ));
+        }
+        for entry in &self.acked {
+            for (i, node) in self.nodes.iter().enumerate() {
+                let applied = self.applied.get(entry.index as usize - 1);
+                if node.applied_index < entry.index || applied != Some(entry) {
+                    return Err(format!(
+                        "acknowledged write {entry:?} is not in node {}'s state",
+                        i + 1
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scripted scenarios: the same nodes, scheduler and checks, with faults chosen by hand.
+
+impl Sim {
+    /// Runs ticks until `done` holds (checked after each tick); false after `max` ticks.
+    fn tick_until(&mut self, max: u64, done: impl Fn(&Sim) -> bool) -> Result<bool, String> {
+        for _ in 0..max {
+            self.time_step()?;
+            if done(self) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Splits the cluster: nodes of one slice talk to each other only.
+    fn set_groups(&mut self, groups: &[&[NodeId]]) {
+        for (g, ids) in groups.iter().enumerate() {
+            for &id in ids.iter() {
+                self.group[id as usize - 1] = g as u8;
+            }
+        }
+        let groups: Vec<Vec<NodeId>> = groups.iter().map(|g| g.to_vec()).collect();
+        self.note(|| format!("groups {groups:?}"));
+    }
+
+    /// The leader with the highest term among `ids`, if any.
+    fn leader_among(&self, ids: &[NodeId]) -> Option<NodeId> {
+        ids.iter()
+            .copied()
+            .filter_map(|id| self.raft(id).map(|r| (id, r.status())))
+            .filter(|(_, status)| status.role == Role::Leader)
+            .max_by_key(|(_, status)| status.term)
+            .map(|(id, _)| id)
+    }
+
+    fn log_len(&self, id: NodeId) -> usize {
+        self.raft(id).map_or(0, |r| r.entries().len())
+    }
+
+    fn term(&self, id: NodeId) -> Term {
+        self.raft(id).map_or(0, |r| r.status().term)
+    }
+
+    fn propose_on(&mut self, id: NodeId, command: &[u8]) -> Check {
+        let Some(raft) = self.node(id).raft.as_mut() else {
+            return Err(format!("script: node {id} is down"));
+        };
+        let (index, term) = raft
+            .propose(command.to_vec())
+            .map_err(|e| format!("script: propose on {id}: {e}"))?;
+        self.node(id)
+            .proposals
+            .insert(index, (term, command.to_vec()));
+        self.process(id)
+    }
+}
+
+/// Raft's Figure 8, played on a 5-node simulated cluster with one entry per message:
+///
+/// ```text
+/// (a) L1 (term t1) writes x at index 2 to itself and B only
+/// (b) Y is elected in term t2 by the other three and cut off with its no-op at index 2
+/// (c) L3 (L1 or B, term t3) is elected; its own entries are held back, but x at index 2
+///     reaches C: x is on a majority (L3, B, C) without any entry of term t3
+/// (d) L3 is cut off; Y is elected again with C's and D's votes and overwrites index 2
+/// ```
+///
+/// Correct Raft never commits x in (c), so (d) is safe. A leader that commits by counting
+/// replicas of an earlier term's entry applies x, which (d) then replaces.
+fn figure8_scenario(bugs: CoreBugs) -> Check {
+    let weather = Weather {
+        max_entries_per_message: 1,
+        max_inflight_messages: 1,
+        ..Weather::random(&mut ChaCha8Rng::seed_from_u64(0)).calm()
+    };
+    let mut sim = Sim::with_weather(8, ChaCha8Rng::seed_from_u64(8), weather, 5, bugs, true);
+    let result = figure8_script(&mut sim);
+    if result.is_err() {
+        if let Some(trace) = &sim.trace {
+            for line in trace.iter().rev().take(60).rev() {
+                eprintln!("  {line}");
+            }
+        }
+    }
+    result
+}
+
+fn figure8_script(sim: &mut Sim) -> Check {
+    let all: Vec<NodeId> = sim.members();
+    let setup = |what: &str| Err(format!("script: {what}"));
+    if !sim.tick_until(500, |s| s.converged())? {
+        return setup("no first leader");
+    }
+    let l1 = sim.leader_among(&all).expect("converged");
+    let others: Vec<NodeId> = all.iter().copied().filter(|&id| id != l1).collect();
+    let (b, rest) = (others[0], others[1..].to_vec());
+    // (a)
+    sim.set_groups(&[&[l1, b], &[rest[0]], &[rest[1]], &[rest[2]]]);
+    sim.propose_on(l1, b"x")?;
+    if !sim.tick_until(50, |s| s.log_len(b) >= 2)? {
+        return setup("x did not reach B");
+    }
+    // (b)
+    sim.set_groups(&[&[l1, b], &rest]);
+    if !sim.tick_until(500, |s| s.leader_among(&rest).is_some())? {
+        return setup("no leader among the other three");
+    }
+    let y = sim.leader_among(&rest).expect("checked");
+    let cd: Vec<NodeId> = rest.iter().copied().filter(|&id| id != y).collect();
+    sim.set_groups(&[&[l1, b], &[y], &[cd[0]], &[cd[1]]]);
+    let t2 = sim.term(y);
+    if sim.log_len(y) != 2 || sim.log_len(cd[0]) != 1 || sim.log_len(cd[1]) != 1 {
+        return setup("Y's no-op escaped");
+    }
+    // (c)
+    let (c, d) = (cd[0], cd[1]);
+    sim.strip_above = Some(t2);
+    sim.set_groups(&[&[l1, b, c], &[y], &[d]]);
+    let elected = sim.tick_until(500, |s| {
+        s.leader_among(&[l1, b, c])
+            .is_some_and(|l| s.term(l) > t2 && s.log_len(c) >= 2)
+    })?;
+    if !elected {
+        return setup("no leader of term t3 holding x on a majority");
+    }
+    let l3 = sim.leader_among(&[l1, b, c]).expect("checked");
+    sim.tick_until(20, |_| false)?;
+    // (d)
+    let b3 = if l3 == l1 { b } else { l1 };
+    sim.strip_above = None;
+    sim.set_groups(&[&[l3], &[y, c, d], &[b3]]);
+    let t3 = sim.term(l3);
+    let overwritten = sim.tick_until(500, |s| {
+        s.leader_among(&[y, c, d]) == Some(y)
+            && s.term(y) > t3
+            && s.raft(y).is_some_and(|r| r.status().commit_index >= 2)
+    })?;
+    if !overwritten {
+        return setup("Y was not re-elected");
+    }
+    sim.settle()
+}
+
+#[test]
+fn figure8_in_the_simulation_never_commits_an_earlier_term_entry_by_counting() {
+    if let Err(failure) = figure8_scenario(CoreBugs::default()) {
+        panic!("{failure}");
+    }
+}
+
+#[test]
+fn the_simulation_catches_commits_of_earlier_term_entries_by_counting() {
+    let failure = figure8_scenario(CoreBugs {
+        commit_old_term: true,
+        ..CoreBugs::default()
+    })
+    .expect_err("the planted bug went unnoticed");
+    assert!(!failure.starts_with("script:"), "{failure}");
+    eprintln!("caught: {failure}");
+}
+
+fn describe(body: &MessageBody) -> String {
+    match body {
+        MessageBody::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+            read_round,
+        } => format!(
+            "Append prev={prev_log_index}@{prev_log_term} entries={:?} commit={leader_commit} \
+             round={read_round}",
+            entries
+                .iter()
+                .map(|e| format!("{}@{}", e.index, e.term))
+                .collect::<Vec<_>>()
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn cluster_size(seed: u64) -> usize {
+    match seed % 2 {
+        0 => 3,
+        _ => 5,
+    }
+}
+
+/// Runs one seed; on failure the error says how to replay it.
+fn run_seed(seed: u64, bugs: CoreBugs, trace: bool) -> Result<Stats, String> {
+    let mut sim = Sim::new(seed, cluster_size(seed), bugs, trace);
+    match sim.run() {
+        Ok(()) => Ok(sim.stats),
+        Err(violation) => {
+            if let Some(trace) = &sim.trace {
+                let from = trace.len().saturating_sub(TRACE_EVENTS);
+                eprintln!("last events of seed {seed}:");
+                for line in &trace[from..] {
+                    eprintln!("  {line}");
+                }
+            }
+            Err(format!(
+                "seed {} ({} nodes, {:?}) failed at t={}: {violation}\n  replay: \
+                 RIPTIDE_SIM_SEED={} cargo test -p riptide-server --test raft_sim",
+                sim.seed,
+                sim.nodes.len(),
+                sim.stormy,
+                sim.now,
+                sim.seed
+            ))
+        }
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    match value.parse() {
+        Ok(n) => Some(n),
+        Err(_) => panic!("{name} must be a number, got {value:?}"),
+    }
+}
+
+/// Runs the seeds of one cluster size (`parity` 0: 3 nodes, 1: 5 nodes).
+fn run_seeds(parity: u64) {
+    let seeds: Vec<u64> = match env_u64("RIPTIDE_SIM_SEED") {
+        Some(seed) if seed % 2 == parity => vec![seed],
+        Some(_) => return,
+        None => {
+            let count = env_u64("RIPTIDE_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS);
+            (0..count).filter(|s| s % 2 == parity).collect()
+        }
+    };
+    let trace = seeds.len() == 1;
+    let mut total = Stats::default();
+    for &seed in &seeds {
+        match run_seed(seed, CoreBugs::default(), trace) {
+            Ok(stats) => total += stats,
+            Err(failure) => panic!("{failure}"),
+        }
+    }
+    eprintln!(
+        "{} seeds of {} nodes: {total:?}",
+        seeds.len(),
+        cluster_size(parity)
+    );
+    // The run must have done real work, or its safety proves nothing.
+    let n = seeds.len() as u64;
+    assert!(total.leaders >= n, "too few elections: {total:?}");
+    assert!(
+        total.acked_writes >= 20 * n,
+        "too few acknowledged writes: {total:?}"
+    );
+    assert!(
+        total.confirmed_reads >= 2 * n,
+        "too few confirmed reads: {total:?}"
+    );
+    if n >= 10 {
+        assert!(total.crashes >= n, "too few crashes: {total:?}");
+    }
+}
+
+#[test]
+fn three_node_clusters_stay_safe_under_faults() {
+    run_seeds(0);
+}
+
+#[test]
+fn five_node_clusters_stay_safe_under_faults() {
+    run_seeds(1);
+}
+
+/// A planted bug must make the simulation report a violation within `max_seeds` seeds.
+fn assert_simulation_catches(bugs: CoreBugs, max_seeds: u64) {
+    if env_u64("RIPTIDE_SIM_SEED").is_some() {
+        return;
+    }
+    for seed in 0..max_seeds {
+        if let Err(failure) = run_seed(seed, bugs, false) {
+            eprintln!("{bugs:?} caught: {failure}");
+            return;
+        }
+    }
+    panic!("{bugs:?}: no violation in {max_seeds} seeds; the checks cannot see this bug");
+}
+
+#[test]
+fn the_simulation_catches_followers_skipping_the_log_check() {
+    assert_simulation_catches(
+        CoreBugs {
+            skip_log_check: true,
+            ..CoreBugs::default()
+        },
+        200,
+    );
+}
+
+#[test]
+fn the_simulation_catches_leaders_serving_reads_locally() {
+    assert_simulation_catches(
+        CoreBugs {
+            leader_local_reads: true,
+            ..CoreBugs::default()
+        },
+        200,
+    );
+}
