@@ -207,6 +207,23 @@ fn describe(op: &PairedOp) -> String {
     format!("p{} {}{key}{arg} -> {result}{dur}", op.process, op.f)
 }
 
+/// `write p3-7`, `read -> p3-7`, `cas [a b] -> fail`: what fits in a bar.
+fn short_op(op: &PairedOp) -> String {
+    let arg = if op.invoke_value.is_null() {
+        String::new()
+    } else {
+        format!(" {}", value_text(&op.invoke_value))
+    };
+    let result = match op.outcome {
+        EventType::Ok if op.f == "read" || op.f == "read-all" => {
+            format!(" -> {}", value_text(&op.result_value))
+        }
+        EventType::Ok => String::new(),
+        kind => format!(" -> {}", outcome_name(kind)),
+    };
+    format!("{}{arg}{result}", op.f)
+}
+
 /// Maps nanoseconds to an x coordinate.
 struct XScale {
     left: f64,
@@ -262,44 +279,76 @@ fn fault_bands(
     }
 }
 
-fn time_axis(out: &mut String, xs: &XScale, y: f64, duration_ns: u64) {
+/// An axis from 0 to `duration_ns`, labelled from `offset_ns` (for zoomed windows).
+fn time_axis(out: &mut String, xs: &XScale, y: f64, duration_ns: u64, offset_ns: u64) {
     let secs = duration_ns as f64 / 1e9;
-    let step = [0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0]
-        .into_iter()
-        .find(|s| secs / s <= 12.0)
-        .unwrap_or(600.0);
+    let step = [
+        0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
+        5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0,
+    ]
+    .into_iter()
+    .find(|s| secs / s <= 12.0)
+    .unwrap_or(600.0);
+    let label = |t: f64| {
+        let at = t + offset_ns as f64 / 1e9;
+        if step < 1.0 {
+            format!("{:.1}ms", at * 1000.0)
+        } else if offset_ns == 0 {
+            format!("{at}s")
+        } else {
+            format!("{at:.1}s")
+        }
+    };
     let _ = write!(
         out,
         r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#555"/>"##,
         xs.left,
         xs.left + xs.width
     );
-    let mut t = 0.0;
-    while t <= secs + 1e-9 {
+    let mut k = 0u32;
+    loop {
+        let t = f64::from(k) * step;
+        if t > secs + 1e-12 {
+            break;
+        }
         let x = xs.x((t * 1e9) as u64);
         let _ = write!(
             out,
-            r##"<line x1="{x:.1}" y1="{y:.1}" x2="{x:.1}" y2="{:.1}" stroke="#555"/><text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="middle">{t}s</text>"##,
+            r##"<line x1="{x:.1}" y1="{y:.1}" x2="{x:.1}" y2="{:.1}" stroke="#555"/><text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"##,
             y + 4.0,
-            y + 15.0
+            y + 15.0,
+            label(t)
         );
-        t += step;
+        k += 1;
     }
 }
 
-/// Timeline of every operation per process, with faults shaded. `highlight` marks operations
-/// (by invoke index) drawn with a heavy outline.
+/// How the timeline marks one operation.
+#[derive(Debug, Clone)]
+struct Mark {
+    /// Shown in the tooltip and, on the detailed timeline, in the bar.
+    label: String,
+    /// Cannot be linearized: red outline. Otherwise (part of the prefix): dark outline.
+    failing: bool,
+}
+
+/// Timeline of every operation per process, with faults shaded. `marks` outlines operations
+/// (by invoke index). `detailed` draws taller bars with each operation written in its bar,
+/// for the few operations of a counterexample; `offset_ns` is where the window starts in
+/// the run, for the axis labels.
 fn timeline_svg(
     ops: &[PairedOp],
     faults: &[FaultInterval],
     duration_ns: u64,
-    highlight: &HashMap<u64, String>,
+    marks: &HashMap<u64, Mark>,
+    detailed: bool,
+    offset_ns: u64,
 ) -> String {
     let mut processes: Vec<u64> = ops.iter().map(|o| o.process).collect();
     processes.sort_unstable();
     processes.dedup();
     let lane_of: HashMap<u64, usize> = processes.iter().enumerate().map(|(i, p)| (*p, i)).collect();
-    let lane_h = 14.0;
+    let lane_h = if detailed { 26.0 } else { 14.0 };
     let top = 36.0;
     let width = 1100.0;
     let xs = XScale {
@@ -330,23 +379,55 @@ fn timeline_svg(
         let y = top + lane as f64 * lane_h + 2.0;
         let x0 = xs.x(op.start_ns);
         let x1 = xs.x(op.end_ns.unwrap_or(duration_ns)).max(x0 + 1.5);
-        let (stroke, label) = match highlight.get(&op.invoke_index) {
-            Some(label) => (
-                format!(r#" stroke="{BAD_COLOR}" stroke-width="2""#),
-                format!(" [{label}]"),
+        let mark = marks.get(&op.invoke_index);
+        let (stroke, label) = match mark {
+            Some(m) if m.failing => (
+                format!(r#" stroke="{BAD_COLOR}" stroke-width="3""#),
+                format!(" [{}]", m.label),
+            ),
+            Some(m) => (
+                r##" stroke="#1f3a93" stroke-width="1.5""##.to_string(),
+                format!(" [{}]", m.label),
             ),
             None => (String::new(), String::new()),
         };
         let _ = write!(
             out,
-            r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}"{stroke}><title>{}</title></rect>"#,
+            r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}" opacity="{}"{stroke}><title>{}</title></rect>"#,
             x1 - x0,
             lane_h - 4.0,
             outcome_color(op.outcome),
+            if detailed && mark.is_none() {
+                "0.45"
+            } else {
+                "1"
+            },
             esc(&format!("{}{label}", describe(op)))
         );
+        if detailed {
+            // A nested <svg> clips the text to its bar.
+            let prefix = match mark {
+                Some(m) if m.failing => "\u{2717} ".to_string(),
+                Some(m) => format!("{} ", m.label.trim_start_matches("linearized ")),
+                None => String::new(),
+            };
+            let _ = write!(
+                out,
+                r#"<svg x="{:.1}" y="{y:.1}" width="{:.1}" height="{:.1}"><text x="0" y="{:.1}" font-size="10" fill="{}">{}</text></svg>"#,
+                x0 + 2.0,
+                (x1 - x0 - 3.0).max(0.0),
+                lane_h - 4.0,
+                lane_h - 9.0,
+                if mark.is_some_and(|m| m.failing) {
+                    r##"#fff" font-weight="bold"##
+                } else {
+                    "#000"
+                },
+                esc(&format!("{prefix}{}", short_op(op)))
+            );
+        }
     }
-    time_axis(&mut out, &xs, height - 28.0, duration_ns);
+    time_axis(&mut out, &xs, height - 28.0, duration_ns, offset_ns);
     out.push_str("</svg>");
     out
 }
@@ -411,7 +492,7 @@ fn latency_svg(ops: &[PairedOp], faults: &[FaultInterval], duration_ns: u64) -> 
             outcome_color(op.outcome)
         );
     }
-    time_axis(&mut out, &xs, top + plot_h + 2.0, duration_ns);
+    time_axis(&mut out, &xs, top + plot_h + 2.0, duration_ns, 0);
     legend(&mut out, width - 220.0, height - 8.0);
     out.push_str("</svg>");
     out
@@ -503,7 +584,7 @@ fn throughput_svg(ops: &[PairedOp], faults: &[FaultInterval], duration_ns: u64) 
             points.join(" ")
         );
     }
-    time_axis(&mut out, &xs, top + plot_h + 2.0, duration_ns);
+    time_axis(&mut out, &xs, top + plot_h + 2.0, duration_ns, 0);
     legend(&mut out, width - 220.0, height - 8.0);
     out.push_str("</svg>");
     out
@@ -523,12 +604,24 @@ fn counterexample_html(
         .filter(|o| o.key == cx.key && o.f != "nemesis")
         .cloned()
         .collect();
-    let mut marks: HashMap<u64, String> = HashMap::new();
+    let mut marks: HashMap<u64, Mark> = HashMap::new();
     for (i, idx) in cx.prefix.iter().enumerate() {
-        marks.insert(*idx, format!("linearized #{}", i + 1));
+        marks.insert(
+            *idx,
+            Mark {
+                label: format!("linearized #{}", i + 1),
+                failing: false,
+            },
+        );
     }
     for idx in &cx.failing {
-        marks.insert(*idx, "CANNOT BE LINEARIZED".to_string());
+        marks.insert(
+            *idx,
+            Mark {
+                label: "CANNOT BE LINEARIZED".to_string(),
+                failing: true,
+            },
+        );
     }
     let failing_ops: Vec<&PairedOp> = key_ops
         .iter()
@@ -579,7 +672,14 @@ fn counterexample_html(
         lo as f64 / 1e9,
         hi as f64 / 1e9
     );
-    html.push_str(&timeline_svg(&window, &window_faults, hi - lo, &marks));
+    html.push_str(&timeline_svg(
+        &window,
+        &window_faults,
+        hi - lo,
+        &marks,
+        true,
+        lo,
+    ));
     let _ = write!(
         html,
         "<h3>Model state after the linearizable prefix</h3><pre>{}</pre>",
@@ -671,17 +771,30 @@ li.bad{{color:#8c1020;font-weight:bold}} pre{{background:#f6f6f6;padding:8px;ove
         }
     }
 
-    let mut highlight: HashMap<u64, String> = HashMap::new();
+    let mut highlight: HashMap<u64, Mark> = HashMap::new();
     if let Some(cx) = input.counterexample {
         html.push_str("<h2>Counterexample</h2>");
         html.push_str(&counterexample_html(cx, &ops, input.faults, duration_ns));
         for idx in &cx.failing {
-            highlight.insert(*idx, "cannot be linearized".into());
+            highlight.insert(
+                *idx,
+                Mark {
+                    label: "cannot be linearized".into(),
+                    failing: true,
+                },
+            );
         }
     }
 
     html.push_str("<h2>Operations per process</h2><p>One bar per operation from invoke to completion: <span style=\"color:#3a9d5d\">ok</span>, <span style=\"color:#9aa3ad\">fail</span>, <span style=\"color:#e69b2e\">info</span> (unknown; the process is then retired). Shaded bands are faults. Hover for details.</p><div class=\"svgbox\">");
-    html.push_str(&timeline_svg(&ops, input.faults, duration_ns, &highlight));
+    html.push_str(&timeline_svg(
+        &ops,
+        input.faults,
+        duration_ns,
+        &highlight,
+        false,
+        0,
+    ));
     html.push_str("</div><h2>Latency</h2><div class=\"svgbox\">");
     html.push_str(&latency_svg(&ops, input.faults, duration_ns));
     html.push_str("</div><h2>Throughput</h2><div class=\"svgbox\">");
