@@ -31,7 +31,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// First and largest delay between reconnect attempts.
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
-const MAX_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
 /// An inbound connection silent for this long is closed (the peer reconnects when it needs to).
 const INBOUND_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most this many bytes are gathered into one write.
@@ -130,10 +130,26 @@ impl OutboundLink {
     }
 
     /// Writes queued messages to the stream until it fails; returns why it stopped.
-    async fn pump(&mut self, mut stream: TcpStream) -> String {
+    ///
+    /// The peer never writes on this connection, so the read half only ever sees the end of
+    /// the stream: reading it notices at once a peer that died or reset the link. Without
+    /// that, an idle link (a follower has nothing to say to another follower) to a restarted
+    /// peer would look alive until the next write, and that write — often a RequestVote —
+    /// would vanish into the dead socket, costing an election round.
+    async fn pump(&mut self, stream: TcpStream) -> String {
+        let (mut reader, mut writer) = stream.into_split();
         let mut buf = Vec::new();
+        let mut probe = [0u8; 64];
         loop {
-            let Some(first) = self.queue.recv().await else {
+            let first = tokio::select! {
+                first = self.queue.recv() => first,
+                read = reader.read(&mut probe) => match read {
+                    Ok(0) => return "closed by peer".to_string(),
+                    Ok(_) => continue,
+                    Err(e) => return format!("read failed: {e}"),
+                },
+            };
+            let Some(first) = first else {
                 return "node shutting down".to_string();
             };
             buf.clear();
@@ -150,7 +166,7 @@ impl OutboundLink {
                     tracing::error!(peer = self.peer, error = %e, "cannot encode message; dropped");
                 }
             }
-            match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&buf)).await {
+            match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&buf)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return format!("write failed: {e}"),
                 Err(_) => return format!("write timed out after {WRITE_TIMEOUT:?}"),
