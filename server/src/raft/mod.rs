@@ -25,7 +25,9 @@
 //!   acknowledgement), so they must not leave before the fsync. Many proposals may share one
 //!   Ready and so one fsync (group commit).
 //! - The leader counts its own log toward a majority only up to what [`RaftNode::advance`] said
-//!   is durable, and `committed_entries` only ever holds entries durable locally.
+//!   is durable, and `committed_entries` only ever holds entries durable locally. So
+//!   `advance()` itself can commit entries or make them applicable: check
+//!   [`RaftNode::has_ready`] again right after it rather than waiting for the next input.
 //! - Inputs may also be fed between `ready()` and `advance()` (for a driver that fsyncs on
 //!   another thread): what they produce goes into the next Ready, which must be persisted after
 //!   the previous one. `advance()` always refers to the most recent `ready()`.
@@ -33,6 +35,18 @@
 //!   [`RaftNode::new`]; the lost Ready's messages were never sent.
 //! - `hard_state.commit` is advisory; a restarted node delivers committed entries again from
 //!   [`Config::applied`] + 1 as it learns they are committed.
+//! - A proposal's fate: [`RaftNode::propose`] returns `(index, term)`; when an entry at `index`
+//!   is applied, it is that proposal if its term is `term`, and the proposal was lost otherwise.
+//!   A leader cut off from the majority keeps accepting proposals and reads that never
+//!   complete (there is no check-quorum yet), so the driver times them out.
+//!
+//! # Modules, one per Raft concept
+//!
+//! - `node`: roles, elections, the AppendEntries rules, commit, the Ready cycle;
+//! - `log`: the log with its durable, committed and applied cursors;
+//! - `progress`: the leader's view of each follower (probe / pipelined replicate);
+//! - `read_only`: ReadIndex reads and their heartbeat rounds;
+//! - `tests`: the core rules as executable scenarios (Figures 7 and 8 among them).
 
 use serde::{Deserialize, Serialize};
 
@@ -178,7 +192,9 @@ impl Ready {
 /// Raft rule; all are off by default and must never be on in production.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CoreBugs {
-    /// Followers accept AppendEntries without the prevLogIndex/prevLogTerm consistency check.
+    /// Followers accept AppendEntries without the prevLogIndex/prevLogTerm consistency check:
+    /// they write the entries at the given position whatever their entry at prevLogIndex is
+    /// (a message that would leave a hole in the log is still refused).
     pub skip_log_check: bool,
     /// The leader commits any entry stored on a majority, whatever its term (breaks Figure 8).
     pub commit_old_term: bool,

@@ -176,7 +176,10 @@ impl RaftNode {
     }
 
     /// Appends a client command to the leader's log and returns where it will be if it commits.
-    /// The command is committed once an entry with this index *and term* is applied.
+    /// The command is committed once an entry with this index *and term* is applied; if the
+    /// entry applied at that index has another term, the proposal was lost (a new leader
+    /// replaced it) and may be retried. It leaves in the next Ready, batched with every other
+    /// proposal made before that `ready()`.
     pub fn propose(&mut self, command: Vec<u8>) -> Result<(LogIndex, Term), RaftError> {
         if self.role != Role::Leader {
             return Err(self.not_leader());

@@ -926,3 +926,43 @@ fn the_leader_counts_and_applies_its_own_entries_only_once_durable() {
     let ready = cluster.node_mut(1).ready();
     assert_eq!(ready.committed_entries.last().map(|e| e.index), Some(index));
 }
+
+#[test]
+fn a_matched_follower_gets_pipelined_appends_up_to_the_inflight_window() {
+    let mut cluster = Cluster::with_state(&[1, 2, 3], vec![DurableState::default(); 3], |config| {
+        config.max_entries_per_message = 1;
+        config.max_inflight_messages = 3;
+    });
+    cluster.elect(1);
+    cluster.tick(1);
+    cluster.deliver_all();
+    for i in 0..5 {
+        cluster.node_mut(1).propose(vec![i]).unwrap();
+    }
+    let ready = cluster.node_mut(1).ready();
+    let to_2: Vec<_> = ready.messages.iter().filter(|m| m.to == 2).collect();
+    assert_eq!(
+        to_2.len(),
+        3,
+        "three messages in flight without waiting for answers"
+    );
+    let firsts: Vec<LogIndex> = to_2
+        .iter()
+        .map(|m| match &m.body {
+            MessageBody::AppendEntries { entries, .. } => entries[0].index,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(firsts, vec![2, 3, 4], "next_index advances optimistically");
+    cluster.node_mut(1).advance();
+    cluster.queue.extend(ready.messages);
+    cluster.deliver_all();
+    cluster.tick(1);
+    cluster.deliver_all();
+    assert_eq!(
+        cluster.log(2),
+        cluster.log(1),
+        "the window refills as acks arrive"
+    );
+    assert_eq!(cluster.node(2).status().commit_index, 6);
+}
