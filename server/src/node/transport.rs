@@ -327,37 +327,39 @@ mod tests {
         ));
     }
 
+    /// Sends until one message arrives (messages may be dropped while connecting).
+    async fn deliver(sender: &PeerSender, rx: &mut mpsc::Receiver<Message>) -> Message {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            sender.send(message(1, 2));
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
+                return m;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no message arrived");
+        }
+    }
+
     #[tokio::test]
-    async fn messages_reach_the_peer_and_survive_a_restart_of_its_listener() {
+    async fn an_idle_link_to_a_restarted_peer_reconnects_before_the_next_message() {
         let metrics = Arc::new(Metrics::default());
         let (_stop_tx, stop) = watch::channel(false);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, mut rx) = mpsc::channel(16);
-        let server = tokio::spawn(serve_inbound(
-            listener,
-            2,
-            tx,
-            metrics.clone(),
-            stop.clone(),
-        ));
+        let (old_peer_stop, old_peer) = watch::channel(false);
+        tokio::spawn(serve_inbound(listener, 2, tx, metrics.clone(), old_peer));
         let sender = spawn_outbound(2, addr.to_string(), metrics.clone(), stop.clone());
-        // Messages may be dropped while connecting: keep sending until one arrives.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        let received = loop {
-            sender.send(message(1, 2));
-            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
-                break m;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "no message arrived");
-        };
-        assert_eq!(received, message(1, 2));
+        assert_eq!(deliver(&sender, &mut rx).await, message(1, 2));
+        while rx.try_recv().is_ok() {}
 
-        // Kill the listener; a new one on the same port gets messages again.
-        server.abort();
-        let _ = server.await;
-        drop(rx);
-        let listener = TcpListener::bind(addr).await.unwrap();
+        // The peer "restarts": its listener and connections close, a new one binds the port.
+        old_peer_stop.send(true).unwrap();
+        let listener = loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => break listener,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
         let (tx, mut rx) = mpsc::channel(16);
         tokio::spawn(serve_inbound(
             listener,
@@ -366,16 +368,19 @@ mod tests {
             metrics.clone(),
             stop.clone(),
         ));
-        let received = loop {
-            sender.send(message(1, 2));
-            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
-                break m;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no message after restart"
-            );
-        };
-        assert_eq!(received, message(1, 2));
+        // Without sending anything, the link notices and reconnects...
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while metrics
+            .peer_connects_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < 2
+        {
+            assert!(tokio::time::Instant::now() < deadline, "no reconnect");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // ...so the very first message after the restart arrives.
+        sender.send(message(1, 2));
+        let received = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await;
+        assert_eq!(received.ok().flatten(), Some(message(1, 2)));
     }
 }
