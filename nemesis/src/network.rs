@@ -236,16 +236,16 @@ impl Network {
     /// The links that are currently cut (black-holed or rejecting), sorted.
     pub fn cut_links(&self) -> Vec<(usize, usize)> {
         self.links()
-            .filter(|(_, _, proxy)| proxy.fault().is_cut())
+            .filter(|(_, _, proxy)| proxy.is_cut())
             .map(|(from, to, _)| (from, to))
             .collect()
     }
 
-    /// Every link that is not healthy, with its fault, sorted.
-    pub fn faulty_links(&self) -> Vec<((usize, usize), LinkFault)> {
+    /// Every link that is not healthy, with its faults `(forward, backward)`, sorted.
+    pub fn faulty_links(&self) -> Vec<((usize, usize), (LinkFault, LinkFault))> {
         self.links()
-            .filter(|(_, _, proxy)| proxy.fault() != LinkFault::Heal)
-            .map(|(from, to, proxy)| ((from, to), proxy.fault()))
+            .filter(|(_, _, proxy)| !proxy.is_healthy())
+            .map(|(from, to, proxy)| ((from, to), proxy.faults()))
             .collect()
     }
 

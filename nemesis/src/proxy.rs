@@ -23,6 +23,11 @@
 //!   in each direction (a request-response round trip pays it twice). Order is always preserved:
 //!   chunks leave in the order they came, a chunk never overtakes the one before it.
 //! - [`LinkFault::Bandwidth`]: each direction is paced to `bytes_per_sec`, in slices of 1/50 s.
+//!
+//! A fault normally applies to both directions ([`LinkProxy::set_fault`]); [`LinkProxy::set_faults`]
+//! sets the forward (source to target) and backward directions apart, e.g. to let requests through
+//! but hold the answers, or to delay only one way. `Reject` in either direction resets the
+//! connection, since a TCP connection cannot be half reset.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -87,6 +92,37 @@ impl LinkFault {
     }
 }
 
+/// The faults of the two directions of a link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct DirectedFaults {
+    /// Bytes from the source node to the target node.
+    forward: LinkFault,
+    /// Bytes from the target node back to the source node.
+    backward: LinkFault,
+}
+
+impl DirectedFaults {
+    fn get(self, direction: Direction) -> LinkFault {
+        match direction {
+            Direction::Forward => self.forward,
+            Direction::Backward => self.backward,
+        }
+    }
+
+    fn rejects(self) -> bool {
+        self.forward == LinkFault::Reject || self.backward == LinkFault::Reject
+    }
+}
+
+/// Which way a pump copies.
+#[derive(Clone, Copy, Debug)]
+enum Direction {
+    /// Source node to target node.
+    Forward,
+    /// Target node back to source node.
+    Backward,
+}
+
 /// Counters of a proxy since it started, for logs, tests and benchmarks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkStats {
@@ -115,8 +151,8 @@ pub struct LinkProxy {
     listen: SocketAddr,
     /// The target node's real address.
     target: SocketAddr,
-    /// The current fault; every connection watches it.
-    fault: watch::Sender<LinkFault>,
+    /// The current faults; every connection watches them.
+    fault: watch::Sender<DirectedFaults>,
     /// Shared with the connection tasks.
     counters: Arc<Counters>,
     /// The accept loop; it owns the connection tasks, so aborting it ends them all.
@@ -136,7 +172,7 @@ impl LinkProxy {
             .await
             .map_err(NemesisError::ProxyBind)?;
         let listen = listener.local_addr().map_err(NemesisError::ProxyBind)?;
-        let (fault, _) = watch::channel(LinkFault::Heal);
+        let (fault, _) = watch::channel(DirectedFaults::default());
         let counters = Arc::new(Counters::default());
         let accept_loop = tokio::spawn(accept_loop(
             listener,
@@ -163,11 +199,25 @@ impl LinkProxy {
         self.target
     }
 
-    /// Switches the link to `fault`; open connections follow within milliseconds.
+    /// Switches both directions of the link to `fault`; open connections follow within
+    /// milliseconds.
     pub fn set_fault(&self, fault: LinkFault) {
-        let previous = self.fault.send_replace(fault);
-        if previous != fault {
-            tracing::debug!(listen = %self.listen, target = %self.target, ?fault, "link fault");
+        self.set_faults(fault, fault);
+    }
+
+    /// Sets the fault of each direction: `forward` for bytes from the source node to the target,
+    /// `backward` for the answers.
+    pub fn set_faults(&self, forward: LinkFault, backward: LinkFault) {
+        let faults = DirectedFaults { forward, backward };
+        let previous = self.fault.send_replace(faults);
+        if previous != faults {
+            tracing::debug!(
+                listen = %self.listen,
+                target = %self.target,
+                ?forward,
+                ?backward,
+                "link fault"
+            );
         }
     }
 
@@ -176,9 +226,27 @@ impl LinkProxy {
         self.set_fault(LinkFault::Heal);
     }
 
-    /// The current fault.
+    /// The fault of the forward direction (source to target); the same as the backward one
+    /// unless they were set apart with [`LinkProxy::set_faults`].
     pub fn fault(&self) -> LinkFault {
-        *self.fault.borrow()
+        self.fault.borrow().forward
+    }
+
+    /// The faults of both directions, `(forward, backward)`.
+    pub fn faults(&self) -> (LinkFault, LinkFault) {
+        let faults = *self.fault.borrow();
+        (faults.forward, faults.backward)
+    }
+
+    /// True when either direction is cut (no byte passes that way).
+    pub fn is_cut(&self) -> bool {
+        let faults = *self.fault.borrow();
+        faults.forward.is_cut() || faults.backward.is_cut()
+    }
+
+    /// True when both directions are healthy.
+    pub fn is_healthy(&self) -> bool {
+        *self.fault.borrow() == DirectedFaults::default()
     }
 
     /// Counters since the proxy started.
@@ -194,7 +262,7 @@ impl LinkProxy {
 async fn accept_loop(
     listener: TcpListener,
     target: SocketAddr,
-    fault: watch::Receiver<LinkFault>,
+    fault: watch::Receiver<DirectedFaults>,
     counters: Arc<Counters>,
 ) {
     // Owning the connection tasks here means dropping this future (abort) drops them all.
@@ -228,17 +296,18 @@ struct Reset;
 async fn forward_connection(
     mut client: TcpStream,
     target: SocketAddr,
-    mut fault: watch::Receiver<LinkFault>,
+    mut fault: watch::Receiver<DirectedFaults>,
     counters: Arc<Counters>,
 ) {
     let _ = client.set_nodelay(true);
-    // Under a blackhole the connection is held, not forwarded, until the fault changes.
+    // Under a forward blackhole the connection is held, not forwarded, until the fault changes.
     loop {
         let current = *fault.borrow_and_update();
-        match current {
-            LinkFault::Reject => return reset(&client),
-            LinkFault::Blackhole => {}
-            _ => break,
+        if current.rejects() {
+            return reset(&client);
+        }
+        if current.forward != LinkFault::Blackhole {
+            break;
         }
         if fault.changed().await.is_err() {
             return;
@@ -259,6 +328,7 @@ async fn forward_connection(
                 &mut client_read,
                 &mut server_write,
                 fault.clone(),
+                Direction::Forward,
                 &counters.bytes_forward,
                 ChaCha8Rng::seed_from_u64(seed),
             ),
@@ -266,6 +336,7 @@ async fn forward_connection(
                 &mut server_read,
                 &mut client_write,
                 fault.clone(),
+                Direction::Backward,
                 &counters.bytes_backward,
                 ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
             ),
@@ -300,7 +371,8 @@ struct Chunk {
 async fn pump(
     from: &mut ReadHalf<'_>,
     to: &mut WriteHalf<'_>,
-    mut fault: watch::Receiver<LinkFault>,
+    mut fault: watch::Receiver<DirectedFaults>,
+    direction: Direction,
     delivered: &AtomicU64,
     mut rng: ChaCha8Rng,
 ) -> Result<(), Reset> {
@@ -311,10 +383,11 @@ async fn pump(
     // Bandwidth pacing: the earliest time the next slice may be written.
     let mut paced_until = Instant::now();
     loop {
-        let current = *fault.borrow_and_update();
-        if current == LinkFault::Reject {
+        let both = *fault.borrow_and_update();
+        if both.rejects() {
             return Err(Reset);
         }
+        let current = both.get(direction);
         if eof && queue.is_empty() {
             let _ = to.shutdown().await;
             return Ok(());

@@ -624,3 +624,28 @@ async fn run_schedule_heals_the_current_fault_on_shutdown() {
     assert_eq!(events[1].f, "stop-partition");
     assert!(mesh.network.cut_links().is_empty());
 }
+
+#[tokio::test]
+async fn a_one_way_blackhole_lets_requests_through_but_holds_the_answers() {
+    let echo = echo_server().await;
+    let proxy = LinkProxy::bind(echo.addr).await.unwrap();
+    proxy.set_faults(LinkFault::Heal, LinkFault::Blackhole);
+    assert!(proxy.is_cut());
+    let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert!(round_trip(&mut client, b"one-way", SILENCE).await.is_none());
+    // The request crossed (the echo server answered), the answer did not.
+    let deadline = Instant::now() + PROMPTLY;
+    while proxy.stats().bytes_forward < 7 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(proxy.stats().bytes_forward, 7);
+    assert_eq!(proxy.stats().bytes_backward, 0);
+    proxy.heal();
+    assert!(proxy.is_healthy());
+    let mut back = [0u8; 7];
+    timeout(PROMPTLY, client.read_exact(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&back, b"one-way");
+}
