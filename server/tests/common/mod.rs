@@ -160,20 +160,21 @@ impl Cluster {
     }
 
     /// SIGTERM to node `id`, waiting (bounded) until it exits; SIGKILL if it does not.
-    pub fn stop(&mut self, id: u64) {
-        if let Some(mut child) = self.nodes[(id - 1) as usize].child.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+    /// Returns the exit status when it exited by itself.
+    pub fn stop(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let mut child = self.nodes[(id - 1) as usize].child.take()?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     pub fn is_running(&self, id: u64) -> bool {
