@@ -17,6 +17,47 @@
 //!
 //! Nodes are 0-based indices everywhere in this API; human-readable descriptions name node `i` as
 //! `n{i+1}` (see [`node_name`]).
+//!
+//! # Wiring a cluster
+//! ```no_run
+//! # async fn example(peer_addrs: Vec<std::net::SocketAddr>) -> Result<(), riptide_nemesis::NemesisError> {
+//! use std::time::Duration;
+//! use riptide_nemesis::*;
+//!
+//! // One proxy per directed link, to each node's real peer address.
+//! let network = Network::start(peer_addrs.clone()).await?;
+//! let mut supervisor = Supervisor::new();
+//! for node in 0..peer_addrs.len() {
+//!     // Node `node` reaches each peer through its proxy.
+//!     let peers: Vec<String> = network
+//!         .peer_addrs(node)?
+//!         .iter()
+//!         .map(|(peer, addr)| format!("{}={addr}", node_name(*peer)))
+//!         .collect();
+//!     let spec = ProcessSpec::new("riptide-server", format!("nodes/{}.log", node_name(node)))
+//!         .arg("--peers")
+//!         .arg(peers.join(","));
+//!     supervisor.spawn(spec).await?;
+//! }
+//!
+//! // A seeded schedule, stored with the run for `--replay`.
+//! let spec = ScheduleSpec {
+//!     seed: 42,
+//!     faults: parse_fault_list("partition,kill")?,
+//!     nodes: peer_addrs.len(),
+//!     interval_ms: 5_000,
+//!     options: FaultOptions::default(),
+//! };
+//! let schedule = Schedule::generate(spec, Duration::from_secs(60))?;
+//! for fault in &schedule.faults {
+//!     let active = apply(&fault.plan, &mut supervisor, &network, Some(0)).await?;
+//!     println!("{:?}", active.start_event()); // {f: "start-partition", value: "partition halves ..."}
+//!     let stop = heal(&active, &mut supervisor, &network).await?;
+//!     println!("{stop:?}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod error;
 pub mod fault;
