@@ -312,7 +312,8 @@ impl Supervisor {
         self.slots.len() - 1
     }
 
-    /// Registers a node and starts it; returns its index.
+    /// Registers a node and starts it; returns its index. When the start fails the node stays
+    /// registered (index `len() - 1`), not started.
     pub async fn spawn(&mut self, spec: ProcessSpec) -> Result<usize, NemesisError> {
         let node = self.add(spec);
         self.start(node).await?;
