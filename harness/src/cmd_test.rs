@@ -512,6 +512,16 @@ async fn run_async(
             (None, None)
         }
     };
+    // A linearizable partition's full linearization is large and says nothing a person reads;
+    // results.json keeps it only for partitions that are not linearizable (the prefix).
+    let check_result = check_result.map(|mut r| {
+        for p in &mut r.partitions {
+            if p.verdict == Verdict::Linearizable {
+                p.linearization.clear();
+            }
+        }
+        r
+    });
     let verdict = combine_verdict(
         check_result.as_ref().map(|r| r.verdict),
         collected.run_problem,

@@ -123,6 +123,10 @@ pub fn pair_ops(events: &[Event]) -> Vec<PairedOp> {
     ops
 }
 
+/// Above this many operations the page drops tooltips of plain ok operations and samples the
+/// latency scatter, so a long run's report stays light enough for a browser.
+const DETAIL_LIMIT: usize = 15_000;
+
 const OK_COLOR: &str = "#3a9d5d";
 const FAIL_COLOR: &str = "#9aa3ad";
 const INFO_COLOR: &str = "#e69b2e";
@@ -391,9 +395,18 @@ fn timeline_svg(
             ),
             None => (String::new(), String::new()),
         };
+        // Past a size, plain ok bars lose their tooltip to keep the page light.
+        let title = if ops.len() <= DETAIL_LIMIT || mark.is_some() || op.outcome != EventType::Ok {
+            format!(
+                "<title>{}</title>",
+                esc(&format!("{}{label}", describe(op)))
+            )
+        } else {
+            String::new()
+        };
         let _ = write!(
             out,
-            r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}" opacity="{}"{stroke}><title>{}</title></rect>"#,
+            r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}" opacity="{}"{stroke}>{title}</rect>"#,
             x1 - x0,
             lane_h - 4.0,
             outcome_color(op.outcome),
@@ -402,7 +415,6 @@ fn timeline_svg(
             } else {
                 "1"
             },
-            esc(&format!("{}{label}", describe(op)))
         );
         if detailed {
             // A nested <svg> clips the text to its bar.
@@ -481,8 +493,13 @@ fn latency_svg(ops: &[PairedOp], faults: &[FaultInterval], duration_ns: u64) -> 
         );
         d += 1;
     }
-    for op in ops {
+    // Past a size, draw every `stride`-th ok operation (all fail and info ones).
+    let stride = ops.len().div_ceil(DETAIL_LIMIT).max(1);
+    for (i, op) in ops.iter().enumerate() {
         let Some(end) = op.end_ns else { continue };
+        if op.outcome == EventType::Ok && i % stride != 0 {
+            continue;
+        }
         let ms = (end.saturating_sub(op.start_ns)) as f64 / 1e6;
         let _ = write!(
             out,

@@ -54,7 +54,7 @@ struct Weather {
     fault: f64,
     /// Probability per Ready of crashing before or after persisting it.
     crash_in_ready: f64,
-    /// Probability per tick that a client proposes (and, a third as often, reads).
+    /// Probability per tick that a client proposes (and, half as often, reads).
     client: f64,
     /// Probability that a new leader is isolated or crashed a few ticks after its election,
     /// halfway through catching followers up: leader churn with partial replication, the
@@ -117,6 +117,9 @@ struct SimNode {
     /// once when it takes office).
     led_term: Option<Term>,
     restarts: u64,
+    /// A paused process (think SIGSTOP) neither ticks nor handles anything before this tick;
+    /// messages to it wait on the wire.
+    paused_until: u64,
 }
 
 /// Counts that show a run exercised something.
@@ -223,6 +226,7 @@ impl Sim {
                 reads: HashMap::new(),
                 led_term: None,
                 restarts: 0,
+                paused_until: 0,
             });
         }
         for id in 1..=nodes as NodeId {
@@ -261,6 +265,7 @@ impl Sim {
         node.restarts += 1;
         node.raft = Some(RaftNode::new(config, node.disk.clone()));
         node.applied_index = 0;
+        node.paused_until = 0;
         self.note(|| format!("start {id}"));
     }
 
@@ -518,6 +523,11 @@ impl Sim {
         if !self.alive(to) || self.group[from as usize - 1] != self.group[to as usize - 1] {
             return Ok(());
         }
+        if self.paused(to) {
+            let deliver_at = self.nodes[to as usize - 1].paused_until + self.rng.gen_range(0..=1);
+            self.net.push(Flight { msg, deliver_at });
+            return Ok(());
+        }
         if let (Some(max_term), MessageBody::AppendEntries { entries, .. }) =
             (self.strip_above, &mut msg.body)
         {
@@ -535,6 +545,10 @@ impl Sim {
             raft.step(msg);
         }
         self.process(to)
+    }
+
+    fn paused(&self, id: NodeId) -> bool {
+        self.now < self.nodes[id as usize - 1].paused_until
     }
 
     /// A client sends to the node that believes it leads (or to anyone, to be turned away).
@@ -557,6 +571,9 @@ impl Sim {
         let id = self.client_target();
         let command = format!("w{}", self.next_command).into_bytes();
         self.next_command += 1;
+        if self.paused(id) {
+            return Ok(());
+        }
         let Some(raft) = self.node(id).raft.as_mut() else {
             return Ok(());
         };
@@ -572,6 +589,9 @@ impl Sim {
         let read_id = self.next_read;
         self.next_read += 1;
         let min_index = self.max_acked_index;
+        if self.paused(id) {
+            return Ok(());
+        }
         let Some(raft) = self.node(id).raft.as_mut() else {
             return Ok(());
         };
@@ -582,15 +602,16 @@ impl Sim {
         self.process(id)
     }
 
-    /// One fault: a new partition, a heal, a crash, or a restart. Dead nodes come back more
-    /// often than live ones die, so the cluster spends time both with and without a quorum.
+    /// One fault: a new partition, a heal, a crash, a restart or a pause. Dead nodes come back
+    /// more often than live ones die, so the cluster spends time both with and without a
+    /// quorum.
     fn fault(&mut self) -> Check {
         let dead: Vec<NodeId> = self
             .members()
             .into_iter()
             .filter(|&id| !self.alive(id))
             .collect();
-        match self.rng.gen_range(0..10) {
+        match self.rng.gen_range(0..12) {
             0..=2 => {
                 // A random split into two or three sides (a side may be a single node).
                 let sides = self.rng.gen_range(2..=3);
@@ -609,6 +630,14 @@ impl Sim {
                 if self.alive(id) {
                     self.crash(id);
                 }
+            }
+            10..=11 => {
+                // Pause, most often a leader: on resuming it still believes it leads, and
+                // clients reach it before the news of a newer term does.
+                let id = self.client_target();
+                let ticks = self.rng.gen_range(5..=4 * ELECTION_TICKS as u64);
+                self.nodes[id as usize - 1].paused_until = self.now + ticks;
+                self.note(|| format!("pause {id} for {ticks}"));
             }
             _ => {
                 if let Some(&id) = dead.choose(&mut self.rng) {
@@ -644,7 +673,7 @@ impl Sim {
                 self.propose()?;
             }
         }
-        if self.rng.gen_bool(self.weather.client / 3.0) {
+        if self.rng.gen_bool(self.weather.client / 2.0) {
             self.read()?;
         }
         let now = self.now;
@@ -660,7 +689,7 @@ impl Sim {
         order.shuffle(&mut self.rng);
         for id in order {
             // Clock skew: now and then a node misses a tick.
-            if self.rng.gen_bool(0.05) {
+            if self.rng.gen_bool(0.05) || self.paused(id) {
                 continue;
             }
             if let Some(raft) = self.node(id).raft.as_mut() {
@@ -708,6 +737,7 @@ impl Sim {
     fn settle(&mut self) -> Check {
         self.weather = self.weather.calm();
         self.depose_at = None;
+        self.nodes.iter_mut().for_each(|n| n.paused_until = 0);
         self.group.iter_mut().for_each(|g| *g = 0);
         self.note(|| "heal all".to_string());
         for id in self.members() {
