@@ -66,3 +66,241 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Completion {
+    /// `ok`: it happened and returned `output`.
+    Ok,
+    /// `fail`: it certainly did not take effect, for the reason in `error` (a cas with
+    /// `precondition-failed` also tells which value it saw not to be).
+    Fail {
+        /// The `error` field of the completion, if any.
+        error: Option<String>,
+    },
+    /// `info`, or no completion at all before the end of the history: it may take effect at any
+    /// point after its invoke, or never.
+    Unknown {
+        /// The `error` field of the `info` event, if any.
+        error: Option<String>,
+    },
+}
+
+/// One operation: an `invoke` paired with its completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    /// Position of this operation in [`History::operations`] (ordered by invoke).
+    pub id: usize,
+    /// The client process that ran it.
+    pub process: u64,
+    /// What it does: `read`, `write`, `cas`, ...
+    pub f: String,
+    /// The key it touches, absent for a single register.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The `value` of the invoke: the argument.
+    pub input: serde_json::Value,
+    /// The `value` of the completion: the result (`null` when unknown).
+    pub output: serde_json::Value,
+    /// How it ended.
+    pub completion: Completion,
+    /// Position of the invoke among all events of the file (real-time order).
+    pub invoke_seq: u64,
+    /// Position of the completion among all events, `None` when unknown (`info` or missing):
+    /// an operation with an unknown outcome is concurrent with everything after its invoke.
+    pub complete_seq: Option<u64>,
+    /// 1-based line of the invoke in the source file.
+    pub invoke_line: usize,
+    /// 1-based line of the completion, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete_line: Option<usize>,
+    /// `time` of the invoke (ns since the start of the test).
+    pub invoke_time: u64,
+    /// `time` of the completion, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete_time: Option<u64>,
+}
+
+impl Operation {
+    /// True when the outcome is unknown (`info` or never completed).
+    pub fn is_unknown(&self) -> bool {
+        matches!(self.completion, Completion::Unknown { .. })
+    }
+}
+
+/// A parsed history: the client operations, paired and ordered by invoke, and the nemesis
+/// events kept aside for reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Client operations ordered by invoke.
+    pub operations: Vec<Operation>,
+    /// Events of the nemesis (faults), which the checker ignores and reports draw.
+    pub nemesis: Vec<Event>,
+}
+
+/// Why a history could not be read. Every variant names the 1-based line at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The file could not be read.
+    #[error("cannot read history: {0}")]
+    Io(#[from] std::io::Error),
+    /// A line is not a valid event.
+    #[error("line {line}: {message}")]
+    Syntax {
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The events do not pair into operations (e.g. an `ok` without its `invoke`).
+    #[error("line {line}: {message}")]
+    Pairing {
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl HistoryError {
+    /// The 1-based line at fault, if the error concerns one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            HistoryError::Io(_) => None,
+            HistoryError::Syntax { line, .. } | HistoryError::Pairing { line, .. } => Some(*line),
+        }
+    }
+}
+
+impl History {
+    /// Pairs events (each with its 1-based source line), in the order they happened, into
+    /// operations. Nemesis events are set aside. An `invoke` without a completion by the end
+    /// counts as `info`.
+    pub fn from_events(
+        events: impl IntoIterator<Item = (usize, Event)>,
+    ) -> Result<History, HistoryError> {
+        let mut history = History::default();
+        // Open operation of each process: index into `history.operations`.
+        let mut open: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+        for (seq, (line, event)) in events.into_iter().enumerate() {
+            let seq = seq as u64;
+            let process = match event.process {
+                Process::Nemesis(_) => {
+                    history.nemesis.push(event);
+                    continue;
+                }
+                Process::Client(p) => p,
+            };
+            match event.kind {
+                EventType::Invoke => {
+                    if let Some(&prev) = open.get(&process) {
+                        let prev_line = history.operations[prev].invoke_line;
+                        return Err(HistoryError::Pairing {
+                            line,
+                            message: format!(
+                                "process {process} invokes {} while its {} invoked at line \
+                                 {prev_line} is still open (two open operations on one process)",
+                                event.f, history.operations[prev].f
+                            ),
+                        });
+                    }
+                    let id = history.operations.len();
+                    open.insert(process, id);
+                    history.operations.push(Operation {
+                        id,
+                        process,
+                        f: event.f,
+                        key: event.key,
+                        input: event.value,
+                        output: serde_json::Value::Null,
+                        completion: Completion::Unknown { error: None },
+                        invoke_seq: seq,
+                        complete_seq: None,
+                        invoke_line: line,
+                        complete_line: None,
+                        invoke_time: event.time,
+                        complete_time: None,
+                    });
+                }
+                EventType::Ok | EventType::Fail | EventType::Info => {
+                    let Some(id) = open.remove(&process) else {
+                        return Err(HistoryError::Pairing {
+                            line,
+                            message: format!(
+                                "{} of {} on process {process} without an open invoke",
+                                type_name(event.kind),
+                                event.f
+                            ),
+                        });
+                    };
+                    let op = &mut history.operations[id];
+                    if op.f != event.f {
+                        return Err(HistoryError::Pairing {
+                            line,
+                            message: format!(
+                                "process {process} completes {} but invoked {} at line {}",
+                                event.f, op.f, op.invoke_line
+                            ),
+                        });
+                    }
+                    if event.key.is_some() && event.key != op.key {
+                        return Err(HistoryError::Pairing {
+                            line,
+                            message: format!(
+                                "process {process} completes {} on key {:?} but invoked it on \
+                                 key {:?} at line {}",
+                                event.f, event.key, op.key, op.invoke_line
+                            ),
+                        });
+                    }
+                    op.complete_line = Some(line);
+                    op.complete_time = Some(event.time);
+                    match event.kind {
+                        EventType::Ok => {
+                            op.completion = Completion::Ok;
+                            op.output = event.value;
+                            op.complete_seq = Some(seq);
+                        }
+                        EventType::Fail => {
+                            op.completion = Completion::Fail { error: event.error };
+                            op.output = event.value;
+                            op.complete_seq = Some(seq);
+                        }
+                        _ => {
+                            op.completion = Completion::Unknown { error: event.error };
+                        }
+                    }
+                }
+            }
+        }
+        Ok(history)
+    }
+}
+
+fn type_name(kind: EventType) -> &'static str {
+    match kind {
+        EventType::Invoke => "invoke",
+        EventType::Ok => "ok",
+        EventType::Fail => "fail",
+        EventType::Info => "info",
+    }
+}
+
+/// Reads a JSON Lines history (one [`Event`] per line; blank lines are skipped).
+pub fn parse_jsonl(reader: impl std::io::BufRead) -> Result<History, HistoryError> {
+    let mut events = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line_no = i + 1;
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: Event = serde_json::from_str(&line).map_err(|err| HistoryError::Syntax {
+            line: line_no,
+            message: format!("not a history event: {err}"),
+        })?;
+        events.push((line_no, event));
+    }
+    History::from_events(events)
+}

@@ -1,0 +1,360 @@
+//! The check: prepares a history's operations for a model, splits them into partitions, searches
+//! each partition in parallel, and gathers the verdicts with a readable counterexample.
+
+use crate::history::{History, Operation};
+use crate::model::{Model, PreparedOp};
+use crate::models::{AppendModel, BuiltinModel, KvModel, SetModel};
+use crate::search::{self, Budget, Outcome};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Limits on a check. Whatever a limit stops gets the verdict `unknown`, never a wrong one.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// Wall-clock time the whole check may take.
+    pub time_limit: Option<Duration>,
+    /// Bytes the search structures of all partitions together may hold (approximate).
+    pub memory_budget: Option<usize>,
+    /// Finish every partition even after one is found not linearizable. By default (as
+    /// Porcupine does) the others are then stopped and get the verdict `unknown`.
+    pub all_partitions: bool,
+}
+
+/// The answer for a partition or a whole history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Some order of the operations, consistent with real time, satisfies the model.
+    Linearizable,
+    /// No such order exists.
+    NotLinearizable,
+    /// A limit stopped the search first.
+    Unknown,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Linearizable => "linearizable",
+            Verdict::NotLinearizable => "not linearizable",
+            Verdict::Unknown => "unknown",
+        })
+    }
+}
+
+/// An operation as a counterexample shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpSummary {
+    /// Index into [`History::operations`].
+    pub id: usize,
+    /// The process that ran it.
+    pub process: u64,
+    /// The model's rendering, e.g. `cas(1 -> 4) = ok`.
+    pub description: String,
+    /// Line of its invoke in the history file.
+    pub invoke_line: usize,
+    /// Line of its completion, if it completed.
+    pub complete_line: Option<usize>,
+}
+
+/// An operation that could have been linearized next after the longest prefix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The operation.
+    pub op: OpSummary,
+    /// Whether the model accepts it in the state after the prefix. When it does, every
+    /// continuation through it was explored and led nowhere.
+    pub model_accepts: bool,
+}
+
+/// Why a partition is not linearizable, at the deepest point the search reached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Counterexample {
+    /// The longest linearizable prefix found: operation ids in linearization order.
+    pub prefix: Vec<usize>,
+    /// The last operations of that prefix (up to 10), described.
+    pub prefix_tail: Vec<OpSummary>,
+    /// The model state(s) after the prefix.
+    pub states: Vec<String>,
+    /// The operation that had completed before it could be linearized: it must come next and
+    /// cannot.
+    pub blocked_by: Option<OpSummary>,
+    /// The operations that could have been linearized next (the blocking one among them), and
+    /// whether the model accepts each.
+    pub candidates: Vec<Candidate>,
+}
+
+/// The verdict for one partition (one key for `kv`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionResult {
+    /// The partition's name (the key; empty for a single register).
+    pub partition: String,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// Why the verdict is `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Operations checked (after removing failed ones).
+    pub operations: usize,
+    /// For a linearizable partition, a linearization (operation ids in order; unknown-outcome
+    /// operations that never took effect are absent); otherwise the longest prefix found.
+    pub linearization: Vec<usize>,
+    /// For a non-linearizable partition, what goes wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterexample: Option<Counterexample>,
+    /// Time spent searching this partition.
+    pub elapsed_ms: f64,
+}
+
+/// The result of checking one history: written as `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The model checked against.
+    pub model: String,
+    /// `not-linearizable` if any partition is, else `unknown` if any is, else `linearizable`.
+    pub verdict: Verdict,
+    /// Operations in the history (client operations, failed ones included).
+    pub operations: usize,
+    /// Per-partition verdicts, ordered by partition name.
+    pub partitions: Vec<PartitionResult>,
+    /// Wall-clock time of the check.
+    pub elapsed_ms: f64,
+}
+
+impl CheckResult {
+    /// The partitions that are not linearizable.
+    pub fn failures(&self) -> impl Iterator<Item = &PartitionResult> {
+        self.partitions
+            .iter()
+            .filter(|p| p.verdict == Verdict::NotLinearizable)
+    }
+}
+
+/// Why a history cannot be checked against a model.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The model cannot read an operation (e.g. an unknown `f`).
+    #[error("line {line}: {message}")]
+    BadOperation {
+        /// Line of the operation's invoke (or of its completion when the result is at fault).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl CheckError {
+    /// The 1-based line at fault.
+    pub fn line(&self) -> usize {
+        match self {
+            CheckError::BadOperation { line, .. } => *line,
+        }
+    }
+}
+
+/// Checks a history against a built-in model.
+pub fn check_builtin(
+    history: &History,
+    model: BuiltinModel,
+    options: &CheckOptions,
+) -> Result<CheckResult, CheckError> {
+    match model {
+        BuiltinModel::Register => check(history, &KvModel::register(), options),
+        BuiltinModel::Kv => check(history, &KvModel::kv(), options),
+        BuiltinModel::Append => check(history, &AppendModel, options),
+        BuiltinModel::Set => check(history, &SetModel, options),
+    }
+}
+
+/// Steps of a partition's first attempt.
+const FIRST_ATTEMPT_STEPS: u64 = 20_000;
+
+type Prepared<M> = PreparedOp<<M as Model>::Input, <M as Model>::Output>;
+
+/// Checks a history against a model: each partition in parallel.
+pub fn check<M: Model>(
+    history: &History,
+    model: &M,
+    options: &CheckOptions,
+) -> Result<CheckResult, CheckError> {
+    let started = Instant::now();
+    let mut partitions: BTreeMap<String, Vec<Prepared<M>>> = BTreeMap::new();
+    for op in &history.operations {
+        let prepared = model.prepare(op).map_err(|message| {
+            let line = if message.contains("result") {
+                op.complete_line.unwrap_or(op.invoke_line)
+            } else {
+                op.invoke_line
+            };
+            CheckError::BadOperation { line, message }
+        })?;
+        let Some((input, output)) = prepared else {
+            continue;
+        };
+        let complete = if output.is_some() {
+            op.complete_seq
+        } else {
+            None
+        };
+        // A completed operation must have a completion position; one without is unknown.
+        let (output, complete) = match complete {
+            Some(c) => (output, Some(c)),
+            None => (None, None),
+        };
+        partitions
+            .entry(model.partition(op))
+            .or_default()
+            .push(PreparedOp {
+                op_id: op.id,
+                input,
+                output,
+                invoke: op.invoke_seq,
+                complete,
+            });
+    }
+    let budget = Budget {
+        deadline: options.time_limit.map(|t| started + t),
+        memory_limit: options.memory_budget,
+        memory_used: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+    };
+    // First every partition gets a short attempt, so that a small failing partition is found
+    // (and, unless `all_partitions`, stops the rest) before hard linearizable ones are
+    // finished; those that need more get a second attempt without a step limit.
+    let partitions: Vec<(String, Vec<Prepared<M>>)> = partitions.into_iter().collect();
+    let attempt = |step_limit: Option<u64>, parts: Vec<(String, Vec<Prepared<M>>)>| {
+        parts
+            .into_par_iter()
+            .map(|(name, ops)| {
+                let t0 = Instant::now();
+                let outcome = search::check_partition(model, ops.clone(), &budget, step_limit);
+                if matches!(outcome, Outcome::NotLinearizable(_)) && !options.all_partitions {
+                    budget.stop.store(true, Ordering::Relaxed);
+                }
+                (name, ops, outcome, t0.elapsed())
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut done = Vec::new();
+    let mut again = Vec::new();
+    for (name, ops, outcome, elapsed) in attempt(Some(FIRST_ATTEMPT_STEPS), partitions) {
+        if matches!(outcome, Outcome::StepLimit) {
+            again.push((name, ops));
+        } else {
+            done.push((name, ops, outcome, elapsed));
+        }
+    }
+    done.extend(attempt(None, again));
+    let mut results: Vec<PartitionResult> = done
+        .into_iter()
+        .map(|(name, ops, outcome, elapsed)| {
+            let descriptions = Describer {
+                model,
+                history,
+                ops: &ops,
+            };
+            let count = ops.len();
+            let elapsed_ms = elapsed.as_secs_f64() * 1e3;
+            match outcome {
+                Outcome::Linearizable { order } => PartitionResult {
+                    partition: name,
+                    verdict: Verdict::Linearizable,
+                    reason: None,
+                    operations: count,
+                    linearization: order,
+                    counterexample: None,
+                    elapsed_ms,
+                },
+                Outcome::StepLimit | Outcome::Unknown { .. } => PartitionResult {
+                    partition: name,
+                    verdict: Verdict::Unknown,
+                    reason: Some(match outcome {
+                        Outcome::Unknown { reason } => reason,
+                        _ => "step limit".to_string(),
+                    }),
+                    operations: count,
+                    linearization: Vec::new(),
+                    counterexample: None,
+                    elapsed_ms,
+                },
+                Outcome::NotLinearizable(failure) => {
+                    let tail_start = failure.prefix.len().saturating_sub(10);
+                    let counterexample = Counterexample {
+                        prefix_tail: failure.prefix[tail_start..]
+                            .iter()
+                            .map(|&id| descriptions.op(id))
+                            .collect(),
+                        states: failure.states,
+                        blocked_by: failure.blocked_by.map(|id| descriptions.op(id)),
+                        candidates: failure
+                            .candidates
+                            .into_iter()
+                            .map(|(id, model_accepts)| Candidate {
+                                op: descriptions.op(id),
+                                model_accepts,
+                            })
+                            .collect(),
+                        prefix: failure.prefix.clone(),
+                    };
+                    PartitionResult {
+                        partition: name,
+                        verdict: Verdict::NotLinearizable,
+                        reason: None,
+                        operations: count,
+                        linearization: failure.prefix,
+                        counterexample: Some(counterexample),
+                        elapsed_ms,
+                    }
+                }
+            }
+        })
+        .collect();
+    results.sort_by(|a, b| a.partition.cmp(&b.partition));
+    let verdict = if results
+        .iter()
+        .any(|p| p.verdict == Verdict::NotLinearizable)
+    {
+        Verdict::NotLinearizable
+    } else if results.iter().any(|p| p.verdict == Verdict::Unknown) {
+        Verdict::Unknown
+    } else {
+        Verdict::Linearizable
+    };
+    Ok(CheckResult {
+        model: model.name().to_string(),
+        verdict,
+        operations: history.operations.len(),
+        partitions: results,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// Renders the operations of one partition for counterexamples.
+struct Describer<'a, M: Model> {
+    model: &'a M,
+    history: &'a History,
+    /// The partition's prepared operations, sorted by `op_id`.
+    ops: &'a [Prepared<M>],
+}
+
+impl<M: Model> Describer<'_, M> {
+    fn op(&self, id: usize) -> OpSummary {
+        let op: &Operation = &self.history.operations[id];
+        let description = match self.ops.binary_search_by_key(&id, |p| p.op_id) {
+            Ok(i) => self
+                .model
+                .describe_operation(&self.ops[i].input, self.ops[i].output.as_ref()),
+            Err(_) => op.f.clone(),
+        };
+        OpSummary {
+            id,
+            process: op.process,
+            description,
+            invoke_line: op.invoke_line,
+            complete_line: op.complete_line,
+        }
+    }
+}

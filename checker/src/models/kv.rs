@@ -1,0 +1,350 @@
+//! The `register` / `kv` model: registers holding a value or nothing, with read, write, cas and
+//! delete. One register per key (P-compositionality: keys are checked independently).
+
+use super::json_text;
+use crate::history::{Completion, Operation};
+use crate::model::{Model, PreparedOp};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A register's content: the compact JSON text of the value, `None` when absent (JSON `null`).
+pub type Datum = Option<Arc<str>>;
+
+/// What a register operation asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvInput {
+    /// Read the value.
+    Read,
+    /// Set the value (writing `null` deletes).
+    Write(Datum),
+    /// Set the value to `to` if it is `from`.
+    Cas {
+        /// The value expected.
+        from: Datum,
+        /// The value written when it matched.
+        to: Datum,
+    },
+    /// Remove the value.
+    Delete,
+}
+
+/// What a register operation returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvOutput {
+    /// A read's value.
+    Value(Datum),
+    /// A write, delete or successful cas.
+    Done,
+    /// A cas refused with `precondition-failed`: it saw a value other than `from`.
+    CasFailed,
+}
+
+/// The register / key-value model. `name` is `register` or `kv`; both split by key.
+#[derive(Debug, Clone)]
+pub struct KvModel {
+    /// The name it was selected by (`register` or `kv`), for messages.
+    pub name: &'static str,
+}
+
+impl KvModel {
+    /// The `kv` model.
+    pub fn kv() -> Self {
+        KvModel { name: "kv" }
+    }
+
+    /// The `register` model.
+    pub fn register() -> Self {
+        KvModel { name: "register" }
+    }
+}
+
+fn datum(value: &serde_json::Value) -> Datum {
+    if value.is_null() {
+        None
+    } else {
+        Some(json_text(value))
+    }
+}
+
+fn show(d: &Datum) -> &str {
+    d.as_deref().unwrap_or("null")
+}
+
+impl Model for KvModel {
+    type State = Datum;
+    type Input = KvInput;
+    type Output = KvOutput;
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn prepare(&self, op: &Operation) -> Result<Option<(KvInput, Option<KvOutput>)>, String> {
+        let input = match op.f.as_str() {
+            "read" | "get" => KvInput::Read,
+            "write" | "put" => KvInput::Write(datum(&op.input)),
+            "delete" => KvInput::Delete,
+            "cas" => match op.input.as_array().map(Vec::as_slice) {
+                Some([from, to]) => KvInput::Cas {
+                    from: datum(from),
+                    to: datum(to),
+                },
+                _ => return Err(format!("cas value must be [from, to], got {}", op.input)),
+            },
+            other => {
+                return Err(format!(
+                    "unknown f `{other}` for the {} model (expected read, write, cas or delete)",
+                    self.name
+                ))
+            }
+        };
+        let output = match &op.completion {
+            Completion::Unknown { .. } => None,
+            Completion::Fail { error } => {
+                if matches!(input, KvInput::Cas { .. })
+                    && error.as_deref() == Some("precondition-failed")
+                {
+                    Some(KvOutput::CasFailed)
+                } else {
+                    return Ok(None);
+                }
+            }
+            Completion::Ok => Some(match input {
+                KvInput::Read => KvOutput::Value(datum(&op.output)),
+                _ => KvOutput::Done,
+            }),
+        };
+        Ok(Some((input, output)))
+    }
+
+    fn init(&self) -> Datum {
+        None
+    }
+
+    fn step(&self, state: &Datum, input: &KvInput, output: Option<&KvOutput>) -> Vec<Datum> {
+        match (input, output) {
+            (KvInput::Read, Some(KvOutput::Value(v))) => {
+                if v == state {
+                    vec![state.clone()]
+                } else {
+                    vec![]
+                }
+            }
+            (KvInput::Read, None) => vec![state.clone()],
+            (KvInput::Write(v), None | Some(KvOutput::Done)) => vec![v.clone()],
+            (KvInput::Delete, None | Some(KvOutput::Done)) => vec![None],
+            (KvInput::Cas { from, to }, Some(KvOutput::Done)) => {
+                if from == state {
+                    vec![to.clone()]
+                } else {
+                    vec![]
+                }
+            }
+            (KvInput::Cas { from, .. }, Some(KvOutput::CasFailed)) => {
+                if from != state {
+                    vec![state.clone()]
+                } else {
+                    vec![]
+                }
+            }
+            (KvInput::Cas { from, to }, None) => {
+                if from == state {
+                    vec![to.clone()]
+                } else {
+                    vec![state.clone()]
+                }
+            }
+            // An output that does not belong to the input (cannot come out of `prepare`).
+            _ => vec![],
+        }
+    }
+
+    fn describe_operation(&self, input: &KvInput, output: Option<&KvOutput>) -> String {
+        let call = match input {
+            KvInput::Read => "read".to_string(),
+            KvInput::Write(v) => format!("write({})", show(v)),
+            KvInput::Delete => "delete".to_string(),
+            KvInput::Cas { from, to } => format!("cas({} -> {})", show(from), show(to)),
+        };
+        match output {
+            None => format!("{call} = ?"),
+            Some(KvOutput::Value(v)) => format!("{call} = {}", show(v)),
+            Some(KvOutput::Done) => format!("{call} = ok"),
+            Some(KvOutput::CasFailed) => format!("{call} = precondition-failed"),
+        }
+    }
+
+    fn describe_state(&self, state: &Datum) -> String {
+        show(state).to_string()
+    }
+
+    /// An unknown write or cas of value `v` can only be observed by a completed read of `v` or
+    /// cas from `v`, or by a refused cas (which needs some value other than its `from`); once
+    /// none of those remain it may as well never have happened. Unknown reads are never
+    /// observable; unknown deletes are kept (absence is not a unique value).
+    fn observation_horizons(&self, ops: &[PreparedOp<KvInput, KvOutput>]) -> Vec<Option<u64>> {
+        let mut last_observer: HashMap<&Arc<str>, u64> = HashMap::new();
+        let mut last_refused_cas: Option<u64> = None;
+        for op in ops {
+            let Some(done) = op.complete else { continue };
+            let observed = match (&op.input, &op.output) {
+                (KvInput::Read, Some(KvOutput::Value(Some(v)))) => Some(v),
+                (KvInput::Cas { from: Some(v), .. }, Some(KvOutput::Done)) => Some(v),
+                _ => None,
+            };
+            if let Some(v) = observed {
+                let e = last_observer.entry(v).or_insert(done);
+                *e = (*e).max(done);
+            }
+            if let (KvInput::Cas { from, .. }, Some(KvOutput::CasFailed)) = (&op.input, &op.output)
+            {
+                last_refused_cas = last_refused_cas.max(Some(done));
+                if let Some(v) = from {
+                    let e = last_observer.entry(v).or_insert(done);
+                    *e = (*e).max(done);
+                }
+            }
+        }
+        let mut horizons: Vec<Option<u64>> = ops
+            .iter()
+            .map(|op| {
+                if op.output.is_some() {
+                    return Some(u64::MAX);
+                }
+                match &op.input {
+                    KvInput::Read => None,
+                    KvInput::Delete | KvInput::Write(None) | KvInput::Cas { to: None, .. } => {
+                        Some(u64::MAX)
+                    }
+                    KvInput::Write(Some(v)) | KvInput::Cas { to: Some(v), .. } => {
+                        last_observer.get(v).copied().max(last_refused_cas)
+                    }
+                }
+            })
+            .collect();
+        // An unknown cas from `v` also observes `v`, and hands it on to whoever observes its
+        // own `to`: propagate horizons along such chains until nothing changes.
+        let unknown_cas_from: Vec<(usize, &Arc<str>)> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| match (&op.input, &op.output) {
+                (KvInput::Cas { from: Some(v), .. }, None) => Some((i, v)),
+                _ => None,
+            })
+            .collect();
+        if !unknown_cas_from.is_empty() {
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for (i, op) in ops.iter().enumerate() {
+                    let (KvInput::Write(Some(v)) | KvInput::Cas { to: Some(v), .. }) = &op.input
+                    else {
+                        continue;
+                    };
+                    if op.output.is_some() {
+                        continue;
+                    }
+                    for &(j, from) in &unknown_cas_from {
+                        if from == v && horizons[j] > horizons[i] {
+                            horizons[i] = horizons[j];
+                            changed = true;
+                        }
+                    }
+                }
+            }
+        }
+        horizons
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Datum {
+        Some(Arc::from(s))
+    }
+
+    #[test]
+    fn read_must_return_the_current_value_and_absent_reads_as_null() {
+        let m = KvModel::kv();
+        assert_eq!(
+            m.step(&d("1"), &KvInput::Read, Some(&KvOutput::Value(d("1")))),
+            vec![d("1")]
+        );
+        assert!(m
+            .step(&d("1"), &KvInput::Read, Some(&KvOutput::Value(d("2"))))
+            .is_empty());
+        assert_eq!(
+            m.step(&None, &KvInput::Read, Some(&KvOutput::Value(None))),
+            vec![None]
+        );
+        assert_eq!(m.step(&d("7"), &KvInput::Read, None), vec![d("7")]);
+    }
+
+    #[test]
+    fn write_and_delete_set_the_value_whatever_it_was() {
+        let m = KvModel::kv();
+        assert_eq!(
+            m.step(&None, &KvInput::Write(d("3")), Some(&KvOutput::Done)),
+            vec![d("3")]
+        );
+        assert_eq!(
+            m.step(&d("3"), &KvInput::Delete, Some(&KvOutput::Done)),
+            vec![None]
+        );
+        assert_eq!(m.step(&d("3"), &KvInput::Delete, None), vec![None]);
+    }
+
+    #[test]
+    fn cas_swaps_only_from_the_expected_value_and_refusal_needs_another_value() {
+        let m = KvModel::kv();
+        let cas = KvInput::Cas {
+            from: d("1"),
+            to: d("2"),
+        };
+        assert_eq!(m.step(&d("1"), &cas, Some(&KvOutput::Done)), vec![d("2")]);
+        assert!(m.step(&d("3"), &cas, Some(&KvOutput::Done)).is_empty());
+        assert_eq!(
+            m.step(&d("3"), &cas, Some(&KvOutput::CasFailed)),
+            vec![d("3")]
+        );
+        assert!(m.step(&d("1"), &cas, Some(&KvOutput::CasFailed)).is_empty());
+        // Unknown outcome: swaps when it can, else changes nothing.
+        assert_eq!(m.step(&d("1"), &cas, None), vec![d("2")]);
+        assert_eq!(m.step(&None, &cas, None), vec![None]);
+    }
+
+    #[test]
+    fn only_refused_cas_fails_are_kept() {
+        let m = KvModel::kv();
+        let mut op = Operation {
+            id: 0,
+            process: 1,
+            f: "cas".into(),
+            key: None,
+            input: serde_json::json!(["1", "2"]),
+            output: serde_json::Value::Null,
+            completion: Completion::Fail {
+                error: Some("precondition-failed".into()),
+            },
+            invoke_seq: 0,
+            complete_seq: Some(1),
+            invoke_line: 1,
+            complete_line: Some(2),
+            invoke_time: 0,
+            complete_time: Some(1),
+        };
+        let (_, out) = m.prepare(&op).unwrap().unwrap();
+        assert_eq!(out, Some(KvOutput::CasFailed));
+        op.completion = Completion::Fail {
+            error: Some("timeout".into()),
+        };
+        assert!(m.prepare(&op).unwrap().is_none());
+        op.f = "frobnicate".into();
+        assert!(m
+            .prepare(&op)
+            .unwrap_err()
+            .contains("unknown f `frobnicate`"));
+    }
+}

@@ -1,0 +1,72 @@
+//! The built-in models, selectable by name: `register`, `kv`, `append` and `set`.
+
+mod append;
+mod kv;
+mod set;
+
+pub use append::{AppendInput, AppendModel, AppendOutput};
+pub use kv::{Datum, KvInput, KvModel, KvOutput};
+pub use set::{SetInput, SetModel, SetOutput};
+
+use std::sync::Arc;
+
+/// A built-in model, chosen by name on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuiltinModel {
+    /// One register: read / write / cas / delete (absent = null). Operations carrying a key are
+    /// still split by key, so it equals `kv` on keyed histories.
+    Register,
+    /// A map of independent registers, checked key by key.
+    Kv,
+    /// Strings per key with get (`read`) / put (`write`) / append, every key starting empty.
+    Append,
+    /// A grow-only set: `add` and `read-all` (Jepsen's set).
+    Set,
+}
+
+impl BuiltinModel {
+    /// Every built-in model, for help texts.
+    pub const ALL: [BuiltinModel; 4] = [
+        BuiltinModel::Register,
+        BuiltinModel::Kv,
+        BuiltinModel::Append,
+        BuiltinModel::Set,
+    ];
+
+    /// The name the model is selected by.
+    pub fn name(self) -> &'static str {
+        match self {
+            BuiltinModel::Register => "register",
+            BuiltinModel::Kv => "kv",
+            BuiltinModel::Append => "append",
+            BuiltinModel::Set => "set",
+        }
+    }
+}
+
+impl std::str::FromStr for BuiltinModel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "register" | "cas-register" => Ok(BuiltinModel::Register),
+            "kv" => Ok(BuiltinModel::Kv),
+            "append" => Ok(BuiltinModel::Append),
+            "set" => Ok(BuiltinModel::Set),
+            other => Err(format!(
+                "unknown model `{other}` (expected register, kv, append or set)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for BuiltinModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A JSON value as an exact, hashable datum: its compact JSON text (`"a"` and `1` stay distinct).
+pub(crate) fn json_text(value: &serde_json::Value) -> Arc<str> {
+    Arc::from(value.to_string())
+}

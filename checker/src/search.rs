@@ -1,0 +1,550 @@
+//! The search for a linearization of one partition: Wing & Gong's algorithm with Lowe's cache,
+//! as Porcupine does it, with cache keys that stay small on long histories.
+//!
+//! ```text
+//!  p1  |--w(1)--|            |---r:2---|
+//!  p2      |----w(2)----|        |--r:1--|
+//!  p3         |--cas(1,3)?·······················  (unknown outcome: open to the end)
+//!        calls and returns in real-time order:
+//!        c1 c2 c3 r1 r2 c1' c2' r1' r2'
+//! ```
+//!
+//! Operations are kept in a doubly linked list of call and return entries in real-time order.
+//! The search repeatedly takes a call entry that comes before the first return entry (an
+//! operation that may take effect now), applies it to the model and lifts it and its return out
+//! of the list; when the first entry is a return, the operation it belongs to cannot be
+//! linearized any more and the search backtracks. Lowe's cache holds every configuration (set of
+//! linearized operations, model state) already explored, so a configuration reached by another
+//! order is never explored twice.
+//!
+//! Long histories: operations are numbered by invoke, and every completed operation below the
+//! *watermark* (the first completed operation not yet linearized) is linearized, so a cache key
+//! is the state, the watermark, the bits from the watermark to the highest linearized operation,
+//! and the unknown-outcome operations below the watermark still open. An unknown-outcome
+//! operation is dropped (never tried, left out of keys) once no completed operation that is
+//! still to be linearized can observe it ([`Model::observation_horizons`]): "never took effect"
+//! is then as good as any choice. With the harness's unique written values this keeps keys a few
+//! words long and the search near-linear on long histories.
+
+use crate::fxhash::FxHashMap;
+use crate::keyset::KeySet;
+use crate::model::{Model, PreparedOp};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// Limits shared by the partitions of one check.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    /// When to give up (verdict `unknown`).
+    pub deadline: Option<Instant>,
+    /// Bytes the search structures of all partitions together may hold.
+    pub memory_limit: Option<usize>,
+    /// Bytes currently held, summed over partitions being searched.
+    pub memory_used: AtomicUsize,
+    /// Set when a partition is found not linearizable and the others need not finish.
+    pub stop: AtomicBool,
+}
+
+/// What the search found for one partition.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// A linearization: operation ids (into the history) in order. Unknown-outcome operations
+    /// that never took effect are absent.
+    Linearizable { order: Vec<usize> },
+    /// No linearization exists.
+    NotLinearizable(Failure),
+    /// The budget ran out first.
+    Unknown { reason: String },
+    /// The step limit of this attempt ran out (try again with a larger one).
+    StepLimit,
+}
+
+/// The deepest point the search reached in a partition with no linearization.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// The longest linearizable prefix found: operation ids in order.
+    pub prefix: Vec<usize>,
+    /// The model states after it (several for a nondeterministic model).
+    pub states: Vec<String>,
+    /// The operation whose completion came before it could be linearized.
+    pub blocked_by: Option<usize>,
+    /// The operations that could have been linearized next, with whether the model accepts
+    /// each in that state (an accepted one only led to configurations already found dead).
+    pub candidates: Vec<(usize, bool)>,
+}
+
+const NONE: u32 = u32::MAX;
+/// A dense memo slot not computed yet.
+const UNKNOWN_STEP: u32 = u32::MAX - 1;
+
+/// An entry of the linked list: the call or the return of an operation.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// Index of the operation in the partition.
+    op: u32,
+    is_call: bool,
+    /// For a call, its return entry (`NONE` for an unknown outcome).
+    ret: u32,
+}
+
+/// One linearized operation on the search stack, with what to restore when it is undone.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    entry: u32,
+    prev_state: u32,
+    prev_watermark: u32,
+    prev_high: u32,
+}
+
+/// How one run of the depth-first search ended.
+enum Dfs {
+    /// Every completed operation linearized: the order (partition indices).
+    Found(Vec<u32>),
+    /// No linearization; the deepest dead end had this many operations linearized.
+    Exhausted { max_depth: usize },
+    /// Stopped at the first dead end of the requested depth.
+    DeadEnd(Failure),
+    /// The budget ran out.
+    OverBudget(String),
+    /// The step limit ran out.
+    StepLimit,
+}
+
+/// Checks one partition. `ops` must be sorted by invoke.
+pub(crate) fn check_partition<M: Model>(
+    model: &M,
+    ops: Vec<PreparedOp<M::Input, M::Output>>,
+    budget: &Budget,
+    step_limit: Option<u64>,
+) -> Outcome {
+    let horizons = model.observation_horizons(&ops);
+    // Unknown-outcome operations no completed operation can observe are as good as never run.
+    let mut kept = Vec::with_capacity(ops.len());
+    let mut kept_horizon = Vec::with_capacity(ops.len());
+    for (op, h) in ops.into_iter().zip(horizons) {
+        if op.output.is_none() {
+            match h {
+                Some(h) if h > op.invoke => {}
+                _ => continue,
+            }
+        }
+        kept_horizon.push(h.unwrap_or(0));
+        kept.push(op);
+    }
+    let mut searcher = Searcher::new(model, &kept, &kept_horizon, budget);
+    searcher.step_limit = step_limit.unwrap_or(u64::MAX);
+    let outcome = match searcher.dfs(None) {
+        Dfs::Found(order) => Outcome::Linearizable {
+            order: order.into_iter().map(|i| kept[i as usize].op_id).collect(),
+        },
+        Dfs::OverBudget(reason) => Outcome::Unknown { reason },
+        Dfs::StepLimit => Outcome::StepLimit,
+        Dfs::DeadEnd(failure) => Outcome::NotLinearizable(failure),
+        Dfs::Exhausted { max_depth } => {
+            // Replay the same (deterministic) search to stop at the deepest dead end and
+            // describe it; recording every new deepest point on the way would cost O(n²).
+            searcher.reset();
+            searcher.step_limit = u64::MAX;
+            match searcher.dfs(Some(max_depth)) {
+                Dfs::DeadEnd(failure) => Outcome::NotLinearizable(failure),
+                Dfs::OverBudget(reason) => Outcome::Unknown { reason },
+                _ => Outcome::NotLinearizable(Failure {
+                    prefix: Vec::new(),
+                    states: Vec::new(),
+                    blocked_by: None,
+                    candidates: Vec::new(),
+                }),
+            }
+        }
+    };
+    budget
+        .memory_used
+        .fetch_sub(searcher.reported_memory, Ordering::Relaxed);
+    tracing::debug!(
+        operations = kept.len(),
+        steps = searcher.steps,
+        cached_configurations = searcher.cache.len(),
+        cache_bytes = searcher.cache.bytes(),
+        "partition searched"
+    );
+    outcome
+}
+
+struct Searcher<'a, M: Model> {
+    model: &'a M,
+    ops: &'a [PreparedOp<M::Input, M::Output>],
+    /// Per operation: the latest completion position of an observer (unknown outcomes only).
+    horizon: &'a [u64],
+    budget: &'a Budget,
+    entries: Vec<Entry>,
+    /// Unknown-outcome operations (partition indices, ascending).
+    unknown: Vec<u32>,
+    /// Interned sets of model states, by id.
+    interned: Vec<Vec<M::State>>,
+    intern_ids: FxHashMap<Vec<M::State>, u32>,
+    /// (state id, operation) -> next state id or `NONE`.
+    memo: FxHashMap<(u32, u32), u32>,
+    /// Lowe's cache of explored configurations (see [`Searcher::key`]).
+    cache: KeySet,
+    /// Dense memo of `step` when states × operations stay small: `[state * n + op]`, with
+    /// `UNKNOWN_STEP` for not yet computed.
+    dense_memo: Vec<u32>,
+    /// Whether the partition is small enough for full-bitset cache keys.
+    full_keys: bool,
+    /// Bytes this partition has added to the budget's `memory_used`.
+    reported_memory: usize,
+    steps: u64,
+    /// Steps this attempt may take.
+    step_limit: u64,
+}
+
+impl<'a, M: Model> Searcher<'a, M> {
+    fn new(
+        model: &'a M,
+        ops: &'a [PreparedOp<M::Input, M::Output>],
+        horizon: &'a [u64],
+        budget: &'a Budget,
+    ) -> Self {
+        let mut timed: Vec<(u64, u32, bool)> = Vec::with_capacity(2 * ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            timed.push((op.invoke, i as u32, true));
+            if let Some(c) = op.complete {
+                timed.push((c, i as u32, false));
+            }
+        }
+        timed.sort_unstable_by_key(|t| t.0);
+        let mut entries = Vec::with_capacity(timed.len());
+        let mut call_entry = vec![NONE; ops.len()];
+        for &(_, op, is_call) in &timed {
+            let idx = entries.len() as u32;
+            if is_call {
+                call_entry[op as usize] = idx;
+            } else {
+                entries[call_entry[op as usize] as usize] = Entry {
+                    ret: idx,
+                    ..entries[call_entry[op as usize] as usize]
+                };
+            }
+            entries.push(Entry {
+                op,
+                is_call,
+                ret: NONE,
+            });
+        }
+        let unknown = (0..ops.len() as u32)
+            .filter(|&i| ops[i as usize].complete.is_none())
+            .collect();
+        Searcher {
+            model,
+            ops,
+            horizon,
+            budget,
+            entries,
+            unknown,
+            interned: Vec::new(),
+            intern_ids: FxHashMap::default(),
+            memo: FxHashMap::default(),
+            cache: KeySet::default(),
+            dense_memo: Vec::new(),
+            full_keys: ops.len() <= 256,
+            reported_memory: 0,
+            steps: 0,
+            step_limit: u64::MAX,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.cache.clear();
+        self.steps = 0;
+    }
+
+    fn intern(&mut self, states: Vec<M::State>) -> u32 {
+        if let Some(&id) = self.intern_ids.get(&states) {
+            return id;
+        }
+        let id = self.interned.len() as u32;
+        let n = self.ops.len();
+        // Dense memo rows for the first states, up to 4 M entries.
+        if self.dense_memo.len() == id as usize * n && (id as usize + 1) * n <= 1 << 22 {
+            self.dense_memo.resize((id as usize + 1) * n, UNKNOWN_STEP);
+        }
+        self.interned.push(states.clone());
+        self.intern_ids.insert(states, id);
+        id
+    }
+
+    /// The state reached by applying operation `op` in `state` (`NONE`: impossible).
+    fn step(&mut self, state: u32, op: u32) -> u32 {
+        let n = self.ops.len();
+        let dense_index = state as usize * n + op as usize;
+        if let Some(&next) = self.dense_memo.get(dense_index) {
+            if next != UNKNOWN_STEP {
+                return next;
+            }
+        } else if let Some(&next) = self.memo.get(&(state, op)) {
+            return next;
+        }
+        let prepared = &self.ops[op as usize];
+        let mut next: Vec<M::State> = Vec::new();
+        for s in &self.interned[state as usize] {
+            for n in self
+                .model
+                .step(s, &prepared.input, prepared.output.as_ref())
+            {
+                if !next.contains(&n) {
+                    next.push(n);
+                }
+            }
+        }
+        let id = if next.is_empty() {
+            NONE
+        } else {
+            self.intern(next)
+        };
+        if dense_index < self.dense_memo.len() {
+            self.dense_memo[dense_index] = id;
+        } else {
+            self.memo.insert((state, op), id);
+        }
+        id
+    }
+
+    /// Whether an unknown-outcome operation can no longer be observed by any completed
+    /// operation still to be linearized (all of which are at or above the watermark).
+    fn is_dead(&self, op: u32, watermark: u32) -> bool {
+        self.ops
+            .get(watermark as usize)
+            .is_none_or(|w| w.invoke > self.horizon[op as usize])
+    }
+
+    /// The cache key of a configuration: state, watermark, the linearized bits from the
+    /// watermark's word to the highest linearized operation, then the live unknown-outcome
+    /// operations below the watermark that are still open.
+    fn key(&self, bits: &[u64], state: u32, watermark: u32, high: u32, key: &mut Vec<u64>) {
+        key.clear();
+        if self.full_keys {
+            key.push(u64::from(state));
+            key.extend_from_slice(bits);
+            return;
+        }
+        key.push(u64::from(state) << 32 | u64::from(watermark));
+        let first = watermark as usize / 64;
+        if high != NONE && high >= watermark {
+            let last = high as usize / 64;
+            key.push(bits[first] & (!0u64 << (watermark % 64)));
+            key.extend_from_slice(&bits[first + 1..=last]);
+        }
+        key.push(u64::MAX);
+        for &u in self.unknown.iter().take_while(|&&u| u < watermark) {
+            if bits[u as usize / 64] & (1 << (u % 64)) == 0 && !self.is_dead(u, watermark) {
+                key.push(u64::from(u));
+            }
+        }
+    }
+
+    /// Checks the budget every few thousand steps.
+    fn over_budget(&mut self) -> Option<String> {
+        self.steps += 1;
+        if !self.steps.is_multiple_of(4096) {
+            return None;
+        }
+        if self.budget.stop.load(Ordering::Relaxed) {
+            return Some("not finished: another partition is not linearizable".to_string());
+        }
+        if let Some(deadline) = self.budget.deadline {
+            if Instant::now() >= deadline {
+                return Some("deadline reached".to_string());
+            }
+        }
+        if let Some(limit) = self.budget.memory_limit {
+            let held = self.cache.bytes()
+                + self.dense_memo.len() * 4
+                + self.memo.len() * 24
+                + self.interned.len() * (std::mem::size_of::<M::State>() * 2 + 64);
+            let used = if held >= self.reported_memory {
+                self.budget
+                    .memory_used
+                    .fetch_add(held - self.reported_memory, Ordering::Relaxed)
+                    + (held - self.reported_memory)
+            } else {
+                self.budget
+                    .memory_used
+                    .fetch_sub(self.reported_memory - held, Ordering::Relaxed)
+                    - (self.reported_memory - held)
+            };
+            self.reported_memory = held;
+            if used > limit {
+                return Some(format!("memory budget of {} MiB exhausted", limit >> 20));
+            }
+        }
+        None
+    }
+
+    /// Depth-first search for a linearization. With `stop_at`, stops at the first dead end
+    /// with that many operations linearized and describes it.
+    fn dfs(&mut self, stop_at: Option<usize>) -> Dfs {
+        let n = self.ops.len();
+        let words = n.div_ceil(64).max(1);
+        let mut bits = vec![0u64; words];
+        let head = self.entries.len() as u32;
+        // Circular doubly linked list over the entries with sentinel `head`.
+        let mut next: Vec<u32> = (1..=head).chain([0]).collect();
+        let mut prev: Vec<u32> = std::iter::once(head).chain(0..head).collect();
+        if head == 0 {
+            next = vec![0];
+            prev = vec![0];
+        }
+        let lift = |next: &mut [u32], prev: &mut [u32], e: u32| {
+            let (p, nx) = (prev[e as usize], next[e as usize]);
+            next[p as usize] = nx;
+            prev[nx as usize] = p;
+        };
+        let unlift = |next: &mut [u32], prev: &mut [u32], e: u32| {
+            let (p, nx) = (prev[e as usize], next[e as usize]);
+            next[p as usize] = e;
+            prev[nx as usize] = e;
+        };
+        let first_completed_from = |bits: &[u64], from: u32| -> u32 {
+            let mut w = from as usize;
+            while w < n && (self.ops[w].complete.is_none() || bits[w / 64] & (1 << (w % 64)) != 0) {
+                w += 1;
+            }
+            w as u32
+        };
+        let mut remaining = self.ops.iter().filter(|o| o.complete.is_some()).count();
+        let init = vec![self.model.init()];
+        let mut state = self.intern(init);
+        let mut watermark = first_completed_from(&bits, 0);
+        let mut high = NONE;
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut max_depth = 0;
+        let mut key = Vec::new();
+        let mut e = next[head as usize];
+        loop {
+            if remaining == 0 {
+                return Dfs::Found(
+                    stack
+                        .iter()
+                        .map(|f| self.entries[f.entry as usize].op)
+                        .collect(),
+                );
+            }
+            let mut advanced = false;
+            while e != head && self.entries[e as usize].is_call {
+                if let Some(reason) = self.over_budget() {
+                    return Dfs::OverBudget(reason);
+                }
+                if self.steps > self.step_limit {
+                    return Dfs::StepLimit;
+                }
+                let op = self.entries[e as usize].op;
+                let unknown = self.ops[op as usize].complete.is_none();
+                if unknown && self.is_dead(op, watermark) {
+                    e = next[e as usize];
+                    continue;
+                }
+                let new_state = self.step(state, op);
+                if new_state != NONE {
+                    let (w, b) = (op as usize / 64, 1u64 << (op % 64));
+                    bits[w] |= b;
+                    let new_watermark = if op == watermark {
+                        first_completed_from(&bits, watermark)
+                    } else {
+                        watermark
+                    };
+                    let new_high = if high == NONE { op } else { high.max(op) };
+                    self.key(&bits, new_state, new_watermark, new_high, &mut key);
+                    if self.cache.insert(&key) {
+                        stack.push(Frame {
+                            entry: e,
+                            prev_state: state,
+                            prev_watermark: watermark,
+                            prev_high: high,
+                        });
+                        state = new_state;
+                        watermark = new_watermark;
+                        high = new_high;
+                        lift(&mut next, &mut prev, e);
+                        let ret = self.entries[e as usize].ret;
+                        if ret != NONE {
+                            lift(&mut next, &mut prev, ret);
+                            remaining -= 1;
+                        }
+                        e = next[head as usize];
+                        advanced = true;
+                        break;
+                    }
+                    bits[w] &= !b;
+                }
+                e = next[e as usize];
+            }
+            if advanced {
+                continue;
+            }
+            // Dead end: the first entry left is a return whose operation cannot go next.
+            max_depth = max_depth.max(stack.len());
+            if stop_at == Some(stack.len()) {
+                return Dfs::DeadEnd(self.failure(&stack, state, &next, head, e, watermark));
+            }
+            let Some(frame) = stack.pop() else { break };
+            let ret = self.entries[frame.entry as usize].ret;
+            if ret != NONE {
+                unlift(&mut next, &mut prev, ret);
+                remaining += 1;
+            }
+            unlift(&mut next, &mut prev, frame.entry);
+            let op = self.entries[frame.entry as usize].op as usize;
+            bits[op / 64] &= !(1 << (op % 64));
+            state = frame.prev_state;
+            watermark = frame.prev_watermark;
+            high = frame.prev_high;
+            e = next[frame.entry as usize];
+        }
+        Dfs::Exhausted { max_depth }
+    }
+
+    /// Describes the dead end the search is at, for the counterexample.
+    fn failure(
+        &mut self,
+        stack: &[Frame],
+        state: u32,
+        next: &[u32],
+        head: u32,
+        stopped_at: u32,
+        watermark: u32,
+    ) -> Failure {
+        let prefix = stack
+            .iter()
+            .map(|f| self.ops[self.entries[f.entry as usize].op as usize].op_id)
+            .collect();
+        let states = self.interned[state as usize]
+            .iter()
+            .map(|s| self.model.describe_state(s))
+            .collect();
+        let blocked_by = (stopped_at != head && !self.entries[stopped_at as usize].is_call)
+            .then(|| self.ops[self.entries[stopped_at as usize].op as usize].op_id);
+        let mut candidates = Vec::new();
+        let mut e = next[head as usize];
+        while e != head && self.entries[e as usize].is_call && candidates.len() < 16 {
+            let op = self.entries[e as usize].op;
+            if !(self.ops[op as usize].complete.is_none() && self.is_dead(op, watermark)) {
+                let accepted = self.step(state, op) != NONE;
+                candidates.push((self.ops[op as usize].op_id, accepted));
+            }
+            e = next[e as usize];
+        }
+        if let Some(b) = blocked_by {
+            if !candidates.iter().any(|(id, _)| *id == b) {
+                let op = self.entries[stopped_at as usize].op;
+                let accepted = self.step(state, op) != NONE;
+                candidates.push((b, accepted));
+            }
+        }
+        Failure {
+            prefix,
+            states,
+            blocked_by,
+            candidates,
+        }
+    }
+}
