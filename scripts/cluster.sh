@@ -21,6 +21,12 @@ server="${RIPTIDE_SERVER:-$repo/target/release/riptide-server}"
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
+# The ports of a started cluster are remembered, so status and start-node need no environment.
+if [[ "${1:-}" != start && -f "$cluster_dir/ports" ]]; then
+    # shellcheck disable=SC1091
+    source "$cluster_dir/ports"
+fi
+
 # Prints the node ids recorded by the last start.
 started_nodes() {
     [[ -f "$cluster_dir/nodes" ]] && cat "$cluster_dir/nodes"
@@ -82,8 +88,14 @@ cmd_start() {
     if (( clean )); then
         rm -rf "$cluster_dir"
     fi
+    local previous
+    previous="$(started_nodes | wc -l)"
+    if (( previous > 0 && previous != n )); then
+        die "$cluster_dir holds a $previous-node cluster; membership changes are not supported (use --clean to start afresh)"
+    fi
     mkdir -p "$cluster_dir"
     : > "$cluster_dir/nodes"
+    printf 'client_base=%s\npeer_base=%s\n' "$client_base" "$peer_base" > "$cluster_dir/ports"
     for ((i = 1; i <= n; i++)); do
         launch_node "$i" "$n"
         echo "$i" >> "$cluster_dir/nodes"
