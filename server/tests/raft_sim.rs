@@ -557,8 +557,10 @@ impl Sim {
             .members()
             .into_iter()
             .filter(|&id| {
-                self.raft(id)
-                    .is_some_and(|r| r.status().role == Role::Leader)
+                !self.paused(id)
+                    && self
+                        .raft(id)
+                        .is_some_and(|r| r.status().role == Role::Leader)
             })
             .collect();
         match leaders.choose(&mut self.rng) {
