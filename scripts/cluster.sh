@@ -29,7 +29,7 @@ fi
 
 # Prints the node ids recorded by the last start.
 started_nodes() {
-    [[ -f "$cluster_dir/nodes" ]] && cat "$cluster_dir/nodes"
+    if [[ -f "$cluster_dir/nodes" ]]; then cat "$cluster_dir/nodes"; fi
 }
 
 port_taken() {
@@ -154,7 +154,8 @@ cmd_start_node() {
 
 cmd_status() {
     local ids
-    ids="$(started_nodes)" || die "no cluster started from $cluster_dir"
+    ids="$(started_nodes)"
+    [[ -n "$ids" ]] || die "no cluster started from $cluster_dir"
     for id in $ids; do
         local url="http://127.0.0.1:$((client_base + id))"
         if pid_alive "$cluster_dir/$id/pid"; then
