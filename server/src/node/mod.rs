@@ -53,6 +53,7 @@ pub struct NodeOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
     pub raft: Status,
+    /// The state machine's apply index (the core does not track it).
     pub applied_index: crate::raft::LogIndex,
 }
 
@@ -73,11 +74,14 @@ pub enum NodeError {
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
     pub id: NodeId,
+    /// Requests to the Raft loop (writes, reads); bounded, so a flood waits here.
     pub to_raft: mpsc::Sender<ClientRequest>,
+    /// The loop's latest view, for `/status` and `/metrics` without asking the loop.
     pub status: watch::Receiver<NodeStatus>,
     pub metrics: Arc<Metrics>,
     /// Client URL of every member (this node included), for redirects and `/status`.
     pub client_urls: HashMap<NodeId, String>,
+    /// The other members' ids, for `/status`.
     pub peers: Vec<NodeId>,
     pub request_timeout: Duration,
 }

@@ -96,6 +96,7 @@ struct PendingWrite {
 
 /// A read waiting for leadership confirmation and then for the apply index.
 struct PendingRead {
+    /// The key to read once the read is confirmed and applied.
     key: String,
     reply: oneshot::Sender<ReadOutcome>,
     deadline: Instant,
@@ -103,11 +104,16 @@ struct PendingRead {
 
 /// Channels and settings the loop needs besides its core, storage and state machine.
 pub struct LoopIo {
+    /// Outbound queue of every peer; sending never waits.
     pub peers: HashMap<NodeId, PeerSender>,
+    /// Messages decoded by the inbound peer connections.
     pub from_peers: mpsc::Receiver<Message>,
+    /// Requests from the HTTP handlers.
     pub from_clients: mpsc::Receiver<ClientRequest>,
+    /// Where the loop publishes its view for `/status` and `/metrics`.
     pub status: watch::Sender<NodeStatus>,
     pub metrics: Arc<Metrics>,
+    /// Real time of one Raft tick.
     pub tick: Duration,
     /// How long a request may wait in the loop before it is given up.
     pub request_timeout: Duration,
@@ -116,8 +122,11 @@ pub struct LoopIo {
 /// The state of the Raft loop.
 pub struct RaftLoop {
     id: NodeId,
+    /// The sans-IO Raft core; only this loop touches it.
     core: RaftNode,
+    /// Where each `Ready` is made durable before its messages leave.
     storage: Storage,
+    /// The state machine, rebuilt from the log on every start.
     kv: KvStore,
     io: LoopIo,
     /// Writes waiting for their index to be applied, by index.
