@@ -117,6 +117,20 @@ pub(crate) fn check_partition<M: Model>(
     budget: &Budget,
     step_limit: Option<u64>,
 ) -> Outcome {
+    check_partition_with(model, ops, budget, step_limit, FULL_KEY_LIMIT)
+}
+
+/// Partitions of at most this many operations use the whole bitset as cache key (cheaper to
+/// build than the watermark form, which pays off on long partitions).
+const FULL_KEY_LIMIT: usize = 256;
+
+fn check_partition_with<M: Model>(
+    model: &M,
+    ops: Vec<PreparedOp<M::Input, M::Output>>,
+    budget: &Budget,
+    step_limit: Option<u64>,
+    full_key_limit: usize,
+) -> Outcome {
     let horizons = model.observation_horizons(&ops);
     // Unknown-outcome operations no completed operation can observe are as good as never run.
     let mut kept = Vec::with_capacity(ops.len());
@@ -133,6 +147,7 @@ pub(crate) fn check_partition<M: Model>(
     }
     let mut searcher = Searcher::new(model, &kept, &kept_horizon, budget);
     searcher.step_limit = step_limit.unwrap_or(u64::MAX);
+    searcher.full_keys = kept.len() <= full_key_limit;
     let outcome = match searcher.dfs(None) {
         Dfs::Found(order) => Outcome::Linearizable {
             order: order.into_iter().map(|i| kept[i as usize].op_id).collect(),
@@ -246,7 +261,7 @@ impl<'a, M: Model> Searcher<'a, M> {
             memo: FxHashMap::default(),
             cache: KeySet::default(),
             dense_memo: Vec::new(),
-            full_keys: ops.len() <= 256,
+            full_keys: true,
             reported_memory: 0,
             steps: 0,
             step_limit: u64::MAX,
@@ -546,5 +561,93 @@ impl<'a, M: Model> Searcher<'a, M> {
             blocked_by,
             candidates,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{KvInput, KvModel, KvOutput};
+    use rand::{Rng, SeedableRng};
+    use std::sync::Arc;
+
+    fn budget() -> Budget {
+        Budget {
+            deadline: None,
+            memory_limit: None,
+            memory_used: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Random single-register histories with overlapping operations, unknown outcomes and
+    /// reused values; not necessarily linearizable.
+    fn random_ops(seed: u64) -> Vec<PreparedOp<KvInput, KvOutput>> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n = rng.gen_range(1..40);
+        let mut ops = Vec::new();
+        let mut t = 0u64;
+        let value = |rng: &mut rand_chacha::ChaCha8Rng| {
+            Some(Arc::<str>::from(rng.gen_range(0..4).to_string()))
+        };
+        for op_id in 0..n {
+            t += rng.gen_range(1..4);
+            let input = match rng.gen_range(0..4) {
+                0 | 1 => KvInput::Read,
+                2 => KvInput::Write(value(&mut rng)),
+                _ => KvInput::Cas {
+                    from: value(&mut rng),
+                    to: value(&mut rng),
+                },
+            };
+            let unknown = rng.gen_bool(0.15);
+            let output = if unknown {
+                None
+            } else {
+                Some(match input {
+                    KvInput::Read => KvOutput::Value(if rng.gen_bool(0.2) {
+                        None
+                    } else {
+                        value(&mut rng)
+                    }),
+                    KvInput::Cas { .. } if rng.gen_bool(0.5) => KvOutput::CasFailed,
+                    _ => KvOutput::Done,
+                })
+            };
+            let complete = (!unknown).then(|| t + rng.gen_range(1..8));
+            ops.push(PreparedOp {
+                op_id,
+                input,
+                output,
+                invoke: t * 16,
+                complete: complete.map(|c| c * 16 + 1),
+            });
+        }
+        ops
+    }
+
+    fn verdict(outcome: &Outcome) -> Option<bool> {
+        match outcome {
+            Outcome::Linearizable { .. } => Some(true),
+            Outcome::NotLinearizable(_) => Some(false),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn watermark_keys_give_the_same_verdicts_as_full_bitset_keys() {
+        let model = KvModel::register();
+        let (mut yes, mut no) = (0, 0);
+        for seed in 0..3000 {
+            let ops = random_ops(seed);
+            let full = check_partition_with(&model, ops.clone(), &budget(), None, usize::MAX);
+            let compressed = check_partition_with(&model, ops, &budget(), None, 0);
+            assert_eq!(verdict(&full), verdict(&compressed), "seed {seed}");
+            match verdict(&full) {
+                Some(true) => yes += 1,
+                _ => no += 1,
+            }
+        }
+        assert!(yes > 100 && no > 100, "linearizable {yes}, not {no}");
     }
 }
