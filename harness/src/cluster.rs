@@ -144,7 +144,10 @@ impl Cluster {
                 Err(ClusterError::NodeStart { tail, .. })
                     if attempt < 4 && tail.contains("Address already in use") =>
                 {
-                    tracing::warn!(attempt, "a port was taken while starting the cluster; retrying");
+                    tracing::warn!(
+                        attempt,
+                        "a port was taken while starting the cluster; retrying"
+                    );
                     attempt += 1;
                 }
                 other => return other,
@@ -312,9 +315,12 @@ impl Cluster {
                 .filter(|s| s.is_leader())
                 .max_by_key(|s| s.term);
             if let Some(leader) = leader {
-                let all_caught_up = statuses.iter().all(|s| {
-                    s.as_ref()
-                        .is_some_and(|s| s.applied_index >= leader.commit_index)
+                // A node that is not running (it died on its own; that is reported
+                // separately) cannot catch up: only the live ones are waited for.
+                let all_caught_up = statuses.iter().enumerate().all(|(i, s)| {
+                    !self.supervisor.is_alive(i).unwrap_or(false)
+                        || s.as_ref()
+                            .is_some_and(|s| s.applied_index >= leader.commit_index)
                 });
                 if all_caught_up {
                     return true;

@@ -836,6 +836,8 @@ async fn check_events(
         let options = CheckOptions {
             time_limit: Some(timeout),
             memory_budget: Some(2 << 30),
+            // A verdict for every key, not only up to the first failing one.
+            all_partitions: true,
         };
         riptide_checker::check_builtin(&history, model, &options).map_err(|e| e.to_string())
     });

@@ -107,3 +107,63 @@ fn an_unknown_fault_name_is_exit_3_and_lists_the_known_ones() {
     assert!(stderr.contains("meteor-strike"), "{stderr}");
     assert!(stderr.contains("partition-halves"), "{stderr}");
 }
+
+#[test]
+fn a_node_that_dies_without_the_nemesis_fails_the_run_and_keeps_its_data() {
+    // Node 1 runs under `timeout -s KILL 3`: it is SIGKILLed 3 s in by someone other than the
+    // nemesis. The cluster keeps a majority, the history may well be linearizable, but the
+    // run must not be green.
+    let server = common::server_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("dying-server");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$2\" = \"1\" ]; then exec timeout -s KILL 3 '{0}' \"$@\"; fi\nexec '{0}' \"$@\"\n",
+            server.display()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&wrapper).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&wrapper, perms).unwrap();
+    let store = dir.path().join("store");
+    let out = common::run_riptide(
+        &[
+            "test",
+            "--time-limit",
+            "6s",
+            "--nemesis",
+            "none",
+            "--store",
+            store.to_str().unwrap(),
+            "--server-bin",
+            wrapper.to_str().unwrap(),
+            "--quiet",
+        ],
+        &[],
+        Duration::from_secs(180),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "stderr: {stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "run failed");
+    let run = store.join("latest");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["verdict"], "run failed");
+    let problem = &results["node_problems"][0];
+    assert_eq!(problem["node"], 1);
+    assert!(
+        problem["what"]
+            .as_str()
+            .unwrap()
+            .contains("exited on its own"),
+        "{problem}"
+    );
+    assert!(!problem["last_log_lines"].as_array().unwrap().is_empty());
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(report.contains("Node problems"));
+    // A failed run keeps the nodes' data for inspection.
+    assert!(run.join("nodes/1").is_dir());
+    assert!(run.join("nodes/2").is_dir());
+}
