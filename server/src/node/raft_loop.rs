@@ -143,6 +143,8 @@ pub struct RaftLoop {
 /// At most this many inputs are taken before a `Ready` is processed, so ticks and output are
 /// never starved by a flood of requests.
 const MAX_INPUTS_PER_BATCH: usize = 8192;
+/// At most this many `Ready`s are processed in a row before inputs are read again.
+const MAX_READY_ROUNDS: usize = 4;
 
 impl RaftLoop {
     pub fn new(id: NodeId, core: RaftNode, storage: Storage, io: LoopIo) -> RaftLoop {
@@ -175,7 +177,15 @@ impl RaftLoop {
                 Some(request) = self.io.from_clients.recv() => self.handle_client(request),
             }
             self.drain_inputs();
-            self.process_ready()?;
+            // `advance` (and messages a node sends itself) can make more output ready at once,
+            // e.g. a commit counted from the leader's own now-durable entries: take it now
+            // rather than at the next input or tick.
+            for _ in 0..MAX_READY_ROUNDS {
+                if !self.core.has_ready() {
+                    break;
+                }
+                self.process_ready()?;
+            }
             if last_sweep.elapsed() >= Duration::from_millis(100) {
                 self.expire_requests();
                 last_sweep = Instant::now();
