@@ -345,15 +345,36 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
             return Ok(RunVerdict::RunFailed.exit_code());
         }
     };
+    let schedule = match make_schedule(&config, replayed) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("run failed: {msg}");
+            return Ok(RunVerdict::RunFailed.exit_code());
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(run_async(config, replayed, args.store.clone(), args.quiet))
+    let outcome = runtime.block_on(execute(config, schedule, &args.store, args.quiet))?;
+    // The verdict alone on stdout, for scripts; everything else went to stderr.
+    println!("{}", outcome.results.verdict.name());
+    eprintln!(
+        "report: {}",
+        outcome.run_dir.join(crate::store::REPORT_FILE).display()
+    );
+    Ok(outcome.results.exit_code)
+}
+
+/// What one run produced: where it is and what it found.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub run_dir: PathBuf,
+    pub results: RunResults,
 }
 
 /// The fault schedule: replayed, or generated from the seed.
-fn make_schedule(config: &RunConfig, replayed: Option<Schedule>) -> Result<Schedule, String> {
+pub fn make_schedule(config: &RunConfig, replayed: Option<Schedule>) -> Result<Schedule, String> {
     if let Some(s) = replayed {
         return Ok(s);
     }
@@ -388,22 +409,18 @@ struct Collected {
     interrupted: bool,
 }
 
-async fn run_async(
+/// Runs one test with a ready configuration and schedule (as `riptide test` does, and as a
+/// campaign does for each of its runs): writes the run folder and returns what it found. An
+/// error means the store itself could not be written.
+pub async fn execute(
     mut config: RunConfig,
-    replayed: Option<Schedule>,
-    store: PathBuf,
+    schedule: Schedule,
+    store: &Path,
     quiet: bool,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<RunOutcome> {
     let total_start = Instant::now();
-    let schedule = match make_schedule(&config, replayed) {
-        Ok(s) => s,
-        Err(msg) => {
-            eprintln!("run failed: {msg}");
-            return Ok(RunVerdict::RunFailed.exit_code());
-        }
-    };
     let started_utc = chrono::Utc::now();
-    let run_dir = RunDir::create(&store, &config.test_name, started_utc, config.seed)
+    let run_dir = RunDir::create(store, &config.test_name, started_utc, config.seed)
         .with_context(|| format!("creating the run folder in {}", store.display()))?;
     config.rerun = format!(
         "riptide test --replay {} --store {}",
@@ -413,7 +430,7 @@ async fn run_async(
     std::fs::write(run_dir.config(), serde_json::to_string_pretty(&config)?)
         .context("writing config.json")?;
     std::fs::write(run_dir.schedule(), schedule.to_json()).context("writing schedule.json")?;
-    if let Err(e) = run_dir.mark_latest(&store) {
+    if let Err(e) = run_dir.mark_latest(store) {
         tracing::warn!("{e}");
     }
     eprintln!(
@@ -430,7 +447,7 @@ async fn run_async(
     // Ctrl-C: stop the workload and the nemesis, then heal, stop and write what we have.
     let (stop_tx, stop_rx) = watch::channel(false);
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
+    let ctrl_c_listener = {
         let stop_tx = stop_tx.clone();
         let interrupted = interrupted.clone();
         tokio::spawn(async move {
@@ -443,8 +460,8 @@ async fn run_async(
                     std::process::exit(130);
                 }
             }
-        });
-    }
+        })
+    };
 
     let mut progress = Progress::start(quiet);
     let mut collected = Collected::default();
@@ -458,6 +475,8 @@ async fn run_async(
     )
     .await;
     collected.interrupted = interrupted.load(std::sync::atomic::Ordering::SeqCst);
+    // The rest (checking, writing) is quick; a campaign's next run installs its own listener.
+    ctrl_c_listener.abort();
     if let Err(e) = check_and_report {
         collected.reasons.push(format!("run failed: {e:#}"));
         collected.run_problem = true;
@@ -583,9 +602,10 @@ async fn run_async(
     for r in &collected.reasons {
         eprintln!("  {r}");
     }
-    println!("{}", verdict.name());
-    eprintln!("report: {}", run_dir.report().display());
-    Ok(verdict.exit_code())
+    Ok(RunOutcome {
+        run_dir: run_dir.path.clone(),
+        results,
+    })
 }
 
 /// Runs the cluster part of the run, filling `collected`. An error is a run failure; what was
