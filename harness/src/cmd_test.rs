@@ -695,11 +695,11 @@ async fn drive_cluster(
     client_urls: Vec<String>,
 ) -> anyhow::Result<()> {
     progress.phase("waiting for leader");
-    let leader = cluster
-        .lock()
-        .await
-        .wait_for_leader(Duration::from_secs(30))
-        .await;
+    let mut interrupt = stop_rx.clone();
+    let leader = tokio::select! {
+        leader = async { cluster.lock().await.wait_for_leader(Duration::from_secs(30)).await } => leader,
+        _ = interrupt.wait_for(|s| *s) => anyhow::bail!("interrupted while waiting for a leader"),
+    };
     if leader.is_none() {
         anyhow::bail!("no leader was ever elected (30 s after every node answered /status)");
     }
