@@ -2,9 +2,10 @@
 //!
 //! A seeded scheduler drives every node through the real driver contract (ready -> persist ->
 //! send -> apply -> advance) while it delays, drops, duplicates and reorders messages,
-//! partitions the cluster, skews clocks, crashes nodes (also between `ready()` and `advance()`,
-//! losing that Ready) and restarts them from their durable state only, with clients proposing
-//! writes and ReadIndex reads all along. After every single event it checks:
+//! partitions the cluster, skews clocks, pauses processes, isolates or crashes fresh leaders,
+//! crashes nodes (also between `ready()` and `advance()`, losing that Ready) and restarts them
+//! from their durable state only, with clients proposing writes and ReadIndex reads all along.
+//! After every single event it checks:
 //!
 //! - **election safety**: at most one leader per term, over the whole run;
 //! - **log matching**: every entry ever written at (index, term) anywhere has the same payload
@@ -22,6 +23,11 @@
 //!
 //! Seeds: 1,000 by default (even seeds run 3 nodes, odd seeds 5); `RIPTIDE_SIM_SEEDS=N` runs N
 //! (nightly), `RIPTIDE_SIM_SEED=S` replays one seed with a trace of its last events.
+//!
+//! The checks are proven able to fail: each planted [`CoreBugs`] flag is caught, by random
+//! seeds (skip_log_check, leader_local_reads) or by Raft's Figure 8 played as a script on the
+//! same simulator (commit_old_term, which random schedules hit in well under one seed in a
+//! thousand).
 
 use std::collections::HashMap;
 
@@ -37,8 +43,10 @@ const ELECTION_TICKS: u32 = 10;
 const HEARTBEAT_TICKS: u32 = 2;
 /// Ticks of faults and client load per seed.
 const FAULT_TICKS: u64 = 800;
-/// Ticks after healing within which the cluster must have converged.
-const SETTLE_TICKS: u64 = 3000;
+/// After healing, the cluster fails the liveness check when no node applies anything for
+/// this many ticks before it converges (or after the hard cap).
+const STALL_TICKS: u64 = 500;
+const SETTLE_TICKS_MAX: u64 = 50_000;
 const DEFAULT_SEEDS: u64 = 1000;
 /// Events kept for the trace printed when replaying one seed.
 const TRACE_EVENTS: usize = 300;
@@ -727,6 +735,20 @@ impl Sim {
         })
     }
 
+    /// Grows while the healed cluster makes progress: what the nodes applied plus the length
+    /// of their logs (a follower catching up on a long log applies nothing until the new
+    /// leader's first entry reaches a majority).
+    fn progress(&self) -> u64 {
+        let applied: u64 = self.nodes.iter().map(|n| n.applied_index).sum();
+        let logs: u64 = self
+            .members()
+            .into_iter()
+            .filter_map(|id| self.raft(id))
+            .map(|r| r.status().last_index)
+            .sum();
+        applied + logs
+    }
+
     fn run(&mut self) -> Check {
         for _ in 0..FAULT_TICKS {
             self.time_step()?;
@@ -748,11 +770,21 @@ impl Sim {
                 self.process(id)?;
             }
         }
+        // Liveness: after healing, the cluster must keep making progress until it has
+        // converged; a catch-up of a long log over one-entry messages may take long, a stuck
+        // cluster is caught after STALL_TICKS.
         let mut settled = false;
-        for _ in 0..SETTLE_TICKS {
+        let mut last_progress = (self.now, self.progress());
+        for _ in 0..SETTLE_TICKS_MAX {
             self.time_step()?;
             if self.converged() {
                 settled = true;
+                break;
+            }
+            let progress = self.progress();
+            if progress > last_progress.1 {
+                last_progress = (self.now, progress);
+            } else if self.now - last_progress.0 > STALL_TICKS {
                 break;
             }
         }
@@ -763,7 +795,8 @@ impl Sim {
                 .filter_map(|id| self.raft(id).map(|r| r.status()))
                 .collect();
             return Err(format!(
-                "no convergence {SETTLE_TICKS} ticks after healing: {statuses:?}"
+                "liveness: no convergence after healing, no progress for {STALL_TICKS} \
+                 ticks: {statuses:?}"
             ));
         }
         for entry in &self.acked {
@@ -1027,19 +1060,20 @@ fn run_seeds(parity: u64) {
         seeds.len(),
         cluster_size(parity)
     );
-    // The run must have done real work, or its safety proves nothing.
+    // The run must have done real work, or its safety proves nothing (checked over many
+    // seeds only: one replayed seed may be quiet).
     let n = seeds.len() as u64;
-    assert!(total.leaders >= n, "too few elections: {total:?}");
-    assert!(
-        total.acked_writes >= 20 * n,
-        "too few acknowledged writes: {total:?}"
-    );
-    assert!(
-        total.confirmed_reads >= 2 * n,
-        "too few confirmed reads: {total:?}"
-    );
-    if n >= 10 {
-        assert!(total.crashes >= n, "too few crashes: {total:?}");
+    if n >= 100 {
+        assert!(total.leaders >= 3 * n, "too few elections: {total:?}");
+        assert!(
+            total.acked_writes >= 50 * n,
+            "too few acknowledged writes: {total:?}"
+        );
+        assert!(
+            total.confirmed_reads >= 10 * n,
+            "too few confirmed reads: {total:?}"
+        );
+        assert!(total.crashes >= 3 * n, "too few crashes: {total:?}");
     }
 }
 

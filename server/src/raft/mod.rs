@@ -142,7 +142,8 @@ pub enum MessageBody {
         match_index: LogIndex,
         /// On failure: the follower's hint for backtracking, one round trip per conflicting
         /// term: the term of the conflicting entry (None if the follower's log is too short)
-        /// and the first index of that term in its log (or its log length + 1).
+        /// and the first index of that term in its log (or its log length + 1). A failure
+        /// with `conflict_index` 0 answers a request of an older term: only `term` counts.
         conflict_term: Option<Term>,
         conflict_index: LogIndex,
         /// Echo of the request's `read_round`.

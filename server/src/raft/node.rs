@@ -391,20 +391,25 @@ impl RaftNode {
 
     /// Answers a request of an older term with the current term, so its sender steps down.
     /// Stale responses are dropped.
+    ///
+    /// The answer carries no information but the term: its sender may meanwhile lead the
+    /// current term (a restarted node numbers its heartbeat rounds from 0 again), so echoing
+    /// the stale request's read round would confirm reads that no majority acknowledged, and
+    /// a backtracking hint would be about another term's log. `conflict_index: 0` marks it.
     fn answer_stale(&mut self, msg: Message) {
         match msg.body {
             MessageBody::RequestVote { .. } => self.send(
                 msg.from,
                 MessageBody::RequestVoteResponse { granted: false },
             ),
-            MessageBody::AppendEntries { read_round, .. } => self.send(
+            MessageBody::AppendEntries { .. } => self.send(
                 msg.from,
                 MessageBody::AppendEntriesResponse {
                     success: false,
                     match_index: 0,
                     conflict_term: None,
                     conflict_index: 0,
-                    read_round,
+                    read_round: 0,
                 },
             ),
             MessageBody::RequestVoteResponse { .. } | MessageBody::AppendEntriesResponse { .. } => {
@@ -521,7 +526,8 @@ impl RaftNode {
         conflict_index: LogIndex,
         read_round: u64,
     ) {
-        if self.role != Role::Leader {
+        if self.role != Role::Leader || (!success && conflict_index == 0) {
+            // Not leading, or only a term notice in our own term (see `answer_stale`).
             return;
         }
         let last_index = self.log.last_index();

@@ -966,3 +966,38 @@ fn a_matched_follower_gets_pipelined_appends_up_to_the_inflight_window() {
     );
     assert_eq!(cluster.node(2).status().commit_index, 6);
 }
+
+#[test]
+fn a_stale_request_answered_in_a_later_term_confirms_no_read() {
+    // Node 1 leads, sending many heartbeat rounds; one of its AppendEntries is delayed.
+    let mut cluster = settled_cluster(CoreBugs::default());
+    for _ in 0..30 {
+        cluster.tick(1);
+        cluster.deliver_all();
+    }
+    cluster.tick(1);
+    let delayed = cluster.queue.iter().find(|m| m.to == 2).unwrap().clone();
+    let MessageBody::AppendEntries { read_round, .. } = delayed.body else {
+        panic!("{delayed:?}");
+    };
+    assert!(read_round > 30);
+    cluster.queue.clear();
+    // It restarts (numbering its rounds from 0 again) and leads a later term.
+    cluster.crash(1);
+    cluster.restart(1);
+    cluster.elect(1);
+    assert!(cluster.node(1).status().term > delayed.term);
+    // A read whose round reaches nobody.
+    cluster.node_mut(1).read_index(9).unwrap();
+    cluster.process(1);
+    cluster.queue.clear();
+    // Node 2 answers the delayed request of the old term with the current term.
+    cluster.deliver(delayed);
+    let answer = cluster.queue.pop_front().unwrap();
+    assert_eq!(answer.term, cluster.node(1).status().term);
+    cluster.deliver(answer);
+    assert!(
+        reads_of(&cluster, 1).is_empty(),
+        "a stale request's answer confirmed a read"
+    );
+}
