@@ -576,6 +576,19 @@ pub async fn execute(
         faults: &collected.faults,
         counterexample: counterexample.as_ref(),
         node_problems: &collected.node_problems,
+        partitions: results
+            .check
+            .iter()
+            .flat_map(|c| c.partitions.iter())
+            .map(|p| {
+                (
+                    p.partition.clone(),
+                    p.verdict.to_string(),
+                    p.operations,
+                    p.elapsed_ms,
+                )
+            })
+            .collect(),
         duration_ns: collected.workload_ms * 1_000_000,
     });
     std::fs::write(run_dir.report(), html).context("writing report.html")?;

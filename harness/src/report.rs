@@ -65,6 +65,8 @@ pub struct ReportInput<'a> {
     pub faults: &'a [FaultInterval],
     pub counterexample: Option<&'a CounterexampleView>,
     pub node_problems: &'a [NodeProblem],
+    /// The checker's verdict per key: `(key, verdict, operations, milliseconds)`.
+    pub partitions: Vec<(String, String, usize, f64)>,
     /// Total duration to draw (nanoseconds); at least the last event's time.
     pub duration_ns: u64,
 }
@@ -816,7 +818,33 @@ li.bad{{color:#8c1020;font-weight:bold}} pre{{background:#f6f6f6;padding:8px;ove
     html.push_str(&latency_svg(&ops, input.faults, duration_ns));
     html.push_str("</div><h2>Throughput</h2><div class=\"svgbox\">");
     html.push_str(&throughput_svg(&ops, input.faults, duration_ns));
-    html.push_str("</div><h2>Faults</h2>");
+    html.push_str("</div><h2>Checker</h2>");
+    if input.partitions.is_empty() {
+        html.push_str("<p>No checker result.</p>");
+    } else {
+        html.push_str(
+            "<table><tr><th>key</th><th>verdict</th><th>operations</th><th>search time</th></tr>",
+        );
+        for (key, verdict, ops, ms) in &input.partitions {
+            let class = match verdict.as_str() {
+                "linearizable" => "good",
+                "unknown" => "unknown",
+                _ => "bad",
+            };
+            let _ = write!(
+                html,
+                r#"<tr><td>{}</td><td class="{class}">{}</td><td>{ops}</td><td>{ms:.1} ms</td></tr>"#,
+                esc(if key.is_empty() {
+                    "(single register)"
+                } else {
+                    key
+                }),
+                esc(verdict)
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("<h2>Faults</h2>");
     if input.faults.is_empty() {
         html.push_str("<p>None.</p>");
     } else {
@@ -915,6 +943,7 @@ mod tests {
             faults: &faults,
             counterexample: Some(&cx),
             node_problems: &[],
+            partitions: vec![("k1".into(), "not linearizable".into(), 2, 0.1)],
             duration_ns: 60_000_000,
         });
         assert!(html.contains("partition-halves"));
