@@ -32,8 +32,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// First and largest delay between reconnect attempts.
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(100);
-/// An inbound connection silent for this long is closed (the peer reconnects when it needs to).
-const INBOUND_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// An inbound connection silent for this long is closed, so connections left half-open by a
+/// proxy that swallowed the close do not pile up. Long: a link between two followers is idle
+/// for as long as they both follow, and closing it makes the sender reconnect for nothing.
+const INBOUND_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// At most this many bytes are gathered into one write.
 const MAX_BATCH_BYTES: usize = 4 << 20;
 
