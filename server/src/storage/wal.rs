@@ -394,6 +394,33 @@ mod tests {
         assert!(matches!(err, StorageError::InvalidAppend { .. }), "{err}");
     }
 
+    /// A `tracing` writer that keeps what is logged, to assert on warnings.
+    #[derive(Clone, Default)]
+    struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for CapturedLogs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Runs `f` with logs captured; returns its result and the log text.
+    fn with_captured_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
+        let logs = CapturedLogs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let result = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        (result, text)
+    }
+
     #[test]
     fn short_last_record_is_cut_with_the_rest_kept() {
         let log: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
@@ -402,7 +429,11 @@ mod tests {
         let len = fs::metadata(&path).unwrap().len();
         let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(len - 3).unwrap();
-        let (wal, read) = Wal::open(&path).unwrap();
+        let (opened, logs) = with_captured_logs(|| Wal::open(&path));
+        let (wal, read) = opened.unwrap();
+        assert!(logs.contains("WARN"), "no warning logged: {logs}");
+        assert!(logs.contains("torn record"), "{logs}");
+        assert!(logs.contains(&format!("offset={}", offsets[4])), "{logs}");
         assert_eq!(read, log[..4].to_vec());
         assert_eq!(
             wal.torn_tail(),
