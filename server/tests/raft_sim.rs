@@ -178,6 +178,11 @@ struct Sim {
     next_read: u64,
     /// A new leader to isolate or crash at the given tick (see `Weather::depose`).
     depose_at: Option<(NodeId, u64)>,
+    /// Highest match index each follower reported in each term, and how many times one grew:
+    /// replication progress the logs' lengths do not show (a follower re-verifying entries
+    /// it already holds).
+    best_match: HashMap<(NodeId, Term), LogIndex>,
+    match_advances: u64,
     /// Scripted scenarios: entries of terms above this are cut out of every AppendEntries (as
     /// if the leader had sent fewer), to hold a leader's own entries back.
     strip_above: Option<Term>,
@@ -221,6 +226,8 @@ impl Sim {
             next_command: 0,
             next_read: 0,
             depose_at: None,
+            best_match: HashMap::new(),
+            match_advances: 0,
             strip_above: None,
             trace: trace.then(Vec::new),
             stats: Stats::default(),
@@ -542,6 +549,18 @@ impl Sim {
             entries.retain(|e| e.term <= max_term);
         }
         self.stats.delivered += 1;
+        if let MessageBody::AppendEntriesResponse {
+            success: true,
+            match_index,
+            ..
+        } = msg.body
+        {
+            let best = self.best_match.entry((from, msg.term)).or_insert(0);
+            if match_index > *best {
+                *best = match_index;
+                self.match_advances += 1;
+            }
+        }
         self.note(|| {
             format!(
                 "deliver {from}->{to} term {} {}",
@@ -735,9 +754,9 @@ impl Sim {
         })
     }
 
-    /// Grows while the healed cluster makes progress: what the nodes applied plus the length
-    /// of their logs (a follower catching up on a long log applies nothing until the new
-    /// leader's first entry reaches a majority).
+    /// Grows while the healed cluster makes progress: what the nodes applied, the length of
+    /// their logs and acknowledged replication (a follower catching up on a long log applies
+    /// nothing until the new leader's first entry reaches a majority).
     fn progress(&self) -> u64 {
         let applied: u64 = self.nodes.iter().map(|n| n.applied_index).sum();
         let logs: u64 = self
@@ -746,7 +765,7 @@ impl Sim {
             .filter_map(|id| self.raft(id))
             .map(|r| r.status().last_index)
             .sum();
-        applied + logs
+        applied + logs + self.match_advances
     }
 
     fn run(&mut self) -> Check {
