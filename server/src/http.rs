@@ -48,8 +48,10 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        // Let slightly oversized bodies through so the 413 is ours (JSON), not axum's.
-        .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES + 64 * 1024))
+        // Read bodies up to 4x the value limit, so a moderately oversized one is read whole and
+        // gets our JSON 413 on a healthy connection. Beyond that axum stops reading and answers
+        // 413 itself; the connection then closes and the client may see a reset instead.
+        .layer(DefaultBodyLimit::max(4 * MAX_VALUE_BYTES))
         .with_state(node)
 }
 

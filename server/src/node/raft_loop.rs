@@ -138,6 +138,10 @@ pub struct RaftLoop {
     next_read_id: u64,
     /// The role seen at the end of the previous iteration, to notice leadership loss.
     last_role: Role,
+    /// Answers to applied writes and served reads, sent only after `/status` shows the apply
+    /// index they depend on, so a client never sees `/status` behind its own acknowledged write.
+    write_answers: Vec<(oneshot::Sender<ProposeOutcome>, ProposeOutcome)>,
+    read_answers: Vec<(oneshot::Sender<ReadOutcome>, ReadOutcome)>,
 }
 
 /// At most this many inputs are taken before a `Ready` is processed, so ticks and output are
@@ -159,6 +163,8 @@ impl RaftLoop {
             confirmed_reads: BTreeMap::new(),
             next_read_id: 1,
             last_role: Role::Follower,
+            write_answers: Vec::new(),
+            read_answers: Vec::new(),
         }
     }
 
@@ -312,6 +318,13 @@ impl RaftLoop {
         self.core.advance();
         self.answer_confirmed_reads();
         self.notice_role_change();
+        self.publish_status();
+        for (reply, outcome) in self.write_answers.drain(..) {
+            let _ = reply.send(outcome);
+        }
+        for (reply, outcome) in self.read_answers.drain(..) {
+            let _ = reply.send(outcome);
+        }
         Ok(())
     }
 
@@ -355,7 +368,7 @@ impl RaftLoop {
                     }
                 }
             };
-            let _ = pending.reply.send(outcome);
+            self.write_answers.push((pending.reply, outcome));
         }
     }
 
@@ -369,7 +382,8 @@ impl RaftLoop {
             for read in first.remove() {
                 Metrics::inc(&self.io.metrics.reads_total);
                 let value = self.kv.get(&read.key).map(str::to_string);
-                let _ = read.reply.send(ReadOutcome::Value(value));
+                self.read_answers
+                    .push((read.reply, ReadOutcome::Value(value)));
             }
         }
     }
