@@ -2,6 +2,7 @@
 //! a write-ahead log on disk ([`storage`]), a KV state machine with client sessions ([`kv`]) and
 //! an HTTP API ([`http`]).
 
+pub mod bugs;
 pub mod http;
 pub mod kv;
 pub mod node;

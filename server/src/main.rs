@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use riptide_server::bugs::{PlantedBug, PlantedBugs};
 use riptide_server::node::{self, NodeOptions};
 use riptide_server::raft::NodeId;
 use tracing_subscriber::EnvFilter;
@@ -60,6 +61,13 @@ struct Args {
     /// Log filter (tracing EnvFilter syntax); RUST_LOG is used when this is absent.
     #[arg(long)]
     log_level: Option<String>,
+    /// TEST ONLY: plant a deliberate bug (repeatable) so a test harness can prove it finds
+    /// it. Refused unless --unsafe is also given. Each breaks the rule named below.
+    #[arg(long = "bug", value_enum, value_name = "NAME")]
+    bugs: Vec<PlantedBug>,
+    /// Allow --bug: this node then deliberately breaks Raft's guarantees. Never in production.
+    #[arg(long = "unsafe")]
+    allow_unsafe: bool,
 }
 
 /// Parses `ID=VALUE`.
@@ -129,6 +137,12 @@ fn run() -> Result<()> {
     init_logging(args.log_level.as_deref())?;
     if args.id == 0 {
         bail!("--id must be at least 1");
+    }
+    if !args.bugs.is_empty() && !args.allow_unsafe {
+        bail!(
+            "--bug plants a deliberate bug that breaks Raft's guarantees (for testing the test \
+             harness only); add --unsafe to confirm"
+        );
     }
     let peers = id_map("peer", args.id, &args.peers)?;
     let peer_client_urls = id_map("peer-client-url", args.id, &args.peer_client_urls)?;
@@ -204,6 +218,7 @@ async fn serve(
         heartbeat: Duration::from_millis(args.heartbeat_ms),
         election: Duration::from_millis(args.election_ms),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        bugs: PlantedBugs::from_list(&args.bugs),
     };
     let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

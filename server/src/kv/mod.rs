@@ -154,6 +154,8 @@ pub struct KvStore {
     sessions: HashMap<String, Session>,
     /// Index of the last applied entry.
     applied_index: LogIndex,
+    /// PLANTED BUG (no-dedup): when set, request ids are ignored and retries applied again.
+    no_dedup: bool,
 }
 
 impl KvStore {
@@ -188,10 +190,17 @@ impl KvStore {
         self.applied_index = self.applied_index.max(index);
     }
 
+    /// Turns on the planted bug `no-dedup` (test only; see [`crate::bugs`]).
+    pub fn set_no_dedup(&mut self, on: bool) {
+        self.no_dedup = on;
+    }
+
     /// Applies the command of the entry at `index`, at most once per request id.
     pub fn apply(&mut self, index: LogIndex, command: &Command) -> Applied {
         self.applied_index = self.applied_index.max(index);
-        let Some(id) = &command.request_id else {
+        // PLANTED BUG (no-dedup): forget the request id, so a retry is applied again.
+        let request_id = command.request_id.as_ref().filter(|_| !self.no_dedup);
+        let Some(id) = request_id else {
             return self.execute(index, &command.op);
         };
         let session = self.sessions.entry(id.client.clone()).or_default();

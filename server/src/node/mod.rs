@@ -47,6 +47,8 @@ pub struct NodeOptions {
     pub election: Duration,
     /// How long a client request may wait for commit (writes) or confirmation (reads).
     pub request_timeout: Duration,
+    /// Planted bugs (test only, all off by default; see [`crate::bugs`]).
+    pub bugs: crate::bugs::PlantedBugs,
 }
 
 /// What `/status` and the metrics show: the core's view plus the apply index.
@@ -99,7 +101,16 @@ pub async fn run(
     peer_listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), NodeError> {
-    let (storage, durable) = Storage::open(&options.data_dir)?;
+    let (storage, mut durable) = Storage::open(&options.data_dir)?;
+    if options.bugs.forget_vote {
+        // PLANTED BUG (forget-vote): restart from the log's last term with no vote, as if
+        // term and vote had never been persisted.
+        durable.hard_state.term = durable.log.last().map_or(0, |e| e.term);
+        durable.hard_state.voted_for = None;
+    }
+    if options.bugs.any() {
+        tracing::warn!(bugs = ?options.bugs, "PLANTED BUGS ON: this node is deliberately unsafe");
+    }
     tracing::info!(
         data_dir = %options.data_dir.display(),
         term = durable.hard_state.term,
@@ -117,6 +128,7 @@ pub async fn run(
     config.seed = rand::random::<u64>() ^ options.id;
     // The state machine is rebuilt from the log on every start (no snapshots yet).
     config.applied = 0;
+    config.bugs = options.bugs.core;
     let core = RaftNode::new(config, durable);
 
     let metrics = Arc::new(Metrics::default());
@@ -157,6 +169,7 @@ pub async fn run(
         metrics: metrics.clone(),
         tick: options.tick,
         request_timeout: options.request_timeout,
+        bugs: options.bugs,
     };
     let raft_loop = RaftLoop::new(options.id, core, storage, io);
     let (loop_done_tx, mut loop_done) = oneshot::channel();

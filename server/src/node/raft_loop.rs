@@ -92,6 +92,9 @@ struct PendingWrite {
     reply: oneshot::Sender<ProposeOutcome>,
     /// After this, nobody is waiting any more (the HTTP layer answered 504); drop it.
     deadline: Instant,
+    /// PLANTED BUG (ack-before-commit): the speculative result to answer with as soon as the
+    /// entry is durable in this node's own log.
+    early_ack: Option<Applied>,
 }
 
 /// A read waiting for leadership confirmation and then for the apply index.
@@ -117,6 +120,8 @@ pub struct LoopIo {
     pub tick: Duration,
     /// How long a request may wait in the loop before it is given up.
     pub request_timeout: Duration,
+    /// Planted bugs of the loop and the state machine (test only; see [`crate::bugs`]).
+    pub bugs: crate::bugs::PlantedBugs,
 }
 
 /// The state of the Raft loop.
@@ -142,6 +147,9 @@ pub struct RaftLoop {
     /// index they depend on, so a client never sees `/status` behind its own acknowledged write.
     write_answers: Vec<(oneshot::Sender<ProposeOutcome>, ProposeOutcome)>,
     read_answers: Vec<(oneshot::Sender<ReadOutcome>, ReadOutcome)>,
+    /// PLANTED BUG (ack-before-commit): the state machine plus this leader's proposals not yet
+    /// applied, which early acknowledgements are computed against. Reset on a role change.
+    speculative: Option<KvStore>,
 }
 
 /// At most this many inputs are taken before a `Ready` is processed, so ticks and output are
@@ -152,11 +160,13 @@ const MAX_READY_ROUNDS: usize = 4;
 
 impl RaftLoop {
     pub fn new(id: NodeId, core: RaftNode, storage: Storage, io: LoopIo) -> RaftLoop {
+        let mut kv = KvStore::new();
+        kv.set_no_dedup(io.bugs.no_dedup);
         RaftLoop {
             id,
             core,
             storage,
-            kv: KvStore::new(),
+            kv,
             io,
             pending_writes: BTreeMap::new(),
             unconfirmed_reads: HashMap::new(),
@@ -165,6 +175,7 @@ impl RaftLoop {
             last_role: Role::Follower,
             write_answers: Vec::new(),
             read_answers: Vec::new(),
+            speculative: None,
         }
     }
 
@@ -225,10 +236,18 @@ impl RaftLoop {
                 match self.core.propose(command.encode()) {
                     Ok((index, term)) => {
                         Metrics::inc(&self.io.metrics.proposals_total);
+                        // PLANTED BUG (ack-before-commit): compute the result now, against
+                        // the state machine plus the pending proposals, to answer it early.
+                        let early_ack = self.io.bugs.ack_before_commit.then(|| {
+                            self.speculative
+                                .get_or_insert_with(|| self.kv.clone())
+                                .apply(index, &command)
+                        });
                         let pending = PendingWrite {
                             term,
                             reply,
                             deadline: Instant::now() + self.io.request_timeout,
+                            early_ack,
                         };
                         // An older write still waiting at this index was overwritten.
                         if let Some(old) = self.pending_writes.insert(index, pending) {
@@ -241,6 +260,12 @@ impl RaftLoop {
                         let _ = reply.send(ProposeOutcome::NotLeader { leader });
                     }
                 }
+            }
+            // PLANTED BUG (stale-follower-reads): a follower answers from its own state.
+            ClientRequest::Read { key, reply }
+                if self.io.bugs.stale_follower_reads && self.core.status().role != Role::Leader =>
+            {
+                let _ = reply.send(ReadOutcome::Value(self.kv.get(&key).map(str::to_string)));
             }
             ClientRequest::Read { key, reply } => {
                 let id = self.next_read_id;
@@ -287,6 +312,23 @@ impl RaftLoop {
                 &metrics.fsyncs_total,
                 self.storage.fsync_count() - fsyncs_before,
             );
+        }
+        // PLANTED BUG (ack-before-commit): answer writes as soon as they are in our own log.
+        for entry in &ready.entries {
+            let early = self
+                .pending_writes
+                .get(&entry.index)
+                .is_some_and(|p| p.term == entry.term && p.early_ack.is_some());
+            if early {
+                if let Some(PendingWrite {
+                    reply,
+                    early_ack: Some(applied),
+                    ..
+                }) = self.pending_writes.remove(&entry.index)
+                {
+                    let _ = reply.send(ProposeOutcome::Applied(applied));
+                }
+            }
         }
         // Only now may messages leave: they can promise a vote or acknowledge entries.
         for message in ready.messages {
@@ -392,6 +434,10 @@ impl RaftLoop {
     /// so their clients can go to the new leader instead of waiting for a timeout.
     fn notice_role_change(&mut self) {
         let role = self.core.status().role;
+        if role != self.last_role {
+            // PLANTED BUG (ack-before-commit): a new role starts from the real state again.
+            self.speculative = None;
+        }
         if self.last_role == Role::Leader && role != Role::Leader {
             tracing::info!(?role, "lost leadership");
             for (_, pending) in std::mem::take(&mut self.pending_writes) {
