@@ -213,6 +213,29 @@ impl AttemptLog {
     }
 }
 
+/// Where reads go first. Writes always go to the believed leader.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// To the node believed to lead, like writes.
+    #[default]
+    Leader,
+    /// Round-robin over every node, as a load-balancing client would: a correct follower
+    /// redirects the read to the leader, a buggy one answers from its own state (this is what
+    /// exposes stale reads).
+    Any,
+}
+
 /// Timeouts of the client.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientTimeouts {
@@ -242,9 +265,12 @@ pub struct ClusterClient {
     nodes: Arc<Vec<String>>,
     /// The base URL of the node believed to lead, learned from redirects.
     leader: Arc<RwLock<Option<String>>>,
-    /// Round-robin cursor used when no leader is known.
+    /// Round-robin cursor used when no leader is known (and for reads under
+    /// [`ReadFrom::Any`]).
     next: Arc<AtomicUsize>,
     timeouts: ClientTimeouts,
+    /// Where reads are sent first.
+    read_from: ReadFrom,
 }
 
 impl ClusterClient {
@@ -261,7 +287,14 @@ impl ClusterClient {
             leader: Arc::new(RwLock::new(None)),
             next: Arc::new(AtomicUsize::new(0)),
             timeouts,
+            read_from: ReadFrom::Leader,
         })
+    }
+
+    /// Sends reads first to the nodes `read_from` says.
+    pub fn with_read_from(mut self, read_from: ReadFrom) -> ClusterClient {
+        self.read_from = read_from;
+        self
     }
 
     /// The leader as the clients currently believe it to be.
@@ -301,7 +334,12 @@ impl ClusterClient {
     ) -> Completion {
         let is_read = request.is_read();
         let mut log = AttemptLog::default();
-        let mut target = self.pick_target();
+        let mut target = if is_read && self.read_from == ReadFrom::Any {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            self.nodes[i % self.nodes.len()].clone()
+        } else {
+            self.pick_target()
+        };
         let mut redirects_in_a_row = 0u32;
         loop {
             let now = Instant::now();

@@ -1,8 +1,9 @@
 //! `riptide serve`: a small web server over the store of results.
 //!
-//! `/` lists every run (test, start, seed, nemesis, workload, ops, verdict), failing runs
-//! first, with links to each report and raw file; `/runs/<test>/<run>/<file>` serves the files
-//! of a run (reports, histories, node logs). Only files inside the store are served.
+//! `/` lists the campaigns (each linking to its index page), then every run (test, start,
+//! seed, nemesis, workload, ops, verdict), failing runs first, with links to each report and
+//! raw file; `/runs/<test>/<run>/<file>` serves the files of a run (reports, histories, node
+//! logs). Only files inside the store are served.
 
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
@@ -64,6 +65,7 @@ pub fn router(store: PathBuf) -> Router {
 
 async fn index(State(store): State<Arc<PathBuf>>) -> Response {
     let store = store.as_ref().clone();
+    let campaigns = crate::campaign::render::serve_section(&store);
     let runs = match tokio::task::spawn_blocking(move || list_runs(&store)).await {
         Ok(Ok(runs)) => runs,
         Ok(Err(e)) => return (StatusCode::NOT_FOUND, e.to_string()).into_response(),
@@ -75,6 +77,8 @@ body{font-family:sans-serif;margin:20px} table{border-collapse:collapse} td,th{b
 .v-linearizable{background:#d9f2e1} .v-not-linearizable,.v-run-failed{background:#f9d6da} .v-unknown,.v-incomplete{background:#fbecd0}
 </style></head><body><h1>riptide runs</h1>"#,
     );
+    // Campaigns first (each links to its index page), then every run.
+    html.push_str(&campaigns);
     html.push_str(&format!("<p>{} runs, failing first.</p>", runs.len()));
     html.push_str("<table><tr><th>verdict</th><th>test</th><th>started</th><th>seed</th><th>workload</th><th>nemesis</th><th>ops</th><th>files</th></tr>");
     for r in &runs {

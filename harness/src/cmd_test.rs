@@ -19,7 +19,7 @@ use riptide_nemesis::{parse_fault_list, Schedule, ScheduleSpec};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex};
 
-use crate::client::{ClientTimeouts, ClusterClient, Completion};
+use crate::client::{ClientTimeouts, ClusterClient, Completion, ReadFrom};
 use crate::cluster::{log_has_panic, log_tail, Cluster, ClusterSpec};
 use crate::progress::Progress;
 use crate::recorder::Recorder;
@@ -76,6 +76,10 @@ pub struct TestArgs {
     /// Name of the test in the store (default: <workload>-<nemesis>).
     #[arg(long)]
     pub name: Option<String>,
+    /// Where clients send reads first: `leader`, or `any` node round-robin (a correct
+    /// follower redirects; this exposes nodes that answer reads they should not).
+    #[arg(long, value_enum, default_value_t = ReadFrom::Leader)]
+    pub read_from: ReadFrom,
     /// How long one operation may take, retries included, before it is `info`.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub op_timeout: Duration,
@@ -138,6 +142,9 @@ pub struct RunConfig {
     pub check_timeout_ms: u64,
     pub server_bin: PathBuf,
     pub node_args: Vec<String>,
+    /// Where clients send reads first (`--read-from`).
+    #[serde(default)]
+    pub read_from: ReadFrom,
     /// The run this one replays, if any.
     #[serde(default)]
     pub replay_of: Option<PathBuf>,
@@ -270,7 +277,7 @@ pub fn resolve_server_bin(flag: Option<&Path>) -> Result<PathBuf, String> {
 }
 
 /// Builds the run's configuration from the flags (or from the run being replayed).
-fn make_config(
+pub fn make_config(
     args: &TestArgs,
     server_bin: PathBuf,
 ) -> anyhow::Result<(RunConfig, Option<Schedule>)> {
@@ -322,6 +329,7 @@ fn make_config(
         check_timeout_ms: args.check_timeout.as_millis() as u64,
         server_bin,
         node_args: args.node_args.clone(),
+        read_from: args.read_from,
         replay_of: None,
         riptide_version: env!("CARGO_PKG_VERSION").to_string(),
         rerun: String::new(),
@@ -721,7 +729,8 @@ async fn drive_cluster(
     let t0 = Instant::now();
     let recorder = Recorder::create(recorder_path, t0).context("opening history.jsonl")?;
     let client = ClusterClient::new(client_urls, ClientTimeouts::default())
-        .context("building the HTTP client")?;
+        .context("building the HTTP client")?
+        .with_read_from(config.read_from);
     let ctx = Arc::new(WorkerContext {
         client,
         recorder: recorder.clone(),

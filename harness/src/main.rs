@@ -2,10 +2,12 @@
 //! `riptide_nemesis` libraries and the modules of this crate.
 //!
 //! Subcommands: `test` (one fault-injection run end to end), `check` (check recorded histories),
-//! `serve` (browse the store of results).
+//! `serve` (browse the store of results), `campaign` (many runs over a matrix).
 
+mod campaign;
 mod client;
 mod cluster;
+mod cmd_campaign;
 mod cmd_check;
 mod cmd_serve;
 mod cmd_test;
@@ -36,6 +38,12 @@ enum Command {
     Check(cmd_check::CheckArgs),
     /// Browse the store of results in a web browser.
     Serve(cmd_serve::ServeArgs),
+    /// Run many tests over a matrix (workloads x nemeses x seeds, or a TOML file) with a time
+    /// budget; summary table, campaign.json, JUnit XML and an index page in the store.
+    ///
+    /// Exit codes: 1 when any run is not linearizable, else 3 when a run failed, else 2 when a
+    /// verdict is unknown, else 0. `--bugs` runs the detection matrix of the planted bugs.
+    Campaign(Box<cmd_campaign::CampaignArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Test(args) => cmd_test::run(*args),
         Command::Check(args) => cmd_check::run(args),
         Command::Serve(args) => cmd_serve::run(args),
+        Command::Campaign(args) => cmd_campaign::run(*args),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code),

@@ -1,0 +1,333 @@
+//! The detection matrix (`riptide campaign --bugs`): proof that the harness catches real bugs.
+//!
+//! `riptide-server --unsafe --bug NAME` plants one deliberate bug in every node. For each
+//! planted bug this module knows the rule it breaks and the test most likely to expose it (a
+//! workload, a nemesis and client settings); [`bug_matrix`] turns that into a campaign of N
+//! short runs per bug, plus the same runs with no bug at all, which must all be linearizable
+//! (a harness that flags a correct node is as useless as one that misses a bug).
+//! [`detection`] reduces the records to one row per bug: detection rate, median time until the
+//! first violation, and the nemesis that exposed it most often.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::matrix::{MatrixEntry, MatrixError};
+use super::record::{RunRecord, SKIPPED};
+
+/// A planted bug and the test chosen to expose it.
+#[derive(Debug, Clone, Copy)]
+pub struct PlantedBug {
+    /// The `--bug` name of `riptide-server`.
+    pub name: &'static str,
+    /// The rule it breaks.
+    pub rule: &'static str,
+    pub workload: &'static str,
+    pub nemesis: &'static str,
+    /// Extra `riptide test` flags (how the clients behave, fault timing).
+    pub args: &'static [&'static str],
+    /// Why this test should expose it.
+    pub why: &'static str,
+}
+
+/// Every planted bug of the node, with its test. The first four are meant to be found in
+/// nearly every 30 s run; the last three need rare interleavings (see the README's matrix).
+pub const PLANTED_BUGS: &[PlantedBug] = &[
+    PlantedBug {
+        name: "stale-follower-reads",
+        rule: "reads are served only by a leader that confirmed its leadership (ReadIndex)",
+        workload: "kv",
+        nemesis: "isolate-one,pause-one",
+        args: &["--read-from", "any", "--nemesis-interval", "2s"],
+        why: "reads spread over every node; a cut-off or paused follower keeps answering its old state",
+    },
+    PlantedBug {
+        name: "leader-local-reads",
+        rule: "a leader confirms leadership with a majority heartbeat round before a read",
+        workload: "kv",
+        nemesis: "isolate-leader",
+        args: &["--read-from", "any", "--nemesis-interval", "2s"],
+        why: "the isolated old leader still believes it leads and answers reads while the majority side moves on",
+    },
+    PlantedBug {
+        name: "ack-before-commit",
+        rule: "a write is acknowledged only once it is committed (on a majority) and applied",
+        workload: "kv",
+        nemesis: "isolate-leader,kill-leader",
+        args: &["--nemesis-interval", "2s"],
+        why: "writes acknowledged by a leader that is then cut off or killed are lost",
+    },
+    PlantedBug {
+        name: "no-dedup",
+        rule: "a write carrying a Request-Id already applied is not applied again",
+        workload: "append",
+        nemesis: "pause-leader,kill-leader",
+        args: &["--nemesis-interval", "2s"],
+        why: "writes replicated by a leader that then stops are retried by the clients and applied twice",
+    },
+    PlantedBug {
+        name: "skip-log-check",
+        rule: "followers check prevLogIndex/prevLogTerm before accepting AppendEntries",
+        workload: "kv",
+        nemesis: "isolate-leader,kill-leader",
+        args: &["--nemesis-interval", "2s"],
+        why: "an old leader keeps uncommitted entries under a new leader's; it must then lead again",
+    },
+    PlantedBug {
+        name: "forget-vote",
+        rule: "term and vote are persisted before a vote is answered",
+        workload: "kv",
+        nemesis: "kill-minority,isolate-leader",
+        args: &["--nemesis-interval", "1s"],
+        why: "a voter must be killed and restarted inside one contested election",
+    },
+    PlantedBug {
+        name: "commit-old-term",
+        rule: "a leader commits by counting replicas only entries of its own term (Figure 8)",
+        workload: "kv",
+        nemesis: "kill-leader,isolate-leader",
+        args: &["--nemesis-interval", "1s"],
+        why: "needs the Figure 8 sequence of leaders crashing with partly replicated entries",
+    },
+];
+
+/// The name used for the runs with no bug.
+pub const NO_BUG: &str = "none";
+
+/// Looks a planted bug up by name.
+pub fn find(name: &str) -> Option<&'static PlantedBug> {
+    PLANTED_BUGS.iter().find(|b| b.name == name)
+}
+
+/// The `riptide test` flags that plant `bug` in every node.
+pub fn node_flags(bug: &str) -> Vec<String> {
+    vec![
+        "--node-arg=--unsafe".to_string(),
+        format!("--node-arg=--bug={bug}"),
+    ]
+}
+
+/// The campaign of `--bugs`: `runs` runs per selected bug, and `runs` runs with no bug for
+/// each distinct test those bugs use. `selected` empty means every bug; `none` in it selects
+/// the no-bug runs alone. Seed-major, like every matrix.
+pub fn bug_matrix(
+    selected: &[String],
+    runs: u64,
+    first_seed: u64,
+) -> Result<Vec<MatrixEntry>, MatrixError> {
+    for name in selected {
+        if name != NO_BUG && find(name).is_none() {
+            return Err(MatrixError::Parse {
+                path: "--bug".into(),
+                message: format!(
+                    "unknown planted bug {name:?} (known: {}, {NO_BUG})",
+                    PLANTED_BUGS
+                        .iter()
+                        .map(|b| b.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
+    let chosen: Vec<&PlantedBug> = PLANTED_BUGS
+        .iter()
+        .filter(|b| selected.is_empty() || selected.iter().any(|s| s == b.name))
+        .collect();
+    // The no-bug runs use the tests of the chosen bugs (all of them when only `none` is asked).
+    let baseline_of: Vec<&PlantedBug> = if chosen.is_empty() {
+        PLANTED_BUGS.iter().collect()
+    } else {
+        chosen.clone()
+    };
+    let mut tests: Vec<(Option<&str>, &PlantedBug)> =
+        chosen.iter().map(|b| (Some(b.name), *b)).collect();
+    if selected.is_empty() || selected.iter().any(|s| s == NO_BUG) {
+        let mut seen: Vec<(&str, &str, &[&str])> = Vec::new();
+        for b in baseline_of {
+            let key = (b.workload, b.nemesis, b.args);
+            if !seen.contains(&key) {
+                seen.push(key);
+                tests.push((None, b));
+            }
+        }
+    }
+    let mut entries = Vec::new();
+    for k in 0..runs {
+        for (bug, test) in &tests {
+            let mut args: Vec<String> = test.args.iter().map(|a| a.to_string()).collect();
+            if let Some(bug) = bug {
+                args.extend(node_flags(bug));
+            }
+            entries.push(MatrixEntry {
+                id: entries.len(),
+                test_name: format!(
+                    "bug-{}-{}",
+                    bug.unwrap_or(NO_BUG),
+                    super::matrix::default_test_name(test.workload, test.nemesis)
+                ),
+                workload: test.workload.to_string(),
+                nemesis: test.nemesis.to_string(),
+                seed: first_seed + k,
+                bug: Some(bug.unwrap_or(NO_BUG).to_string()),
+                args,
+            });
+        }
+    }
+    if entries.is_empty() {
+        return Err(MatrixError::Empty);
+    }
+    Ok(entries)
+}
+
+/// One row of the detection matrix.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DetectionRow {
+    /// The planted bug, or `none`.
+    pub bug: String,
+    pub workload: String,
+    pub nemesis: String,
+    /// Runs that finished (not skipped).
+    pub runs: usize,
+    /// Runs whose verdict was `not linearizable`.
+    pub detected: usize,
+    /// Runs that failed or were unknown (neither verdict).
+    pub inconclusive: usize,
+    /// Median time from the start of the workload to the first violation, over detecting runs.
+    pub median_first_violation_ms: Option<f64>,
+    /// The fault that was active (or last) when the violation showed, most often.
+    pub exposed_by: Option<String>,
+}
+
+/// Reduces a `--bugs` campaign's runs to one row per (bug, test), in first-seen order.
+pub fn detection(runs: &[RunRecord]) -> Vec<DetectionRow> {
+    let mut order: Vec<(String, String, String)> = Vec::new();
+    let mut groups: BTreeMap<(String, String, String), Vec<&RunRecord>> = BTreeMap::new();
+    for r in runs.iter().filter(|r| r.verdict != SKIPPED) {
+        let key = (
+            r.entry.bug.clone().unwrap_or_else(|| NO_BUG.to_string()),
+            r.entry.workload.clone(),
+            r.entry.nemesis.clone(),
+        );
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(r);
+    }
+    order
+        .into_iter()
+        .map(|key| {
+            let rs = &groups[&key];
+            let detecting: Vec<&&RunRecord> = rs.iter().filter(|r| r.is_violation()).collect();
+            let times: Vec<f64> = detecting
+                .iter()
+                .filter_map(|r| r.first_violation_ms)
+                .collect();
+            let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+            for r in &detecting {
+                if let Some(n) = &r.exposed_by {
+                    *by.entry(n.as_str()).or_default() += 1;
+                }
+            }
+            let exposed_by = by
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .map(|(name, n)| format!("{name} ({n}/{})", detecting.len()));
+            DetectionRow {
+                bug: key.0,
+                workload: key.1,
+                nemesis: key.2,
+                runs: rs.len(),
+                detected: detecting.len(),
+                inconclusive: rs
+                    .iter()
+                    .filter(|r| {
+                        !r.is_violation()
+                            && r.verdict != crate::cmd_test::RunVerdict::Linearizable.name()
+                    })
+                    .count(),
+                median_first_violation_ms: median(times),
+                exposed_by,
+            }
+        })
+        .collect()
+}
+
+/// The median (mean of the two middle values for an even count).
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bug_matrix_runs_every_bug_and_a_no_bug_baseline() {
+        let entries = bug_matrix(&[], 2, 1).unwrap();
+        let bugs: std::collections::BTreeSet<&str> =
+            entries.iter().filter_map(|e| e.bug.as_deref()).collect();
+        assert_eq!(bugs.len(), PLANTED_BUGS.len() + 1);
+        assert!(bugs.contains(NO_BUG));
+        for e in &entries {
+            let planted = e.args.iter().any(|a| a.starts_with("--node-arg=--bug="));
+            assert_eq!(planted, e.bug.as_deref() != Some(NO_BUG), "{e:?}");
+            if planted {
+                assert!(e.args.contains(&"--node-arg=--unsafe".to_string()));
+            }
+        }
+        // Seed-major: the first half is seed 1.
+        let half = entries.len() / 2;
+        assert!(entries[..half].iter().all(|e| e.seed == 1));
+    }
+
+    #[test]
+    fn selecting_bugs_keeps_their_baseline_and_unknown_names_are_refused() {
+        let only = bug_matrix(&["no-dedup".into()], 3, 1).unwrap();
+        assert_eq!(only.len(), 3);
+        let with_base = bug_matrix(&["no-dedup".into(), NO_BUG.into()], 3, 1).unwrap();
+        assert_eq!(with_base.len(), 6);
+        assert!(with_base
+            .iter()
+            .any(|e| e.bug.as_deref() == Some(NO_BUG) && e.workload == "append"));
+        let err = bug_matrix(&["typo".into()], 3, 1).unwrap_err();
+        assert!(err.to_string().contains("no-dedup"), "{err}");
+    }
+
+    #[test]
+    fn detection_counts_violations_and_takes_the_median_time() {
+        let entries = bug_matrix(&["no-dedup".into()], 3, 1).unwrap();
+        let runs: Vec<RunRecord> = entries
+            .into_iter()
+            .zip([
+                ("not linearizable", Some(1000.0)),
+                ("linearizable", None),
+                ("not linearizable", Some(3000.0)),
+            ])
+            .map(|(e, (v, t))| {
+                let mut r = RunRecord::skipped(e, "");
+                r.verdict = v.into();
+                r.first_violation_ms = t;
+                r.exposed_by = t.map(|_| "pause-leader".into());
+                r
+            })
+            .collect();
+        let rows = detection(&runs);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].runs, 3);
+        assert_eq!(rows[0].detected, 2);
+        assert_eq!(rows[0].median_first_violation_ms, Some(2000.0));
+        assert_eq!(rows[0].exposed_by.as_deref(), Some("pause-leader (2/2)"));
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![]), None);
+    }
+}
