@@ -221,8 +221,17 @@ pub struct RunStats {
 pub struct RunResults {
     pub verdict: RunVerdict,
     pub exit_code: u8,
-    /// Why the verdict is what it is (run failures, node problems, interruptions).
+    /// Why the verdict is what it is (run failures, node problems, interruptions, the
+    /// checker's findings).
     pub reasons: Vec<String>,
+    /// The reasons that come from the run itself, not from the checker (kept when the
+    /// history is checked again by `riptide report`).
+    #[serde(default)]
+    pub run_reasons: Vec<String>,
+    /// Whether something went wrong around the history (a node died, the run was
+    /// interrupted, ...): the verdict can then never be `linearizable`.
+    #[serde(default)]
+    pub run_problem: bool,
     pub stats: RunStats,
     pub faults: Vec<FaultInterval>,
     pub node_problems: Vec<NodeProblem>,
@@ -406,15 +415,18 @@ pub fn make_schedule(config: &RunConfig, replayed: Option<Schedule>) -> Result<S
 
 /// What the run collected, for results and report.
 #[derive(Default)]
-struct Collected {
-    events: Vec<riptide_checker::history::Event>,
-    faults: Vec<FaultInterval>,
-    node_problems: Vec<NodeProblem>,
-    reasons: Vec<String>,
+pub struct Collected {
+    pub events: Vec<riptide_checker::history::Event>,
+    pub faults: Vec<FaultInterval>,
+    pub node_problems: Vec<NodeProblem>,
+    /// Why the run is not trustworthy, or what went wrong around it (not the checker's
+    /// findings, which `finish` adds).
+    pub reasons: Vec<String>,
     /// Problems that make the run untrustworthy (forces `run failed` unless a violation).
-    run_problem: bool,
-    workload_ms: u64,
-    interrupted: bool,
+    pub run_problem: bool,
+    /// How long the workload ran: the width of the report's plots.
+    pub workload_ms: u64,
+    pub interrupted: bool,
 }
 
 /// Runs one test with a ready configuration and schedule (as `riptide test` does, and as a
@@ -496,8 +508,25 @@ pub async fn execute(
         collected.run_problem = true;
     }
 
-    // Check.
     progress.phase("checking");
+    let results = finish(&config, &mut collected, &run_dir, total_start).await?;
+    progress.finish();
+    print_summary(&results);
+    Ok(RunOutcome {
+        run_dir: run_dir.path.clone(),
+        results,
+    })
+}
+
+/// Checks the collected history, then writes `results.json` and `report.html` into the run
+/// folder (and drops the nodes' data after a passing run).
+pub async fn finish(
+    config: &RunConfig,
+    collected: &mut Collected,
+    run_dir: &RunDir,
+    total_start: Instant,
+) -> anyhow::Result<RunResults> {
+    let run_reasons = collected.reasons.clone();
     let model = match config.workload.model() {
         "append" => BuiltinModel::Append,
         "set" => BuiltinModel::Set,
@@ -553,8 +582,6 @@ pub async fn execute(
         check_result.as_ref().map(|r| r.verdict),
         collected.run_problem,
     );
-    progress.finish();
-
     let stats = compute_stats(
         &collected,
         check_result.as_ref().map(|_| check_ms),
@@ -564,6 +591,8 @@ pub async fn execute(
         verdict,
         exit_code: verdict.exit_code(),
         reasons: collected.reasons.clone(),
+        run_reasons,
+        run_problem: collected.run_problem,
         stats: stats.clone(),
         faults: collected.faults.clone(),
         node_problems: collected.node_problems.clone(),
@@ -572,14 +601,14 @@ pub async fn execute(
     };
     std::fs::write(run_dir.results(), serde_json::to_string_pretty(&results)?)
         .context("writing results.json")?;
-    let html = crate::report::render(&ReportInput {
+    let input = ReportInput {
         title: format!(
             "{} - seed {} - {}",
             config.test_name, config.seed, config.started
         ),
         verdict: verdict.name().to_string(),
         reasons: collected.reasons.clone(),
-        parameters: parameters(&config, &stats),
+        parameters: parameters(config, &stats),
         events: &collected.events,
         faults: &collected.faults,
         counterexample: counterexample.as_ref(),
@@ -598,6 +627,17 @@ pub async fn execute(
             })
             .collect(),
         duration_ns: collected.workload_ms * 1_000_000,
+    };
+    // A bug in drawing must not cost the run its report: fall back to a plain page.
+    let html = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::report::render(&input)
+    }))
+    .unwrap_or_else(|_| {
+        format!(
+            "<!DOCTYPE html><html><body><h1>{}</h1><p>The report could not be drawn (a bug in \
+             riptide); see results.json and history.jsonl.</p></body></html>",
+            verdict.name()
+        )
     });
     std::fs::write(run_dir.report(), html).context("writing report.html")?;
     // Keep the nodes' data only when someone will want to look at it.
@@ -607,6 +647,12 @@ pub async fn execute(
         }
     }
 
+    Ok(results)
+}
+
+/// Prints the one-paragraph summary of a run on stderr.
+pub fn print_summary(results: &RunResults) {
+    let stats = &results.stats;
     eprintln!(
         "{} operations ({} ok, {} fail, {} info), {:.1} ops/s, {} faults, checked in {}",
         stats.invocations,
@@ -620,13 +666,9 @@ pub async fn execute(
             .map(|ms| format!("{:.2}s", ms / 1000.0))
             .unwrap_or_else(|| "-".into())
     );
-    for r in &collected.reasons {
+    for r in &results.reasons {
         eprintln!("  {r}");
     }
-    Ok(RunOutcome {
-        run_dir: run_dir.path.clone(),
-        results,
-    })
 }
 
 /// Runs the cluster part of the run, filling `collected`. An error is a run failure; what was

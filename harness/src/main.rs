@@ -9,6 +9,7 @@ mod client;
 mod cluster;
 mod cmd_campaign;
 mod cmd_check;
+mod cmd_report;
 mod cmd_serve;
 mod cmd_test;
 mod progress;
@@ -36,6 +37,8 @@ enum Command {
     Test(Box<cmd_test::TestArgs>),
     /// Check recorded histories for linearizability.
     Check(cmd_check::CheckArgs),
+    /// Check a stored run's history again and rewrite its results and report.
+    Report(cmd_report::ReportArgs),
     /// Browse the store of results in a web browser.
     Serve(cmd_serve::ServeArgs),
     /// Run many tests over a matrix (workloads x nemeses x seeds, or a TOML file) with a time
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Test(args) => cmd_test::run(*args),
         Command::Check(args) => cmd_check::run(args),
+        Command::Report(args) => cmd_report::run(args),
         Command::Serve(args) => cmd_serve::run(args),
         Command::Campaign(args) => cmd_campaign::run(*args),
     };

@@ -174,6 +174,10 @@ fn value_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Null => "nil".to_string(),
         serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(value_text).collect();
+            format!("[{}]", parts.join(" "))
+        }
         other => other.to_string(),
     }
 }
@@ -235,11 +239,30 @@ struct XScale {
     left: f64,
     width: f64,
     duration_ns: f64,
+    /// When set, an ordinal scale: these sorted instants are spread evenly, so every
+    /// operation of a counterexample gets room for its text while the real-time order (all
+    /// that linearizability depends on) is kept exactly.
+    ordinal: Option<Vec<u64>>,
 }
 
 impl XScale {
+    fn linear(left: f64, width: f64, duration_ns: u64) -> XScale {
+        XScale {
+            left,
+            width,
+            duration_ns: duration_ns.max(1) as f64,
+            ordinal: None,
+        }
+    }
+
     fn x(&self, ns: u64) -> f64 {
-        self.left + self.width * (ns as f64 / self.duration_ns).min(1.0)
+        match &self.ordinal {
+            Some(points) => {
+                let rank = points.partition_point(|p| *p < ns);
+                self.left + self.width * rank as f64 / (points.len().max(2) - 1) as f64
+            }
+            None => self.left + self.width * (ns as f64 / self.duration_ns).min(1.0),
+        }
     }
 }
 
@@ -281,6 +304,29 @@ fn fault_bands(
             )),
             tx = x0 + 2.0,
             n = esc(&f.name),
+        );
+    }
+}
+
+/// The axis of an ordinal scale: a few of its instants, labelled with their time in the run.
+fn ordinal_axis(out: &mut String, xs: &XScale, points: &[u64], y: f64, offset_ns: u64) {
+    let _ = write!(
+        out,
+        r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#555"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">(event order; times in ms)</text>"##,
+        xs.left,
+        xs.left + xs.width,
+        xs.left + xs.width,
+        y - 4.0
+    );
+    let every = points.len().div_ceil(8).max(1);
+    for p in points.iter().step_by(every) {
+        let x = xs.x(*p);
+        let _ = write!(
+            out,
+            r##"<line x1="{x:.1}" y1="{y:.1}" x2="{x:.1}" y2="{:.1}" stroke="#555"/><text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="middle">{:.1}</text>"##,
+            y + 4.0,
+            y + 15.0,
+            (p + offset_ns) as f64 / 1e6
         );
     }
 }
@@ -357,11 +403,16 @@ fn timeline_svg(
     let lane_h = if detailed { 26.0 } else { 14.0 };
     let top = 36.0;
     let width = 1100.0;
-    let xs = XScale {
-        left: 50.0,
-        width: width - 60.0,
-        duration_ns: duration_ns.max(1) as f64,
-    };
+    let mut xs = XScale::linear(50.0, width - 60.0, duration_ns);
+    if detailed {
+        let mut points: Vec<u64> = ops
+            .iter()
+            .flat_map(|o| [o.start_ns, o.end_ns.unwrap_or(duration_ns)])
+            .collect();
+        points.sort_unstable();
+        points.dedup();
+        xs.ordinal = Some(points);
+    }
     let height = top + lane_h * processes.len().max(1) as f64 + 30.0;
     let mut out = String::new();
     let _ = write!(
@@ -441,7 +492,10 @@ fn timeline_svg(
             );
         }
     }
-    time_axis(&mut out, &xs, height - 28.0, duration_ns, offset_ns);
+    match &xs.ordinal {
+        Some(points) => ordinal_axis(&mut out, &xs, points, height - 28.0, offset_ns),
+        None => time_axis(&mut out, &xs, height - 28.0, duration_ns, offset_ns),
+    }
     out.push_str("</svg>");
     out
 }
@@ -453,11 +507,7 @@ fn latency_svg(ops: &[PairedOp], faults: &[FaultInterval], duration_ns: u64) -> 
     let height = 300.0;
     let top = 10.0;
     let plot_h = height - 50.0;
-    let xs = XScale {
-        left: 60.0,
-        width: width - 80.0,
-        duration_ns: duration_ns.max(1) as f64,
-    };
+    let xs = XScale::linear(60.0, width - 80.0, duration_ns);
     let lat_ms: Vec<f64> = ops
         .iter()
         .filter_map(|o| {
@@ -538,11 +588,7 @@ fn throughput_svg(ops: &[PairedOp], faults: &[FaultInterval], duration_ns: u64) 
     let height = 240.0;
     let top = 10.0;
     let plot_h = height - 50.0;
-    let xs = XScale {
-        left: 60.0,
-        width: width - 80.0,
-        duration_ns: duration_ns.max(1) as f64,
-    };
+    let xs = XScale::linear(60.0, width - 80.0, duration_ns);
     let bucket_ns: u64 = if duration_ns > 120_000_000_000 {
         2_000_000_000
     } else if duration_ns > 20_000_000_000 {
@@ -653,7 +699,7 @@ fn counterexample_html(
         for o in failing_ops.iter().copied().chain(
             key_ops
                 .iter()
-                .filter(|o| cx.prefix.iter().rev().take(8).any(|i| *i == o.invoke_index)),
+                .filter(|o| cx.prefix.iter().rev().take(6).any(|i| *i == o.invoke_index)),
         ) {
             lo = lo.min(o.start_ns);
             hi = hi.max(o.end_ns.unwrap_or(duration_ns));
@@ -661,8 +707,7 @@ fn counterexample_html(
         if lo == u64::MAX {
             (0, duration_ns)
         } else {
-            let pad = ((hi - lo) / 4).max(5_000_000);
-            (lo.saturating_sub(pad), (hi + pad).min(duration_ns))
+            (lo, hi.min(duration_ns))
         }
     };
     let window: Vec<PairedOp> = key_ops
@@ -670,8 +715,9 @@ fn counterexample_html(
         .filter(|o| o.end_ns.unwrap_or(duration_ns) >= lo && o.start_ns <= hi)
         .map(|o| {
             let mut o = o.clone();
-            o.start_ns -= lo;
-            o.end_ns = o.end_ns.map(|e| e.min(hi) - lo);
+            // Operations that began before the window are drawn from its left edge.
+            o.start_ns = o.start_ns.saturating_sub(lo);
+            o.end_ns = o.end_ns.map(|e| e.min(hi).saturating_sub(lo));
             o
         })
         .collect();
@@ -680,7 +726,7 @@ fn counterexample_html(
         .filter(|f| f.end_ns.unwrap_or(duration_ns) >= lo && f.start_ns <= hi)
         .map(|f| FaultInterval {
             start_ns: f.start_ns.saturating_sub(lo),
-            end_ns: Some(f.end_ns.unwrap_or(duration_ns).min(hi) - lo),
+            end_ns: Some(f.end_ns.unwrap_or(duration_ns).min(hi).saturating_sub(lo)),
             ..f.clone()
         })
         .collect();
@@ -694,7 +740,7 @@ fn counterexample_html(
     html.push_str(&timeline_svg(
         &window,
         &window_faults,
-        hi - lo,
+        hi.saturating_sub(lo),
         &marks,
         true,
         lo,

@@ -316,3 +316,67 @@ fn replay_runs_the_same_faults_and_workload_again() {
         first_ops_of_process_zero(&replay_dir, 20)
     );
 }
+
+#[test]
+fn riptide_report_draws_the_counterexample_of_a_corrupted_history() {
+    // Make one read of the recorded run return a value nobody wrote, then check again: the
+    // verdict flips and the report shows the read as the operation that cannot be linearized.
+    let run = shared_run();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("run");
+    std::fs::create_dir(&copy).unwrap();
+    for file in [
+        "config.json",
+        "history.jsonl",
+        "results.json",
+        "schedule.json",
+    ] {
+        std::fs::copy(run.run_dir.join(file), copy.join(file)).unwrap();
+    }
+    let text = std::fs::read_to_string(copy.join("history.jsonl")).unwrap();
+    let mut corrupted = None;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut e: Event = serde_json::from_str(l).unwrap();
+            let is_ok_read = e.kind == riptide_checker::history::EventType::Ok && e.f == "read";
+            if corrupted.is_none() && is_ok_read && e.value.is_string() {
+                e.value = serde_json::json!("never-written");
+                corrupted = Some(e.key.clone());
+            }
+            serde_json::to_string(&e).unwrap()
+        })
+        .collect();
+    let key = corrupted
+        .expect("the run has an ok read of a written value")
+        .unwrap();
+    std::fs::write(copy.join("history.jsonl"), lines.join("\n") + "\n").unwrap();
+
+    let out = common::run_riptide(
+        &["report", copy.to_str().unwrap()],
+        &[],
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "not linearizable"
+    );
+    let results = read_json(&copy.join("results.json"));
+    assert_eq!(results["verdict"], "not linearizable");
+    assert_eq!(results["counterexample"]["key"], key.as_str());
+    assert!(!results["counterexample"]["failing"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // The faults recorded by the run survive the re-check.
+    assert_eq!(
+        results["faults"],
+        read_json(&run.run_dir.join("results.json"))["faults"]
+    );
+    let report = std::fs::read_to_string(copy.join("report.html")).unwrap();
+    assert!(report.contains("<h2>Counterexample</h2>"));
+    assert!(report.contains("never-written"));
+    assert!(report.contains("CANNOT BE LINEARIZED"));
+}
