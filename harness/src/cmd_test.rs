@@ -583,7 +583,7 @@ pub async fn finish(
         collected.run_problem,
     );
     let stats = compute_stats(
-        &collected,
+        collected,
         check_result.as_ref().map(|_| check_ms),
         total_start,
     );
