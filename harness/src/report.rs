@@ -402,7 +402,7 @@ fn timeline_svg(
     let lane_of: HashMap<u64, usize> = processes.iter().enumerate().map(|(i, p)| (*p, i)).collect();
     let lane_h = if detailed { 26.0 } else { 14.0 };
     let top = 36.0;
-    let width = 1100.0;
+    let mut width = 1100.0;
     let mut xs = XScale::linear(50.0, width - 60.0, duration_ns);
     if detailed {
         let mut points: Vec<u64> = ops
@@ -411,6 +411,10 @@ fn timeline_svg(
             .collect();
         points.sort_unstable();
         points.dedup();
+        // About 100 px per instant, so even a one-step operation has room for its text (the
+        // page scrolls sideways when the window holds many operations).
+        width = f64::max(width, 60.0 + 100.0 * points.len() as f64);
+        xs = XScale::linear(50.0, width - 60.0, duration_ns);
         xs.ordinal = Some(points);
     }
     let height = top + lane_h * processes.len().max(1) as f64 + 30.0;
