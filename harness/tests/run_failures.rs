@@ -167,3 +167,104 @@ fn a_node_that_dies_without_the_nemesis_fails_the_run_and_keeps_its_data() {
     assert!(run.join("nodes/1").is_dir());
     assert!(run.join("nodes/2").is_dir());
 }
+
+/// Processes whose command line mentions `needle` (the nodes of a run name its folder).
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmdline).contains(needle) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Kills the child when the test ends early (a failed assertion), so no run outlives it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_cluster_leaves_no_node_behind_and_still_writes_the_run() {
+    let server = common::server_bin();
+    let store = tempfile::tempdir().unwrap();
+    let store_path = store.path().to_str().unwrap().to_string();
+    let child = std::process::Command::new(common::riptide_bin())
+        .args([
+            "test",
+            "--time-limit",
+            "60s",
+            "--store",
+            &store_path,
+            "--server-bin",
+            server.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    // Wait until the workload is recording, then press Ctrl-C.
+    let history = store.path().join("latest/history.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&history).map_or(0, |m| m.len()) < 2000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started recording"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !processes_mentioning(&store_path).is_empty(),
+        "nodes are running"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "riptide did not stop within 60 s of Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(3));
+    assert_eq!(stdout.trim(), "run failed");
+    assert!(
+        processes_mentioning(&store_path).is_empty(),
+        "a node outlived the run"
+    );
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(store.path().join("latest/results.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        results["reasons"].to_string().contains("interrupted"),
+        "{}",
+        results["reasons"]
+    );
+    assert!(
+        results["stats"]["ok"].as_u64().unwrap() > 0,
+        "what the run had is kept"
+    );
+    assert!(store.path().join("latest/report.html").is_file());
+}
