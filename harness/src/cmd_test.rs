@@ -1069,6 +1069,13 @@ fn parameters(config: &RunConfig, stats: &RunStats) -> Vec<(String, String)> {
         ),
         ("node args".into(), config.node_args.join(" ")),
         (
+            "reads sent to".into(),
+            match config.read_from {
+                ReadFrom::Leader => "the leader".into(),
+                ReadFrom::Any => "any node (round-robin)".into(),
+            },
+        ),
+        (
             "sustained".into(),
             format!("{:.1} ops/s", stats.ops_per_sec),
         ),
