@@ -30,12 +30,38 @@ impl KeySet {
     fn hash(key: &[u64]) -> u64 {
         let mut h: u64 = key.len() as u64;
         for &w in key {
-            h = (h.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+            h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h ^= h >> 29;
         }
         // Final mix so the low bits (the slot index) depend on every word.
         h ^= h >> 29;
         h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
         h ^ (h >> 32)
+    }
+
+    /// Whether `key` is in the set.
+    pub(crate) fn contains(&self, key: &[u64]) -> bool {
+        if self.slots.is_empty() {
+            return false;
+        }
+        let h = Self::hash(key);
+        let tag = (h >> 32) as u32;
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        loop {
+            let (t, off) = self.slots[i];
+            if off == 0 {
+                return false;
+            }
+            if t == tag {
+                let start = off as usize - 1;
+                let len = self.arena[start] as usize;
+                if &self.arena[start + 1..start + 1 + len] == key {
+                    return true;
+                }
+            }
+            i = (i + 1) & mask;
+        }
     }
 
     /// Inserts `key`; returns false when it was already there. Panics past 4 G words of keys,
@@ -105,6 +131,7 @@ mod tests {
             assert!(!set.insert(&[i]));
         }
         assert_eq!(set.len(), 10000);
+        assert!(set.contains(&[7, 49]) && !set.contains(&[7, 48]));
         assert!(set.insert(&[]));
         assert!(!set.insert(&[]));
     }

@@ -120,6 +120,9 @@ pub(crate) fn check_partition<M: Model>(
     check_partition_with(model, ops, budget, step_limit, FULL_KEY_LIMIT)
 }
 
+/// Size of a cache generation (see `Searcher::old_cache`).
+const GENERATION_BYTES: usize = 256 << 20;
+
 /// Partitions of at most this many operations use the whole bitset as cache key (cheaper to
 /// build than the watermark form, which pays off on long partitions).
 const FULL_KEY_LIMIT: usize = 256;
@@ -199,8 +202,13 @@ struct Searcher<'a, M: Model> {
     intern_ids: FxHashMap<Vec<M::State>, u32>,
     /// (state id, operation) -> next state id or `NONE`.
     memo: FxHashMap<(u32, u32), u32>,
-    /// Lowe's cache of explored configurations (see [`Searcher::key`]).
+    /// Lowe's cache of explored configurations (see [`Searcher::key`]): the young generation.
     cache: KeySet,
+    /// The previous generation. When the young one outgrows [`GENERATION_BYTES`] the old one is
+    /// dropped: the cache only prunes, so forgetting configurations (those of long ago, which a
+    /// depth-first search rarely comes back to) costs time at worst, never correctness, and
+    /// bounds the memory of long partitions.
+    old_cache: KeySet,
     /// Dense memo of `step` when states × operations stay small: `[state * n + op]`, with
     /// `UNKNOWN_STEP` for not yet computed.
     dense_memo: Vec<u32>,
@@ -260,6 +268,7 @@ impl<'a, M: Model> Searcher<'a, M> {
             intern_ids: FxHashMap::default(),
             memo: FxHashMap::default(),
             cache: KeySet::default(),
+            old_cache: KeySet::default(),
             dense_memo: Vec::new(),
             full_keys: true,
             reported_memory: 0,
@@ -270,6 +279,7 @@ impl<'a, M: Model> Searcher<'a, M> {
 
     fn reset(&mut self) {
         self.cache.clear();
+        self.old_cache.clear();
         self.steps = 0;
     }
 
@@ -357,6 +367,17 @@ impl<'a, M: Model> Searcher<'a, M> {
         }
     }
 
+    /// Adds a configuration to the cache; false when it was already explored.
+    fn remember(&mut self, key: &[u64]) -> bool {
+        if self.old_cache.contains(key) || !self.cache.insert(key) {
+            return false;
+        }
+        if self.cache.bytes() > GENERATION_BYTES {
+            self.old_cache = std::mem::take(&mut self.cache);
+        }
+        true
+    }
+
     /// Checks the budget every few thousand steps.
     fn over_budget(&mut self) -> Option<String> {
         self.steps += 1;
@@ -373,6 +394,7 @@ impl<'a, M: Model> Searcher<'a, M> {
         }
         if let Some(limit) = self.budget.memory_limit {
             let held = self.cache.bytes()
+                + self.old_cache.bytes()
                 + self.dense_memo.len() * 4
                 + self.memo.len() * 24
                 + self.interned.len() * (std::mem::size_of::<M::State>() * 2 + 64);
@@ -469,7 +491,7 @@ impl<'a, M: Model> Searcher<'a, M> {
                     };
                     let new_high = if high == NONE { op } else { high.max(op) };
                     self.key(&bits, new_state, new_watermark, new_high, &mut key);
-                    if self.cache.insert(&key) {
+                    if self.remember(&key) {
                         stack.push(Frame {
                             entry: e,
                             prev_state: state,

@@ -179,12 +179,12 @@ impl Model for KvModel {
     }
 
     /// An unknown write or cas of value `v` can only be observed by a completed read of `v` or
-    /// cas from `v`, or by a refused cas (which needs some value other than its `from`); once
-    /// none of those remain it may as well never have happened. Unknown reads are never
-    /// observable; unknown deletes are kept (absence is not a unique value).
+    /// cas from `v` (or, in a chain, through an unknown cas from `v`), or by a refused cas whose
+    /// `from` could still be the value it overwrites (see [`refused_cas_horizons`]); once none
+    /// of those remain it may as well never have happened. Unknown reads are never observable;
+    /// unknown deletes are kept (absence is not a unique value).
     fn observation_horizons(&self, ops: &[PreparedOp<KvInput, KvOutput>]) -> Vec<Option<u64>> {
         let mut last_observer: HashMap<&Arc<str>, u64> = HashMap::new();
-        let mut last_refused_cas: Option<u64> = None;
         for op in ops {
             let Some(done) = op.complete else { continue };
             let observed = match (&op.input, &op.output) {
@@ -196,18 +196,12 @@ impl Model for KvModel {
                 let e = last_observer.entry(v).or_insert(done);
                 *e = (*e).max(done);
             }
-            if let (KvInput::Cas { from, .. }, Some(KvOutput::CasFailed)) = (&op.input, &op.output)
-            {
-                last_refused_cas = last_refused_cas.max(Some(done));
-                if let Some(v) = from {
-                    let e = last_observer.entry(v).or_insert(done);
-                    *e = (*e).max(done);
-                }
-            }
         }
+        let refused = refused_cas_horizons(ops);
         let mut horizons: Vec<Option<u64>> = ops
             .iter()
-            .map(|op| {
+            .zip(refused)
+            .map(|(op, refused)| {
                 if op.output.is_some() {
                     return Some(u64::MAX);
                 }
@@ -217,7 +211,7 @@ impl Model for KvModel {
                         Some(u64::MAX)
                     }
                     KvInput::Write(Some(v)) | KvInput::Cas { to: Some(v), .. } => {
-                        last_observer.get(v).copied().max(last_refused_cas)
+                        last_observer.get(v).copied().max(refused)
                     }
                 }
             })
@@ -255,6 +249,81 @@ impl Model for KvModel {
         }
         horizons
     }
+}
+
+/// For each unknown-outcome operation, the latest completion of a refused cas it could matter
+/// to. Taking effect hides the value before it, which a refused cas from that value needs
+/// hidden. A value `u` written by exactly one operation `W` that completed is gone for good once
+/// a completed write, delete or cas invoked after `W` completed has itself completed (values
+/// are not written twice, so nothing brings `u` back): a refused cas from `u` cannot matter to
+/// an operation invoked after that. Values written several times (or never completed) are
+/// never considered gone, and neither is absence (`null`).
+fn refused_cas_horizons(ops: &[PreparedOp<KvInput, KvOutput>]) -> Vec<Option<u64>> {
+    // Producers of each value: how many, and the completion of the first.
+    let mut producers: HashMap<&Arc<str>, (usize, Option<u64>)> = HashMap::new();
+    // Completed state changes as (invoke, complete).
+    let mut changes: Vec<(u64, u64)> = Vec::new();
+    for op in ops {
+        let produced = match (&op.input, &op.output) {
+            (KvInput::Write(Some(v)), _) => Some(v),
+            (KvInput::Cas { to: Some(v), .. }, None | Some(KvOutput::Done)) => Some(v),
+            _ => None,
+        };
+        if let Some(v) = produced {
+            let entry = producers.entry(v).or_insert((0, op.complete));
+            entry.0 += 1;
+        }
+        let changes_state = matches!(
+            (&op.input, &op.output),
+            (KvInput::Write(_) | KvInput::Delete, Some(KvOutput::Done))
+                | (KvInput::Cas { .. }, Some(KvOutput::Done))
+        );
+        if let (true, Some(done)) = (changes_state, op.complete) {
+            changes.push((op.invoke, done));
+        }
+    }
+    changes.sort_unstable();
+    // suffix_min[k]: the earliest completion among changes[k..].
+    let mut suffix_min = vec![u64::MAX; changes.len() + 1];
+    for k in (0..changes.len()).rev() {
+        suffix_min[k] = suffix_min[k + 1].min(changes[k].1);
+    }
+    let gone_at = |u: &Option<Arc<str>>| -> u64 {
+        let Some(u) = u else { return u64::MAX };
+        match producers.get(u) {
+            None => 0,
+            Some(&(1, Some(written))) => {
+                let k = changes.partition_point(|&(invoke, _)| invoke <= written);
+                suffix_min[k]
+            }
+            Some(_) => u64::MAX,
+        }
+    };
+    // Each refused cas matters to unknown operations invoked before `limit`.
+    let mut refused: Vec<(u64, u64)> = ops
+        .iter()
+        .filter_map(|op| match (&op.input, &op.output, op.complete) {
+            (KvInput::Cas { from, .. }, Some(KvOutput::CasFailed), Some(done)) => {
+                Some((gone_at(from).min(done), done))
+            }
+            _ => None,
+        })
+        .collect();
+    refused.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
+    let mut unknown: Vec<usize> = (0..ops.len())
+        .filter(|&i| ops[i].output.is_none())
+        .collect();
+    unknown.sort_unstable_by(|&a, &b| ops[b].invoke.cmp(&ops[a].invoke));
+    let mut result = vec![None; ops.len()];
+    let (mut k, mut latest) = (0, None);
+    for i in unknown {
+        while k < refused.len() && refused[k].0 > ops[i].invoke {
+            latest = latest.max(Some(refused[k].1));
+            k += 1;
+        }
+        result[i] = latest;
+    }
+    result
 }
 
 #[cfg(test)]
