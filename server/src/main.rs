@@ -55,6 +55,14 @@ struct Args {
     /// Base election timeout in milliseconds (randomised in [t, 2t)).
     #[arg(long, default_value_t = 500)]
     election_ms: u64,
+    /// Turn pre-vote off (classic Raft: a node cut off and rejoining deposes the leader by
+    /// campaigning its term up). For comparisons only.
+    #[arg(long)]
+    no_pre_vote: bool,
+    /// Turn check-quorum off (a leader cut off from the majority keeps leading, and clients
+    /// wait on it until their timeout). For comparisons only.
+    #[arg(long)]
+    no_check_quorum: bool,
     /// How long a request may wait for commit or read confirmation before 504.
     #[arg(long, default_value_t = 3000)]
     request_timeout_ms: u64,
@@ -218,6 +226,8 @@ async fn serve(
         heartbeat: Duration::from_millis(args.heartbeat_ms),
         election: Duration::from_millis(args.election_ms),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        pre_vote: !args.no_pre_vote,
+        check_quorum: !args.no_check_quorum,
         bugs: PlantedBugs::from_list(&args.bugs),
     };
     let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);

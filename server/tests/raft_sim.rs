@@ -73,6 +73,10 @@ struct Weather {
     /// which is where Figure 8 bites.
     max_entries_per_message: usize,
     max_inflight_messages: usize,
+    /// The production robustness features, on in most seeds; seeds with them off keep the
+    /// classic-Raft paths (deposing elections on rejoin, leaders that never step down) tested.
+    pre_vote: bool,
+    check_quorum: bool,
 }
 
 impl Weather {
@@ -87,6 +91,8 @@ impl Weather {
             depose: *[0.0, 0.3, 0.7].choose(rng).unwrap_or(&0.0),
             max_entries_per_message: *[1, 2, 3, 8, 64].choose(rng).unwrap_or(&8),
             max_inflight_messages: *[1, 2, 4, 16].choose(rng).unwrap_or(&4),
+            pre_vote: rng.gen_bool(0.75),
+            check_quorum: rng.gen_bool(0.75),
         }
     }
 
@@ -94,6 +100,8 @@ impl Weather {
         Weather {
             max_entries_per_message: self.max_entries_per_message,
             max_inflight_messages: self.max_inflight_messages,
+            pre_vote: self.pre_vote,
+            check_quorum: self.check_quorum,
             depose: 0.0,
             drop: 0.0,
             duplicate: 0.0,
@@ -125,6 +133,8 @@ struct SimNode {
     /// The term in which this node was last seen leading (leader completeness is checked
     /// once when it takes office).
     led_term: Option<Term>,
+    /// The term in which this node, leading, was last seen a non-leader again (counted once).
+    stepped_down_term: Option<Term>,
     restarts: u64,
     /// A paused process (think SIGSTOP) neither ticks nor handles anything before this tick;
     /// messages to it wait on the wire.
@@ -139,6 +149,11 @@ struct Stats {
     confirmed_reads: u64,
     crashes: u64,
     delivered: u64,
+    /// Seeds run with pre-vote, with check-quorum on.
+    pre_vote_seeds: u64,
+    check_quorum_seeds: u64,
+    /// Leaders that stepped down in their own term (only check-quorum does that).
+    quorum_step_downs: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -148,6 +163,9 @@ impl std::ops::AddAssign for Stats {
         self.confirmed_reads += other.confirmed_reads;
         self.crashes += other.crashes;
         self.delivered += other.delivered;
+        self.pre_vote_seeds += other.pre_vote_seeds;
+        self.check_quorum_seeds += other.check_quorum_seeds;
+        self.quorum_step_downs += other.quorum_step_downs;
     }
 }
 
@@ -231,7 +249,11 @@ impl Sim {
             match_advances: 0,
             strip_above: None,
             trace: trace.then(Vec::new),
-            stats: Stats::default(),
+            stats: Stats {
+                pre_vote_seeds: u64::from(weather.pre_vote),
+                check_quorum_seeds: u64::from(weather.check_quorum),
+                ..Stats::default()
+            },
         };
         for _ in 0..nodes {
             sim.nodes.push(SimNode {
@@ -241,6 +263,7 @@ impl Sim {
                 proposals: HashMap::new(),
                 reads: HashMap::new(),
                 led_term: None,
+                stepped_down_term: None,
                 restarts: 0,
                 paused_until: 0,
             });
@@ -276,6 +299,8 @@ impl Sim {
         config.max_entries_per_message = self.weather.max_entries_per_message;
         config.max_inflight_messages = self.weather.max_inflight_messages;
         config.bugs = self.bugs;
+        config.pre_vote = self.weather.pre_vote;
+        config.check_quorum = self.weather.check_quorum;
         let node = self.node(id);
         config.seed = (id << 48) ^ (node.restarts << 32) ^ 0x5eed;
         node.restarts += 1;
@@ -471,6 +496,15 @@ impl Sim {
             return Ok(());
         };
         let status = raft.status();
+        let node = &self.nodes[id as usize - 1];
+        if status.role != Role::Leader
+            && node.led_term == Some(status.term)
+            && node.stepped_down_term != Some(status.term)
+        {
+            self.nodes[id as usize - 1].stepped_down_term = Some(status.term);
+            self.stats.quorum_step_downs += 1;
+            self.note(|| format!("{id} steps down in term {} (check-quorum)", status.term));
+        }
         if status.role == Role::Leader {
             let leader = *self.leaders.entry(status.term).or_insert(id);
             if leader != id {
@@ -1090,6 +1124,17 @@ fn run_seeds(parity: u64) {
             "too few confirmed reads: {total:?}"
         );
         assert!(total.crashes >= 3 * n, "too few crashes: {total:?}");
+        // Both settings of pre-vote and check-quorum ran, and check-quorum did depose leaders.
+        for count in [total.pre_vote_seeds, total.check_quorum_seeds] {
+            assert!(
+                count >= n / 2 && count < n,
+                "pre-vote/check-quorum mix: {total:?}"
+            );
+        }
+        assert!(
+            total.quorum_step_downs >= n / 10,
+            "too few check-quorum step-downs: {total:?}"
+        );
     }
 }
 

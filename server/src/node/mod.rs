@@ -47,6 +47,10 @@ pub struct NodeOptions {
     pub election: Duration,
     /// How long a client request may wait for commit (writes) or confirmation (reads).
     pub request_timeout: Duration,
+    /// Raft pre-vote (see [`crate::raft`]); on in production.
+    pub pre_vote: bool,
+    /// Raft check-quorum (see [`crate::raft`]); on in production.
+    pub check_quorum: bool,
     /// Planted bugs (test only, all off by default; see [`crate::bugs`]).
     pub bugs: crate::bugs::PlantedBugs,
 }
@@ -128,6 +132,8 @@ pub async fn run(
     config.seed = rand::random::<u64>() ^ options.id;
     // The state machine is rebuilt from the log on every start (no snapshots yet).
     config.applied = 0;
+    config.pre_vote = options.pre_vote;
+    config.check_quorum = options.check_quorum;
     config.bugs = options.bugs.core;
     let core = RaftNode::new(config, durable);
 

@@ -37,8 +37,25 @@
 //!   [`Config::applied`] + 1 as it learns they are committed.
 //! - A proposal's fate: [`RaftNode::propose`] returns `(index, term)`; when an entry at `index`
 //!   is applied, it is that proposal if its term is `term`, and the proposal was lost otherwise.
-//!   A leader cut off from the majority keeps accepting proposals and reads that never
-//!   complete (there is no check-quorum yet), so the driver times them out.
+//!   A leader that loses leadership (a higher term, or check-quorum: no majority heard from
+//!   within an election timeout) fails its pending reads; its pending proposals are lost or
+//!   committed by the next leader, so the driver answers them "outcome unknown".
+//!
+//! # Pre-vote and check-quorum (etcd's `PreVote` and `CheckQuorum`)
+//!
+//! - **Pre-vote**: a node whose election timer fires first asks for `PreVote`s for the term it
+//!   *would* campaign in (term + 1, not persisted, its own term unchanged). It campaigns for
+//!   real only once a majority granted. A voter grants a pre-vote only if the candidate's log
+//!   is at least as up-to-date as its own and it has not heard from a leader within the
+//!   (base) election timeout. So a node cut off and rejoining never bumps the cluster's term
+//!   and never deposes a healthy leader.
+//! - **Check-quorum**: every election timeout, a leader that has not heard from a majority
+//!   (itself included) since the last check steps down. Its reads fail and clients go to
+//!   the real leader instead of waiting on one that cannot commit. With check-quorum on, a
+//!   node that heard from a leader within the election timeout also ignores real
+//!   `RequestVote`s of a higher term (the leader "lease").
+//! - The election timer is reset only by a granted vote or a valid leader message, never by
+//!   a mere higher-term request.
 //!
 //! # Modules, one per Raft concept
 //!
@@ -105,6 +122,8 @@ pub struct DurableState {
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Follower,
+    /// Asking for pre-votes before campaigning (pre-vote on); the term is not bumped yet.
+    PreCandidate,
     Candidate,
     Leader,
 }
@@ -126,6 +145,16 @@ pub enum MessageBody {
         last_log_term: Term,
     },
     RequestVoteResponse {
+        granted: bool,
+    },
+    /// "Would you vote for me in `Message::term`?" The sender's own term is one less, and
+    /// neither side changes its term or vote for it.
+    PreVote {
+        last_log_index: LogIndex,
+        last_log_term: Term,
+    },
+    /// A granted pre-vote carries the term asked about; a refusal carries the voter's term.
+    PreVoteResponse {
         granted: bool,
     },
     AppendEntries {
@@ -228,6 +257,13 @@ pub struct Config {
     /// committed entries after it are delivered again through `Ready::committed_entries`.
     /// 0 for a state machine rebuilt from the log.
     pub applied: LogIndex,
+    /// Ask for pre-votes before campaigning, so a node cut off and rejoining does not depose
+    /// a healthy leader (see the module docs). Default true.
+    pub pre_vote: bool,
+    /// A leader steps down when it has not heard from a majority within an election timeout,
+    /// and nodes that heard from a leader within one ignore higher-term vote requests.
+    /// Default true.
+    pub check_quorum: bool,
     /// Planted bugs (all off by default).
     pub bugs: CoreBugs,
 }
@@ -247,6 +283,8 @@ impl Config {
             max_inflight_messages: 256,
             seed: id,
             applied: 0,
+            pre_vote: true,
+            check_quorum: true,
             bugs: CoreBugs::default(),
         }
     }

@@ -100,19 +100,40 @@ impl RaftNode {
         node
     }
 
-    /// One unit of logical time: drives election timeouts and leader heartbeats.
+    /// One unit of logical time: drives election timeouts, leader heartbeats and the leader's
+    /// check-quorum.
     pub fn tick(&mut self) {
         match self.role {
             Role::Leader => {
+                self.election_elapsed += 1;
+                if self.election_elapsed >= self.config.election_ticks.max(1) {
+                    self.election_elapsed = 0;
+                    if self.config.check_quorum && !self.quorum_active() {
+                        tracing::info!(
+                            id = self.config.id,
+                            term = self.term,
+                            "check-quorum: no majority heard from, stepping down"
+                        );
+                        self.become_follower(self.term, None);
+                        return;
+                    }
+                    for progress in self.progress.values_mut() {
+                        progress.recent_active = false;
+                    }
+                }
                 self.heartbeat_elapsed += 1;
                 if self.heartbeat_elapsed >= self.config.heartbeat_ticks.max(1) {
                     self.broadcast_heartbeat();
                 }
             }
-            Role::Follower | Role::Candidate => {
+            Role::Follower | Role::PreCandidate | Role::Candidate => {
                 self.election_elapsed += 1;
                 if self.election_elapsed >= self.randomized_election_timeout {
-                    self.campaign();
+                    if self.config.pre_vote {
+                        self.pre_campaign();
+                    } else {
+                        self.campaign();
+                    }
                 }
             }
         }
@@ -126,12 +147,33 @@ impl RaftNode {
             return;
         }
         if msg.term > self.term {
-            // Any message from a higher term makes this node a follower of that term (§5.1).
-            let leader = match msg.body {
-                MessageBody::AppendEntries { .. } => Some(msg.from),
-                _ => None,
-            };
-            self.become_follower(msg.term, leader);
+            match msg.body {
+                MessageBody::RequestVote { .. } | MessageBody::PreVote { .. }
+                    if self.in_leader_lease(matches!(msg.body, MessageBody::PreVote { .. })) =>
+                {
+                    // We heard from a leader within the election timeout: the cluster is
+                    // healthy, so refuse without adopting the term (a rejoining node must not
+                    // depose the leader). The refusal carries our term: a real candidate drops
+                    // it as stale, a pre-candidate behind us learns our term.
+                    let pre = matches!(msg.body, MessageBody::PreVote { .. });
+                    tracing::debug!(
+                        id = self.config.id,
+                        from = msg.from,
+                        term = msg.term,
+                        pre,
+                        "vote refused: leader lease"
+                    );
+                    self.send(msg.from, vote_response(pre, false));
+                    return;
+                }
+                // A pre-vote never changes a term: neither the voter's, nor (when granted,
+                // carrying the term asked about) the pre-candidate's.
+                MessageBody::PreVote { .. } | MessageBody::PreVoteResponse { granted: true } => {}
+                // Any other message from a higher term makes this node a follower of that
+                // term (§5.1).
+                MessageBody::AppendEntries { .. } => self.become_follower(msg.term, Some(msg.from)),
+                _ => self.become_follower(msg.term, None),
+            }
         } else if msg.term < self.term {
             self.answer_stale(msg);
             return;
@@ -140,9 +182,16 @@ impl RaftNode {
             MessageBody::RequestVote {
                 last_log_index,
                 last_log_term,
-            } => self.handle_request_vote(msg.from, last_log_index, last_log_term),
+            } => self.handle_request_vote(msg.from, msg.term, last_log_index, last_log_term, false),
+            MessageBody::PreVote {
+                last_log_index,
+                last_log_term,
+            } => self.handle_request_vote(msg.from, msg.term, last_log_index, last_log_term, true),
             MessageBody::RequestVoteResponse { granted } => {
-                self.handle_vote_response(msg.from, granted)
+                self.handle_vote_response(msg.from, msg.term, granted, false)
+            }
+            MessageBody::PreVoteResponse { granted } => {
+                self.handle_vote_response(msg.from, msg.term, granted, true)
             }
             MessageBody::AppendEntries {
                 prev_log_index,
@@ -303,12 +352,35 @@ impl RaftNode {
     }
 
     fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.send_in_term(to, self.term, body);
+    }
+
+    /// Sends with an explicit term: pre-vote messages carry the term asked about.
+    fn send_in_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
         self.messages.push(Message {
             from: self.config.id,
             to,
-            term: self.term,
+            term,
             body,
         });
+    }
+
+    /// True when this node heard from a leader (or is one) within the base election timeout,
+    /// so it refuses higher-term votes: pre-votes whenever pre-vote is on, real votes only
+    /// with check-quorum, as in etcd (check-quorum is what makes a leader that lost its
+    /// majority step down; without it real votes follow classic Raft).
+    fn in_leader_lease(&self, pre_vote: bool) -> bool {
+        let lease_applies = self.config.check_quorum || (pre_vote && self.config.pre_vote);
+        lease_applies
+            && self.leader.is_some()
+            && self.election_elapsed < self.config.election_ticks.max(1)
+    }
+
+    /// Check-quorum: the leader and the followers that answered since the last check are a
+    /// majority.
+    fn quorum_active(&self) -> bool {
+        let active = 1 + self.progress.values().filter(|p| p.recent_active).count();
+        active >= self.quorum()
     }
 
     fn reset_election_timer(&mut self) {
@@ -338,6 +410,34 @@ impl RaftNode {
             self.reset_election_timer();
         }
         self.votes.clear();
+    }
+
+    /// Pre-vote: asks whether a majority would vote for this node in the next term, without
+    /// changing its term or vote, so a node that cannot win (cut off, or behind) disturbs no
+    /// one.
+    fn pre_campaign(&mut self) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes.clear();
+        self.votes.insert(self.config.id, true);
+        self.reset_election_timer();
+        tracing::debug!(id = self.config.id, term = self.term + 1, "pre-campaign");
+        if self.quorum() == 1 {
+            self.campaign();
+            return;
+        }
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        let next_term = self.term + 1;
+        for peer in self.peers.clone() {
+            self.send_in_term(
+                peer,
+                next_term,
+                MessageBody::PreVote {
+                    last_log_index,
+                    last_log_term,
+                },
+            );
+        }
     }
 
     /// Starts an election in the next term, voting for itself (§5.2). The vote and term reach
@@ -374,6 +474,8 @@ impl RaftNode {
         self.role = Role::Leader;
         self.leader = Some(self.config.id);
         self.heartbeat_elapsed = 0;
+        // Check-quorum counts from here: the followers have an election timeout to answer.
+        self.election_elapsed = 0;
         self.votes.clear();
         let next = self.log.last_index() + 1;
         let max_inflight = self.config.max_inflight_messages;
@@ -398,10 +500,8 @@ impl RaftNode {
     /// a backtracking hint would be about another term's log. `conflict_index: 0` marks it.
     fn answer_stale(&mut self, msg: Message) {
         match msg.body {
-            MessageBody::RequestVote { .. } => self.send(
-                msg.from,
-                MessageBody::RequestVoteResponse { granted: false },
-            ),
+            MessageBody::RequestVote { .. } => self.send(msg.from, vote_response(false, false)),
+            MessageBody::PreVote { .. } => self.send(msg.from, vote_response(true, false)),
             MessageBody::AppendEntries { .. } => self.send(
                 msg.from,
                 MessageBody::AppendEntriesResponse {
@@ -412,39 +512,70 @@ impl RaftNode {
                     read_round: 0,
                 },
             ),
-            MessageBody::RequestVoteResponse { .. } | MessageBody::AppendEntriesResponse { .. } => {
-            }
+            MessageBody::RequestVoteResponse { .. }
+            | MessageBody::PreVoteResponse { .. }
+            | MessageBody::AppendEntriesResponse { .. } => {}
         }
     }
 
     /// Grants at most one vote per term, and only to a candidate whose log is at least as
     /// up-to-date as this node's (§5.4.1): a higher last term, or the same and at least as long.
+    /// A pre-vote (`pre`) is granted for any later term under the same log rule (the leader
+    /// lease was checked in `step`) and records nothing; a granted one carries the term asked
+    /// about, a refusal this node's term.
     fn handle_request_vote(
         &mut self,
         candidate: NodeId,
+        term: Term,
         last_log_index: LogIndex,
         last_log_term: Term,
+        pre: bool,
     ) {
-        let can_vote = self.role == Role::Follower
-            && (self.voted_for.is_none() || self.voted_for == Some(candidate));
+        let can_vote = if pre {
+            term > self.term
+        } else {
+            self.role == Role::Follower
+                && (self.voted_for.is_none() || self.voted_for == Some(candidate))
+        };
         let up_to_date =
             (last_log_term, last_log_index) >= (self.log.last_term(), self.log.last_index());
         let granted = can_vote && up_to_date;
-        if granted {
+        if granted && !pre {
             self.voted_for = Some(candidate);
             self.reset_election_timer();
         }
-        self.send(candidate, MessageBody::RequestVoteResponse { granted });
+        let answer_term = if granted { term } else { self.term };
+        self.send_in_term(candidate, answer_term, vote_response(pre, granted));
     }
 
-    fn handle_vote_response(&mut self, voter: NodeId, granted: bool) {
-        if self.role != Role::Candidate {
+    /// Counts a (pre-)vote. A majority of grants moves a pre-candidate to a real campaign and
+    /// a candidate to leader; a majority of refusals sends either back to follower.
+    fn handle_vote_response(&mut self, voter: NodeId, term: Term, granted: bool, pre: bool) {
+        let expected_role = if pre {
+            Role::PreCandidate
+        } else {
+            Role::Candidate
+        };
+        if self.role != expected_role {
+            return;
+        }
+        // A grant must be for the term this round asks about (a pre-vote of an earlier round
+        // could carry the current term).
+        let asked_term = if pre { self.term + 1 } else { self.term };
+        if granted && term != asked_term {
             return;
         }
         self.votes.insert(voter, granted);
         let granted_count = self.votes.values().filter(|&&g| g).count();
+        let refused_count = self.votes.len() - granted_count;
         if granted_count >= self.quorum() {
-            self.become_leader();
+            if pre {
+                self.campaign();
+            } else {
+                self.become_leader();
+            }
+        } else if refused_count >= self.quorum() {
+            self.become_follower(self.term, None);
         }
     }
 
@@ -469,7 +600,7 @@ impl RaftNode {
                 );
                 return;
             }
-            Role::Candidate => self.become_follower(self.term, Some(leader)),
+            Role::PreCandidate | Role::Candidate => self.become_follower(self.term, Some(leader)),
             Role::Follower => self.leader = Some(leader),
         }
         self.election_elapsed = 0;
@@ -526,8 +657,15 @@ impl RaftNode {
         conflict_index: LogIndex,
         read_round: u64,
     ) {
-        if self.role != Role::Leader || (!success && conflict_index == 0) {
-            // Not leading, or only a term notice in our own term (see `answer_stale`).
+        if self.role != Role::Leader {
+            return;
+        }
+        if let Some(progress) = self.progress.get_mut(&follower) {
+            // Any answer in this term shows the follower is reachable (check-quorum).
+            progress.recent_active = true;
+        }
+        if !success && conflict_index == 0 {
+            // Only a term notice in our own term (see `answer_stale`).
             return;
         }
         let last_index = self.log.last_index();
@@ -683,5 +821,14 @@ impl RaftNode {
             },
         );
         more
+    }
+}
+
+/// The answer to a vote request, real or pre.
+fn vote_response(pre: bool, granted: bool) -> MessageBody {
+    if pre {
+        MessageBody::PreVoteResponse { granted }
+    } else {
+        MessageBody::RequestVoteResponse { granted }
     }
 }

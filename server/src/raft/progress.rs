@@ -41,6 +41,8 @@ pub(crate) struct Progress {
     /// and falls back to Probe.
     pub(crate) match_at_heartbeat: LogIndex,
     pub(crate) stalled_heartbeats: u32,
+    /// The follower answered an AppendEntries of this term since the last check-quorum.
+    pub(crate) recent_active: bool,
 }
 
 impl Progress {
@@ -55,6 +57,7 @@ impl Progress {
             acked_round: 0,
             match_at_heartbeat: 0,
             stalled_heartbeats: 0,
+            recent_active: false,
         }
     }
 

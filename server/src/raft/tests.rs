@@ -29,9 +29,13 @@ fn terms_of(entries: &[Entry]) -> Vec<Term> {
     entries.iter().map(|e| e.term).collect()
 }
 
+/// Classic Raft (pre-vote and check-quorum off), so the scenarios of the paper play out as
+/// written; the pre-vote and check-quorum tests turn them on (`settled_robust_cluster`).
 fn test_config(id: NodeId, members: &[NodeId]) -> Config {
     let mut config = Config::new(id, members.to_vec());
     config.seed = 1000 + id;
+    config.pre_vote = false;
+    config.check_quorum = false;
     config
 }
 
@@ -216,6 +220,14 @@ impl Cluster {
             "node {id} did not become leader: {:?}",
             self.node(id).status()
         );
+    }
+
+    /// One tick on every live node, then every message delivered.
+    fn tick_all(&mut self) {
+        for id in self.members.clone() {
+            self.tick(id);
+        }
+        self.deliver_all();
     }
 
     fn leaders(&self) -> Vec<NodeId> {
@@ -1000,4 +1012,214 @@ fn a_stale_request_answered_in_a_later_term_confirms_no_read() {
         reads_of(&cluster, 1).is_empty(),
         "a stale request's answer confirmed a read"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pre-vote and check-quorum
+
+/// A 3-node cluster with pre-vote and check-quorum on (or both off), led by node 1, which has
+/// committed its no-op everywhere.
+fn settled_robust_cluster(on: bool) -> Cluster {
+    let mut cluster = Cluster::with_state(&[1, 2, 3], vec![DurableState::default(); 3], |c| {
+        c.pre_vote = on;
+        c.check_quorum = on;
+    });
+    cluster.elect(1);
+    cluster.tick(1);
+    cluster.deliver_all();
+    assert_eq!(cluster.node(1).status().commit_index, 1);
+    cluster
+}
+
+/// Cuts node 3 off for ten election timeouts while everyone ticks, then heals; returns the
+/// cluster, the leader's term before and node 3's highest term while cut off.
+fn partition_and_rejoin_node3(on: bool) -> (Cluster, Term, Term) {
+    let mut cluster = settled_robust_cluster(on);
+    let term_before = cluster.node(1).status().term;
+    cluster.drop_rule = Box::new(|m| m.from == 3 || m.to == 3);
+    let mut isolated_term = 0;
+    for _ in 0..100 {
+        cluster.tick_all();
+        isolated_term = isolated_term.max(cluster.node(3).status().term);
+    }
+    cluster.drop_rule = Box::new(|_| false);
+    for _ in 0..60 {
+        cluster.tick_all();
+    }
+    (cluster, term_before, isolated_term)
+}
+
+#[test]
+fn a_rejoining_partitioned_node_does_not_bump_the_leaders_term() {
+    let (cluster, term_before, isolated_term) = partition_and_rejoin_node3(true);
+    // Cut off, node 3 only ever asked for pre-votes: its term never moved.
+    assert_eq!(isolated_term, term_before);
+    assert_eq!(cluster.leaders(), vec![1]);
+    for id in [1, 2, 3] {
+        let status = cluster.node(id).status();
+        assert_eq!(status.term, term_before, "node {id}: {status:?}");
+        assert_eq!(status.leader, Some(1), "node {id}: {status:?}");
+    }
+}
+
+#[test]
+fn without_pre_vote_a_rejoining_partitioned_node_deposes_the_leader() {
+    // The contrast that shows the test above can fail: classic Raft lets the cut-off node
+    // campaign its term up, and on rejoining that term forces a new election.
+    let (cluster, term_before, isolated_term) = partition_and_rejoin_node3(false);
+    assert!(isolated_term > term_before + 1);
+    assert!(cluster.node(1).status().term > term_before);
+}
+
+#[test]
+fn a_leader_cut_off_from_the_majority_steps_down_within_two_election_timeouts() {
+    let mut cluster = settled_robust_cluster(true);
+    cluster.node_mut(1).read_index(7).unwrap();
+    cluster.process(1);
+    cluster.drop_rule = Box::new(|m| m.from == 1 || m.to == 1);
+    let election_ticks = cluster.configs[&1].election_ticks;
+    let mut stepped_down_after = None;
+    for tick in 1..=2 * election_ticks {
+        cluster.tick(1);
+        cluster.deliver_all();
+        if cluster.node(1).status().role != Role::Leader {
+            stepped_down_after = Some(tick);
+            break;
+        }
+    }
+    let stepped_down_after = stepped_down_after.expect("the cut-off leader kept leading");
+    // It led for at least one full check-quorum period (it had heard from everyone before).
+    assert!(stepped_down_after >= election_ticks);
+    let status = cluster.node(1).status();
+    assert_eq!(status.leader, None);
+    assert_eq!(cluster.failed_reads[&1], vec![7]);
+    assert!(matches!(
+        cluster.node_mut(1).propose(b"x".to_vec()),
+        Err(RaftError::NotLeader { leader: None })
+    ));
+}
+
+#[test]
+fn a_leader_that_hears_from_a_majority_keeps_leading() {
+    let mut cluster = settled_robust_cluster(true);
+    // Node 3 is gone, node 2 still answers: 2 of 3 is a majority.
+    cluster.crash(3);
+    let term = cluster.node(1).status().term;
+    for _ in 0..100 {
+        cluster.tick_all();
+    }
+    assert_eq!(cluster.leaders(), vec![1]);
+    assert_eq!(cluster.node(1).status().term, term);
+}
+
+/// The answer `from` sent to `to` in `ready`, if any: (pre-vote?, granted, term).
+fn vote_answer_to(ready: &Ready, to: NodeId) -> Option<(bool, bool, Term)> {
+    ready
+        .messages
+        .iter()
+        .filter(|m| m.to == to)
+        .find_map(|m| match m.body {
+            MessageBody::RequestVoteResponse { granted } => Some((false, granted, m.term)),
+            MessageBody::PreVoteResponse { granted } => Some((true, granted, m.term)),
+            _ => None,
+        })
+}
+
+fn pre_vote_request(from: NodeId, to: NodeId, term: Term, last: (LogIndex, Term)) -> Message {
+    Message {
+        body: MessageBody::PreVote {
+            last_log_index: last.0,
+            last_log_term: last.1,
+        },
+        ..vote_request(from, to, term, last)
+    }
+}
+
+#[test]
+fn a_follower_that_heard_from_the_leader_within_an_election_timeout_refuses_votes() {
+    let mut cluster = settled_robust_cluster(true);
+    cluster.queue.clear();
+    let term = cluster.node(2).status().term;
+    let last = (
+        cluster.node(2).status().last_index,
+        cluster.node(2).entries().last().unwrap().term,
+    );
+    // Node 3 asks with a log as good as node 2's; node 2 heard from leader 1 just now.
+    cluster
+        .node_mut(2)
+        .step(pre_vote_request(3, 2, term + 1, last));
+    let ready = cluster.node_mut(2).ready();
+    assert_eq!(vote_answer_to(&ready, 3), Some((true, false, term)));
+    cluster.node_mut(2).step(vote_request(3, 2, term + 1, last));
+    let ready = cluster.node_mut(2).ready();
+    assert_eq!(vote_answer_to(&ready, 3), Some((false, false, term)));
+    // Neither request moved node 2's term or made it forget its leader.
+    assert_eq!(cluster.node(2).status().term, term);
+    assert_eq!(cluster.node(2).status().leader, Some(1));
+    cluster.node_mut(2).advance();
+
+    // One election timeout without the leader: the lease is over, the pre-vote is granted
+    // (with the term asked about) and changes nothing on node 2.
+    for _ in 0..cluster.configs[&2].election_ticks {
+        cluster.node_mut(2).tick();
+    }
+    let _ = cluster.node_mut(2).ready();
+    cluster.node_mut(2).advance();
+    cluster
+        .node_mut(2)
+        .step(pre_vote_request(3, 2, term + 1, last));
+    let ready = cluster.node_mut(2).ready();
+    assert_eq!(vote_answer_to(&ready, 3), Some((true, true, term + 1)));
+    assert_eq!(cluster.node(2).status().term, term);
+    assert_eq!(ready.hard_state, None);
+}
+
+#[test]
+fn a_pre_vote_is_refused_to_a_node_whose_log_is_behind() {
+    let mut cluster = settled_robust_cluster(true);
+    cluster.queue.clear();
+    let term = cluster.node(2).status().term;
+    for _ in 0..cluster.configs[&2].election_ticks {
+        cluster.node_mut(2).tick();
+    }
+    let _ = cluster.node_mut(2).ready();
+    cluster.node_mut(2).advance();
+    // Node 3 claims an empty log; node 2 holds the no-op of `term`.
+    cluster
+        .node_mut(2)
+        .step(pre_vote_request(3, 2, term + 1, (0, 0)));
+    let ready = cluster.node_mut(2).ready();
+    assert_eq!(vote_answer_to(&ready, 3), Some((true, false, term)));
+}
+
+#[test]
+fn a_pre_candidate_campaigns_only_after_a_majority_of_pre_votes() {
+    let mut cluster = settled_robust_cluster(true);
+    let term = cluster.node(1).status().term;
+    // Leader 1 crashes; node 2 times out and asks for pre-votes without bumping its term.
+    cluster.crash(1);
+    for _ in 0..100 {
+        cluster.tick(2);
+        if cluster.node(2).status().role != Role::Follower {
+            break;
+        }
+    }
+    assert_eq!(cluster.node(2).status().role, Role::PreCandidate);
+    assert_eq!(cluster.node(2).status().term, term);
+    assert!(cluster
+        .queue
+        .iter()
+        .all(|m| matches!(m.body, MessageBody::PreVote { .. }) && m.term == term + 1));
+    // Node 3 (no leader for long enough: it never ticked, so make it forget the lease) grants.
+    for _ in 0..cluster.configs[&3].election_ticks {
+        cluster.node_mut(3).tick();
+        if cluster.node(3).status().role != Role::Follower {
+            break;
+        }
+    }
+    cluster.node_mut(3).ready();
+    cluster.node_mut(3).advance();
+    cluster.deliver_all();
+    assert_eq!(cluster.leaders(), vec![2]);
+    assert_eq!(cluster.node(2).status().term, term + 1);
 }

@@ -65,6 +65,8 @@ pub struct Cluster {
     pub http: reqwest::Client,
     /// A client that does not follow redirects, to see the 307s.
     pub http_no_redirect: reqwest::Client,
+    /// Extra flags for every node started from now on.
+    pub extra_args: Vec<String>,
 }
 
 impl Cluster {
@@ -93,6 +95,7 @@ impl Cluster {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -110,8 +113,24 @@ impl Cluster {
 
     /// Starts node `id` (with its existing data dir, if any).
     pub fn start(&mut self, id: u64) {
+        self.spawn(id, false);
+    }
+
+    /// Starts node `id` cut off from its peers, as if partitioned away: it listens for peers
+    /// on a port no one knows and reaches its peers at ports where nothing listens. Restart
+    /// it with [`Cluster::start`] (same data dir) to heal the partition.
+    pub fn start_isolated(&mut self, id: u64) {
+        self.spawn(id, true);
+    }
+
+    fn spawn(&mut self, id: u64, isolated: bool) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_riptide-server"));
         let node = self.node(id);
+        let listen_peer = if isolated {
+            free_port()
+        } else {
+            node.peer_port
+        };
         command
             .arg("--id")
             .arg(id.to_string())
@@ -120,14 +139,20 @@ impl Cluster {
             .arg("--listen-client")
             .arg(format!("127.0.0.1:{}", node.client_port))
             .arg("--listen-peer")
-            .arg(format!("127.0.0.1:{}", node.peer_port))
+            .arg(format!("127.0.0.1:{listen_peer}"))
             .arg("--log-level")
-            .arg("info");
+            .arg("info")
+            .args(&self.extra_args);
         for peer in &self.nodes {
             if peer.id != id {
+                let peer_port = if isolated {
+                    free_port()
+                } else {
+                    peer.peer_port
+                };
                 command
                     .arg("--peer")
-                    .arg(format!("{}=127.0.0.1:{}", peer.id, peer.peer_port))
+                    .arg(format!("{}=127.0.0.1:{peer_port}", peer.id))
                     .arg("--peer-client-url")
                     .arg(format!("{}={}", peer.id, peer.url()));
             }
