@@ -43,6 +43,16 @@ pub enum CampaignCommand {
     /// Join the results of several shards (`--shard I/N`) into one campaign: summary table,
     /// campaign.json, JUnit XML and index page. Exit code as the campaign's.
     Merge(MergeArgs),
+    /// Rebuild a campaign's records from its runs' results.json and render it again (after
+    /// `riptide report` checked its runs again, e.g. with a newer checker).
+    Refresh(RefreshArgs),
+}
+
+/// Arguments of `riptide campaign refresh`.
+#[derive(Debug, clap::Args)]
+pub struct RefreshArgs {
+    /// The campaign folder (`<store>/campaigns/<name>-<stamp>`).
+    pub dir: PathBuf,
 }
 
 /// Arguments of `riptide campaign merge`.
@@ -138,6 +148,7 @@ struct TestFlags {
 pub fn run(args: CampaignArgs) -> anyhow::Result<u8> {
     match args.command {
         Some(CampaignCommand::Merge(m)) => run_merge(m),
+        Some(CampaignCommand::Refresh(r)) => run_refresh(r),
         None => run_campaign(args.run),
     }
 }
@@ -172,6 +183,48 @@ fn run_merge(args: MergeArgs) -> anyhow::Result<u8> {
     }
     eprintln!("merged campaign: {}", out.join("index.html").display());
     Ok(merged.exit_code())
+}
+
+fn run_refresh(args: RefreshArgs) -> anyhow::Result<u8> {
+    let file = args.dir.join(CAMPAIGN_FILE);
+    let mut record = CampaignRecord::load(&file).map_err(anyhow::Error::msg)?;
+    // The campaign folder lives in `<store>/campaigns/`.
+    let store = args
+        .dir
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(&record.store));
+    for run in &mut record.runs {
+        let Some(rel) = run.run_dir.clone() else {
+            continue;
+        };
+        let run_dir = store.join(&rel);
+        let path = run_dir.join(crate::store::RESULTS_FILE);
+        let results: crate::cmd_test::RunResults = match std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!(
+                    "warning: keeping the old record of {rel}: {}: {e}",
+                    path.display()
+                );
+                continue;
+            }
+        };
+        *run = RunRecord::from_run(run.entry.clone(), &results, &run_dir, &store);
+    }
+    let mode = record.mode.clone();
+    let record = record.with_detection();
+    write_all(&record, &args.dir).with_context(|| format!("writing {}", args.dir.display()))?;
+    print!("{}", summary_table(&record));
+    Ok(if mode == "bugs" {
+        bugs_exit_code(&record)
+    } else {
+        record.exit_code()
+    })
 }
 
 /// The campaign's matrix, name and time limit from the file and the flags.
