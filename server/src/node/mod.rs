@@ -145,6 +145,8 @@ pub async fn run(
     let (peer_tx, peer_rx) = mpsc::channel(8192);
     let (client_tx, client_rx) = mpsc::channel(65536);
     let (internal_shutdown_tx, internal_shutdown) = watch::channel(false);
+    let (handover_tx, handover_rx) = watch::channel(false);
+    let (handover_done_tx, handover_done_rx) = oneshot::channel();
 
     let peers = options
         .peers
@@ -176,6 +178,9 @@ pub async fn run(
         tick: options.tick,
         request_timeout: options.request_timeout,
         bugs: options.bugs,
+        handover: handover_rx,
+        handover_done: Some(handover_done_tx),
+        election: options.election,
     };
     let raft_loop = RaftLoop::new(options.id, core, storage, io);
     let (loop_done_tx, mut loop_done) = oneshot::channel();
@@ -224,6 +229,15 @@ pub async fn run(
     let mut shutdown = shutdown;
     let result = tokio::select! {
         _ = shutdown.wait_for(|stop| *stop) => {
+            // A leader first hands leadership over (bounded by the election timeout in the
+            // loop; the margin here only covers a loop that is stuck).
+            let _ = handover_tx.send(true);
+            let wait = options.election + Duration::from_secs(1);
+            match tokio::time::timeout(wait, handover_done_rx).await {
+                Ok(Ok(true)) => tracing::info!("leadership handed over"),
+                Ok(Ok(false)) => {}
+                Ok(Err(_)) | Err(_) => tracing::warn!("no leadership handover"),
+            }
             tracing::info!("shutting down");
             Ok(())
         }

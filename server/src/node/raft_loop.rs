@@ -122,6 +122,13 @@ pub struct LoopIo {
     pub request_timeout: Duration,
     /// Planted bugs of the loop and the state machine (test only; see [`crate::bugs`]).
     pub bugs: crate::bugs::PlantedBugs,
+    /// Becomes true when the node is asked to stop: a leader then hands leadership over.
+    pub handover: watch::Receiver<bool>,
+    /// Told once the handover is settled: true when another node leads, false when this node
+    /// was not leading or the transfer did not finish within the election timeout.
+    pub handover_done: Option<oneshot::Sender<bool>>,
+    /// Base election timeout: how long a handover may take before the node stops anyway.
+    pub election: Duration,
 }
 
 /// The state of the Raft loop.
@@ -150,6 +157,8 @@ pub struct RaftLoop {
     /// PLANTED BUG (ack-before-commit): the state machine plus this leader's proposals not yet
     /// applied, which early acknowledgements are computed against. Reset on a role change.
     speculative: Option<KvStore>,
+    /// When the handover started to be waited for must end (None: no handover asked yet).
+    handover_deadline: Option<Instant>,
 }
 
 /// At most this many inputs are taken before a `Ready` is processed, so ticks and output are
@@ -176,6 +185,7 @@ impl RaftLoop {
             write_answers: Vec::new(),
             read_answers: Vec::new(),
             speculative: None,
+            handover_deadline: None,
         }
     }
 
@@ -189,6 +199,9 @@ impl RaftLoop {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
+                _ = self.io.handover.changed(), if self.handover_deadline.is_none() => {
+                    self.start_handover();
+                }
                 _ = ticker.tick() => self.core.tick(),
                 Some(message) = self.io.from_peers.recv() => self.step(message),
                 Some(request) = self.io.from_clients.recv() => self.handle_client(request),
@@ -208,9 +221,44 @@ impl RaftLoop {
                 last_sweep = Instant::now();
             }
             self.publish_status();
+            self.check_handover();
         }
         tracing::info!("raft loop stopped");
         Ok(())
+    }
+
+    /// The node is asked to stop: a leader hands leadership to an up-to-date follower, so the
+    /// cluster does not wait an election timeout for a new leader.
+    fn start_handover(&mut self) {
+        self.handover_deadline = Some(Instant::now() + self.io.election);
+        match self.core.transfer_leadership() {
+            Some(transferee) => tracing::info!(transferee, "stopping: handing leadership over"),
+            None => {
+                // Not leading: nothing to hand over.
+                if let Some(done) = self.io.handover_done.take() {
+                    let _ = done.send(false);
+                }
+            }
+        }
+    }
+
+    /// Reports the handover settled once another node leads (our vote for it has left with
+    /// the Ready that made us a follower), or at the deadline.
+    fn check_handover(&mut self) {
+        let Some(deadline) = self.handover_deadline else {
+            return;
+        };
+        if self.io.handover_done.is_none() {
+            return;
+        }
+        let status = self.core.status();
+        let handed_over =
+            status.role != Role::Leader && status.leader.is_some_and(|leader| leader != self.id);
+        if handed_over || Instant::now() >= deadline {
+            if let Some(done) = self.io.handover_done.take() {
+                let _ = done.send(handed_over);
+            }
+        }
     }
 
     /// Takes every input already queued (group commit comes from here).

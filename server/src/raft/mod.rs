@@ -57,6 +57,13 @@
 //! - The election timer is reset only by a granted vote or a valid leader message, never by
 //!   a mere higher-term request.
 //!
+//! # Leadership transfer
+//!
+//! [`RaftNode::transfer_leadership`] (the driver calls it when asked to stop) picks the most
+//! up-to-date follower, brings it up to the leader's last index, then sends it `TimeoutNow`:
+//! it campaigns at once, and voters waive their lease for that campaign. Meanwhile the leader
+//! refuses proposals (they would be lost); it gives up after an election timeout.
+//!
 //! # Modules, one per Raft concept
 //!
 //! - `node`: roles, elections, the AppendEntries rules, commit, the Ready cycle;
@@ -143,6 +150,10 @@ pub enum MessageBody {
     RequestVote {
         last_log_index: LogIndex,
         last_log_term: Term,
+        /// The candidate campaigns because the leader asked it to (`TimeoutNow`): voters
+        /// ignore their leader lease for it (the log rule still holds).
+        #[serde(default)]
+        transfer: bool,
     },
     RequestVoteResponse {
         granted: bool,
@@ -157,6 +168,9 @@ pub enum MessageBody {
     PreVoteResponse {
         granted: bool,
     },
+    /// Leadership transfer: the leader tells an up-to-date follower to campaign now, without
+    /// waiting for its election timeout or asking for pre-votes.
+    TimeoutNow,
     AppendEntries {
         prev_log_index: LogIndex,
         prev_log_term: Term,

@@ -57,6 +57,10 @@ pub struct RaftNode {
     messages: Vec<Message>,
     read_states: Vec<ReadState>,
     failed_reads: Vec<u64>,
+    /// As leader: the follower leadership is being handed to, and the ticks since the
+    /// transfer began (it is abandoned after an election timeout).
+    lead_transferee: Option<NodeId>,
+    transfer_elapsed: u32,
 }
 
 impl RaftNode {
@@ -94,6 +98,8 @@ impl RaftNode {
             messages: Vec::new(),
             read_states: Vec::new(),
             failed_reads: Vec::new(),
+            lead_transferee: None,
+            transfer_elapsed: 0,
             config,
         };
         node.reset_election_timer();
@@ -119,6 +125,13 @@ impl RaftNode {
                     }
                     for progress in self.progress.values_mut() {
                         progress.recent_active = false;
+                    }
+                }
+                if self.lead_transferee.is_some() {
+                    self.transfer_elapsed += 1;
+                    if self.transfer_elapsed >= self.config.election_ticks.max(1) {
+                        tracing::info!(id = self.config.id, "leadership transfer timed out");
+                        self.lead_transferee = None;
                     }
                 }
                 self.heartbeat_elapsed += 1;
@@ -148,7 +161,10 @@ impl RaftNode {
         }
         if msg.term > self.term {
             match msg.body {
-                MessageBody::RequestVote { .. } | MessageBody::PreVote { .. }
+                MessageBody::RequestVote {
+                    transfer: false, ..
+                }
+                | MessageBody::PreVote { .. }
                     if self.in_leader_lease(matches!(msg.body, MessageBody::PreVote { .. })) =>
                 {
                     // We heard from a leader within the election timeout: the cluster is
@@ -179,9 +195,11 @@ impl RaftNode {
             return;
         }
         match msg.body {
+            MessageBody::TimeoutNow => self.handle_timeout_now(msg.from),
             MessageBody::RequestVote {
                 last_log_index,
                 last_log_term,
+                ..
             } => self.handle_request_vote(msg.from, msg.term, last_log_index, last_log_term, false),
             MessageBody::PreVote {
                 last_log_index,
@@ -224,6 +242,35 @@ impl RaftNode {
         }
     }
 
+    /// Starts handing leadership over to the most up-to-date follower (see the module docs)
+    /// and returns it; None when this node is not a leader with peers. The handover is done
+    /// when this node sees a leader other than itself; it is abandoned after an election
+    /// timeout. Proposals are refused meanwhile.
+    pub fn transfer_leadership(&mut self) -> Option<NodeId> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        let (&transferee, progress) = self
+            .progress
+            .iter()
+            .max_by_key(|(&id, p)| (p.match_index, std::cmp::Reverse(id)))?;
+        let caught_up = progress.match_index == self.log.last_index();
+        tracing::info!(
+            id = self.config.id,
+            transferee,
+            caught_up,
+            "transferring leadership"
+        );
+        self.lead_transferee = Some(transferee);
+        self.transfer_elapsed = 0;
+        if caught_up {
+            self.send(transferee, MessageBody::TimeoutNow);
+        } else {
+            self.send_append_while_allowed(transferee);
+        }
+        Some(transferee)
+    }
+
     /// Appends a client command to the leader's log and returns where it will be if it commits.
     /// The command is committed once an entry with this index *and term* is applied; if the
     /// entry applied at that index has another term, the proposal was lost (a new leader
@@ -232,6 +279,10 @@ impl RaftNode {
     pub fn propose(&mut self, command: Vec<u8>) -> Result<(LogIndex, Term), RaftError> {
         if self.role != Role::Leader {
             return Err(self.not_leader());
+        }
+        if self.lead_transferee.is_some() {
+            // Handing over: a new entry would hold the transfer back or be lost with it.
+            return Err(RaftError::NotLeader { leader: None });
         }
         let index = self.log.append(self.term, EntryPayload::Command(command));
         self.replicate_wanted = true;
@@ -399,6 +450,7 @@ impl RaftNode {
         self.role = Role::Follower;
         self.leader = leader;
         if previous == Role::Leader {
+            self.lead_transferee = None;
             self.read_only.fail_all(&mut self.failed_reads);
             self.progress.clear();
             self.read_round_wanted = false;
@@ -443,6 +495,11 @@ impl RaftNode {
     /// Starts an election in the next term, voting for itself (§5.2). The vote and term reach
     /// the disk in the same Ready as the RequestVote messages, so before they are sent.
     fn campaign(&mut self) {
+        self.campaign_with(false);
+    }
+
+    /// A campaign, `transfer` when the leader asked for it (voters then waive their lease).
+    fn campaign_with(&mut self, transfer: bool) {
         self.term += 1;
         self.voted_for = Some(self.config.id);
         self.role = Role::Candidate;
@@ -462,6 +519,7 @@ impl RaftNode {
                 MessageBody::RequestVote {
                     last_log_index,
                     last_log_term,
+                    transfer,
                 },
             );
         }
@@ -514,8 +572,22 @@ impl RaftNode {
             ),
             MessageBody::RequestVoteResponse { .. }
             | MessageBody::PreVoteResponse { .. }
+            | MessageBody::TimeoutNow
             | MessageBody::AppendEntriesResponse { .. } => {}
         }
+    }
+
+    /// The leader of our term hands leadership to us: campaign now, skipping pre-vote.
+    fn handle_timeout_now(&mut self, from: NodeId) {
+        if self.role != Role::Follower || self.leader != Some(from) {
+            return;
+        }
+        tracing::info!(
+            id = self.config.id,
+            from,
+            "leadership handed over: campaigning"
+        );
+        self.campaign_with(true);
     }
 
     /// Grants at most one vote per term, and only to a candidate whose log is at least as
@@ -691,8 +763,14 @@ impl RaftNode {
         } else {
             progress.become_probe(hinted_next.clamp(1, last_index + 1));
         }
+        let caught_up = progress.match_index == last_index;
         if match_moved {
             self.maybe_commit();
+        }
+        if self.lead_transferee == Some(follower) && success && caught_up {
+            // Also on later acknowledgements (heartbeats), in case a TimeoutNow was lost; one
+            // that arrives after the transferee campaigned is of an older term and ignored.
+            self.send(follower, MessageBody::TimeoutNow);
         }
         self.confirm_reads();
         if self.role == Role::Leader {

@@ -315,6 +315,7 @@ fn vote_request(from: NodeId, to: NodeId, term: Term, last: (LogIndex, Term)) ->
         body: MessageBody::RequestVote {
             last_log_index: last.0,
             last_log_term: last.1,
+            transfer: false,
         },
     }
 }
@@ -1222,4 +1223,95 @@ fn a_pre_candidate_campaigns_only_after_a_majority_of_pre_votes() {
     cluster.deliver_all();
     assert_eq!(cluster.leaders(), vec![2]);
     assert_eq!(cluster.node(2).status().term, term + 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leadership transfer
+
+#[test]
+fn a_leader_hands_over_to_an_up_to_date_follower_without_an_election_timeout() {
+    let mut cluster = settled_robust_cluster(true);
+    let term = cluster.node(1).status().term;
+    let (index, _) = cluster.node_mut(1).propose(b"before".to_vec()).unwrap();
+    cluster.process(1);
+    cluster.deliver_all();
+    assert!(cluster.node(1).status().commit_index >= index);
+    let transferee = cluster.node_mut(1).transfer_leadership().unwrap();
+    // Proposals are refused while handing over.
+    assert!(matches!(
+        cluster.node_mut(1).propose(b"during".to_vec()),
+        Err(RaftError::NotLeader { leader: None })
+    ));
+    cluster.process(1);
+    // No tick at all: the handover needs messages only (and the followers' leases are
+    // waived for it).
+    cluster.deliver_all();
+    assert_eq!(cluster.leaders(), vec![transferee]);
+    assert_eq!(cluster.node(transferee).status().term, term + 1);
+    cluster.tick(transferee);
+    cluster.deliver_all();
+    for id in [1, 2, 3] {
+        assert_eq!(
+            cluster.node(id).status().leader,
+            Some(transferee),
+            "node {id}"
+        );
+    }
+    // Nothing committed was lost, and the new leader takes writes.
+    assert!(cluster
+        .log(transferee)
+        .iter()
+        .any(|e| e.payload == EntryPayload::Command(b"before".to_vec())));
+    assert!(cluster
+        .node_mut(transferee)
+        .propose(b"after".to_vec())
+        .is_ok());
+}
+
+#[test]
+fn a_transfer_to_a_lagging_follower_first_brings_it_up_to_date() {
+    let mut cluster = settled_robust_cluster(true);
+    let term = cluster.node(1).status().term;
+    // Both followers miss three writes.
+    cluster.drop_rule = Box::new(|m| m.from == 1);
+    for i in 0..3 {
+        cluster.node_mut(1).propose(vec![i]).unwrap();
+        cluster.process(1);
+        cluster.deliver_all();
+    }
+    cluster.drop_rule = Box::new(|_| false);
+    let last_index = cluster.node(1).status().last_index;
+    let transferee = cluster.node_mut(1).transfer_leadership().unwrap();
+    cluster.process(1);
+    cluster.deliver_all();
+    // Heartbeats repair the pipeline; the transferee campaigns only once it holds everything.
+    for _ in 0..cluster.configs[&1].election_ticks {
+        if cluster.leaders() == vec![transferee] {
+            break;
+        }
+        cluster.tick(1);
+        cluster.deliver_all();
+    }
+    assert_eq!(cluster.leaders(), vec![transferee]);
+    assert_eq!(cluster.node(transferee).status().term, term + 1);
+    assert!(
+        cluster.log(transferee)[..last_index as usize] == cluster.log(1)[..last_index as usize]
+    );
+}
+
+#[test]
+fn an_unreachable_transferee_is_given_up_after_an_election_timeout() {
+    let mut cluster = settled_robust_cluster(true);
+    let transferee = cluster.node_mut(1).transfer_leadership().unwrap();
+    cluster.drop_rule = Box::new(move |m| m.to == transferee);
+    cluster.process(1);
+    cluster.deliver_all();
+    assert_eq!(cluster.leaders(), vec![1]);
+    for _ in 0..cluster.configs[&1].election_ticks {
+        cluster.tick(1);
+        cluster.deliver_all();
+    }
+    // Still leading (the other follower answers), and taking writes again.
+    assert_eq!(cluster.leaders(), vec![1]);
+    assert!(cluster.node_mut(1).propose(b"again".to_vec()).is_ok());
 }
