@@ -358,3 +358,22 @@ impl<M: Model> Describer<'_, M> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::parse_jsonl;
+
+    #[test]
+    fn an_unknown_f_is_an_error_naming_the_line_not_a_verdict() {
+        let text = concat!(
+            r#"{"index":0,"time":0,"process":1,"type":"invoke","f":"read","value":null}"#,
+            "\n",
+            r#"{"index":1,"time":0,"process":2,"type":"invoke","f":"frobnicate","value":null}"#,
+        );
+        let history = parse_jsonl(text.as_bytes()).unwrap();
+        let err = check_builtin(&history, BuiltinModel::Kv, &CheckOptions::default()).unwrap_err();
+        assert_eq!(err.line(), 2);
+        assert!(err.to_string().contains("unknown f `frobnicate`"), "{err}");
+    }
+}

@@ -304,3 +304,53 @@ pub fn parse_jsonl(reader: impl std::io::BufRead) -> Result<History, HistoryErro
     }
     History::from_events(events)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVOKE: &str =
+        r#"{"index":0,"time":0,"process":1,"type":"invoke","f":"read","value":null}"#;
+
+    fn line_of(text: &str) -> Option<usize> {
+        parse_jsonl(text.as_bytes()).unwrap_err().line()
+    }
+
+    #[test]
+    fn bad_json_names_its_line() {
+        assert_eq!(line_of(&format!("{INVOKE}\n{{\"index\":")), Some(2));
+        assert_eq!(
+            line_of(r#"{"index":0,"time":0,"process":1,"type":"maybe","f":"read"}"#),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_completion_without_its_invoke_names_its_line() {
+        let ok = r#"{"index":0,"time":0,"process":1,"type":"ok","f":"read","value":null}"#;
+        assert_eq!(line_of(&format!("\n{ok}")), Some(2));
+    }
+
+    #[test]
+    fn two_open_operations_on_one_process_name_the_second_invoke() {
+        let err = parse_jsonl(format!("{INVOKE}\n{INVOKE}").as_bytes()).unwrap_err();
+        assert_eq!(err.line(), Some(2));
+        assert!(err.to_string().contains("still open"), "{err}");
+    }
+
+    #[test]
+    fn pairs_operations_sets_nemesis_aside_and_leaves_unfinished_ones_unknown() {
+        let text = format!(
+            "{INVOKE}\n{}\n{}\n{}",
+            r#"{"index":1,"time":5,"process":"nemesis","type":"info","f":"kill","value":"n1"}"#,
+            r#"{"index":2,"time":6,"process":1,"type":"ok","f":"read","value":"7"}"#,
+            r#"{"index":3,"time":7,"process":2,"type":"invoke","f":"write","value":"8"}"#,
+        );
+        let h = parse_jsonl(text.as_bytes()).unwrap();
+        assert_eq!(h.nemesis.len(), 1);
+        assert_eq!(h.operations.len(), 2);
+        assert_eq!(h.operations[0].output, serde_json::json!("7"));
+        assert_eq!(h.operations[0].complete_line, Some(3));
+        assert!(h.operations[1].is_unknown());
+    }
+}

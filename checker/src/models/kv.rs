@@ -416,4 +416,57 @@ mod tests {
             .unwrap_err()
             .contains("unknown f `frobnicate`"));
     }
+
+    fn prepared(
+        input: KvInput,
+        output: Option<KvOutput>,
+        invoke: u64,
+        complete: Option<u64>,
+    ) -> PreparedOp<KvInput, KvOutput> {
+        PreparedOp {
+            op_id: invoke as usize,
+            input,
+            output,
+            invoke,
+            complete,
+        }
+    }
+
+    #[test]
+    fn an_unknown_write_matters_to_a_refused_cas_only_while_its_from_value_can_come_back() {
+        let m = KvModel::kv();
+        let history = |refused_from: &str| {
+            vec![
+                prepared(KvInput::Write(d("a")), Some(KvOutput::Done), 0, Some(1)),
+                prepared(KvInput::Write(d("b")), Some(KvOutput::Done), 2, Some(3)),
+                prepared(KvInput::Write(d("x")), None, 4, None),
+                prepared(
+                    KvInput::Cas {
+                        from: d(refused_from),
+                        to: d("y"),
+                    },
+                    Some(KvOutput::CasFailed),
+                    5,
+                    Some(6),
+                ),
+            ]
+        };
+        // `a` was overwritten for good before the unknown write began: nothing can observe it.
+        assert_eq!(m.observation_horizons(&history("a"))[2], None);
+        // `b` may still be the value the unknown write hides from the refused cas.
+        assert_eq!(m.observation_horizons(&history("b"))[2], Some(6));
+    }
+
+    #[test]
+    fn an_unknown_write_read_later_stays_observable_until_that_read() {
+        let m = KvModel::kv();
+        let ops = vec![
+            prepared(KvInput::Write(d("x")), None, 0, None),
+            prepared(KvInput::Read, Some(KvOutput::Value(d("x"))), 1, Some(2)),
+            prepared(KvInput::Read, None, 3, None),
+        ];
+        let h = m.observation_horizons(&ops);
+        assert_eq!(h[0], Some(2));
+        assert_eq!(h[2], None, "an unknown read is never observable");
+    }
 }
