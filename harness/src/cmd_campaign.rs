@@ -214,7 +214,10 @@ fn run_refresh(args: RefreshArgs) -> anyhow::Result<u8> {
                 continue;
             }
         };
+        // The run's wall time is its own; a re-check only rewrote its results.
+        let duration_ms = run.duration_ms;
         *run = RunRecord::from_run(run.entry.clone(), &results, &run_dir, &store);
+        run.duration_ms = duration_ms;
     }
     let mode = record.mode.clone();
     let record = record.with_detection();
