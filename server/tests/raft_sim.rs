@@ -4,7 +4,9 @@
 //! send -> apply -> advance) while it delays, drops, duplicates and reorders messages,
 //! partitions the cluster, skews clocks, pauses processes, isolates or crashes fresh leaders,
 //! crashes nodes (also between `ready()` and `advance()`, losing that Ready) and restarts them
-//! from their durable state only, with clients proposing writes and ReadIndex reads all along.
+//! from their durable state only, starts leadership transfers, with clients proposing writes
+//! and ReadIndex reads all along. Pre-vote and check-quorum are drawn per seed (each on in
+//! about three seeds of four), so both the production and the classic paths are exercised.
 //! After every single event it checks:
 //!
 //! - **election safety**: at most one leader per term, over the whole run;
@@ -152,8 +154,11 @@ struct Stats {
     /// Seeds run with pre-vote, with check-quorum on.
     pre_vote_seeds: u64,
     check_quorum_seeds: u64,
-    /// Leaders that stepped down in their own term (only check-quorum does that).
+    /// Leaders that stepped down in their own term (only check-quorum does that: a
+    /// transferring leader steps down in its successor's term).
     quorum_step_downs: u64,
+    /// Leadership transfers started.
+    transfers: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -166,6 +171,7 @@ impl std::ops::AddAssign for Stats {
         self.pre_vote_seeds += other.pre_vote_seeds;
         self.check_quorum_seeds += other.check_quorum_seeds;
         self.quorum_step_downs += other.quorum_step_downs;
+        self.transfers += other.transfers;
     }
 }
 
@@ -675,7 +681,7 @@ impl Sim {
             .into_iter()
             .filter(|&id| !self.alive(id))
             .collect();
-        match self.rng.gen_range(0..12) {
+        match self.rng.gen_range(0..13) {
             0..=2 => {
                 // A random split into two or three sides (a side may be a single node).
                 let sides = self.rng.gen_range(2..=3);
@@ -702,6 +708,27 @@ impl Sim {
                 let ticks = self.rng.gen_range(5..=4 * ELECTION_TICKS as u64);
                 self.nodes[id as usize - 1].paused_until = self.now + ticks;
                 self.note(|| format!("pause {id} for {ticks}"));
+            }
+            12 => {
+                // Leadership transfer (what SIGTERM of a leader starts), amid all the faults.
+                let leaders: Vec<NodeId> = self
+                    .members()
+                    .into_iter()
+                    .filter(|&id| {
+                        !self.paused(id)
+                            && self
+                                .raft(id)
+                                .is_some_and(|r| r.status().role == Role::Leader)
+                    })
+                    .collect();
+                if let Some(&id) = leaders.choose(&mut self.rng) {
+                    let raft = self.nodes[id as usize - 1].raft.as_mut();
+                    if let Some(to) = raft.and_then(|r| r.transfer_leadership()) {
+                        self.stats.transfers += 1;
+                        self.note(|| format!("{id} transfers leadership to {to}"));
+                        self.process(id)?;
+                    }
+                }
             }
             _ => {
                 if let Some(&id) = dead.choose(&mut self.rng) {
@@ -1134,6 +1161,10 @@ fn run_seeds(parity: u64) {
         assert!(
             total.quorum_step_downs >= n / 10,
             "too few check-quorum step-downs: {total:?}"
+        );
+        assert!(
+            total.transfers >= n / 4,
+            "too few leadership transfers: {total:?}"
         );
     }
 }
