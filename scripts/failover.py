@@ -2,13 +2,16 @@
 """Failover time of a local 3-node Riptide cluster: kill -9 of the leader under write load,
 time until a write succeeds again (on the new leader), over N trials.
 
-    scripts/failover.py [--trials 10] [--writers 8] [--binary PATH] [-- EXTRA NODE FLAGS]
+    scripts/failover.py [--trials 10] [--writers 8] [--signal kill|term] [--binary PATH]
+                        [-- EXTRA NODE FLAGS]
 
 Starts its own nodes on free 127.0.0.1 ports in a temporary directory (release binary by
 default; build it with `cargo build --release -p riptide-server`), kills only the processes it
 started, and prints every trial plus the median and the worst case. Writers are closed-loop
 PUTs of 16-byte values over 1,000 keys, sent to any live node with 307 redirects followed.
 A trial's time runs from the kill to the first write *sent after the kill* that succeeds.
+`--signal term` sends SIGTERM instead (a leader then hands leadership over before it exits):
+the cost of one step of a rolling restart.
 """
 
 import argparse
@@ -43,6 +46,8 @@ class Cluster:
         self.client_ports = {i: free_port() for i in range(1, size + 1)}
         self.peer_ports = {i: free_port() for i in range(1, size + 1)}
         self.procs = {}
+        # Writers read `procs` while the main thread (or a killer thread) changes it.
+        self.lock = threading.Lock()
 
     def start(self, i):
         args = [self.binary, "--id", str(i), "--data-dir", os.path.join(self.workdir, f"n{i}"),
@@ -53,21 +58,37 @@ class Cluster:
                 args += ["--peer", f"{j}=127.0.0.1:{self.peer_ports[j]}",
                          "--peer-client-url", f"{j}=http://127.0.0.1:{self.client_ports[j]}"]
         log = open(os.path.join(self.workdir, f"n{i}.log"), "ab")
-        self.procs[i] = subprocess.Popen(args + self.extra_args, stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(args + self.extra_args, stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL)
+        with self.lock:
+            self.procs[i] = proc
 
-    def kill(self, i):
-        proc = self.procs.pop(i, None)
+    def kill(self, i, graceful=False):
+        with self.lock:
+            proc = self.procs.get(i)
         if proc is not None:
-            proc.kill()
+            if graceful:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            else:
+                proc.kill()
             proc.wait()
+            with self.lock:
+                self.procs.pop(i, None)
 
     def kill_all(self):
-        for i in list(self.procs):
+        with self.lock:
+            ids = list(self.procs)
+        for i in ids:
             self.kill(i)
 
     def live(self):
-        return [i for i, p in self.procs.items() if p.poll() is None]
+        with self.lock:
+            procs = list(self.procs.items())
+        return [i for i, p in procs if p.poll() is None]
 
     def status(self, i):
         try:
@@ -165,6 +186,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--signal", choices=["kill", "term"], default="kill")
     parser.add_argument("--binary", default=os.path.join(REPO, "target/release/riptide-server"))
     parser.add_argument("extra", nargs="*", help="extra flags for every node (after --)")
     args = parser.parse_args()
@@ -182,11 +204,16 @@ def main():
             leader = cluster.wait_for_leader()
             time.sleep(1.0)  # steady load on a settled leader
             killed_at = time.monotonic()
-            cluster.kill(leader)
+            # The kill runs on its own thread: with SIGTERM the process stays up during the
+            # handover, and writes may succeed on the new leader before it exits.
+            killer = threading.Thread(target=cluster.kill, args=(leader, args.signal == "term"))
+            killer.start()
             back = load.first_success_sent_after(killed_at)
+            killer.join()
             ms = (back - killed_at) * 1000
             times.append(ms)
-            print(f"trial {trial}: killed leader {leader}, writes back after {ms:.0f} ms",
+            print(f"trial {trial}: SIG{args.signal.upper()} to leader {leader}, "
+                  f"writes back after {ms:.0f} ms",
                   flush=True)
             cluster.start(leader)
         print(f"failover over {len(times)} trials: median {statistics.median(times):.0f} ms, "
