@@ -339,8 +339,8 @@ fn verdict_class(v: Verdict) -> &'static str {
     }
 }
 
-/// Escapes text for HTML content and attributes.
-fn esc(s: &str) -> String {
+/// Escapes text for HTML content and attributes (also used by the harness's report pages).
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -36,7 +36,7 @@ pub use check::{
 };
 pub use edn::parse_edn;
 pub use history::{parse_jsonl, Completion, Event, History, HistoryError, Operation};
-pub use html::render_html;
+pub use html::{esc as escape_html, render_html};
 pub use model::{Model, PreparedOp};
 pub use models::BuiltinModel;
 

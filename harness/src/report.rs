@@ -154,21 +154,9 @@ fn outcome_name(kind: EventType) -> &'static str {
     }
 }
 
-/// Escapes text for HTML and SVG.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes text for HTML and SVG: the checker's escaping, shared by every page the harness
+/// writes.
+pub use riptide_checker::escape_html as esc;
 
 fn value_text(v: &serde_json::Value) -> String {
     match v {
