@@ -116,11 +116,31 @@ pub struct HardState {
     pub commit: LogIndex,
 }
 
+/// Where a snapshot ends: it stands for every entry up to and including `index`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub index: LogIndex,
+    /// The term of the entry at `index`, so the log matching rule still works at its edge.
+    pub term: Term,
+}
+
+/// A state-machine snapshot: opaque bytes the driver's state machine produced once it had
+/// applied exactly `meta.index`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub meta: SnapshotMeta,
+    pub data: Vec<u8>,
+}
+
 /// What a node restarts from: exactly what it had made durable, nothing more.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DurableState {
     pub hard_state: HardState,
-    /// The log, in order, starting at index 1.
+    /// The last durable snapshot, if any; the driver has already restored its data into the
+    /// state machine. The core keeps it to send to followers that fell behind.
+    pub snapshot: Option<Snapshot>,
+    /// The log after the snapshot, in order: starts at `snapshot.meta.index + 1` (at 1 without
+    /// a snapshot).
     pub log: Vec<Entry>,
 }
 
@@ -192,6 +212,23 @@ pub enum MessageBody {
         /// Echo of the request's `read_round`.
         read_round: u64,
     },
+    /// One chunk of the leader's snapshot, `offset` bytes into its data; `done` on the last
+    /// chunk. A follower restarts assembly whenever `offset` is 0.
+    InstallSnapshot {
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    },
+    /// Acknowledges a chunk: the follower expects `next_offset` next (0: start again), or,
+    /// once the snapshot is installed and durable (or its log already covered it),
+    /// `installed` with `match_index` = `meta.index`.
+    InstallSnapshotResponse {
+        meta: SnapshotMeta,
+        next_offset: u64,
+        installed: bool,
+        match_index: LogIndex,
+    },
 }
 
 /// A read that may now be answered: once the state machine has applied `index`, serve `id`.
@@ -218,6 +255,12 @@ pub struct Ready {
     pub read_states: Vec<ReadState>,
     /// Reads that can no longer be confirmed (lost leadership): answer them with an error.
     pub failed_reads: Vec<u64>,
+    /// A snapshot received from the leader. Persist it atomically BEFORE `entries` and before
+    /// sending `messages`; the durable log up to and including `meta.index` is then discarded
+    /// (the core drops its whole in-memory log when it installs a snapshot its log does not
+    /// already hold). Restore the state machine from it before applying `committed_entries`,
+    /// which then start at `meta.index + 1`.
+    pub snapshot: Option<Snapshot>,
 }
 
 impl Ready {
@@ -229,6 +272,7 @@ impl Ready {
             && self.committed_entries.is_empty()
             && self.read_states.is_empty()
             && self.failed_reads.is_empty()
+            && self.snapshot.is_none()
     }
 }
 
@@ -278,6 +322,9 @@ pub struct Config {
     /// and nodes that heard from a leader within one ignore higher-term vote requests.
     /// Default true.
     pub check_quorum: bool,
+    /// Size of the data chunk of one InstallSnapshot message, so a large state is sent in
+    /// pieces that fit the transport (the simulation uses a few bytes to exercise chunking).
+    pub snapshot_chunk_bytes: usize,
     /// Planted bugs (all off by default).
     pub bugs: CoreBugs,
 }
@@ -299,6 +346,7 @@ impl Config {
             applied: 0,
             pre_vote: true,
             check_quorum: true,
+            snapshot_chunk_bytes: 256 * 1024,
             bugs: CoreBugs::default(),
         }
     }
@@ -321,4 +369,6 @@ pub struct Status {
     pub leader: Option<NodeId>,
     pub commit_index: LogIndex,
     pub last_index: LogIndex,
+    /// The index the latest snapshot covers (0 without one).
+    pub snapshot_index: LogIndex,
 }

@@ -195,6 +195,8 @@ impl RaftNode {
             return;
         }
         match msg.body {
+            // Snapshot transfer is not wired into the core yet (issue 7, in progress).
+            MessageBody::InstallSnapshot { .. } | MessageBody::InstallSnapshotResponse { .. } => {}
             MessageBody::TimeoutNow => self.handle_timeout_now(msg.from),
             MessageBody::RequestVote {
                 last_log_index,
@@ -354,6 +356,7 @@ impl RaftNode {
             committed_entries: self.log.take_committable(),
             read_states: std::mem::take(&mut self.read_states),
             failed_reads: std::mem::take(&mut self.failed_reads),
+            snapshot: None,
         }
     }
 
@@ -375,6 +378,7 @@ impl RaftNode {
             leader: self.leader,
             commit_index: self.log.commit(),
             last_index: self.log.last_index(),
+            snapshot_index: 0,
         }
     }
 
@@ -573,7 +577,9 @@ impl RaftNode {
             MessageBody::RequestVoteResponse { .. }
             | MessageBody::PreVoteResponse { .. }
             | MessageBody::TimeoutNow
-            | MessageBody::AppendEntriesResponse { .. } => {}
+            | MessageBody::AppendEntriesResponse { .. }
+            | MessageBody::InstallSnapshot { .. }
+            | MessageBody::InstallSnapshotResponse { .. } => {}
         }
     }
 

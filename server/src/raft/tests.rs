@@ -246,6 +246,7 @@ fn durable(term: Term, terms: &[Term]) -> DurableState {
             voted_for: None,
             commit: 0,
         },
+        snapshot: None,
         log: log_of_terms(terms),
     }
 }
@@ -373,6 +374,7 @@ fn a_node_votes_once_per_term_even_after_restarting() {
     // Restart from what was persisted: the vote survives.
     let durable = DurableState {
         hard_state: ready.hard_state.unwrap(),
+        snapshot: None,
         log: Vec::new(),
     };
     let mut node = RaftNode::new(test_config(1, &[1, 2, 3]), durable);

@@ -133,6 +133,7 @@ impl Storage {
             storage,
             DurableState {
                 hard_state: hs,
+                snapshot: None,
                 log,
             },
         ))
