@@ -1,25 +1,34 @@
-//! The in-memory Raft log, and how much of it is durable, committed and handed out to apply.
+//! The in-memory Raft log after the latest snapshot, and how much of it is durable, committed
+//! and handed out to apply.
 //!
-//! The log lives in memory in full; the driver mirrors it on disk from `Ready::entries`. Three
-//! cursors make the durability rules explicit:
+//! The log starts after a snapshot point (`snapshot.index`, `snapshot.term`; index 0, term 0
+//! without a snapshot): the entries up to it were compacted into a state-machine snapshot
+//! (by the driver, [`RaftLog::compact`]) or replaced by one received from the leader
+//! ([`RaftLog::install`]). The snapshot point keeps its term, so the consistency check works at
+//! the edge: `term_at(snapshot.index)` is known, anything before it is `None` (compacted), as is
+//! anything after the last entry (not there). The driver mirrors the log on disk from
+//! `Ready::entries`; four cursors, all absolute indices, make the durability rules explicit:
 //!
 //! ```text
-//!  1 ........ applied ........ commit ........ persisted ....... handed_out ....... last
-//!  |<- given to the driver ->|                 |<- in a Ready,  ->|<- not yet in  ->|
-//!                                              |   not advanced   |   any Ready     |
+//!  snapshot.index ... applied ...... commit ....... persisted ....... handed_out ....... last
+//!  |<- compacted  |<- given to the driver ->|       |<- in a Ready,  ->|<- not yet in  ->|
+//!      before)                                     |   not advanced   |   any Ready     |
 //! ```
 //!
 //! (`commit` may also lie beyond `persisted`: a follower can learn that an entry is committed
 //! before its own copy is durable.) Entries are handed to the state machine only up to
 //! `min(commit, persisted)`, and the leader counts its own log toward a majority only up to
-//! `persisted`: nothing is acknowledged or applied before its fsync.
+//! `persisted`: nothing is acknowledged or applied before its fsync. Every cursor is at least
+//! `snapshot.index`: a snapshot only ever holds committed, applied state.
 
-use super::{Entry, EntryPayload, LogIndex, Term};
+use super::{Entry, EntryPayload, LogIndex, SnapshotMeta, Term};
 
-/// The log of one node plus its durability, commit and apply cursors.
+/// The log of one node after its snapshot, plus its durability, commit and apply cursors.
 #[derive(Debug, Clone)]
 pub(crate) struct RaftLog {
-    /// Every entry, `entries[i]` holding index `i + 1` (no compaction yet).
+    /// Where the log starts: every entry up to `snapshot.index` is in the snapshot.
+    snapshot: SnapshotMeta,
+    /// The entries after the snapshot, `entries[i]` holding index `snapshot.index + 1 + i`.
     entries: Vec<Entry>,
     /// Last index whose entry is durable *and* identical to the in-memory one: a truncation
     /// lowers it, `advance()` raises it.
@@ -28,31 +37,44 @@ pub(crate) struct RaftLog {
     handed_out: LogIndex,
     /// Highest index known committed.
     commit: LogIndex,
-    /// Last index handed to the driver in `Ready::committed_entries`.
+    /// Last index handed to the driver in `Ready::committed_entries` (or restored from a
+    /// snapshot).
     applied: LogIndex,
 }
 
 impl RaftLog {
-    /// A log restored from disk: everything in it is durable. `commit` and `applied` are
-    /// clamped to the log (a durable commit index can never be trusted beyond the log itself).
-    pub(crate) fn restore(entries: Vec<Entry>, commit: LogIndex, applied: LogIndex) -> RaftLog {
+    /// A log restored from disk: a snapshot point and the entries after it, all durable.
+    /// `commit` and `applied` are clamped between the snapshot (which holds only committed,
+    /// applied state) and the log's end (a durable commit index can never be trusted beyond
+    /// the log itself).
+    pub(crate) fn restore(
+        snapshot: SnapshotMeta,
+        entries: Vec<Entry>,
+        commit: LogIndex,
+        applied: LogIndex,
+    ) -> RaftLog {
         let mut entries = entries;
+        // Entries the snapshot already covers (a crash between writing a snapshot and
+        // compacting the log on disk) are dropped.
+        entries.retain(|e| e.index > snapshot.index);
         // The storage layer validates the log; still, never run on a log with holes, which
         // would break every index computation below.
         if let Some(bad) = entries
             .iter()
             .enumerate()
-            .position(|(i, e)| e.index != i as LogIndex + 1)
+            .position(|(i, e)| e.index != snapshot.index + 1 + i as LogIndex)
         {
             tracing::error!(
                 position = bad,
-                "restored log is not contiguous from 1; cut there"
+                snapshot_index = snapshot.index,
+                "restored log is not contiguous from the snapshot; cut there"
             );
             entries.truncate(bad);
         }
-        let last = entries.len() as LogIndex;
-        let applied = applied.min(last);
+        let last = snapshot.index + entries.len() as LogIndex;
+        let applied = applied.clamp(snapshot.index, last);
         RaftLog {
+            snapshot,
             entries,
             persisted: last,
             handed_out: last,
@@ -61,20 +83,43 @@ impl RaftLog {
         }
     }
 
+    /// The snapshot point: every entry up to it is compacted.
+    pub(crate) fn snapshot(&self) -> SnapshotMeta {
+        self.snapshot
+    }
+
+    /// The first index still held as an entry (`snapshot.index + 1`).
+    pub(crate) fn first_index(&self) -> LogIndex {
+        self.snapshot.index + 1
+    }
+
     pub(crate) fn last_index(&self) -> LogIndex {
-        self.entries.len() as LogIndex
+        self.snapshot.index + self.entries.len() as LogIndex
     }
 
+    /// The term of the last entry, or of the snapshot point when no entry follows it.
     pub(crate) fn last_term(&self) -> Term {
-        self.entries.last().map_or(0, |e| e.term)
+        self.entries.last().map_or(self.snapshot.term, |e| e.term)
     }
 
-    /// The term at `index`; `Some(0)` for index 0 ("before the log"), `None` beyond the end.
+    /// The term at `index`: of an entry in the log, or of the snapshot point (`Some(0)` for
+    /// index 0 without a snapshot); `None` for a compacted index or one beyond the end.
     pub(crate) fn term_at(&self, index: LogIndex) -> Option<Term> {
-        if index == 0 {
-            return Some(0);
+        if index == self.snapshot.index {
+            return Some(self.snapshot.term);
         }
-        self.entries.get(index as usize - 1).map(|e| e.term)
+        self.entry(index).map(|e| e.term)
+    }
+
+    /// The entry at `index`, if the log (not the snapshot) holds it.
+    pub(crate) fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        let offset = index.checked_sub(self.first_index())?;
+        self.entries.get(usize::try_from(offset).ok()?)
+    }
+
+    /// True when `index` lies inside the snapshot, so its entry is no longer available.
+    pub(crate) fn is_compacted(&self, index: LogIndex) -> bool {
+        index < self.snapshot.index
     }
 
     pub(crate) fn commit(&self) -> LogIndex {
@@ -85,25 +130,38 @@ impl RaftLog {
         self.persisted
     }
 
+    pub(crate) fn applied(&self) -> LogIndex {
+        self.applied
+    }
+
+    /// The entries after the snapshot.
     pub(crate) fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
+    /// Position in `entries` of `index`, which must lie in `first_index()..=last_index() + 1`.
+    fn position(&self, index: LogIndex) -> usize {
+        (index - self.first_index()) as usize
+    }
+
     /// Entries from `from` on, at most `max_entries` and about `max_bytes` of payload (always
-    /// at least one entry when there is one).
+    /// at least one entry when there is one). Empty when `from` is compacted (the caller sends
+    /// the snapshot instead) or beyond the end.
     pub(crate) fn slice_from(
         &self,
         from: LogIndex,
         max_entries: usize,
         max_bytes: usize,
     ) -> Vec<Entry> {
-        let start = (from.max(1) - 1) as usize;
-        if start >= self.entries.len() {
+        if from < self.first_index() || from > self.last_index() {
             return Vec::new();
         }
         let mut bytes = 0usize;
         let mut out = Vec::new();
-        for entry in self.entries[start..].iter().take(max_entries.max(1)) {
+        for entry in self.entries[self.position(from)..]
+            .iter()
+            .take(max_entries.max(1))
+        {
             let size = match &entry.payload {
                 EntryPayload::Noop => 0,
                 EntryPayload::Command(c) => c.len(),
@@ -118,19 +176,22 @@ impl RaftLog {
     }
 
     /// The first index of the run of entries sharing the term at `index` (which must exist):
-    /// the follower's backtracking hint, so the leader skips a whole term per round trip.
+    /// the follower's backtracking hint, so the leader skips a whole term per round trip. The
+    /// run stops at the first entry after the snapshot: the snapshot's entries are committed,
+    /// so they match the leader's log and are never a conflict.
     pub(crate) fn first_index_of_term_at(&self, index: LogIndex) -> LogIndex {
         let Some(term) = self.term_at(index) else {
             return self.last_index() + 1;
         };
-        let mut first = index;
-        while first > 1 && self.term_at(first - 1) == Some(term) {
+        let mut first = index.max(self.first_index());
+        while first > self.first_index() && self.term_at(first - 1) == Some(term) {
             first -= 1;
         }
         first
     }
 
-    /// The last index holding an entry of `term`, if any (terms never decrease along the log).
+    /// The last index holding an entry of `term`, if any (terms never decrease along the log);
+    /// the snapshot point counts when no later entry has that term.
     pub(crate) fn last_index_of_term(&self, term: Term) -> Option<LogIndex> {
         self.entries
             .iter()
@@ -138,6 +199,10 @@ impl RaftLog {
             .take_while(|e| e.term >= term)
             .find(|e| e.term == term)
             .map(|e| e.index)
+            .or_else(|| {
+                (self.snapshot.index > 0 && self.snapshot.term == term)
+                    .then_some(self.snapshot.index)
+            })
     }
 
     /// Appends one entry at the end (leader side).
@@ -154,10 +219,15 @@ impl RaftLog {
     /// Follower side of AppendEntries after the consistency check: entries already present
     /// with the same term are kept (a stale or duplicated message must never cut matching
     /// entries); at the first entry whose term differs, the log's suffix from there is
-    /// replaced. Returns the index where a truncation happened, if one did.
+    /// replaced. Entries the snapshot covers are skipped: they are committed, so equal to the
+    /// snapshot's. Returns the index where a truncation happened, if one did.
     pub(crate) fn merge(&mut self, entries: Vec<Entry>) -> Option<LogIndex> {
         let mut truncated_at = None;
-        let mut iter = entries.into_iter();
+        let mut iter = entries
+            .into_iter()
+            .skip_while(|e| e.index <= self.snapshot.index)
+            .collect::<Vec<_>>()
+            .into_iter();
         for entry in iter.by_ref() {
             match self.term_at(entry.index) {
                 Some(term) if term == entry.term => continue,
@@ -177,16 +247,18 @@ impl RaftLog {
         truncated_at
     }
 
-    /// Drops every entry from `index` on, moving the cursors that pointed past it.
+    /// Drops every entry from `index` (after the snapshot) on, moving the cursors that pointed
+    /// past it.
     fn truncate_from(&mut self, index: LogIndex) {
-        let keep = index.saturating_sub(1);
+        let keep = index.saturating_sub(1).max(self.snapshot.index);
         if keep < self.commit {
             // Only reachable with a planted bug: a correct Raft never cuts committed entries.
             tracing::error!(index, commit = self.commit, "truncating committed entries");
             self.commit = keep;
         }
         self.applied = self.applied.min(keep);
-        self.entries.truncate(keep as usize);
+        let position = self.position(keep + 1);
+        self.entries.truncate(position);
         self.persisted = self.persisted.min(keep);
         self.handed_out = self.handed_out.min(keep);
     }
@@ -202,6 +274,32 @@ impl RaftLog {
         }
     }
 
+    /// The driver made a snapshot of its state machine at `meta` durable: drop the entries up
+    /// to `meta.index`. The caller checked that `meta.index` is applied, not before the current
+    /// snapshot, and that `meta.term` is the log's term there.
+    pub(crate) fn compact(&mut self, meta: SnapshotMeta) {
+        debug_assert!(meta.index <= self.applied && meta.index >= self.snapshot.index);
+        debug_assert_eq!(self.term_at(meta.index), Some(meta.term));
+        let drop = self.position(meta.index + 1);
+        self.entries.drain(..drop);
+        self.snapshot = meta;
+    }
+
+    /// Replaces the whole log by a snapshot received from the leader, which the log does not
+    /// hold and which is beyond this node's commit index (so no committed entry is lost: they
+    /// are all inside the snapshot). The snapshot counts as persisted and applied from here:
+    /// it goes out in the next Ready, which the driver persists (and restores its state
+    /// machine from) before anything that depends on it.
+    pub(crate) fn install(&mut self, meta: SnapshotMeta) {
+        debug_assert!(meta.index > self.commit);
+        self.entries.clear();
+        self.snapshot = meta;
+        self.commit = self.commit.max(meta.index);
+        self.applied = meta.index;
+        self.persisted = meta.index;
+        self.handed_out = meta.index;
+    }
+
     /// True when entries exist that no Ready has carried yet.
     pub(crate) fn has_unsent(&self) -> bool {
         self.handed_out < self.last_index()
@@ -210,7 +308,7 @@ impl RaftLog {
     /// The entries for the next Ready: everything after what was handed out before (starting
     /// lower than the durable end when a suffix was replaced).
     pub(crate) fn take_unsent(&mut self) -> Vec<Entry> {
-        let from = self.handed_out as usize;
+        let from = self.position(self.handed_out + 1);
         let out = self.entries[from..].to_vec();
         self.handed_out = self.last_index();
         out
@@ -236,7 +334,7 @@ impl RaftLog {
         if to <= self.applied {
             return Vec::new();
         }
-        let out = self.entries[self.applied as usize..to as usize].to_vec();
+        let out = self.entries[self.position(self.applied + 1)..self.position(to + 1)].to_vec();
         self.applied = to;
         out
     }
@@ -256,7 +354,7 @@ mod tests {
                 payload: EntryPayload::Noop,
             })
             .collect();
-        RaftLog::restore(entries, 0, 0)
+        RaftLog::restore(SnapshotMeta::default(), entries, 0, 0)
     }
 
     fn terms(log: &RaftLog) -> Vec<Term> {

@@ -360,6 +360,28 @@ pub enum RaftError {
     NotLeader { leader: Option<NodeId> },
 }
 
+/// Why [`RaftNode::compact`] refused a snapshot. All leave the core unchanged; none is fatal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompactError {
+    /// The snapshot claims state the core has not handed out as committed yet.
+    #[error("snapshot index {index} is beyond the applied index {applied}")]
+    NotApplied { index: LogIndex, applied: LogIndex },
+    /// The log already starts after `index` (a newer snapshot was taken or received): the
+    /// snapshot is older than what the core has, harmless to drop.
+    #[error("snapshot index {index} is before the current snapshot at {snapshot_index}")]
+    AlreadyCompacted {
+        index: LogIndex,
+        snapshot_index: LogIndex,
+    },
+    /// `meta.term` is not the term of the log's entry at `meta.index`.
+    #[error("snapshot term {term} at index {index} does not match the log's term {log_term:?}")]
+    TermMismatch {
+        index: LogIndex,
+        term: Term,
+        log_term: Option<Term>,
+    },
+}
+
 /// A snapshot of a node's view, for `/status` and tests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Status {

@@ -14,8 +14,8 @@ use super::log::RaftLog;
 use super::progress::{Progress, ProgressState};
 use super::read_only::ReadOnly;
 use super::{
-    Config, DurableState, Entry, EntryPayload, HardState, LogIndex, Message, MessageBody, NodeId,
-    RaftError, ReadState, Ready, Role, Status, Term,
+    CompactError, Config, DurableState, Entry, EntryPayload, HardState, LogIndex, Message,
+    MessageBody, NodeId, RaftError, ReadState, Ready, Role, Snapshot, SnapshotMeta, Status, Term,
 };
 
 /// One node's Raft core. Deterministic: the same inputs (and seed) give the same outputs.
@@ -61,6 +61,13 @@ pub struct RaftNode {
     /// transfer began (it is abandoned after an election timeout).
     lead_transferee: Option<NodeId>,
     transfer_elapsed: u32,
+    /// The latest snapshot (restored, taken by the driver, or received): what a leader sends
+    /// to followers whose next entries are compacted. Its meta is the log's snapshot point.
+    snapshot: Option<Snapshot>,
+    /// A snapshot received and installed, for the next Ready to hand to the driver.
+    pending_snapshot: Option<Snapshot>,
+    /// The snapshot a leader is sending us, assembled chunk by chunk.
+    incoming_snapshot: Option<Snapshot>,
 }
 
 impl RaftNode {
@@ -76,7 +83,16 @@ impl RaftNode {
         peers.sort_unstable();
         peers.dedup();
         let hard_state = durable.hard_state;
-        let log = RaftLog::restore(durable.log, hard_state.commit, config.applied);
+        let snapshot_meta = durable
+            .snapshot
+            .as_ref()
+            .map_or(SnapshotMeta::default(), |s| s.meta);
+        let log = RaftLog::restore(
+            snapshot_meta,
+            durable.log,
+            hard_state.commit,
+            config.applied,
+        );
         let mut node = RaftNode {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             peers,
@@ -100,6 +116,9 @@ impl RaftNode {
             failed_reads: Vec::new(),
             lead_transferee: None,
             transfer_elapsed: 0,
+            snapshot: durable.snapshot,
+            pending_snapshot: None,
+            incoming_snapshot: None,
             config,
         };
         node.reset_election_timer();
@@ -187,7 +206,9 @@ impl RaftNode {
                 MessageBody::PreVote { .. } | MessageBody::PreVoteResponse { granted: true } => {}
                 // Any other message from a higher term makes this node a follower of that
                 // term (§5.1).
-                MessageBody::AppendEntries { .. } => self.become_follower(msg.term, Some(msg.from)),
+                MessageBody::AppendEntries { .. } | MessageBody::InstallSnapshot { .. } => {
+                    self.become_follower(msg.term, Some(msg.from))
+                }
                 _ => self.become_follower(msg.term, None),
             }
         } else if msg.term < self.term {
@@ -195,8 +216,18 @@ impl RaftNode {
             return;
         }
         match msg.body {
-            // Snapshot transfer is not wired into the core yet (issue 7, in progress).
-            MessageBody::InstallSnapshot { .. } | MessageBody::InstallSnapshotResponse { .. } => {}
+            MessageBody::InstallSnapshot {
+                meta,
+                offset,
+                data,
+                done,
+            } => self.handle_install_snapshot(msg.from, meta, offset, data, done),
+            MessageBody::InstallSnapshotResponse {
+                meta,
+                next_offset,
+                installed,
+                match_index,
+            } => self.handle_snapshot_response(msg.from, meta, next_offset, installed, match_index),
             MessageBody::TimeoutNow => self.handle_timeout_now(msg.from),
             MessageBody::RequestVote {
                 last_log_index,
@@ -324,6 +355,7 @@ impl RaftNode {
             || self.log.has_committable()
             || !self.read_states.is_empty()
             || !self.failed_reads.is_empty()
+            || self.pending_snapshot.is_some()
             || (self.role == Role::Leader && (self.read_round_wanted || self.replicate_wanted))
     }
 
@@ -356,7 +388,7 @@ impl RaftNode {
             committed_entries: self.log.take_committable(),
             read_states: std::mem::take(&mut self.read_states),
             failed_reads: std::mem::take(&mut self.failed_reads),
-            snapshot: None,
+            snapshot: self.pending_snapshot.take(),
         }
     }
 
@@ -378,13 +410,79 @@ impl RaftNode {
             leader: self.leader,
             commit_index: self.log.commit(),
             last_index: self.log.last_index(),
-            snapshot_index: 0,
+            snapshot_index: self.log.snapshot().index,
         }
     }
 
-    /// The in-memory log, in order from index 1 (durable or not), for tests and status.
+    /// The in-memory log after the snapshot, in order from [`RaftNode::first_index`] (durable
+    /// or not), for tests and status.
     pub fn entries(&self) -> &[Entry] {
         self.log.entries()
+    }
+
+    /// The entry at `index`, if the log still holds it (not compacted, not beyond the end).
+    pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
+        self.log.entry(index)
+    }
+
+    /// The term of the entry at `index`, or of the snapshot point when `index` is its index
+    /// (`Some(0)` for index 0 without a snapshot); `None` when compacted or beyond the log.
+    /// The driver uses it to label a snapshot it takes.
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        self.log.term_at(index)
+    }
+
+    /// The first index the log still holds as an entry: the snapshot's index + 1 (1 without a
+    /// snapshot).
+    pub fn first_index(&self) -> LogIndex {
+        self.log.first_index()
+    }
+
+    /// Where the latest snapshot ends, if there is one.
+    pub fn snapshot_meta(&self) -> Option<SnapshotMeta> {
+        self.snapshot.as_ref().map(|s| s.meta)
+    }
+
+    /// Log compaction: the driver took `snapshot` of its state machine once it had applied
+    /// exactly `snapshot.meta.index` (an index the core handed out in `committed_entries`),
+    /// labelled it with [`RaftNode::term_at`] of that index, and made it durable. The core
+    /// drops its log up to that index and keeps the snapshot to send to followers that need
+    /// compacted entries. The driver then drops the same prefix from its own log on disk.
+    ///
+    /// A refusal changes nothing: [`CompactError::AlreadyCompacted`] means a newer snapshot
+    /// (one received from the leader, say) is already in place.
+    pub fn compact(&mut self, snapshot: Snapshot) -> Result<(), CompactError> {
+        let meta = snapshot.meta;
+        let current = self.log.snapshot();
+        if meta.index < current.index {
+            return Err(CompactError::AlreadyCompacted {
+                index: meta.index,
+                snapshot_index: current.index,
+            });
+        }
+        if meta.index > self.log.applied() {
+            return Err(CompactError::NotApplied {
+                index: meta.index,
+                applied: self.log.applied(),
+            });
+        }
+        let log_term = self.log.term_at(meta.index);
+        if log_term != Some(meta.term) {
+            return Err(CompactError::TermMismatch {
+                index: meta.index,
+                term: meta.term,
+                log_term,
+            });
+        }
+        self.log.compact(meta);
+        tracing::debug!(
+            id = self.config.id,
+            index = meta.index,
+            term = meta.term,
+            "log compacted"
+        );
+        self.snapshot = Some(snapshot);
+        Ok(())
     }
 
     fn hard_state(&self) -> HardState {
@@ -574,11 +672,19 @@ impl RaftNode {
                     read_round: 0,
                 },
             ),
+            MessageBody::InstallSnapshot { meta, .. } => self.send(
+                msg.from,
+                MessageBody::InstallSnapshotResponse {
+                    meta,
+                    next_offset: 0,
+                    installed: false,
+                    match_index: 0,
+                },
+            ),
             MessageBody::RequestVoteResponse { .. }
             | MessageBody::PreVoteResponse { .. }
             | MessageBody::TimeoutNow
             | MessageBody::AppendEntriesResponse { .. }
-            | MessageBody::InstallSnapshot { .. }
             | MessageBody::InstallSnapshotResponse { .. } => {}
         }
     }
@@ -695,7 +801,14 @@ impl RaftNode {
                 },
             );
         };
-        let Some(term_at_prev) = self.log.term_at(prev_log_index) else {
+        let term_at_prev = if self.log.is_compacted(prev_log_index) {
+            // Inside our snapshot: committed entries, so they match the leader's (leader
+            // completeness). `merge` skips the entries the snapshot covers.
+            Some(prev_log_term)
+        } else {
+            self.log.term_at(prev_log_index)
+        };
+        let Some(term_at_prev) = term_at_prev else {
             // Our log is too short: the leader should continue right after our last entry.
             let next = self.log.last_index() + 1;
             reject(self, None, next);
@@ -707,7 +820,9 @@ impl RaftNode {
             reject(self, Some(term_at_prev), first);
             return;
         }
-        let verified_last = prev_log_index + entries.len() as LogIndex;
+        // Everything up to our snapshot matches too (committed).
+        let verified_last =
+            (prev_log_index + entries.len() as LogIndex).max(self.log.snapshot().index);
         self.log.merge(entries);
         // Only what the leader just proved matches may be committed from its commit index.
         self.log.commit_to(leader_commit.min(verified_last));
@@ -721,6 +836,141 @@ impl RaftNode {
                 read_round,
             },
         );
+    }
+
+    /// The follower side of InstallSnapshot. A snapshot this node's state already covers (its
+    /// index is committed here, or the log holds its last entry) is acknowledged at once and
+    /// never installed: installing it would drop entries, maybe committed ones. Otherwise the
+    /// chunks are assembled in order (offset 0 restarts, any other gap is ignored and the
+    /// expected offset sent back), and the last one installs the snapshot: the whole log is
+    /// replaced by it, and the `installed` answer leaves in the Ready that carries it, so only
+    /// after the driver made it durable.
+    fn handle_install_snapshot(
+        &mut self,
+        leader: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    ) {
+        match self.role {
+            Role::Leader => {
+                tracing::error!(
+                    id = self.config.id,
+                    from = leader,
+                    "InstallSnapshot in own term"
+                );
+                return;
+            }
+            Role::PreCandidate | Role::Candidate => self.become_follower(self.term, Some(leader)),
+            Role::Follower => self.leader = Some(leader),
+        }
+        self.election_elapsed = 0;
+        let answer = |node: &mut RaftNode, next_offset: u64, installed: bool| {
+            node.send(
+                leader,
+                MessageBody::InstallSnapshotResponse {
+                    meta,
+                    next_offset,
+                    installed,
+                    match_index: if installed { meta.index } else { 0 },
+                },
+            );
+        };
+        if meta.index <= self.log.commit() {
+            // Older than what we know committed: our log (or snapshot) holds all of it.
+            self.incoming_snapshot = None;
+            answer(self, 0, true);
+            return;
+        }
+        if self.log.term_at(meta.index) == Some(meta.term) {
+            // Our log already holds its last entry, so (log matching) all of it: the snapshot
+            // is committed, and so is our log up to its index.
+            self.incoming_snapshot = None;
+            self.log.commit_to(meta.index);
+            answer(self, 0, true);
+            return;
+        }
+        if offset == 0 {
+            self.incoming_snapshot = Some(Snapshot {
+                meta,
+                data: Vec::new(),
+            });
+        }
+        let Some(incoming) = self.incoming_snapshot.as_mut().filter(|s| s.meta == meta) else {
+            // A chunk of a transfer we have not seen start (or lost in a restart).
+            answer(self, 0, false);
+            return;
+        };
+        if incoming.data.len() as u64 != offset {
+            // Duplicated or out of order: say where we are.
+            let expected = incoming.data.len() as u64;
+            answer(self, expected, false);
+            return;
+        }
+        incoming.data.extend_from_slice(&data);
+        let received = incoming.data.len() as u64;
+        if !done {
+            answer(self, received, false);
+            return;
+        }
+        let Some(snapshot) = self.incoming_snapshot.take() else {
+            return;
+        };
+        tracing::info!(
+            id = self.config.id,
+            index = meta.index,
+            term = meta.term,
+            bytes = snapshot.data.len(),
+            "installing snapshot from the leader"
+        );
+        self.log.install(meta);
+        self.pending_snapshot = Some(snapshot.clone());
+        self.snapshot = Some(snapshot);
+        answer(self, received, true);
+    }
+
+    /// The leader side of InstallSnapshot: send the next chunk the follower asks for, or, once
+    /// it has the snapshot, stream entries from the snapshot's index + 1. Answers about another
+    /// snapshot than the one being sent only count for what they prove (`installed`).
+    fn handle_snapshot_response(
+        &mut self,
+        follower: NodeId,
+        meta: SnapshotMeta,
+        next_offset: u64,
+        installed: bool,
+        match_index: LogIndex,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let last_index = self.log.last_index();
+        let Some(progress) = self.progress.get_mut(&follower) else {
+            return;
+        };
+        progress.recent_active = true;
+        if installed {
+            let match_moved = progress.on_success(match_index.min(last_index));
+            if progress.state != ProgressState::Snapshot
+                || progress.match_index >= progress.snapshot.index
+            {
+                // The follower holds everything up to the snapshot we were sending (or more).
+                if progress.state != ProgressState::Replicate {
+                    progress.become_replicate();
+                }
+            }
+            if match_moved {
+                self.maybe_commit();
+            }
+        } else if progress.state == ProgressState::Snapshot && progress.snapshot == meta {
+            progress.snapshot_offset = next_offset;
+            progress.probe_sent = false;
+        } else {
+            return;
+        }
+        if self.role == Role::Leader {
+            self.send_append_while_allowed(follower);
+        }
     }
 
     /// The leader side: move the follower's progress, commit what a majority holds, confirm
@@ -853,12 +1103,22 @@ impl RaftNode {
     /// one probe at a time in Probe, entries while the window has room in Replicate. A
     /// heartbeat always sends: the probe again in Probe, entries or else an empty message
     /// anchored at `match_index` (which the follower is sure to accept) in Replicate.
+    ///
+    /// A follower in Snapshot state, or one whose next entries are compacted, is sent a chunk
+    /// of the snapshot instead (see [`RaftNode::send_snapshot_chunk`]).
     fn send_append(&mut self, peer: NodeId, heartbeat: bool) -> bool {
         let commit = self.log.commit();
         let last_index = self.log.last_index();
+        let snapshot_index = self.log.snapshot().index;
         let Some(progress) = self.progress.get_mut(&peer) else {
             return false;
         };
+        if progress.state == ProgressState::Snapshot {
+            if heartbeat || progress.can_send_entries() {
+                self.send_snapshot_chunk(peer);
+            }
+            return false;
+        }
         let (prev_log_index, entries) = match progress.state {
             ProgressState::Probe if !progress.probe_sent => {
                 let entries = self.log.slice_from(
@@ -878,9 +1138,18 @@ impl RaftNode {
                 );
                 (progress.next_index - 1, entries)
             }
-            _ if heartbeat => (progress.match_index, Vec::new()),
+            // Anchored where the follower is sure to match, or at the snapshot point when that
+            // is compacted (a follower behind it rejects, and is then sent the snapshot).
+            _ if heartbeat => (progress.match_index.max(snapshot_index), Vec::new()),
             _ => return false,
         };
+        if self.log.is_compacted(prev_log_index) {
+            if let Some(meta) = self.snapshot.as_ref().map(|s| s.meta) {
+                progress.become_snapshot(meta);
+                self.send_snapshot_chunk(peer);
+                return false;
+            }
+        }
         let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
             // Cannot happen: next_index never passes the end of the log + 1.
             tracing::error!(peer, prev_log_index, "next_index beyond the log");
@@ -905,6 +1174,36 @@ impl RaftNode {
             },
         );
         more
+    }
+}
+
+impl RaftNode {
+    /// Sends `peer` the chunk of the snapshot at the offset it expects, restarting the
+    /// transfer from offset 0 when the leader's snapshot changed since it began (compaction).
+    fn send_snapshot_chunk(&mut self, peer: NodeId) {
+        let chunk_bytes = self.config.snapshot_chunk_bytes.max(1);
+        let (Some(snapshot), Some(progress)) =
+            (self.snapshot.as_ref(), self.progress.get_mut(&peer))
+        else {
+            return;
+        };
+        if progress.state != ProgressState::Snapshot || progress.snapshot != snapshot.meta {
+            progress.become_snapshot(snapshot.meta);
+        }
+        let len = snapshot.data.len();
+        let offset = usize::try_from(progress.snapshot_offset)
+            .unwrap_or(usize::MAX)
+            .min(len);
+        let end = offset.saturating_add(chunk_bytes).min(len);
+        let body = MessageBody::InstallSnapshot {
+            meta: snapshot.meta,
+            offset: offset as u64,
+            data: snapshot.data[offset..end].to_vec(),
+            done: end == len,
+        };
+        progress.snapshot_offset = offset as u64;
+        progress.on_sent(None);
+        self.send(peer, body);
     }
 }
 

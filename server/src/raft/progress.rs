@@ -1,16 +1,21 @@
 //! What the leader knows about each follower's log, and how it sends to it.
 //!
-//! A follower is in one of two states, as in etcd's `tracker/progress`:
+//! A follower is in one of three states, as in etcd's `tracker/progress`:
 //! - **Probe**: the leader does not know where the follower's log diverges. It sends one
 //!   AppendEntries and waits for the answer (or the next heartbeat) before sending another; a
 //!   rejection moves `next_index` back by the follower's conflict hint, one term per round trip.
 //! - **Replicate**: the follower's log matches up to `match_index`. The leader pipelines: it
 //!   advances `next_index` optimistically as it sends, with at most `max_inflight_messages`
 //!   unacknowledged messages ([`Inflights`]). Any rejection falls back to Probe.
+//! - **Snapshot**: the entries the follower needs next are compacted. The leader sends its
+//!   snapshot in chunks, one chunk in flight at a time, resending the unacknowledged chunk at
+//!   every heartbeat (like a probe). Once the follower says the snapshot is installed (or
+//!   that its log already held it), `match_index` is the snapshot's index and the leader
+//!   streams entries from the next one (Replicate).
 
 use std::collections::VecDeque;
 
-use super::LogIndex;
+use super::{LogIndex, SnapshotMeta};
 
 /// Heartbeat intervals without any acknowledgement before a pipeline is presumed stalled.
 pub(crate) const STALL_HEARTBEATS: u32 = 3;
@@ -20,6 +25,7 @@ pub(crate) const STALL_HEARTBEATS: u32 = 3;
 pub(crate) enum ProgressState {
     Probe,
     Replicate,
+    Snapshot,
 }
 
 /// The leader's view of one follower.
@@ -30,8 +36,13 @@ pub(crate) struct Progress {
     /// Index of the next entry to send.
     pub(crate) next_index: LogIndex,
     pub(crate) state: ProgressState,
-    /// In Probe: a probe is on the wire; wait for its answer or the next heartbeat.
+    /// In Probe: a probe is on the wire; in Snapshot: a chunk is. Wait for its answer or the
+    /// next heartbeat.
     pub(crate) probe_sent: bool,
+    /// In Snapshot: the snapshot being sent (a newer one restarts the transfer), and the offset
+    /// of its next chunk (what the follower said it expects).
+    pub(crate) snapshot: SnapshotMeta,
+    pub(crate) snapshot_offset: u64,
     /// In Replicate: the messages with entries not yet acknowledged.
     pub(crate) inflights: Inflights,
     /// Highest ReadIndex heartbeat round this follower acknowledged in the current term.
@@ -53,6 +64,8 @@ impl Progress {
             next_index,
             state: ProgressState::Probe,
             probe_sent: false,
+            snapshot: SnapshotMeta::default(),
+            snapshot_offset: 0,
             inflights: Inflights::new(max_inflight),
             acked_round: 0,
             match_at_heartbeat: 0,
@@ -78,6 +91,16 @@ impl Progress {
         self.inflights.clear();
     }
 
+    /// The entries from `next_index` are compacted: send the snapshot `meta` from its start.
+    pub(crate) fn become_snapshot(&mut self, meta: SnapshotMeta) {
+        self.state = ProgressState::Snapshot;
+        self.stalled_heartbeats = 0;
+        self.snapshot = meta;
+        self.snapshot_offset = 0;
+        self.probe_sent = false;
+        self.inflights.clear();
+    }
+
     /// Records a successful append; returns true when `match_index` moved.
     pub(crate) fn on_success(&mut self, match_index: LogIndex) -> bool {
         self.inflights.free_up_to(match_index);
@@ -94,7 +117,7 @@ impl Progress {
     /// May the leader send a message carrying entries now?
     pub(crate) fn can_send_entries(&self) -> bool {
         match self.state {
-            ProgressState::Probe => !self.probe_sent,
+            ProgressState::Probe | ProgressState::Snapshot => !self.probe_sent,
             ProgressState::Replicate => !self.inflights.is_full(),
         }
     }
@@ -116,8 +139,8 @@ impl Progress {
             self.stalled_heartbeats = 0;
         }
         self.match_at_heartbeat = self.match_index;
-        if self.state == ProgressState::Probe {
-            // A probe lost on the way is retried at every heartbeat.
+        if matches!(self.state, ProgressState::Probe | ProgressState::Snapshot) {
+            // A probe or snapshot chunk lost on the way is retried at every heartbeat.
             self.probe_sent = false;
         }
     }
@@ -125,7 +148,7 @@ impl Progress {
     /// Bookkeeping after sending entries up to `last` (or a probe without entries).
     pub(crate) fn on_sent(&mut self, last: Option<LogIndex>) {
         match self.state {
-            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Probe | ProgressState::Snapshot => self.probe_sent = true,
             ProgressState::Replicate => {
                 if let Some(last) = last {
                     self.next_index = last + 1;
