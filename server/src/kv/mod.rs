@@ -13,6 +13,12 @@
 //! new one, so it is refused rather than risk applying it twice.
 //!
 //! Reads do not go through the log; the node serves them with ReadIndex from [`KvStore::get`].
+//!
+//! [`KvStore::snapshot`] serialises the whole replicated state (data, client sessions and the
+//! applied index) for log compaction and InstallSnapshot; [`KvStore::restore`] reads it back.
+//! Sessions must be in it: a retry that arrives after the log entry of its first application
+//! was compacted away (or at a follower brought up by a snapshot) must still be recognised.
+//! The encoding is JSON (`{"format":1,"applied_index":..,"data":{..},"sessions":{..}}`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -141,14 +147,47 @@ pub struct Applied {
 }
 
 /// Recent results of one client.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
     /// seq -> result of its first application; at most [`SESSION_WINDOW`] entries.
     results: BTreeMap<u64, Applied>,
 }
 
+/// Version of the snapshot encoding, checked by [`KvStore::restore`].
+const SNAPSHOT_FORMAT: u32 = 1;
+
+/// The snapshot encoding, borrowing the store's maps so taking a snapshot copies nothing but
+/// the output bytes.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    format: u32,
+    applied_index: LogIndex,
+    data: &'a HashMap<String, String>,
+    sessions: &'a HashMap<String, Session>,
+}
+
+/// The snapshot encoding, owned, as read back.
+#[derive(Deserialize)]
+struct SnapshotOwned {
+    format: u32,
+    applied_index: LogIndex,
+    data: HashMap<String, String>,
+    sessions: HashMap<String, Session>,
+}
+
+/// Why snapshot bytes could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("snapshot is not a valid KV snapshot: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error(
+        "snapshot format {found} is not supported (this build reads format {SNAPSHOT_FORMAT})"
+    )]
+    Format { found: u32 },
+}
+
 /// The replicated key-value state: data and client sessions.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KvStore {
     data: HashMap<String, String>,
     sessions: HashMap<String, Session>,
@@ -188,6 +227,36 @@ impl KvStore {
     /// applied without changing anything.
     pub fn apply_noop(&mut self, index: LogIndex) {
         self.applied_index = self.applied_index.max(index);
+    }
+
+    /// The whole replicated state (data, client sessions, applied index) as bytes, for a
+    /// snapshot at [`KvStore::applied_index`].
+    pub fn snapshot(&self) -> Vec<u8> {
+        let image = SnapshotRef {
+            format: SNAPSHOT_FORMAT,
+            applied_index: self.applied_index,
+            data: &self.data,
+            sessions: &self.sessions,
+        };
+        // Maps of strings, integers and plain enums always serialise.
+        serde_json::to_vec(&image).unwrap_or_default()
+    }
+
+    /// The store a snapshot was taken of. Local settings (the planted `no-dedup` bug) are not
+    /// part of a snapshot: set them again on the result.
+    pub fn restore(bytes: &[u8]) -> Result<KvStore, RestoreError> {
+        let image: SnapshotOwned = serde_json::from_slice(bytes)?;
+        if image.format != SNAPSHOT_FORMAT {
+            return Err(RestoreError::Format {
+                found: image.format,
+            });
+        }
+        Ok(KvStore {
+            data: image.data,
+            sessions: image.sessions,
+            applied_index: image.applied_index,
+            no_dedup: false,
+        })
     }
 
     /// Turns on the planted bug `no-dedup` (test only; see [`crate::bugs`]).
@@ -417,6 +486,58 @@ mod tests {
         );
         assert_eq!(Command::decode(&c.encode()).unwrap(), c);
         assert!(Command::decode(b"not json").is_err());
+    }
+
+    #[test]
+    fn restore_of_a_snapshot_gives_the_same_store() {
+        let mut kv = KvStore::new();
+        kv.apply(1, &cmd(write("a", "1")));
+        kv.apply(2, &with_id("c1", 4, append("b", "x")));
+        kv.apply(
+            3,
+            &cmd(Op::Cas {
+                key: "a".into(),
+                expected: "0".into(),
+                new: "2".into(),
+            }),
+        );
+        kv.apply_noop(4);
+        let restored = KvStore::restore(&kv.snapshot()).unwrap();
+        assert_eq!(restored, kv);
+        assert_eq!(restored.applied_index(), 4);
+        assert_eq!(restored.get("a"), Some("1"));
+        assert_eq!(restored.get("b"), Some("x"));
+    }
+
+    #[test]
+    fn a_retry_after_a_snapshot_is_still_answered_from_the_session() {
+        let mut kv = KvStore::new();
+        let first = kv.apply(1, &with_id("c1", 7, append("k", "x")));
+        let mut restored = KvStore::restore(&kv.snapshot()).unwrap();
+        let retry = restored.apply(2, &with_id("c1", 7, append("k", "x")));
+        assert!(retry.duplicate);
+        assert_eq!((retry.result, retry.index), (first.result, 1));
+        assert_eq!(restored.get("k"), Some("x"));
+        // The session window survives too: an id older than it is still refused.
+        for seq in 100..100 + SESSION_WINDOW as u64 {
+            restored.apply(seq, &with_id("c1", seq, append("w", "a")));
+        }
+        let mut again = KvStore::restore(&restored.snapshot()).unwrap();
+        let old = again.apply(10_000, &with_id("c1", 1, append("w", "a")));
+        assert_eq!(old.result, OpResult::SessionExpired);
+    }
+
+    #[test]
+    fn restore_refuses_garbage_and_unknown_formats() {
+        assert!(matches!(
+            KvStore::restore(b"{not json"),
+            Err(RestoreError::Decode(_))
+        ));
+        let future = br#"{"format":99,"applied_index":1,"data":{},"sessions":{}}"#;
+        assert!(matches!(
+            KvStore::restore(future),
+            Err(RestoreError::Format { found: 99 })
+        ));
     }
 
     #[test]

@@ -1,37 +1,58 @@
-//! Durable storage of one node's Raft state: the hard state (term, vote, commit) and the log.
+//! Durable storage of one node's Raft state: the hard state (term, vote, commit), the log and
+//! the latest snapshot.
 //!
 //! The Raft core is sans-IO; this module is where its [`Ready`](crate::raft::Ready) output becomes
-//! durable. A data directory holds two files:
+//! durable. A data directory holds three files (and a `LOCK`):
 //!
 //! - `hardstate.json` ([`hard_state`]): term, vote and commit index, replaced atomically (write
 //!   a temp file, fsync, rename, fsync the directory) and protected by a checksum;
-//! - `wal.log` ([`wal`]): the log as an append-only sequence of checksummed records; a
-//!   conflicting suffix is cut off physically (truncate the file) before new entries are appended.
+//! - `wal.log` ([`wal`]): the log after the snapshot, as an append-only sequence of checksummed
+//!   records; a conflicting suffix is cut off physically (truncate the file) before new entries
+//!   are appended, and a compacted prefix is dropped by rewriting the file with the suffix;
+//! - `snapshot.bin` ([`snapshot`]): the state machine's image at some index, which stands for
+//!   every entry up to it; replaced atomically, absent until the first snapshot.
 //!
 //! [`Storage::persist`] makes one `Ready`'s hard state and entries durable with one fsync of the
 //! WAL, however many entries it holds (group commit). On [`Storage::open`] a torn last record is
 //! cut off with a warning; anything else that is wrong (corruption before the end, a missing
-//! file that should be there) is an error naming the file and the byte offset, so the node stops
-//! instead of silently forgetting what it acknowledged.
+//! file that should be there, a log that does not continue the snapshot) is an error naming the
+//! file, so the node stops instead of silently forgetting what it acknowledged.
 //!
-//! Snapshots (issue 7) will add a third file and a `first_index` to the WAL; the WAL already keeps
-//! its entries' offsets relative to its first index so a compacted prefix fits in.
+//! # Snapshots and crashes
+//!
+//! A snapshot is made durable before the log prefix it replaces is dropped, so every crash
+//! point leaves a directory that opens to the same state:
+//!
+//! - a snapshot taken locally ([`Storage::save_snapshot`] then [`Storage::compact_log`]):
+//!   crashing in between leaves WAL entries the snapshot covers; open drops them (the WAL's
+//!   entry at the snapshot index has the snapshot's term, so they are the same history);
+//! - a snapshot received from the leader ([`Storage::install_snapshot`]: write it, then empty
+//!   the WAL): crashing in between leaves the old WAL; open drops its entries up to the
+//!   snapshot and, when its entry at the snapshot index has another term (a history the
+//!   leader's snapshot replaced, which can never commit), the whole WAL;
+//! - a `.tmp` of either file left by a crash is removed on open.
+//!
+//! A WAL whose first entry is beyond the snapshot index + 1 has a hole no one can fill: error.
 
 pub mod hard_state;
+pub mod snapshot;
 pub mod wal;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::raft::{DurableState, Entry, HardState, LogIndex};
+use crate::raft::{DurableState, Entry, HardState, LogIndex, Snapshot, SnapshotMeta};
 
 pub use hard_state::HardStateFile;
+pub use snapshot::SnapshotFile;
 pub use wal::Wal;
 
 /// File name of the hard state inside a data directory.
 pub const HARD_STATE_FILE: &str = "hardstate.json";
 /// File name of the write-ahead log inside a data directory.
 pub const WAL_FILE: &str = "wal.log";
+/// File name of the snapshot inside a data directory.
+pub const SNAPSHOT_FILE: &str = "snapshot.bin";
 
 /// Everything that can go wrong with a data directory. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +100,7 @@ pub struct Storage {
     dir: PathBuf,
     hard_state: HardStateFile,
     wal: Wal,
+    snapshot: SnapshotFile,
     /// An exclusive `flock` on the directory, held while the node runs, so two processes never
     /// write the same log.
     _lock: nix::fcntl::Flock<fs::File>,
@@ -92,6 +114,7 @@ impl Storage {
         let lock = lock_dir(dir)?;
         let hs_path = dir.join(HARD_STATE_FILE);
         let wal_path = dir.join(WAL_FILE);
+        let snapshot_path = dir.join(SNAPSHOT_FILE);
         let hs_exists = hs_path.exists();
         let wal_exists = wal_path.exists();
         // A fresh directory is initialised WAL first, then hard state; so a WAL without a hard
@@ -100,6 +123,12 @@ impl Storage {
             return Err(StorageError::Missing {
                 path: wal_path,
                 why: "the hard state file exists, so the log must too",
+            });
+        }
+        if !hs_exists && snapshot_path.exists() {
+            return Err(StorageError::Missing {
+                path: hs_path,
+                why: "a snapshot exists, so the hard state file must too",
             });
         }
         if !hs_exists && wal_exists {
@@ -119,21 +148,29 @@ impl Storage {
             sync_dir(dir)?;
         }
         let (hard_state, mut hs) = HardStateFile::open(&hs_path)?;
-        let (wal, log) = Wal::open(&wal_path)?;
-        // The commit index is written lazily; it can never be beyond what the log holds.
-        let last = log.last().map_or(0, |e| e.index);
-        hs.commit = hs.commit.min(last);
+        let (snapshot_file, snapshot) = SnapshotFile::open(&snapshot_path)?;
+        let snapshot_meta = snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
+        let (mut wal, log) = Wal::open(&wal_path, snapshot_meta.index)?;
+        let log = match &snapshot {
+            Some(snapshot) => continue_snapshot(&mut wal, log, snapshot.meta)?,
+            None => log,
+        };
+        // The commit index is written lazily; it can never be beyond what the log holds, and
+        // everything the snapshot covers is committed.
+        let last = log.last().map_or(snapshot_meta.index, |e| e.index);
+        hs.commit = hs.commit.min(last).max(snapshot_meta.index);
         let storage = Storage {
             dir: dir.to_path_buf(),
             hard_state,
             wal,
+            snapshot: snapshot_file,
             _lock: lock,
         };
         Ok((
             storage,
             DurableState {
                 hard_state: hs,
-                snapshot: None,
+                snapshot,
                 log,
             },
         ))
@@ -156,7 +193,61 @@ impl Storage {
         Ok(())
     }
 
-    /// Index of the last durable entry (0 when the log is empty).
+    /// Makes a snapshot of this node's own state machine durable (atomically). The log prefix
+    /// it covers stays until [`Storage::compact_log`]; a crash in between is harmless.
+    pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        if let Some(current) = self.snapshot.meta() {
+            if snapshot.meta.index <= current.index {
+                return Err(StorageError::InvalidAppend {
+                    path: self.dir.join(SNAPSHOT_FILE),
+                    why: format!(
+                        "a snapshot at index {} does not replace the one at {}",
+                        snapshot.meta.index, current.index
+                    ),
+                });
+            }
+        }
+        self.snapshot.save(snapshot)
+    }
+
+    /// Drops the WAL's entries up to and including `index`, which a durable snapshot covers.
+    pub fn compact_log(&mut self, index: LogIndex) -> Result<(), StorageError> {
+        let covered = self.snapshot.meta().map_or(0, |m| m.index);
+        if index > covered {
+            return Err(StorageError::InvalidAppend {
+                path: self.dir.join(WAL_FILE),
+                why: format!(
+                    "cannot compact through {index}: the durable snapshot only covers {covered}"
+                ),
+            });
+        }
+        self.wal.compact_through(index)
+    }
+
+    /// Installs a snapshot received from the leader: it replaces the whole log. The snapshot
+    /// is made durable first, then the WAL is emptied to continue at `meta.index + 1`.
+    pub fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.save_snapshot(snapshot)?;
+        self.wal.reset(snapshot.meta.index + 1)
+    }
+
+    /// Where the durable snapshot ends (None before the first one).
+    pub fn snapshot_meta(&self) -> Option<SnapshotMeta> {
+        self.snapshot.meta()
+    }
+
+    /// Size of the WAL in bytes.
+    pub fn wal_bytes(&self) -> u64 {
+        self.wal.bytes()
+    }
+
+    /// Size of the snapshot file in bytes (0 without one).
+    pub fn snapshot_bytes(&self) -> u64 {
+        self.snapshot.bytes()
+    }
+
+    /// Index of the last durable entry (the snapshot's index when the WAL is empty, 0 when
+    /// there is neither).
     pub fn last_index(&self) -> LogIndex {
         self.wal.last_index()
     }
@@ -168,8 +259,63 @@ impl Storage {
 
     /// Number of fsyncs done since open (WAL and hard state), for metrics.
     pub fn fsync_count(&self) -> u64 {
-        self.wal.fsync_count() + self.hard_state.fsync_count()
+        self.wal.fsync_count() + self.hard_state.fsync_count() + self.snapshot.fsync_count()
     }
+}
+
+/// Makes the WAL read at open continue the snapshot `meta` (see the module docs): drops the
+/// entries it covers, or the whole log when it belongs to a history the snapshot replaced.
+fn continue_snapshot(
+    wal: &mut Wal,
+    log: Vec<Entry>,
+    meta: SnapshotMeta,
+) -> Result<Vec<Entry>, StorageError> {
+    let (Some(first), Some(last)) = (log.first(), log.last()) else {
+        return Ok(log);
+    };
+    if first.index > meta.index + 1 {
+        return Err(StorageError::Corrupt {
+            path: wal.path().to_path_buf(),
+            offset: 0,
+            why: format!(
+                "the log starts at index {} but the snapshot ends at {}: entries {}..{} are missing",
+                first.index,
+                meta.index,
+                meta.index + 1,
+                first.index - 1
+            ),
+        });
+    }
+    if first.index == meta.index + 1 {
+        return Ok(log);
+    }
+    if last.index < meta.index {
+        tracing::info!(
+            snapshot_index = meta.index,
+            wal_last_index = last.index,
+            "the snapshot covers the whole log (crash after it was written): emptying the log"
+        );
+        wal.reset(meta.index + 1)?;
+        return Ok(Vec::new());
+    }
+    let at_snapshot = &log[(meta.index - first.index) as usize];
+    if at_snapshot.term != meta.term {
+        tracing::warn!(
+            snapshot_index = meta.index,
+            snapshot_term = meta.term,
+            log_term = at_snapshot.term,
+            "the log holds another history at the snapshot index (crash while installing a \
+             leader's snapshot): discarding the log"
+        );
+        wal.reset(meta.index + 1)?;
+        return Ok(Vec::new());
+    }
+    tracing::info!(
+        snapshot_index = meta.index,
+        "dropping log entries the snapshot covers (crash before the log was compacted)"
+    );
+    wal.compact_through(meta.index)?;
+    Ok(log.into_iter().filter(|e| e.index > meta.index).collect())
 }
 
 /// Takes an exclusive, non-blocking `flock` on a `LOCK` file in the directory.
@@ -258,6 +404,162 @@ mod tests {
         fs::remove_file(dir.path().join(HARD_STATE_FILE)).unwrap();
         let err = Storage::open(dir.path()).unwrap_err();
         assert!(err.to_string().contains(HARD_STATE_FILE), "{err}");
+    }
+
+    fn snapshot(index: LogIndex, term: u64) -> Snapshot {
+        Snapshot {
+            meta: SnapshotMeta { index, term },
+            data: format!("state at {index}").into_bytes(),
+        }
+    }
+
+    fn hard_state(term: u64, commit: LogIndex) -> HardState {
+        HardState {
+            term,
+            voted_for: Some(1),
+            commit,
+        }
+    }
+
+    /// A directory with entries 1..=last of term 1 persisted.
+    fn dir_with_log(last: LogIndex) -> (tempfile::TempDir, Storage) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        let log: Vec<_> = (1..=last).map(|i| entry(i, 1)).collect();
+        s.persist(Some(&hard_state(1, last)), &log).unwrap();
+        (dir, s)
+    }
+
+    fn wal_len(dir: &Path) -> u64 {
+        fs::metadata(dir.join(WAL_FILE)).unwrap().len()
+    }
+
+    #[test]
+    fn restart_after_a_snapshot_loads_it_and_the_log_suffix() {
+        let (dir, mut s) = dir_with_log(10);
+        let before = s.wal_bytes();
+        s.save_snapshot(&snapshot(7, 1)).unwrap();
+        s.compact_log(7).unwrap();
+        assert!(s.wal_bytes() < before);
+        assert_eq!(s.last_index(), 10);
+        s.persist(None, &[entry(11, 1)]).unwrap();
+        drop(s);
+        let (s, d) = Storage::open(dir.path()).unwrap();
+        assert_eq!(d.snapshot, Some(snapshot(7, 1)));
+        assert_eq!(d.log, (8..=11).map(|i| entry(i, 1)).collect::<Vec<_>>());
+        assert_eq!(s.snapshot_meta(), Some(SnapshotMeta { index: 7, term: 1 }));
+        assert_eq!(s.wal_bytes(), wal_len(dir.path()));
+    }
+
+    #[test]
+    fn crash_between_snapshot_and_log_compaction_drops_the_covered_entries_at_open() {
+        let (dir, mut s) = dir_with_log(10);
+        s.save_snapshot(&snapshot(6, 1)).unwrap();
+        let full = wal_len(dir.path());
+        drop(s); // crash: the WAL still holds 1..=10
+        let (s, d) = Storage::open(dir.path()).unwrap();
+        assert_eq!(d.snapshot, Some(snapshot(6, 1)));
+        assert_eq!(d.log, (7..=10).map(|i| entry(i, 1)).collect::<Vec<_>>());
+        assert!(
+            wal_len(dir.path()) < full,
+            "the covered prefix stays on disk"
+        );
+        assert_eq!(d.hard_state.commit, 10);
+        drop(s);
+        // And it stays that way.
+        let (_s, again) = Storage::open(dir.path()).unwrap();
+        assert_eq!(again, d);
+    }
+
+    #[test]
+    fn installed_snapshot_replaces_the_whole_log_and_entries_continue_after_it() {
+        let (dir, mut s) = dir_with_log(5);
+        s.install_snapshot(&snapshot(40, 3)).unwrap();
+        assert_eq!((s.last_index(), s.wal_bytes()), (40, 0));
+        s.persist(Some(&hard_state(3, 41)), &[entry(41, 3), entry(42, 3)])
+            .unwrap();
+        drop(s);
+        let (_s, d) = Storage::open(dir.path()).unwrap();
+        assert_eq!(d.snapshot, Some(snapshot(40, 3)));
+        assert_eq!(d.log, vec![entry(41, 3), entry(42, 3)]);
+        assert_eq!(d.hard_state.commit, 41);
+    }
+
+    #[test]
+    fn crash_while_installing_a_snapshot_beyond_the_log_empties_the_log_at_open() {
+        let (dir, mut s) = dir_with_log(5);
+        s.save_snapshot(&snapshot(40, 3)).unwrap();
+        drop(s); // crash before the WAL was reset
+        let (_s, d) = Storage::open(dir.path()).unwrap();
+        assert_eq!(d.snapshot, Some(snapshot(40, 3)));
+        assert!(d.log.is_empty());
+        assert_eq!(d.hard_state.commit, 40);
+        assert_eq!(wal_len(dir.path()), 0);
+    }
+
+    #[test]
+    fn crash_while_installing_over_a_conflicting_history_discards_that_history() {
+        // The log holds 1..=10 of term 1; the leader's snapshot says index 8 has term 2, so
+        // this node's entries 8.. belong to a history that can never commit.
+        let (dir, mut s) = dir_with_log(10);
+        s.save_snapshot(&snapshot(8, 2)).unwrap();
+        drop(s);
+        let (_s, d) = Storage::open(dir.path()).unwrap();
+        assert_eq!(d.snapshot, Some(snapshot(8, 2)));
+        assert!(d.log.is_empty(), "{:?}", d.log);
+    }
+
+    #[test]
+    fn log_that_does_not_reach_back_to_the_snapshot_is_an_error() {
+        let (dir, mut s) = dir_with_log(10);
+        s.save_snapshot(&snapshot(4, 1)).unwrap();
+        let old_snapshot = fs::read(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        s.save_snapshot(&snapshot(10, 1)).unwrap();
+        s.compact_log(10).unwrap();
+        s.persist(None, &[entry(11, 1), entry(12, 1)]).unwrap();
+        drop(s);
+        // The snapshot goes back to index 4: entries 5..=10 are nowhere.
+        fs::write(dir.path().join(SNAPSHOT_FILE), old_snapshot).unwrap();
+        let err = Storage::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(WAL_FILE) && text.contains("5..10"), "{text}");
+    }
+
+    #[test]
+    fn snapshots_only_move_forward_and_compaction_only_up_to_the_snapshot() {
+        let (_dir, mut s) = dir_with_log(10);
+        s.save_snapshot(&snapshot(6, 1)).unwrap();
+        assert!(s.save_snapshot(&snapshot(6, 1)).is_err());
+        assert!(s.save_snapshot(&snapshot(3, 1)).is_err());
+        assert!(s.compact_log(7).is_err());
+        s.compact_log(6).unwrap();
+    }
+
+    #[test]
+    fn snapshot_without_a_hard_state_file_is_an_error() {
+        let (dir, mut s) = dir_with_log(3);
+        s.save_snapshot(&snapshot(3, 1)).unwrap();
+        s.compact_log(3).unwrap();
+        drop(s);
+        fs::remove_file(dir.path().join(HARD_STATE_FILE)).unwrap();
+        let err = Storage::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StorageError::Missing { .. }), "{err}");
+        assert!(err.to_string().contains(HARD_STATE_FILE), "{err}");
+    }
+
+    #[test]
+    fn corrupt_snapshot_stops_the_open_naming_the_file() {
+        let (dir, mut s) = dir_with_log(3);
+        s.save_snapshot(&snapshot(3, 1)).unwrap();
+        drop(s);
+        let path = dir.path().join(SNAPSHOT_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&path, bytes).unwrap();
+        let err = Storage::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains(SNAPSHOT_FILE), "{err}");
     }
 
     #[test]

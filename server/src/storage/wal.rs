@@ -14,6 +14,15 @@
 //! removed physically: the file is truncated at the offset of the first conflicting record, then
 //! the new entries are appended, and one fsync covers both.
 //!
+//! Log compaction (after a snapshot) drops a prefix by rewriting the file with the suffix only:
+//! the kept records are copied to `wal.log.tmp`, which is fsynced and renamed over `wal.log`,
+//! then the directory is fsynced. A crash leaves the old file or the new one; a leftover `.tmp`
+//! is removed on open. Rewriting (rather than a directory of segment files) keeps one file and
+//! one recovery path, and costs little: the node snapshots at its apply index, so the suffix
+//! still to copy is only the entries appended but not yet applied (usually a few batches).
+//! Since the first record's index is no longer 1 after compaction, the file's first index is
+//! the first record's; an empty file starts right after the snapshot the caller says it has.
+//!
 //! Recovery rules on open, from the first byte on:
 //! - a record that runs past the end of the file, or whose checksum fails and which is the last
 //!   record (or is followed only by zero bytes), is a torn write from a crash: it and everything
@@ -22,6 +31,7 @@
 //!   index out of sequence is corruption: open fails naming the file and the byte offset.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -70,7 +80,15 @@ impl Wal {
     }
 
     /// Opens an existing WAL, recovers it (see the module docs) and returns its entries.
-    pub fn open(path: &Path) -> Result<(Wal, Vec<Entry>), StorageError> {
+    /// `snapshot_index` is where the caller's snapshot ends (0 without one): an empty file
+    /// starts right after it. Entries the snapshot already covers are returned too; the caller
+    /// drops them with [`Wal::compact_through`].
+    pub fn open(path: &Path, snapshot_index: LogIndex) -> Result<(Wal, Vec<Entry>), StorageError> {
+        let tmp = tmp_path(path);
+        if tmp.exists() {
+            tracing::warn!(file = %tmp.display(), "removing an unfinished log compaction left by a crash");
+            fs::remove_file(&tmp).map_err(|e| StorageError::io("remove", &tmp, e))?;
+        }
         let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -90,7 +108,7 @@ impl Wal {
         let mut wal = Wal {
             path: path.to_path_buf(),
             file,
-            first_index: scan.entries.first().map_or(1, |e| e.index),
+            first_index: scan.entries.first().map_or(snapshot_index + 1, |e| e.index),
             offsets: scan.offsets,
             end: scan.valid_len,
             torn_tail: None,
@@ -200,6 +218,75 @@ impl Wal {
         self.first_index + self.offsets.len() as u64 - 1
     }
 
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Index of the first entry the file holds (or would hold next, when empty).
+    pub fn first_index(&self) -> LogIndex {
+        self.first_index
+    }
+
+    /// Size of the valid part of the file in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.end
+    }
+
+    /// Drops every entry up to and including `index` (a snapshot covers them), keeping the
+    /// suffix; atomic (see the module docs). Nothing happens when the file already starts
+    /// after `index`. When `index` is at or past the end, the file becomes empty and the next
+    /// entry expected is `index + 1`.
+    pub fn compact_through(&mut self, index: LogIndex) -> Result<(), StorageError> {
+        if index < self.first_index {
+            return Ok(());
+        }
+        let dropped = ((index - self.first_index + 1) as usize).min(self.offsets.len());
+        self.rewrite_without(dropped, index + 1)
+    }
+
+    /// Empties the log; the next entry expected is `first_index` (a snapshot received from the
+    /// leader replaced the whole log). Atomic like a compaction.
+    pub fn reset(&mut self, first_index: LogIndex) -> Result<(), StorageError> {
+        self.rewrite_without(self.offsets.len(), first_index)
+    }
+
+    /// Rewrites the file without its first `dropped` records; the first kept record (or the
+    /// next one appended) has index `first_index`.
+    fn rewrite_without(
+        &mut self,
+        dropped: usize,
+        first_index: LogIndex,
+    ) -> Result<(), StorageError> {
+        let start = self.offsets.get(dropped).copied().unwrap_or(self.end);
+        let mut suffix = vec![0u8; (self.end - start) as usize];
+        self.file
+            .read_exact_at(&mut suffix, start)
+            .map_err(|e| StorageError::io("read", &self.path, e))?;
+        let tmp = tmp_path(&self.path);
+        let mut file = fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
+        file.write_all(&suffix)
+            .map_err(|e| StorageError::io("write", &tmp, e))?;
+        file.sync_all()
+            .map_err(|e| StorageError::io("fsync", &tmp, e))?;
+        drop(file);
+        fs::rename(&tmp, &self.path).map_err(|e| StorageError::io("rename", &tmp, e))?;
+        super::sync_dir(self.path.parent().unwrap_or_else(|| Path::new(".")))?;
+        self.fsyncs += 2;
+        self.file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| StorageError::io("open", &self.path, e))?;
+        self.offsets = self.offsets[dropped..]
+            .iter()
+            .map(|offset| offset - start)
+            .collect();
+        self.end -= start;
+        self.first_index = first_index;
+        Ok(())
+    }
+
     /// What recovery cut off on open, if anything.
     pub fn torn_tail(&self) -> Option<TornTail> {
         self.torn_tail
@@ -216,6 +303,13 @@ impl Wal {
             why,
         }
     }
+}
+
+/// `wal.log` -> `wal.log.tmp`, where a compaction writes the new file.
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".tmp");
+    PathBuf::from(name)
 }
 
 /// Appends the framed record of `entry` to `buf`.
@@ -342,20 +436,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         Wal::create(&path).unwrap();
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (mut wal, _) = Wal::open(&path, 0).unwrap();
         wal.append(entries).unwrap();
         (dir, path)
     }
 
     fn record_offsets(path: &Path) -> Vec<u64> {
-        Wal::open(path).unwrap().0.offsets.clone()
+        Wal::open(path, 0).unwrap().0.offsets.clone()
     }
 
     #[test]
     fn appended_entries_read_back_in_order() {
         let log: Vec<_> = (1..=10).map(|i| entry(i, 1 + i / 4)).collect();
         let (_dir, path) = wal_with(&log);
-        let (wal, read) = Wal::open(&path).unwrap();
+        let (wal, read) = Wal::open(&path, 0).unwrap();
         assert_eq!(read, log);
         assert_eq!(wal.last_index(), 10);
         assert_eq!(wal.torn_tail(), None);
@@ -366,7 +460,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
         Wal::create(&path).unwrap();
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (mut wal, _) = Wal::open(&path, 0).unwrap();
         wal.append(&(1..=100).map(|i| entry(i, 1)).collect::<Vec<_>>())
             .unwrap();
         assert_eq!(wal.fsync_count(), 1);
@@ -375,12 +469,12 @@ mod tests {
     #[test]
     fn conflicting_suffix_is_replaced_and_stays_replaced_after_reopen() {
         let (_dir, path) = wal_with(&(1..=6).map(|i| entry(i, 1)).collect::<Vec<_>>());
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (mut wal, _) = Wal::open(&path, 0).unwrap();
         let replacement: Vec<_> = (4..=5).map(|i| entry(i, 2)).collect();
         wal.append(&replacement).unwrap();
         assert_eq!(wal.last_index(), 5);
         drop(wal);
-        let (_, read) = Wal::open(&path).unwrap();
+        let (_, read) = Wal::open(&path, 0).unwrap();
         let mut expected: Vec<_> = (1..=3).map(|i| entry(i, 1)).collect();
         expected.extend(replacement);
         assert_eq!(read, expected);
@@ -389,7 +483,7 @@ mod tests {
     #[test]
     fn append_with_a_gap_is_refused() {
         let (_dir, path) = wal_with(&[entry(1, 1)]);
-        let (mut wal, _) = Wal::open(&path).unwrap();
+        let (mut wal, _) = Wal::open(&path, 0).unwrap();
         let err = wal.append(&[entry(3, 1)]).unwrap_err();
         assert!(matches!(err, StorageError::InvalidAppend { .. }), "{err}");
     }
@@ -429,7 +523,7 @@ mod tests {
         let len = fs::metadata(&path).unwrap().len();
         let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(len - 3).unwrap();
-        let (opened, logs) = with_captured_logs(|| Wal::open(&path));
+        let (opened, logs) = with_captured_logs(|| Wal::open(&path, 0));
         let (wal, read) = opened.unwrap();
         assert!(logs.contains("WARN"), "no warning logged: {logs}");
         assert!(logs.contains("torn record"), "{logs}");
@@ -455,7 +549,7 @@ mod tests {
             .unwrap()
             .write_all(&[7, 0, 0])
             .unwrap();
-        let (wal, read) = Wal::open(&path).unwrap();
+        let (wal, read) = Wal::open(&path, 0).unwrap();
         assert_eq!(read, log);
         assert_eq!(wal.torn_tail().map(|t| t.bytes_cut), Some(3));
     }
@@ -468,7 +562,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&path, &bytes).unwrap();
-        let (wal, read) = Wal::open(&path).unwrap();
+        let (wal, read) = Wal::open(&path, 0).unwrap();
         assert_eq!(read, log[..3].to_vec());
         assert!(wal.torn_tail().is_some());
     }
@@ -483,7 +577,7 @@ mod tests {
             .unwrap()
             .write_all(&[0; 4096])
             .unwrap();
-        let (wal, read) = Wal::open(&path).unwrap();
+        let (wal, read) = Wal::open(&path, 0).unwrap();
         assert_eq!(read, log);
         assert_eq!(wal.torn_tail().map(|t| t.bytes_cut), Some(4096));
     }
@@ -499,7 +593,7 @@ mod tests {
         bytes[target] ^= 0x55;
         fs::write(&path, &bytes).unwrap();
         let before = bytes.len();
-        let err = Wal::open(&path).unwrap_err();
+        let err = Wal::open(&path, 0).unwrap_err();
         match &err {
             StorageError::Corrupt {
                 path: p, offset, ..
@@ -525,7 +619,7 @@ mod tests {
         let second = bytes.len() as u64;
         encode_record(&entry(5, 1), &mut bytes);
         fs::write(&path, &bytes).unwrap();
-        let err = Wal::open(&path).unwrap_err();
+        let err = Wal::open(&path, 0).unwrap_err();
         assert!(
             matches!(err, StorageError::Corrupt { offset, .. } if offset == second),
             "{err}"
@@ -533,10 +627,73 @@ mod tests {
     }
 
     #[test]
+    fn compaction_keeps_the_suffix_and_appends_continue_after_it_across_reopen() {
+        let log: Vec<_> = (1..=10).map(|i| entry(i, 1)).collect();
+        let (_dir, path) = wal_with(&log);
+        let (mut wal, _) = Wal::open(&path, 0).unwrap();
+        let before = wal.bytes();
+        wal.compact_through(7).unwrap();
+        assert_eq!((wal.first_index(), wal.last_index()), (8, 10));
+        assert!(wal.bytes() < before);
+        assert_eq!(fs::metadata(&path).unwrap().len(), wal.bytes());
+        // A conflicting suffix can still be replaced after the compaction...
+        wal.append(&[entry(10, 2), entry(11, 2)]).unwrap();
+        // ...and compacting to an index already dropped changes nothing.
+        wal.compact_through(3).unwrap();
+        drop(wal);
+        let (wal, read) = Wal::open(&path, 7).unwrap();
+        let mut expected = log[7..9].to_vec();
+        expected.extend([entry(10, 2), entry(11, 2)]);
+        assert_eq!(read, expected);
+        assert_eq!(wal.first_index(), 8);
+        assert!(!tmp_path(&path).exists());
+    }
+
+    #[test]
+    fn compaction_past_the_end_leaves_an_empty_log_expecting_the_next_index() {
+        let (_dir, path) = wal_with(&(1..=4).map(|i| entry(i, 1)).collect::<Vec<_>>());
+        let (mut wal, _) = Wal::open(&path, 0).unwrap();
+        wal.compact_through(9).unwrap();
+        assert_eq!(
+            (wal.first_index(), wal.last_index(), wal.bytes()),
+            (10, 9, 0)
+        );
+        let err = wal.append(&[entry(5, 1)]).unwrap_err();
+        assert!(matches!(err, StorageError::InvalidAppend { .. }), "{err}");
+        wal.append(&[entry(10, 3)]).unwrap();
+        drop(wal);
+        let (wal, read) = Wal::open(&path, 9).unwrap();
+        assert_eq!(read, vec![entry(10, 3)]);
+        assert_eq!(wal.last_index(), 10);
+    }
+
+    #[test]
+    fn reset_empties_the_log_and_an_empty_file_starts_after_the_snapshot() {
+        let (_dir, path) = wal_with(&(1..=4).map(|i| entry(i, 1)).collect::<Vec<_>>());
+        let (mut wal, _) = Wal::open(&path, 0).unwrap();
+        wal.reset(21).unwrap();
+        drop(wal);
+        let (wal, read) = Wal::open(&path, 20).unwrap();
+        assert!(read.is_empty());
+        assert_eq!((wal.first_index(), wal.last_index()), (21, 20));
+    }
+
+    #[test]
+    fn unfinished_compaction_left_by_a_crash_is_removed_and_the_old_log_kept() {
+        let log: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
+        let (_dir, path) = wal_with(&log);
+        let tmp = tmp_path(&path);
+        fs::write(&tmp, b"half a compacted log").unwrap();
+        let (_, read) = Wal::open(&path, 0).unwrap();
+        assert_eq!(read, log);
+        assert!(!tmp.exists());
+    }
+
+    #[test]
     fn missing_file_is_reported_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
-        let err = Wal::open(&path).unwrap_err();
+        let err = Wal::open(&path, 0).unwrap_err();
         assert!(matches!(err, StorageError::Missing { .. }), "{err}");
         assert!(err.to_string().contains("wal.log"));
     }

@@ -1,0 +1,284 @@
+//! The snapshot file: the state machine's image at one log index, replaced atomically.
+//!
+//! A snapshot stands for every log entry up to and including its index, so once it is durable
+//! the log prefix can go (log compaction), and a follower too far behind is sent it instead of
+//! entries the leader no longer has. There is one file per data directory, `snapshot.bin`:
+//!
+//! ```text
+//! +----------+-----------+-----------+----------------+-----------+------------------+
+//! | magic    | index: u64| term: u64 | data_len: u64  | crc32: u32| data (data_len)  |
+//! | 8 bytes  |           |           |                | see below |                  |
+//! +----------+-----------+-----------+----------------+-----------+------------------+
+//! ```
+//!
+//! Integers are little endian; the CRC32 covers index, term, data length and data. The data is
+//! opaque here (the KV layer's [`KvStore::snapshot`](crate::kv::KvStore::snapshot)).
+//!
+//! A new snapshot is written to `snapshot.bin.tmp`, fsynced, renamed over `snapshot.bin`, and
+//! the directory is fsynced: a crash leaves either the old file or the new one, never a mix.
+//! A `.tmp` left behind by a crash is removed when the directory is opened. Because the rename
+//! is the only way a snapshot appears, a `snapshot.bin` that fails any check is corruption, not
+//! a torn write: opening fails naming the file, and the node does not start.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{sync_dir, StorageError};
+use crate::raft::{Snapshot, SnapshotMeta};
+
+/// First bytes of every snapshot file (format version 1).
+pub const MAGIC: &[u8; 8] = b"RTSNAP01";
+/// Bytes before the data: magic, index, term, data length, checksum.
+pub const HEADER_LEN: usize = 8 + 8 + 8 + 8 + 4;
+
+/// The snapshot file of one data directory.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    path: PathBuf,
+    /// What the file holds now (None before the first snapshot).
+    meta: Option<SnapshotMeta>,
+    /// Size of the file in bytes (0 without one), for metrics.
+    bytes: u64,
+    /// Fsyncs done (file and directory), for metrics.
+    fsyncs: u64,
+}
+
+impl SnapshotFile {
+    /// Reads the snapshot at `path`, if there is one, after removing a `.tmp` a crash left
+    /// behind. A file that fails its checks is an error naming it.
+    pub fn open(path: &Path) -> Result<(SnapshotFile, Option<Snapshot>), StorageError> {
+        let tmp = tmp_path(path);
+        if tmp.exists() {
+            tracing::warn!(
+                file = %tmp.display(),
+                "removing an unfinished snapshot left by a crash"
+            );
+            fs::remove_file(&tmp).map_err(|e| StorageError::io("remove", &tmp, e))?;
+        }
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let file = SnapshotFile {
+                    path: path.to_path_buf(),
+                    meta: None,
+                    bytes: 0,
+                    fsyncs: 0,
+                };
+                return Ok((file, None));
+            }
+            Err(e) => return Err(StorageError::io("read", path, e)),
+        };
+        let snapshot = decode(path, &bytes)?;
+        let file = SnapshotFile {
+            path: path.to_path_buf(),
+            meta: Some(snapshot.meta),
+            bytes: bytes.len() as u64,
+            fsyncs: 0,
+        };
+        Ok((file, Some(snapshot)))
+    }
+
+    /// Makes `snapshot` the durable snapshot, atomically (see the module docs).
+    pub fn save(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let bytes = encode(snapshot);
+        let tmp = tmp_path(&self.path);
+        let mut file = fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
+        file.write_all(&bytes)
+            .map_err(|e| StorageError::io("write", &tmp, e))?;
+        file.sync_all()
+            .map_err(|e| StorageError::io("fsync", &tmp, e))?;
+        drop(file);
+        fs::rename(&tmp, &self.path).map_err(|e| StorageError::io("rename", &tmp, e))?;
+        sync_dir(self.path.parent().unwrap_or_else(|| Path::new(".")))?;
+        self.fsyncs += 2;
+        self.meta = Some(snapshot.meta);
+        self.bytes = bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Where the durable snapshot ends (None without one).
+    pub fn meta(&self) -> Option<SnapshotMeta> {
+        self.meta
+    }
+
+    /// Size of the snapshot file in bytes (0 without one).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Fsyncs done since open.
+    pub fn fsync_count(&self) -> u64 {
+        self.fsyncs
+    }
+}
+
+/// `snapshot.bin` -> `snapshot.bin.tmp`.
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// The file image of a snapshot.
+fn encode(snapshot: &Snapshot) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER_LEN + snapshot.data.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&snapshot.meta.index.to_le_bytes());
+    bytes.extend_from_slice(&snapshot.meta.term.to_le_bytes());
+    bytes.extend_from_slice(&(snapshot.data.len() as u64).to_le_bytes());
+    let crc = checksum(&bytes[8..32], &snapshot.data);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes.extend_from_slice(&snapshot.data);
+    bytes
+}
+
+/// CRC32 of the header fields (index, term, length) followed by the data.
+fn checksum(fields: &[u8], data: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(fields);
+    hasher.update(data);
+    hasher.finalize()
+}
+
+/// Reads a file image back, checking everything.
+fn decode(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
+    let corrupt = |offset: u64, why: String| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        why,
+    };
+    if bytes.len() < HEADER_LEN {
+        return Err(corrupt(
+            0,
+            format!(
+                "{} bytes is shorter than a snapshot header ({HEADER_LEN} bytes)",
+                bytes.len()
+            ),
+        ));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(corrupt(0, "not a snapshot file (bad magic)".to_string()));
+    }
+    let u64_at = |at: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(word)
+    };
+    let index = u64_at(8);
+    let term = u64_at(16);
+    let data_len = u64_at(24);
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&bytes[32..36]);
+    let stored_crc = u32::from_le_bytes(crc);
+    let data = &bytes[HEADER_LEN..];
+    if data.len() as u64 != data_len {
+        return Err(corrupt(
+            24,
+            format!(
+                "header says {data_len} bytes of data, the file holds {}",
+                data.len()
+            ),
+        ));
+    }
+    let computed = checksum(&bytes[8..32], data);
+    if computed != stored_crc {
+        return Err(corrupt(
+            32,
+            format!("checksum mismatch (stored {stored_crc:08x}, computed {computed:08x})"),
+        ));
+    }
+    if index == 0 {
+        return Err(corrupt(8, "snapshot at index 0".to_string()));
+    }
+    Ok(Snapshot {
+        meta: SnapshotMeta { index, term },
+        data: data.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(index: u64, term: u64, data: &[u8]) -> Snapshot {
+        Snapshot {
+            meta: SnapshotMeta { index, term },
+            data: data.to_vec(),
+        }
+    }
+
+    fn fresh() -> (tempfile::TempDir, PathBuf, SnapshotFile) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot.bin");
+        let (file, read) = SnapshotFile::open(&path).unwrap();
+        assert_eq!(read, None);
+        (dir, path, file)
+    }
+
+    #[test]
+    fn saved_snapshot_reads_back_and_a_newer_one_replaces_it() {
+        let (_dir, path, mut file) = fresh();
+        file.save(&snapshot(10, 2, b"first")).unwrap();
+        file.save(&snapshot(20, 3, b"second image")).unwrap();
+        assert_eq!(file.meta(), Some(SnapshotMeta { index: 20, term: 3 }));
+        assert_eq!(file.bytes(), (HEADER_LEN + 12) as u64);
+        let (reopened, read) = SnapshotFile::open(&path).unwrap();
+        assert_eq!(read, Some(snapshot(20, 3, b"second image")));
+        assert_eq!(reopened.bytes(), fs::metadata(&path).unwrap().len());
+    }
+
+    #[test]
+    fn empty_data_is_a_valid_snapshot() {
+        let (_dir, path, mut file) = fresh();
+        file.save(&snapshot(1, 1, b"")).unwrap();
+        assert_eq!(
+            SnapshotFile::open(&path).unwrap().1,
+            Some(snapshot(1, 1, b""))
+        );
+    }
+
+    #[test]
+    fn unfinished_tmp_left_by_a_crash_is_removed_and_the_old_snapshot_kept() {
+        let (_dir, path, mut file) = fresh();
+        file.save(&snapshot(5, 1, b"old")).unwrap();
+        // A crash in the middle of writing the next one: half a file under the tmp name.
+        let tmp = tmp_path(&path);
+        fs::write(&tmp, &encode(&snapshot(9, 2, b"new"))[..20]).unwrap();
+        let (_, read) = SnapshotFile::open(&path).unwrap();
+        assert_eq!(read, Some(snapshot(5, 1, b"old")));
+        assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn flipped_data_byte_is_corruption_naming_the_file() {
+        let (_dir, path, mut file) = fresh();
+        file.save(&snapshot(5, 1, b"some state")).unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[HEADER_LEN + 3] ^= 0x40;
+        fs::write(&path, &bytes).unwrap();
+        let err = SnapshotFile::open(&path).unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("snapshot.bin"), "{text}");
+        assert!(text.contains("checksum"), "{text}");
+    }
+
+    #[test]
+    fn truncated_or_foreign_files_are_corruption() {
+        let (_dir, path, mut file) = fresh();
+        file.save(&snapshot(5, 1, b"some state")).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 2]).unwrap();
+        let err = SnapshotFile::open(&path).unwrap_err();
+        assert!(err.to_string().contains("header says"), "{err}");
+        fs::write(&path, &bytes[..10]).unwrap();
+        let err = SnapshotFile::open(&path).unwrap_err();
+        assert!(err.to_string().contains("shorter"), "{err}");
+        let mut foreign = bytes.clone();
+        foreign[0] = b'X';
+        fs::write(&path, &foreign).unwrap();
+        let err = SnapshotFile::open(&path).unwrap_err();
+        assert!(err.to_string().contains("magic"), "{err}");
+    }
+}
