@@ -20,7 +20,8 @@ The client is the same for both systems and knows nothing about which node lives
   first successful answer of a write sent after the kill: how long clients saw no write succeed.
   `kill->ok` (printed too) runs from the kill itself instead.
 - Between trials the killed node is restarted and the cluster must agree on a leader again, then
-  one second of steady load passes before the next kill.
+  one second of steady load passes and the leader is asked again right before the next kill
+  (a change of leader in that second, e.g. a rejoining node deposing it, is counted).
 
 `--signal term` sends SIGTERM instead (a Riptide or etcd leader then hands leadership over before
 it exits): the cost of one step of a rolling restart.
@@ -358,15 +359,21 @@ def main():
     cluster = kind(binary, 3, args.extra, workdir)
     load = None
     trials = []
+    changes_while_settling = 0
     try:
         for i in range(1, 4):
             cluster.start(i)
         cluster.wait_for_leader()
         load = Load(cluster, args.writers, args.probe_ms, args.request_timeout)
         for trial in range(1, args.trials + 1):
-            leader = cluster.wait_for_leader()
+            settled = cluster.wait_for_leader()
             load.reset()
             time.sleep(1.0)  # steady load on a settled leader
+            # Asked again right before the kill: a restarted node may have deposed the leader
+            # meanwhile (without pre-vote), and killing a follower would measure nothing.
+            leader = cluster.wait_for_leader()
+            if leader != settled:
+                changes_while_settling += 1
             killed_at = time.monotonic()
             # The kill runs on its own thread: with SIGTERM the process stays up during the
             # handover, and writes may succeed on the new leader before it exits.
@@ -383,10 +390,14 @@ def main():
         gaps = summary([t["gap_ms"] for t in trials])
         print(f"{args.system} failover over {len(trials)} trials: median {gaps['median_ms']:.0f} ms, "
               f"worst {gaps['worst_ms']:.0f} ms, best {gaps['best_ms']:.0f} ms", flush=True)
+        if changes_while_settling:
+            print(f"leadership changed {changes_while_settling} time(s) in the second of steady "
+                  "load after a restarted node rejoined", flush=True)
         if args.json:
             result = {"system": args.system, "signal": args.signal, "writers": args.writers,
                       "probe_ms": args.probe_ms, "request_timeout_s": args.request_timeout,
                       "node_flags": args.extra, "trials": trials, **gaps,
+                      "leader_changes_while_settling": changes_while_settling,
                       "kill_to_ok": summary([t["kill_to_ok_ms"] for t in trials])}
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=2)
