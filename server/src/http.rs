@@ -434,6 +434,7 @@ async fn status(State(node): State<NodeHandle>) -> Response {
         "commit_index": raft.commit_index,
         "applied_index": status.applied_index,
         "last_index": raft.last_index,
+        "snapshot_index": raft.snapshot_index,
         "peers": peers,
     }))
 }

@@ -27,7 +27,7 @@ struct Args {
     /// This node's id (nodes are numbered 1..=N).
     #[arg(long)]
     id: NodeId,
-    /// Directory of this node's hard state and write-ahead log (created when absent).
+    /// Directory of this node's hard state, write-ahead log and snapshot (created when absent).
     #[arg(long)]
     data_dir: PathBuf,
     /// Address of the HTTP client API.
@@ -63,6 +63,11 @@ struct Args {
     /// wait on it until their timeout). For comparisons only.
     #[arg(long)]
     no_check_quorum: bool,
+    /// Take a snapshot of the state machine and drop the log before it once this many
+    /// entries were applied since the last snapshot; 0 never snapshots. Bounds the
+    /// write-ahead log and lets a follower that fell behind catch up by InstallSnapshot.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_entries: u64,
     /// How long a request may wait for commit or read confirmation before 504.
     #[arg(long, default_value_t = 3000)]
     request_timeout_ms: u64,
@@ -228,6 +233,7 @@ async fn serve(
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         pre_vote: !args.no_pre_vote,
         check_quorum: !args.no_check_quorum,
+        snapshot_entries: args.snapshot_entries,
         bugs: PlantedBugs::from_list(&args.bugs),
     };
     let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);

@@ -45,12 +45,27 @@ pub struct Metrics {
     pub peer_messages_received_total: AtomicU64,
     /// Outbound peer connections established.
     pub peer_connects_total: AtomicU64,
+    /// Snapshots this node took of its own state machine (each followed by a log compaction).
+    pub snapshots_taken_total: AtomicU64,
+    /// Snapshots received from a leader and installed (this node had fallen behind its log).
+    pub snapshots_installed_total: AtomicU64,
+    /// Time spent taking snapshots (serialise, write, fsync, compact), in microseconds.
+    pub snapshot_micros_total: AtomicU64,
+    /// Gauge: size of the write-ahead log in bytes (bounded by snapshots).
+    pub wal_bytes: AtomicU64,
+    /// Gauge: size of the snapshot file in bytes.
+    pub snapshot_bytes: AtomicU64,
 }
 
 impl Metrics {
     /// Adds `n` to a counter.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge.
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
     }
 
     /// Adds one to a counter.
@@ -61,7 +76,7 @@ impl Metrics {
     /// The Prometheus text exposition of the counters and of the node's Raft view.
     pub fn render(&self, status: &NodeStatus) -> String {
         let mut out = String::new();
-        let counters: [(&str, &AtomicU64, &str); 17] = [
+        let counters: [(&str, &AtomicU64, &str); 20] = [
             (
                 "riptide_proposals_total",
                 &self.proposals_total,
@@ -147,13 +162,28 @@ impl Metrics {
                 &self.peer_connects_total,
                 "Outbound peer connections established.",
             ),
+            (
+                "riptide_snapshots_taken_total",
+                &self.snapshots_taken_total,
+                "Snapshots taken of the state machine (each compacts the log).",
+            ),
+            (
+                "riptide_snapshots_installed_total",
+                &self.snapshots_installed_total,
+                "Snapshots received from a leader and installed.",
+            ),
+            (
+                "riptide_snapshot_microseconds_total",
+                &self.snapshot_micros_total,
+                "Time spent taking snapshots, in microseconds.",
+            ),
         ];
         for (name, value, help) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
         let raft = &status.raft;
-        let gauges: [(&str, u64, &str); 6] = [
+        let gauges: [(&str, u64, &str); 9] = [
             ("riptide_term", raft.term, "Current Raft term."),
             (
                 "riptide_commit_index",
@@ -179,6 +209,21 @@ impl Metrics {
                 "riptide_leader_id",
                 raft.leader.unwrap_or(0),
                 "Id of the known leader (0 when unknown).",
+            ),
+            (
+                "riptide_snapshot_index",
+                raft.snapshot_index,
+                "Index the latest snapshot covers (0 without one).",
+            ),
+            (
+                "riptide_wal_bytes",
+                self.wal_bytes.load(Ordering::Relaxed),
+                "Size of the write-ahead log in bytes.",
+            ),
+            (
+                "riptide_snapshot_bytes",
+                self.snapshot_bytes.load(Ordering::Relaxed),
+                "Size of the snapshot file in bytes.",
             ),
         ];
         for (name, value, help) in gauges {

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::raft::{Config, NodeId, RaftNode, Role, Status};
 use crate::storage::{Storage, StorageError};
 use metrics::Metrics;
-use raft_loop::{ClientRequest, LoopIo, RaftLoop};
+use raft_loop::{ClientRequest, LoopError, LoopIo, RaftLoop};
 
 /// Everything a node needs to know to run (the binary builds it from its flags).
 #[derive(Debug, Clone)]
@@ -51,6 +51,8 @@ pub struct NodeOptions {
     pub pre_vote: bool,
     /// Raft check-quorum (see [`crate::raft`]); on in production.
     pub check_quorum: bool,
+    /// Take a snapshot and compact the log every this many applied entries (0: never).
+    pub snapshot_entries: u64,
     /// Planted bugs (test only, all off by default; see [`crate::bugs`]).
     pub bugs: crate::bugs::PlantedBugs,
 }
@@ -68,6 +70,8 @@ pub struct NodeStatus {
 pub enum NodeError {
     #[error("storage failed")]
     Storage(#[from] StorageError),
+    #[error("the raft loop failed")]
+    Loop(#[from] LoopError),
     #[error("cannot start the raft thread")]
     Thread(#[source] std::io::Error),
     #[error("HTTP server failed")]
@@ -109,7 +113,8 @@ pub async fn run(
     if options.bugs.forget_vote {
         // PLANTED BUG (forget-vote): restart from the log's last term with no vote, as if
         // term and vote had never been persisted.
-        durable.hard_state.term = durable.log.last().map_or(0, |e| e.term);
+        let snapshot_term = durable.snapshot.as_ref().map_or(0, |s| s.meta.term);
+        durable.hard_state.term = durable.log.last().map_or(snapshot_term, |e| e.term);
         durable.hard_state.voted_for = None;
     }
     if options.bugs.any() {
@@ -119,9 +124,16 @@ pub async fn run(
         data_dir = %options.data_dir.display(),
         term = durable.hard_state.term,
         voted_for = ?durable.hard_state.voted_for,
+        snapshot_index = durable.snapshot.as_ref().map_or(0, |s| s.meta.index),
         last_index = durable.log.last().map_or(0, |e| e.index),
         "storage opened"
     );
+    // The state machine starts from the snapshot; the core delivers the entries after it.
+    let kv = match &durable.snapshot {
+        Some(snapshot) => raft_loop::restore_kv(snapshot)?,
+        None => crate::kv::KvStore::new(),
+    };
+    let applied = kv.applied_index();
     let mut members: Vec<NodeId> = options.peers.keys().copied().collect();
     members.push(options.id);
     members.sort_unstable();
@@ -130,8 +142,7 @@ pub async fn run(
     config.election_ticks =
         to_ticks(options.election, options.tick).max(config.heartbeat_ticks + 1);
     config.seed = rand::random::<u64>() ^ options.id;
-    // The state machine is rebuilt from the log on every start (no snapshots yet).
-    config.applied = 0;
+    config.applied = applied;
     config.pre_vote = options.pre_vote;
     config.check_quorum = options.check_quorum;
     config.bugs = options.bugs.core;
@@ -140,7 +151,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let (status_tx, status_rx) = watch::channel(NodeStatus {
         raft: core.status(),
-        applied_index: 0,
+        applied_index: applied,
     });
     let (peer_tx, peer_rx) = mpsc::channel(8192);
     let (client_tx, client_rx) = mpsc::channel(65536);
@@ -181,8 +192,9 @@ pub async fn run(
         handover: handover_rx,
         handover_done: Some(handover_done_tx),
         election: options.election,
+        snapshot_entries: options.snapshot_entries,
     };
-    let raft_loop = RaftLoop::new(options.id, core, storage, io);
+    let raft_loop = RaftLoop::new(options.id, core, storage, kv, io);
     let (loop_done_tx, mut loop_done) = oneshot::channel();
     let loop_shutdown = internal_shutdown.clone();
     std::thread::Builder::new()
@@ -194,7 +206,7 @@ pub async fn run(
             {
                 Ok(runtime) => runtime
                     .block_on(raft_loop.run(loop_shutdown))
-                    .map_err(NodeError::Storage),
+                    .map_err(NodeError::Loop),
                 Err(e) => Err(NodeError::Thread(e)),
             };
             let _ = loop_done_tx.send(result);

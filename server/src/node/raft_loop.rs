@@ -7,15 +7,29 @@
 //!     wait for an input, then drain every input already queued   (peer messages, client
 //!                                                                 writes and reads, ticks)
 //!     rd = core.ready()
+//!     install rd.snapshot: snapshot.bin, then an empty WAL       (a leader's snapshot, rare)
 //!     persist rd.hard_state + rd.entries, ONE fsync              (group commit)
 //!     send rd.messages                                            (only now: they may promise
 //!                                                                 what was just persisted)
+//!     restore the KV from rd.snapshot                             (before any entry after it)
 //!     apply rd.committed_entries, answer the writes they carry
 //!     queue rd.read_states until applied_index >= their index, then answer them
 //!     fail rd.failed_reads
 //!     core.advance()
+//!     snapshot when applied - snapshot index >= --snapshot-entries
 //! }
 //! ```
+//!
+//! # Snapshots
+//!
+//! Once `--snapshot-entries` entries have been applied since the last snapshot, the loop
+//! serialises the KV store (data, client sessions, applied index) at its apply index, labels
+//! it with the term of the entry there, makes it durable (`snapshot.bin`), hands it to the core
+//! ([`RaftNode::compact`]: the core drops its log prefix and keeps the snapshot for followers
+//! that fall behind) and drops the same prefix from the WAL. It runs inline, between two
+//! `Ready`s: the state machine is exactly at the snapshot's index, nothing applies meanwhile.
+//! Its cost is one serialisation of the store plus two fsyncs and a rewrite of the (short)
+//! unapplied WAL suffix.
 //!
 //! Draining every queued input before taking a `Ready` is what batches many client writes into
 //! one log append and one fsync. The loop runs on its own OS thread (a current-thread tokio
@@ -35,11 +49,45 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::metrics::Metrics;
 use super::transport::PeerSender;
 use super::NodeStatus;
-use crate::kv::{Applied, Command, KvStore};
+use crate::kv::{Applied, Command, KvStore, RestoreError};
 use crate::raft::{
-    Entry, EntryPayload, LogIndex, Message, NodeId, RaftError, RaftNode, Role, Term,
+    Entry, EntryPayload, LogIndex, Message, NodeId, RaftError, RaftNode, Role, Snapshot,
+    SnapshotMeta, Term,
 };
 use crate::storage::{Storage, StorageError};
+
+/// Why the Raft loop had to stop: the node can no longer keep its promises.
+#[derive(Debug, thiserror::Error)]
+pub enum LoopError {
+    /// Persisting failed: durability can no longer be promised.
+    #[error("storage failed")]
+    Storage(#[from] StorageError),
+    /// A snapshot received from the leader cannot be restored into the state machine.
+    #[error("cannot restore the snapshot at index {index}")]
+    Restore {
+        index: LogIndex,
+        #[source]
+        source: RestoreError,
+    },
+    /// A snapshot whose data says it was taken at another index than its label.
+    #[error("the snapshot labelled index {label} holds the state at index {applied}")]
+    SnapshotIndexMismatch { label: LogIndex, applied: LogIndex },
+}
+
+/// Restores the state machine from a snapshot, checking it is the state at `meta.index`.
+pub fn restore_kv(snapshot: &Snapshot) -> Result<KvStore, LoopError> {
+    let kv = KvStore::restore(&snapshot.data).map_err(|source| LoopError::Restore {
+        index: snapshot.meta.index,
+        source,
+    })?;
+    if kv.applied_index() != snapshot.meta.index {
+        return Err(LoopError::SnapshotIndexMismatch {
+            label: snapshot.meta.index,
+            applied: kv.applied_index(),
+        });
+    }
+    Ok(kv)
+}
 
 /// A client request handed from the HTTP layer to the Raft loop.
 #[derive(Debug)]
@@ -129,6 +177,9 @@ pub struct LoopIo {
     pub handover_done: Option<oneshot::Sender<bool>>,
     /// Base election timeout: how long a handover may take before the node stops anyway.
     pub election: Duration,
+    /// Take a snapshot and compact the log once this many entries were applied since the
+    /// last snapshot (0: never; snapshots received from the leader are still installed).
+    pub snapshot_entries: u64,
 }
 
 /// The state of the Raft loop.
@@ -138,7 +189,8 @@ pub struct RaftLoop {
     core: RaftNode,
     /// Where each `Ready` is made durable before its messages leave.
     storage: Storage,
-    /// The state machine, rebuilt from the log on every start.
+    /// The state machine: restored from the snapshot on start (or empty), then driven by the
+    /// log after it.
     kv: KvStore,
     io: LoopIo,
     /// Writes waiting for their index to be applied, by index.
@@ -168,8 +220,15 @@ const MAX_INPUTS_PER_BATCH: usize = 8192;
 const MAX_READY_ROUNDS: usize = 4;
 
 impl RaftLoop {
-    pub fn new(id: NodeId, core: RaftNode, storage: Storage, io: LoopIo) -> RaftLoop {
-        let mut kv = KvStore::new();
+    /// The loop over a core and its storage; `kv` is the state machine at the core's
+    /// `Config::applied` (restored from the durable snapshot, or empty).
+    pub fn new(
+        id: NodeId,
+        core: RaftNode,
+        storage: Storage,
+        mut kv: KvStore,
+        io: LoopIo,
+    ) -> RaftLoop {
         kv.set_no_dedup(io.bugs.no_dedup);
         RaftLoop {
             id,
@@ -191,7 +250,8 @@ impl RaftLoop {
 
     /// Runs until shutdown, or until storage fails (then the node must stop: it can no longer
     /// promise durability).
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), StorageError> {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), LoopError> {
+        self.publish_disk_usage();
         let mut ticker = tokio::time::interval(self.io.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sweep = Instant::now();
@@ -339,11 +399,29 @@ impl RaftLoop {
     }
 
     /// One turn of the driver contract.
-    fn process_ready(&mut self) -> Result<(), StorageError> {
+    fn process_ready(&mut self) -> Result<(), LoopError> {
         if !self.core.has_ready() {
             return Ok(());
         }
         let ready = self.core.ready();
+        // A leader's snapshot: decoded first (a snapshot this node cannot use must not replace
+        // its log), made durable before the entries that follow it and before the messages
+        // (the acknowledgement among them says "installed").
+        let restored = match &ready.snapshot {
+            Some(snapshot) => {
+                let kv = restore_kv(snapshot)?;
+                self.storage.install_snapshot(snapshot)?;
+                Metrics::inc(&self.io.metrics.snapshots_installed_total);
+                tracing::info!(
+                    index = snapshot.meta.index,
+                    term = snapshot.meta.term,
+                    bytes = snapshot.data.len(),
+                    "installed a snapshot from the leader"
+                );
+                Some((snapshot.meta, kv))
+            }
+            None => None,
+        };
         if ready.hard_state.is_some() || !ready.entries.is_empty() {
             let started = Instant::now();
             let fsyncs_before = self.storage.fsync_count();
@@ -386,6 +464,10 @@ impl RaftLoop {
                 peer.send(message);
             }
         }
+        // The snapshot replaces the state machine before the entries that follow it apply.
+        if let Some((meta, kv)) = restored {
+            self.replace_state_machine(meta, kv);
+        }
         for entry in &ready.committed_entries {
             self.apply(entry);
         }
@@ -415,7 +497,91 @@ impl RaftLoop {
         for (reply, outcome) in self.read_answers.drain(..) {
             let _ = reply.send(outcome);
         }
+        self.maybe_take_snapshot()?;
+        self.publish_disk_usage();
         Ok(())
+    }
+
+    /// Puts the state machine restored from a leader's snapshot in place. Writes this node
+    /// was waiting for at indexes the snapshot covers cannot be told apart any more: their
+    /// outcome is unknown here (the client retries with its Request-Id, which the snapshot's
+    /// sessions answer).
+    fn replace_state_machine(&mut self, meta: SnapshotMeta, mut kv: KvStore) {
+        kv.set_no_dedup(self.io.bugs.no_dedup);
+        self.kv = kv;
+        self.speculative = None;
+        while let Some(first) = self.pending_writes.first_entry() {
+            if *first.key() > meta.index {
+                break;
+            }
+            let pending = first.remove();
+            Metrics::inc(&self.io.metrics.proposals_failed_total);
+            self.write_answers.push((
+                pending.reply,
+                ProposeOutcome::Unknown {
+                    reason: "replaced by a snapshot from the leader",
+                },
+            ));
+        }
+    }
+
+    /// Takes a snapshot at the apply index and compacts the log, once enough entries were
+    /// applied since the last one (see the module docs).
+    fn maybe_take_snapshot(&mut self) -> Result<(), LoopError> {
+        let every = self.io.snapshot_entries;
+        let applied = self.kv.applied_index();
+        let last = self.storage.snapshot_meta().map_or(0, |m| m.index);
+        if every == 0 || applied < last.saturating_add(every) {
+            return Ok(());
+        }
+        let Some(term) = self.core.term_at(applied) else {
+            // Cannot happen: the applied entry is still in the log until this compaction.
+            tracing::warn!(applied, "no term for the applied index: snapshot skipped");
+            return Ok(());
+        };
+        let started = Instant::now();
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                index: applied,
+                term,
+            },
+            data: self.kv.snapshot(),
+        };
+        let serialised = started.elapsed();
+        let bytes = snapshot.data.len();
+        self.storage.save_snapshot(&snapshot)?;
+        let wal_before = self.storage.wal_bytes();
+        match self.core.compact(snapshot) {
+            Ok(()) => self.storage.compact_log(applied)?,
+            // The core keeps its older snapshot and log; the file on disk is newer, which is
+            // harmless (a restart drops the WAL prefix it covers).
+            Err(e) => tracing::warn!(error = %e, "the core refused the compaction"),
+        }
+        let metrics = &self.io.metrics;
+        Metrics::inc(&metrics.snapshots_taken_total);
+        Metrics::add(
+            &metrics.snapshot_micros_total,
+            started.elapsed().as_micros() as u64,
+        );
+        tracing::info!(
+            index = applied,
+            term,
+            keys = self.kv.len(),
+            bytes,
+            serialise_ms = serialised.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            wal_bytes_before = wal_before,
+            wal_bytes_after = self.storage.wal_bytes(),
+            "snapshot taken, log compacted"
+        );
+        Ok(())
+    }
+
+    /// Publishes the sizes of the WAL and the snapshot file for `/metrics`.
+    fn publish_disk_usage(&self) {
+        let metrics = &self.io.metrics;
+        Metrics::set(&metrics.wal_bytes, self.storage.wal_bytes());
+        Metrics::set(&metrics.snapshot_bytes, self.storage.snapshot_bytes());
     }
 
     /// Applies one committed entry and answers the write waiting for it, if any.

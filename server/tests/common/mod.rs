@@ -238,6 +238,23 @@ impl Cluster {
         .await
     }
 
+    /// A counter or gauge of the node's `/metrics`, or None when it does not answer.
+    pub async fn metric(&self, id: u64, name: &str) -> Option<u64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.url(id)))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
     /// Waits until node `id` has applied at least `index`.
     pub async fn wait_for_applied(&self, id: u64, index: u64) {
         poll(
