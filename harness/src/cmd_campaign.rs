@@ -26,6 +26,7 @@ use crate::campaign::record::{merge, CampaignRecord, RunRecord};
 use crate::campaign::render::{summary_table, write_all};
 use crate::campaign::{CAMPAIGNS_DIR, CAMPAIGN_FILE};
 use crate::cmd_test::{parse_duration, TestArgs};
+use crate::console::{out, outln};
 
 /// Arguments of `riptide campaign`.
 #[derive(Debug, clap::Args)]
@@ -173,7 +174,7 @@ fn run_merge(args: MergeArgs) -> anyhow::Result<u8> {
         ))
     });
     write_all(&merged, &out).with_context(|| format!("writing {}", out.display()))?;
-    print!("{}", summary_table(&merged));
+    out!("{}", summary_table(&merged));
     let missing = merged.matrix_size.saturating_sub(merged.runs.len());
     if missing > 0 {
         eprintln!(
@@ -222,7 +223,7 @@ fn run_refresh(args: RefreshArgs) -> anyhow::Result<u8> {
     let mode = record.mode.clone();
     let record = record.with_detection();
     write_all(&record, &args.dir).with_context(|| format!("writing {}", args.dir.display()))?;
-    print!("{}", summary_table(&record));
+    out!("{}", summary_table(&record));
     Ok(if mode == "bugs" {
         bugs_exit_code(&record)
     } else {
@@ -359,7 +360,7 @@ fn run_campaign(args: RunCampaignArgs) -> anyhow::Result<u8> {
             }
         }
         for e in &mine {
-            println!(
+            outln!(
                 "{}\t{}\tseed={}\tworkload={}\tnemesis={}\tbug={}\t{}",
                 e.id,
                 e.test_name,
@@ -492,8 +493,8 @@ fn run_campaign(args: RunCampaignArgs) -> anyhow::Result<u8> {
         std::fs::write(path, crate::campaign::render::junit(&record))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    println!();
-    print!("{}", summary_table(&record));
+    outln!();
+    out!("{}", summary_table(&record));
     eprintln!(
         "campaign: {}",
         campaign_dir.join(crate::campaign::INDEX_FILE).display()

@@ -13,6 +13,8 @@ use riptide_checker::{
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::console::outln;
+
 /// Arguments of `riptide check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -86,7 +88,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         let (history, result) = match checked {
             Ok(pair) => pair,
             Err(message) => {
-                println!("{}: bad input: {message}", file.display());
+                outln!("{}: bad input: {message}", file.display());
                 bad_input = true;
                 continue;
             }
@@ -103,7 +105,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
             let path = output_path(target, several, index, file, "html");
             std::fs::write(&path, render_html(&history, &result))
                 .with_context(|| format!("writing {}", path.display()))?;
-            println!("  visualization: {}", path.display());
+            outln!("  visualization: {}", path.display());
         }
     }
     Ok(if bad_input {
@@ -139,7 +141,7 @@ fn output_path(target: &Path, several: bool, index: usize, input: &Path, ext: &s
 }
 
 fn print_result(file: &Path, result: &CheckResult) {
-    println!(
+    outln!(
         "{}: {} (model {}, {} operations, {} partitions, {:.1} ms)",
         file.display(),
         result.verdict.to_string().to_uppercase(),
@@ -158,7 +160,7 @@ fn print_result(file: &Path, result: &CheckResult) {
         print_partition(p);
     }
     if hidden > 0 {
-        println!("  {hidden} more partitions linearizable");
+        outln!("  {hidden} more partitions linearizable");
     }
 }
 
@@ -173,24 +175,28 @@ fn print_partition(p: &PartitionResult) {
         .as_deref()
         .map(|r| format!(": {r}"))
         .unwrap_or_default();
-    println!(
+    outln!(
         "  partition {name}: {}{reason} ({} operations)",
-        p.verdict, p.operations
+        p.verdict,
+        p.operations
     );
     let Some(c) = &p.counterexample else { return };
-    println!(
+    outln!(
         "    longest linearizable prefix: {} operations, ending with:",
         c.prefix.len()
     );
     for o in &c.prefix_tail {
-        println!(
+        outln!(
             "      #{:<6} p{:<4} {}  (line {})",
-            o.id, o.process, o.description, o.invoke_line
+            o.id,
+            o.process,
+            o.description,
+            o.invoke_line
         );
     }
-    println!("    state after it: {}", c.states.join(" | "));
+    outln!("    state after it: {}", c.states.join(" | "));
     if let Some(b) = &c.blocked_by {
-        println!(
+        outln!(
             "    cannot be linearized next: #{} p{} {} (lines {}-{}): it had completed, and no \
              order of the operations open then makes it legal",
             b.id,
@@ -200,9 +206,9 @@ fn print_partition(p: &PartitionResult) {
             b.complete_line.map_or("end".to_string(), |l| l.to_string())
         );
     }
-    println!("    operations that could have come next:");
+    outln!("    operations that could have come next:");
     for cand in &c.candidates {
-        println!(
+        outln!(
             "      #{:<6} p{:<4} {}  ({})",
             cand.op.id,
             cand.op.process,

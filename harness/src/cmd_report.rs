@@ -10,6 +10,7 @@ use anyhow::Context;
 use riptide_checker::history::Event;
 
 use crate::cmd_test::{finish, print_summary, Collected, RunConfig, RunResults};
+use crate::console::outln;
 use crate::store::{RunDir, CONFIG_FILE, HISTORY_FILE, REPORT_FILE, RESULTS_FILE};
 
 /// Arguments of `riptide report`.
@@ -80,7 +81,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
     let run_dir = RunDir { path: dir.clone() };
     let results = runtime.block_on(finish(&config, &mut collected, &run_dir, Instant::now()))?;
     print_summary(&results);
-    println!("{}", results.verdict.name());
+    outln!("{}", results.verdict.name());
     eprintln!("report: {}", dir.join(REPORT_FILE).display());
     Ok(results.exit_code)
 }

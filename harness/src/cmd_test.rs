@@ -21,6 +21,7 @@ use tokio::sync::{watch, Mutex};
 
 use crate::client::{ClientTimeouts, ClusterClient, Completion, ReadFrom};
 use crate::cluster::{log_has_panic, log_tail, Cluster, ClusterSpec};
+use crate::console::outln;
 use crate::progress::Progress;
 use crate::recorder::Recorder;
 use crate::report::{CounterexampleView, FaultInterval, NodeProblem, ReportInput};
@@ -375,7 +376,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
         .context("starting the tokio runtime")?;
     let outcome = runtime.block_on(execute(config, schedule, &args.store, args.quiet))?;
     // The verdict alone on stdout, for scripts; everything else went to stderr.
-    println!("{}", outcome.results.verdict.name());
+    outln!("{}", outcome.results.verdict.name());
     eprintln!(
         "report: {}",
         outcome.run_dir.join(crate::store::REPORT_FILE).display()

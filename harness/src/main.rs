@@ -12,6 +12,7 @@ mod cmd_check;
 mod cmd_report;
 mod cmd_serve;
 mod cmd_test;
+mod console;
 mod progress;
 mod recorder;
 mod report;

@@ -196,3 +196,31 @@ fn t41_bad_input_wins_over_other_verdicts_and_other_files_are_still_checked() {
     assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
     assert!(stdout(&out).contains("LINEARIZABLE"), "{}", stdout(&out));
 }
+
+#[test]
+fn t50_a_reader_that_went_away_ends_the_output_quietly() {
+    // `riptide check ... | head -1`: the reader closes the pipe early. Here it is closed before
+    // riptide even starts, so its first line already meets a broken pipe; it must not panic,
+    // and still exit with the verdict.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let file = examples().join("kv-not-linearizable.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_riptide"))
+        .args(["check", path(&file), "--model", "kv"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn riptide");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(120) {
+            child.kill().ok();
+            panic!("riptide check did not finish in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}
