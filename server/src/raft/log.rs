@@ -414,4 +414,109 @@ mod tests {
         assert_eq!(log.take_committable().len(), 2);
         assert!(!log.has_committable());
     }
+
+    /// A log compacted up to 4@2, holding 5@2, 6@3, 7@3.
+    fn compacted_log() -> RaftLog {
+        let mut log = log_of_terms(&[1, 1, 2, 2, 2, 3, 3]);
+        log.commit_to(7);
+        log.advance();
+        assert_eq!(log.take_committable().len(), 7);
+        log.compact(SnapshotMeta { index: 4, term: 2 });
+        log
+    }
+
+    #[test]
+    fn indices_are_offset_by_the_snapshot() {
+        let log = compacted_log();
+        assert_eq!(log.first_index(), 5);
+        assert_eq!(log.last_index(), 7);
+        assert_eq!(log.last_term(), 3);
+        assert_eq!(log.term_at(3), None, "compacted");
+        assert_eq!(log.term_at(4), Some(2), "the snapshot point keeps its term");
+        assert_eq!(log.term_at(5), Some(2));
+        assert_eq!(log.term_at(8), None);
+        assert!(log.is_compacted(3) && !log.is_compacted(4));
+        assert_eq!(
+            log.slice_from(4, 10, 1000),
+            vec![],
+            "compacted: send the snapshot"
+        );
+        assert_eq!(log.slice_from(6, 10, 1000), vec![entry(6, 3), entry(7, 3)]);
+    }
+
+    #[test]
+    fn an_empty_suffix_ends_at_the_snapshot() {
+        let mut log = log_of_terms(&[1, 2]);
+        log.commit_to(2);
+        log.advance();
+        log.take_committable();
+        log.compact(SnapshotMeta { index: 2, term: 2 });
+        assert!(log.entries().is_empty());
+        assert_eq!((log.last_index(), log.last_term()), (2, 2));
+        assert_eq!(log.take_unsent(), vec![]);
+        assert_eq!(log.append(3, EntryPayload::Noop), 3);
+        assert_eq!(log.take_unsent(), vec![entry(3, 3)]);
+    }
+
+    #[test]
+    fn backtracking_hints_stop_at_the_snapshot() {
+        let log = compacted_log();
+        assert_eq!(
+            log.first_index_of_term_at(5),
+            5,
+            "term 2 runs into the snapshot, which is committed: no conflict there"
+        );
+        assert_eq!(log.first_index_of_term_at(7), 6);
+        assert_eq!(log.last_index_of_term(3), Some(7));
+        assert_eq!(log.last_index_of_term(2), Some(5));
+        let mut only_snapshot = log_of_terms(&[1, 2]);
+        only_snapshot.commit_to(2);
+        only_snapshot.advance();
+        only_snapshot.take_committable();
+        only_snapshot.compact(SnapshotMeta { index: 2, term: 2 });
+        assert_eq!(only_snapshot.last_index_of_term(2), Some(2));
+        assert_eq!(only_snapshot.last_index_of_term(1), None);
+    }
+
+    #[test]
+    fn merge_skips_entries_inside_the_snapshot_and_truncates_after_it() {
+        let mut log = compacted_log();
+        assert_eq!(log.merge(vec![entry(3, 1), entry(4, 2), entry(5, 2)]), None);
+        assert_eq!(terms(&log), vec![2, 3, 3]);
+        assert_eq!(
+            log.merge(vec![entry(4, 2), entry(5, 2), entry(6, 4)]),
+            Some(6)
+        );
+        assert_eq!(terms(&log), vec![2, 4]);
+        assert_eq!(log.take_unsent(), vec![entry(6, 4)]);
+    }
+
+    #[test]
+    fn a_restored_log_drops_entries_its_snapshot_covers() {
+        let entries: Vec<Entry> = (1..=6).map(|i| entry(i, 1)).collect();
+        let log = RaftLog::restore(SnapshotMeta { index: 4, term: 1 }, entries, 0, 0);
+        assert_eq!(log.first_index(), 5);
+        assert_eq!(log.last_index(), 6);
+        assert_eq!(log.commit(), 4, "the snapshot is committed");
+        assert_eq!(
+            log.applied(),
+            4,
+            "and its state already in the state machine"
+        );
+        let gap = RaftLog::restore(SnapshotMeta { index: 4, term: 1 }, vec![entry(6, 1)], 0, 0);
+        assert_eq!(gap.last_index(), 4, "a gap after the snapshot is cut");
+    }
+
+    #[test]
+    fn installing_a_snapshot_replaces_the_log_and_moves_every_cursor() {
+        let mut log = log_of_terms(&[1, 1, 2]);
+        log.commit_to(1);
+        log.install(SnapshotMeta { index: 5, term: 3 });
+        assert!(log.entries().is_empty());
+        assert_eq!(log.commit(), 5);
+        assert_eq!(log.applied(), 5);
+        assert_eq!(log.persisted(), 5);
+        assert!(!log.has_unsent() && !log.has_committable());
+        assert_eq!(log.term_at(5), Some(3));
+    }
 }

@@ -1013,9 +1013,14 @@ impl RaftNode {
         let mut match_moved = false;
         if success {
             match_moved = progress.on_success(match_index.min(last_index));
-            if progress.state == ProgressState::Probe {
+            let snapshot_done = progress.state == ProgressState::Snapshot
+                && progress.match_index >= progress.snapshot.index;
+            if progress.state == ProgressState::Probe || snapshot_done {
                 progress.become_replicate();
             }
+        } else if progress.state == ProgressState::Snapshot {
+            // An answer to an append sent before the transfer began: the snapshot is the
+            // follower's way forward, restarting it would only waste the chunks sent.
         } else {
             progress.become_probe(hinted_next.clamp(1, last_index + 1));
         }

@@ -1,7 +1,9 @@
 //! Unit tests of the core rules: elections and the vote rule, terms, the consistency check and
 //! backtracking (Raft's Figure 7), commit of current-term entries only (Figure 8), a bogus
-//! follower log, and ReadIndex. A small in-process cluster delivers messages on demand, so
-//! each test decides exactly which messages arrive.
+//! follower log, ReadIndex, pre-vote and check-quorum, leadership transfer, and log compaction
+//! with InstallSnapshot. A small in-process cluster delivers messages on demand, so each test
+//! decides exactly which messages arrive. Its state machine is the list of applied entries, and
+//! its snapshots that list in JSON, so a restored state is checked entry by entry.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -61,6 +63,8 @@ struct Cluster {
     /// of state-machine safety.
     applied_anywhere: BTreeMap<LogIndex, Entry>,
     safety_violations: Vec<String>,
+    /// InstallSnapshot chunks delivered, by receiver.
+    chunks_delivered: BTreeMap<NodeId, usize>,
 }
 
 impl Cluster {
@@ -88,6 +92,7 @@ impl Cluster {
             drop_rule: Box::new(|_| false),
             applied_anywhere: BTreeMap::new(),
             safety_violations: Vec::new(),
+            chunks_delivered: BTreeMap::new(),
         };
         for (&id, durable) in members.iter().zip(durable) {
             let mut config = test_config(id, members);
@@ -115,12 +120,31 @@ impl Cluster {
         self.down.push(id);
     }
 
-    /// Restarts a node from its disk only.
+    /// Restarts a node from its disk only: the state machine from the snapshot, if any.
     fn restart(&mut self, id: NodeId) {
         self.down.retain(|&d| d != id);
-        let node = RaftNode::new(self.configs[&id].clone(), self.disks[&id].clone());
-        self.nodes.insert(id, node);
-        self.applied.insert(id, Vec::new());
+        let disk = self.disks[&id].clone();
+        let mut config = self.configs[&id].clone();
+        let applied = disk.snapshot.as_ref().map_or_else(Vec::new, restore);
+        config.applied = applied.len() as LogIndex;
+        self.nodes.insert(id, RaftNode::new(config, disk));
+        self.applied.insert(id, applied);
+    }
+
+    /// The driver's log compaction: a snapshot of the state machine at `index` (which must be
+    /// applied), made durable, handed to the core, and the durable log prefix dropped.
+    fn compact(&mut self, id: NodeId, index: LogIndex) -> Result<(), CompactError> {
+        let data = serde_json::to_vec(&self.applied[&id][..index as usize]).unwrap();
+        let term = self.node(id).term_at(index).unwrap_or(0);
+        let snapshot = Snapshot {
+            meta: SnapshotMeta { index, term },
+            data,
+        };
+        self.node_mut(id).compact(snapshot.clone())?;
+        let disk = self.disks.get_mut(&id).unwrap();
+        disk.log.retain(|e| e.index > index);
+        disk.snapshot = Some(snapshot);
+        Ok(())
     }
 
     /// Runs the driver loop of one node until it has nothing to do.
@@ -131,11 +155,20 @@ impl Cluster {
         while self.node(id).has_ready() {
             let ready = self.node_mut(id).ready();
             let disk = self.disks.get_mut(&id).unwrap();
+            if let Some(snapshot) = &ready.snapshot {
+                disk.snapshot = Some(snapshot.clone());
+                disk.log.clear();
+                let applied = restore(snapshot);
+                assert_eq!(applied.len() as LogIndex, snapshot.meta.index);
+                self.applied.insert(id, applied);
+            }
             if let Some(hard_state) = ready.hard_state {
                 disk.hard_state = hard_state;
             }
             if let Some(first) = ready.entries.first() {
-                disk.log.truncate(first.index as usize - 1);
+                let snapshot_index = disk.snapshot.as_ref().map_or(0, |s| s.meta.index);
+                disk.log
+                    .truncate((first.index - snapshot_index - 1) as usize);
                 disk.log.extend(ready.entries.iter().cloned());
             }
             self.queue.extend(ready.messages);
@@ -178,6 +211,9 @@ impl Cluster {
             return;
         }
         let to = msg.to;
+        if matches!(msg.body, MessageBody::InstallSnapshot { .. }) {
+            *self.chunks_delivered.entry(to).or_default() += 1;
+        }
         self.node_mut(to).step(msg);
         self.process(to);
     }
@@ -237,6 +273,11 @@ impl Cluster {
             .map(|(&id, _)| id)
             .collect()
     }
+}
+
+/// The test state machine restored from a snapshot: the entries applied up to its index.
+fn restore(snapshot: &Snapshot) -> Vec<Entry> {
+    serde_json::from_slice(&snapshot.data).unwrap()
 }
 
 fn durable(term: Term, terms: &[Term]) -> DurableState {
@@ -1316,4 +1357,466 @@ fn an_unreachable_transferee_is_given_up_after_an_election_timeout() {
     // Still leading (the other follower answers), and taking writes again.
     assert_eq!(cluster.leaders(), vec![1]);
     assert!(cluster.node_mut(1).propose(b"again".to_vec()).is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log compaction and InstallSnapshot
+
+/// A 3-node cluster led by node 1 with small snapshot chunks; node 3 is down while `writes`
+/// entries commit on 1 and 2, which then both compact their logs at their applied index.
+fn compacted_while_node3_down(writes: usize, chunk_bytes: usize) -> (Cluster, LogIndex) {
+    let mut cluster = Cluster::with_state(&[1, 2, 3], vec![DurableState::default(); 3], |c| {
+        c.snapshot_chunk_bytes = chunk_bytes;
+    });
+    cluster.elect(1);
+    cluster.tick(1);
+    cluster.deliver_all();
+    cluster.crash(3);
+    for i in 0..writes {
+        cluster.node_mut(1).propose(vec![i as u8; 3]).unwrap();
+        cluster.process(1);
+        cluster.deliver_all();
+    }
+    cluster.tick(1);
+    cluster.deliver_all();
+    let applied = cluster.applied[&1].len() as LogIndex;
+    assert_eq!(applied, writes as LogIndex + 1, "the no-op and every write");
+    assert_eq!(cluster.applied[&2].len() as LogIndex, applied);
+    cluster.compact(1, applied).unwrap();
+    cluster.compact(2, applied).unwrap();
+    (cluster, applied)
+}
+
+#[test]
+fn compaction_keeps_only_the_suffix_and_the_snapshot_point() {
+    let (mut cluster, index) = compacted_while_node3_down(5, 16);
+    let node = cluster.node(1);
+    assert!(node.entries().is_empty());
+    assert_eq!(node.first_index(), index + 1);
+    assert_eq!(node.term_at(index), Some(node.status().term));
+    assert_eq!(node.term_at(index - 1), None, "compacted");
+    assert_eq!(node.status().snapshot_index, index);
+    assert_eq!(node.snapshot_meta().map(|m| m.index), Some(index));
+    let (next, _) = cluster.node_mut(1).propose(b"after".to_vec()).unwrap();
+    assert_eq!(next, index + 1);
+    cluster.process(1);
+    cluster.deliver_all();
+    cluster.tick(1);
+    cluster.deliver_all();
+    assert_eq!(cluster.node(2).status().commit_index, next);
+    assert_eq!(cluster.log(1), cluster.log(2));
+}
+
+#[test]
+fn compact_refuses_unapplied_already_compacted_or_mislabelled_snapshots() {
+    let (mut cluster, index) = compacted_while_node3_down(3, 16);
+    let term = cluster.node(1).status().term;
+    let snapshot = |index, term| Snapshot {
+        meta: SnapshotMeta { index, term },
+        data: Vec::new(),
+    };
+    assert_eq!(
+        cluster.node_mut(1).compact(snapshot(index - 1, term)),
+        Err(CompactError::AlreadyCompacted {
+            index: index - 1,
+            snapshot_index: index
+        })
+    );
+    cluster.node_mut(1).propose(b"x".to_vec()).unwrap();
+    assert_eq!(
+        cluster.node_mut(1).compact(snapshot(index + 1, term)),
+        Err(CompactError::NotApplied {
+            index: index + 1,
+            applied: index
+        })
+    );
+    cluster.process(1);
+    cluster.deliver_all();
+    assert_eq!(
+        cluster.node_mut(1).compact(snapshot(index + 1, term + 1)),
+        Err(CompactError::TermMismatch {
+            index: index + 1,
+            term: term + 1,
+            log_term: Some(term)
+        })
+    );
+    assert_eq!(
+        cluster.node(1).first_index(),
+        index + 1,
+        "refusals change nothing"
+    );
+    assert!(cluster.compact(1, index + 1).is_ok());
+    assert_eq!(cluster.node(1).first_index(), index + 2);
+}
+
+#[test]
+fn a_follower_behind_the_compacted_log_catches_up_by_snapshot_in_chunks() {
+    let (mut cluster, index) = compacted_while_node3_down(20, 16);
+    let snapshot_len = cluster.disks[&1].snapshot.as_ref().unwrap().data.len();
+    cluster.restart(3);
+    for _ in 0..3 {
+        cluster.tick_all();
+    }
+    let node3 = cluster.node(3).status();
+    assert_eq!(node3.snapshot_index, index);
+    assert_eq!(node3.commit_index, index);
+    assert_eq!(
+        cluster.applied[&3], cluster.applied[&1],
+        "the state machine restored from the snapshot"
+    );
+    assert_eq!(cluster.disks[&3].snapshot, cluster.disks[&1].snapshot);
+    assert!(
+        cluster.chunks_delivered[&3] >= snapshot_len.div_ceil(16),
+        "{} chunks for {snapshot_len} bytes",
+        cluster.chunks_delivered[&3]
+    );
+    // Replication continues after the snapshot.
+    let (next, _) = cluster.node_mut(1).propose(b"after".to_vec()).unwrap();
+    cluster.process(1);
+    cluster.deliver_all();
+    cluster.tick_all();
+    assert_eq!(cluster.node(3).status().commit_index, next);
+    assert_eq!(cluster.log(3), cluster.log(1));
+    assert_eq!(cluster.applied[&3], cluster.applied[&1]);
+    assert!(cluster.safety_violations.is_empty());
+}
+
+#[test]
+fn a_snapshot_transfer_survives_lost_chunks() {
+    let (mut cluster, index) = compacted_while_node3_down(20, 8);
+    cluster.restart(3);
+    // Every third chunk is lost on the way; the leader resends at heartbeats.
+    let lost = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let counter = lost.clone();
+    cluster.drop_rule = Box::new(move |m| {
+        if matches!(m.body, MessageBody::InstallSnapshot { .. }) {
+            counter.set(counter.get() + 1);
+            counter.get().is_multiple_of(3)
+        } else {
+            false
+        }
+    });
+    for _ in 0..200 {
+        cluster.tick_all();
+        if cluster.node(3).status().snapshot_index == index {
+            break;
+        }
+    }
+    assert_eq!(cluster.node(3).status().snapshot_index, index);
+    assert!(lost.get() >= 3, "chunks were lost");
+    assert_eq!(cluster.applied[&3], cluster.applied[&1]);
+}
+
+/// An InstallSnapshot from node 1 to `to`, in `term`.
+fn chunk(
+    to: NodeId,
+    term: Term,
+    meta: SnapshotMeta,
+    offset: u64,
+    data: &[u8],
+    done: bool,
+) -> Message {
+    Message {
+        from: 1,
+        to,
+        term,
+        body: MessageBody::InstallSnapshot {
+            meta,
+            offset,
+            data: data.to_vec(),
+            done,
+        },
+    }
+}
+
+/// The InstallSnapshotResponse in a Ready: (next_offset, installed, match_index).
+fn snapshot_answer(ready: &Ready) -> Option<(u64, bool, LogIndex)> {
+    ready.messages.iter().find_map(|m| match m.body {
+        MessageBody::InstallSnapshotResponse {
+            next_offset,
+            installed,
+            match_index,
+            ..
+        } => Some((next_offset, installed, match_index)),
+        _ => None,
+    })
+}
+
+#[test]
+fn chunks_out_of_order_are_ignored_and_offset_zero_restarts_assembly() {
+    let mut node = RaftNode::new(test_config(2, &[1, 2, 3]), durable(2, &[1, 1]));
+    let meta = SnapshotMeta { index: 6, term: 2 };
+    let entries = log_of_terms(&[1, 1, 2, 2, 2, 2]);
+    let data = serde_json::to_vec(&entries).unwrap();
+    let (a, b) = data.split_at(data.len() / 2);
+    node.step(chunk(2, 2, meta, 0, a, false));
+    assert_eq!(
+        snapshot_answer(&node.ready()),
+        Some((a.len() as u64, false, 0))
+    );
+    node.advance();
+    // A chunk beyond what was assembled (one was lost): ignored, the expected offset resent.
+    node.step(chunk(2, 2, meta, a.len() as u64 + 1, &b[1..], true));
+    let ready = node.ready();
+    assert_eq!(snapshot_answer(&ready), Some((a.len() as u64, false, 0)));
+    assert!(ready.snapshot.is_none());
+    node.advance();
+    // The leader restarts the transfer: assembly starts again from scratch.
+    node.step(chunk(2, 2, meta, 0, a, false));
+    node.ready();
+    node.advance();
+    node.step(chunk(2, 2, meta, a.len() as u64, b, true));
+    let ready = node.ready();
+    assert_eq!(snapshot_answer(&ready), Some((data.len() as u64, true, 6)));
+    let installed = ready.snapshot.expect("installed");
+    assert_eq!(installed.meta, meta);
+    assert_eq!(installed.data, data, "assembled in order, once");
+    node.advance();
+    assert_eq!(node.status().commit_index, 6);
+    assert_eq!(node.status().last_index, 6);
+    assert!(node.entries().is_empty(), "the old log is dropped");
+    assert_eq!(node.term_at(6), Some(2));
+}
+
+#[test]
+fn the_installed_answer_leaves_only_with_the_ready_that_carries_the_snapshot() {
+    let mut node = RaftNode::new(test_config(2, &[1, 2, 3]), durable(1, &[1]));
+    // A Ready taken (being persisted by the driver) when the snapshot arrives.
+    node.step(chunk(
+        2,
+        1,
+        SnapshotMeta { index: 1, term: 1 },
+        0,
+        b"x",
+        true,
+    ));
+    let first = node.ready();
+    assert_eq!(first.snapshot, None, "already covered by the log");
+    let meta = SnapshotMeta { index: 9, term: 1 };
+    node.step(chunk(2, 1, meta, 0, b"state", true));
+    node.advance();
+    let ready = node.ready();
+    assert_eq!(ready.snapshot.as_ref().map(|s| s.meta), Some(meta));
+    assert_eq!(snapshot_answer(&ready), Some((5, true, 9)));
+    assert!(ready.committed_entries.is_empty());
+    node.advance();
+    assert!(!node.has_ready());
+}
+
+#[test]
+fn a_snapshot_the_follower_log_already_holds_is_acknowledged_without_install() {
+    let mut node = RaftNode::new(test_config(2, &[1, 2, 3]), durable(2, &[1, 1, 2, 2]));
+    node.step(chunk(
+        2,
+        2,
+        SnapshotMeta { index: 3, term: 2 },
+        0,
+        b"abc",
+        false,
+    ));
+    let ready = node.ready();
+    assert_eq!(ready.snapshot, None);
+    assert_eq!(snapshot_answer(&ready), Some((0, true, 3)));
+    assert_eq!(
+        terms_of(node.entries()),
+        vec![1, 1, 2, 2],
+        "entries after the snapshot are kept"
+    );
+    assert_eq!(node.status().commit_index, 3, "the snapshot is committed");
+    assert_eq!(
+        ready.committed_entries.len(),
+        3,
+        "applied from the log, not the snapshot"
+    );
+}
+
+#[test]
+fn a_snapshot_older_than_the_commit_index_never_moves_commit_back() {
+    let mut disk = durable(2, &[1, 1, 2, 2, 2]);
+    disk.hard_state.commit = 5;
+    let mut config = test_config(2, &[1, 2, 3]);
+    config.applied = 5;
+    let mut node = RaftNode::new(config, disk);
+    // A snapshot at 4 whose term the log does not have there (a bogus one, or the log of a
+    // deposed leader): older than our commit index, so never installed.
+    node.step(chunk(
+        2,
+        2,
+        SnapshotMeta { index: 4, term: 1 },
+        0,
+        b"old",
+        true,
+    ));
+    let ready = node.ready();
+    assert_eq!(ready.snapshot, None);
+    assert_eq!(snapshot_answer(&ready), Some((0, true, 4)));
+    assert_eq!(node.status().commit_index, 5);
+    assert_eq!(node.entries().len(), 5);
+}
+
+#[test]
+fn a_conflicting_log_is_replaced_by_the_snapshot_without_losing_commits() {
+    // Our entries 3..4 are of a deposed leader's term 2; the leader's snapshot ends at 4@3.
+    let mut disk = durable(3, &[1, 1, 2, 2]);
+    disk.hard_state.commit = 2;
+    let mut node = RaftNode::new(test_config(2, &[1, 2, 3]), disk);
+    let meta = SnapshotMeta { index: 4, term: 3 };
+    node.step(chunk(2, 3, meta, 0, b"s", true));
+    let ready = node.ready();
+    assert_eq!(ready.snapshot.map(|s| s.meta), Some(meta));
+    assert_eq!(node.status().commit_index, 4);
+    assert_eq!(node.term_at(4), Some(3));
+    assert_eq!(node.term_at(3), None);
+    // The leader continues after the snapshot.
+    node.step(Message {
+        from: 1,
+        to: 2,
+        term: 3,
+        body: MessageBody::AppendEntries {
+            prev_log_index: 4,
+            prev_log_term: 3,
+            entries: vec![ent(5, 3)],
+            leader_commit: 5,
+            read_round: 0,
+        },
+    });
+    let ready = node.ready();
+    assert_eq!(ready.entries, vec![ent(5, 3)]);
+    node.advance();
+    assert_eq!(node.ready().committed_entries, vec![ent(5, 3)]);
+}
+
+#[test]
+fn an_append_reaching_into_the_followers_snapshot_matches_it() {
+    let mut node = RaftNode::new(test_config(2, &[1, 2, 3]), durable(1, &[]));
+    node.step(chunk(
+        2,
+        1,
+        SnapshotMeta { index: 5, term: 1 },
+        0,
+        b"s",
+        true,
+    ));
+    node.ready();
+    node.advance();
+    // A leader probing from below our snapshot: the compacted part is committed, so matches.
+    node.step(Message {
+        from: 1,
+        to: 2,
+        term: 1,
+        body: MessageBody::AppendEntries {
+            prev_log_index: 3,
+            prev_log_term: 1,
+            entries: log_of_terms(&[1, 1, 1, 1])[3..].to_vec(),
+            leader_commit: 5,
+            read_round: 0,
+        },
+    });
+    let ready = node.ready();
+    let ack = ready.messages.iter().find_map(|m| match m.body {
+        MessageBody::AppendEntriesResponse {
+            success,
+            match_index,
+            ..
+        } => Some((success, match_index)),
+        _ => None,
+    });
+    assert_eq!(ack, Some((true, 5)));
+    assert!(
+        ready.entries.is_empty(),
+        "entries inside the snapshot are skipped"
+    );
+}
+
+#[test]
+fn a_node_restarts_from_its_snapshot_and_log_suffix() {
+    let (mut cluster, index) = compacted_while_node3_down(6, 16);
+    for i in 0..3 {
+        cluster.node_mut(1).propose(vec![b'z', i]).unwrap();
+        cluster.process(1);
+        cluster.deliver_all();
+    }
+    cluster.tick(1);
+    cluster.deliver_all();
+    let log_before = cluster.log(1);
+    let applied_before = cluster.applied[&1].clone();
+    assert_eq!(log_before.first().map(|e| e.index), Some(index + 1));
+    cluster.crash(1);
+    cluster.crash(2);
+    cluster.restart(1);
+    cluster.restart(2);
+    cluster.restart(3);
+    let node = cluster.node(1);
+    assert_eq!(node.first_index(), index + 1);
+    assert_eq!(node.entries(), log_before.as_slice());
+    assert!(node.status().commit_index >= index);
+    cluster.elect(2);
+    for _ in 0..5 {
+        cluster.tick_all();
+    }
+    for id in [1, 2, 3] {
+        assert_eq!(
+            cluster.applied[&id][..applied_before.len()],
+            applied_before[..]
+        );
+    }
+    assert_eq!(cluster.node(3).status().snapshot_index, index);
+    assert!(cluster.safety_violations.is_empty());
+}
+
+#[test]
+fn stale_snapshot_answers_are_ignored_and_stale_chunks_learn_the_term() {
+    let (mut cluster, index) = compacted_while_node3_down(10, 4);
+    cluster.restart(3);
+    let term = cluster.node(1).status().term;
+    // Node 1's heartbeat finds node 3 behind its snapshot and sends the first chunk, whose
+    // answer is lost.
+    cluster.drop_rule = Box::new(|m| matches!(m.body, MessageBody::InstallSnapshotResponse { .. }));
+    cluster.tick(1);
+    cluster.deliver_all();
+    assert_eq!(cluster.chunks_delivered[&3], 1);
+    cluster.drop_rule = Box::new(|_| false);
+    let answer = |meta, next_offset, installed, match_index| Message {
+        from: 3,
+        to: 1,
+        term,
+        body: MessageBody::InstallSnapshotResponse {
+            meta,
+            next_offset,
+            installed,
+            match_index,
+        },
+    };
+    // An answer about another snapshot: no chunk is sent for it.
+    let other = SnapshotMeta {
+        index: index - 1,
+        term,
+    };
+    cluster.node_mut(1).step(answer(other, 4, false, 0));
+    assert!(!cluster.node(1).has_ready());
+    // An old snapshot installed: proves the prefix only; the transfer goes on.
+    cluster.node_mut(1).step(answer(other, 0, true, index - 1));
+    let ready = cluster.node_mut(1).ready();
+    assert!(!ready
+        .messages
+        .iter()
+        .any(|m| m.to == 3 && matches!(m.body, MessageBody::AppendEntries { .. })));
+    cluster.node_mut(1).advance();
+    // A request of an older term: answered in ours, so its sender learns it.
+    let stale = chunk(3, term - 1, SnapshotMeta { index, term }, 0, b"x", true);
+    cluster.node_mut(3).step(Message { from: 1, ..stale });
+    let ready = cluster.node_mut(3).ready();
+    assert!(ready.snapshot.is_none());
+    assert_eq!(snapshot_answer(&ready), Some((0, false, 0)));
+    assert!(ready.messages.iter().all(|m| m.term == term));
+    cluster.node_mut(3).advance();
+    // The real transfer still completes.
+    for _ in 0..100 {
+        cluster.tick_all();
+        if cluster.node(3).status().snapshot_index == index {
+            break;
+        }
+    }
+    assert_eq!(cluster.node(3).status().snapshot_index, index);
+    assert_eq!(cluster.applied[&3], cluster.applied[&1]);
 }
