@@ -299,6 +299,15 @@ bench_system() {
 # ---- the run -----------------------------------------------------------------------------------
 
 started="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git -C "$repo" status --porcelain -- server 2>/dev/null)" ]]; then commit+=" (server/ has uncommitted changes)"; fi
+binary_built=""
+if [[ " ${systems[*]} " == *" riptide "* ]]; then
+    binary_built="$(date -u -r "$server" +%Y-%m-%dT%H:%M:%SZ)"
+    # A private copy: a rebuild of target/release during the run must not change the nodes.
+    cp "$server" "$workdir/riptide-server"
+    server="$workdir/riptide-server"
+fi
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 for system in "${systems[@]}"; do bench_system "$system"; done
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -307,8 +316,6 @@ mkdir -p "$results_dir"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 json_out="$results_dir/bench-vs-etcd-$stamp.json"
 md_out="$results_dir/bench-vs-etcd-$stamp.md"
-commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [[ -n "$(git -C "$repo" status --porcelain -- server 2>/dev/null)" ]]; then commit+="+dirty(server)"; fi
 cpu="$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
 
 python3 - "$workdir" "$json_out" "$md_out" <<EOF
@@ -318,7 +325,8 @@ meta = {
     "started": "$started", "duration_s_per_point": $duration, "failover_trials": $trials,
     "machine": "$(uname -srm), $(nproc) cores, ${cpu//\"/}, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)",
     "load_average_before": "$load_before", "load_average_after": "$load_after",
-    "riptide_commit": "$commit", "riptide_flags": "$riptide_args",
+    "riptide_commit": "$commit", "riptide_binary_built": "$binary_built",
+    "riptide_flags": "$riptide_args",
     "etcd_version": "$etcd_version", "etcd_flags": "--enable-v2 $etcd_args".strip(),
     "wrk": "$(wrk -v 2>&1 | head -1 | awk '{print $2}')",
 }
@@ -405,8 +413,11 @@ print(f"  machine: {meta['machine']}; load average {meta['load_average_before']}
 md = [f"Riptide vs etcd, {meta['started']}, {meta['machine']}",
       f"(load average {meta['load_average_before']} before, {meta['load_average_after']} after; "
       f"{meta['duration_s_per_point']} s per wrk point; {meta['failover_trials']} failover trials; "
-      f"riptide {meta['riptide_commit']} {meta['riptide_flags']}; etcd {meta['etcd_version']} "
-      f"{meta['etcd_flags']}; wrk {meta['wrk']})", "",
+      + (f"riptide at {meta['riptide_commit']}, binary built {meta['riptide_binary_built']}"
+         f"{', flags ' + meta['riptide_flags'] if meta['riptide_flags'] else ''}; "
+         if meta['riptide_binary_built'] else "")
+      + (f"etcd {meta['etcd_version']} {meta['etcd_flags']}; " if meta['etcd_version'] else "")
+      + f"wrk {meta['wrk']})", "",
       "| " + " | ".join(h or "load" for h in head) + " |", "|---|---|---|---|---|"]
 md += ["| " + " | ".join(r) + " |" for r in table]
 md += [""] + [f"- {n}" for n in notes]

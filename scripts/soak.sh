@@ -70,6 +70,9 @@ $snapshots_supported || say "note: this riptide-server has no --snapshot-entries
 workdir="$(mktemp -d "${TMPDIR:-/tmp}/riptide-soak.XXXXXX")"
 declare -A node_pid=() client_port=() peer_port=()
 wrk_pid=""
+# A private copy: a rebuild of target/release during the run must not change the restarted node.
+cp "$server" "$workdir/riptide-server"
+server="$workdir/riptide-server"
 
 kill_pid() {
     local pid="$1" signal="${2:-KILL}"
