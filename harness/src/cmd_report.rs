@@ -67,6 +67,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
             run_problem: old.run_problem,
             workload_ms: old.stats.workload_ms.max(1),
             interrupted: false,
+            recorded_total_ms: Some(old.stats.total_ms),
         },
         None => Collected {
             events,

@@ -428,6 +428,9 @@ pub struct Collected {
     /// How long the workload ran: the width of the report's plots.
     pub workload_ms: u64,
     pub interrupted: bool,
+    /// The wall time of the whole run when it was recorded earlier (`riptide report` checks a
+    /// stored run again: its results keep the run's time, not the re-check's).
+    pub recorded_total_ms: Option<u64>,
 }
 
 /// Runs one test with a ready configuration and schedule (as `riptide test` does, and as a
@@ -1010,7 +1013,9 @@ fn compute_stats(collected: &Collected, check_ms: Option<f64>, total_start: Inst
         faults_injected: collected.faults.len(),
         workload_ms: collected.workload_ms,
         check_ms,
-        total_ms: total_start.elapsed().as_millis() as u64,
+        total_ms: collected
+            .recorded_total_ms
+            .unwrap_or_else(|| total_start.elapsed().as_millis() as u64),
         ..Default::default()
     };
     let mut hist = hdrhistogram::Histogram::<u64>::new(3).ok();

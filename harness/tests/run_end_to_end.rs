@@ -380,3 +380,36 @@ fn riptide_report_draws_the_counterexample_of_a_corrupted_history() {
     assert!(report.contains("never-written"));
     assert!(report.contains("CANNOT BE LINEARIZED"));
 }
+
+#[test]
+fn riptide_report_keeps_the_wall_time_of_the_run() {
+    // A re-check rewrites results.json; the run's own duration must survive it, not be
+    // replaced by the (much shorter) time the re-check took.
+    let run = shared_run();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("run");
+    std::fs::create_dir(&copy).unwrap();
+    for file in [
+        "config.json",
+        "history.jsonl",
+        "results.json",
+        "schedule.json",
+    ] {
+        std::fs::copy(run.run_dir.join(file), copy.join(file)).unwrap();
+    }
+    let recorded = read_json(&run.run_dir.join("results.json"))["stats"]["total_ms"].clone();
+    assert!(recorded.as_u64().is_some_and(|ms| ms > 1000), "{recorded}");
+    let out = common::run_riptide(
+        &["report", copy.to_str().unwrap()],
+        &[],
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = read_json(&copy.join("results.json"));
+    assert_eq!(results["stats"]["total_ms"], recorded);
+}
