@@ -596,6 +596,24 @@ mod tests {
     }
 
     #[test]
+    fn every_test_of_the_bug_matrix_parses_and_plans_its_faults() {
+        let a = args(&["--bugs", "--runs", "1"]);
+        let p = plan(&a).unwrap();
+        for entry in &p.entries {
+            let t = test_args(entry, &p, &a).unwrap();
+            let (config, _) = crate::cmd_test::make_config(&t, "riptide-server".into()).unwrap();
+            let schedule = crate::cmd_test::make_schedule(&config, None).unwrap();
+            assert!(!schedule.faults.is_empty(), "{}", entry.test_name);
+            if entry.bug.as_deref() == Some("leader-local-reads") {
+                // Clients leave a cut-off leader well within the window of a stale read, and
+                // the short quiet periods fit many isolations into the run.
+                assert_eq!(config.attempt_timeout_ms, Some(250));
+                assert!(schedule.faults.len() >= 9, "{}", schedule.faults.len());
+            }
+        }
+    }
+
+    #[test]
     fn only_false_alarms_fail_a_bugs_campaign() {
         use crate::campaign::matrix::MatrixEntry;
         let run = |bug: &str, verdict: &str| {

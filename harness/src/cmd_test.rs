@@ -59,6 +59,10 @@ pub struct TestArgs {
     /// Length of each fault and of the quiet period between two faults.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub nemesis_interval: Duration,
+    /// Length of the quiet period before each fault, when it should differ from
+    /// --nemesis-interval (e.g. long pauses with short recoveries, so more faults fit in a run).
+    #[arg(long, value_parser = parse_duration)]
+    pub nemesis_quiet: Option<Duration>,
     /// Seed of every random choice (workload and faults); random when absent.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -84,6 +88,11 @@ pub struct TestArgs {
     /// How long one operation may take, retries included, before it is `info`.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub op_timeout: Duration,
+    /// How long one HTTP attempt may wait for an answer before the client tries again
+    /// (another node, same Request-Id). Short: clients leave a cut-off leader quickly, and
+    /// meet the new one while the old one may still answer.
+    #[arg(long, default_value = "1500ms", value_parser = parse_duration)]
+    pub attempt_timeout: Duration,
     /// How long the healed cluster gets to elect a leader and catch up before the final reads.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub recovery_timeout: Duration,
@@ -138,7 +147,14 @@ pub struct RunConfig {
     /// The fault list as given (`--nemesis`).
     pub nemesis: String,
     pub nemesis_interval_ms: u64,
+    /// The quiet period before each fault when it differs from the interval (`--nemesis-quiet`).
+    #[serde(default)]
+    pub nemesis_quiet_ms: Option<u64>,
     pub op_timeout_ms: u64,
+    /// One HTTP attempt's timeout (`--attempt-timeout`); absent in runs made before the flag,
+    /// which used the client's default.
+    #[serde(default)]
+    pub attempt_timeout_ms: Option<u64>,
     pub recovery_timeout_ms: u64,
     pub check_timeout_ms: u64,
     pub server_bin: PathBuf,
@@ -334,7 +350,9 @@ pub fn make_config(
         keys: args.keys as usize,
         nemesis: args.nemesis.clone(),
         nemesis_interval_ms: args.nemesis_interval.as_millis() as u64,
+        nemesis_quiet_ms: args.nemesis_quiet.map(|q| q.as_millis() as u64),
         op_timeout_ms: args.op_timeout.as_millis() as u64,
+        attempt_timeout_ms: Some(args.attempt_timeout.as_millis() as u64),
         recovery_timeout_ms: args.recovery_timeout.as_millis() as u64,
         check_timeout_ms: args.check_timeout.as_millis() as u64,
         server_bin,
@@ -410,8 +428,38 @@ pub fn make_schedule(config: &RunConfig, replayed: Option<Schedule>) -> Result<S
         interval_ms: config.nemesis_interval_ms.max(1),
         options: Default::default(),
     };
-    Schedule::generate(spec, Duration::from_millis(config.time_limit_ms))
-        .map_err(|e| format!("--nemesis {}: {e}", config.nemesis))
+    match config.nemesis_quiet_ms {
+        None => Schedule::generate(spec, Duration::from_millis(config.time_limit_ms)),
+        Some(quiet_ms) => with_quiet_periods(spec, quiet_ms, config.time_limit_ms),
+    }
+    .map_err(|e| format!("--nemesis {}: {e}", config.nemesis))
+}
+
+/// The schedule of `spec` with a quiet period of `quiet_ms` (instead of one interval) before
+/// each fault: the same faults in the same order, each still lasting `spec.interval_ms`, as
+/// many as end within `run_ms`.
+///
+/// The nemesis draws fault `k` after faults `0..k` whatever their timing, so generating the
+/// regular schedule long enough to hold that many faults and re-timing it keeps the choices
+/// (which fault, which node) of the seed.
+pub fn with_quiet_periods(
+    spec: ScheduleSpec,
+    quiet_ms: u64,
+    run_ms: u64,
+) -> Result<Schedule, riptide_nemesis::NemesisError> {
+    let fault_ms = spec.interval_ms.max(1);
+    let period_ms = fault_ms.saturating_add(quiet_ms);
+    let count = run_ms
+        .checked_sub(period_ms)
+        .map_or(0, |rest| rest / period_ms + 1);
+    // The regular schedule has fault k in [(2k+1)i, (2k+2)i]: `count` faults need 2*count*i.
+    let regular_ms = count.saturating_mul(2).saturating_mul(fault_ms);
+    let mut schedule = Schedule::generate(spec, Duration::from_millis(regular_ms))?;
+    for (k, fault) in schedule.faults.iter_mut().enumerate() {
+        fault.start_ms = quiet_ms + k as u64 * period_ms;
+        fault.end_ms = fault.start_ms + fault_ms;
+    }
+    Ok(schedule)
 }
 
 /// What the run collected, for results and report.
@@ -774,7 +822,11 @@ async fn drive_cluster(
     progress.phase("running");
     let t0 = Instant::now();
     let recorder = Recorder::create(recorder_path, t0).context("opening history.jsonl")?;
-    let client = ClusterClient::new(client_urls, ClientTimeouts::default())
+    let mut timeouts = ClientTimeouts::default();
+    if let Some(ms) = config.attempt_timeout_ms {
+        timeouts.attempt = Duration::from_millis(ms.max(1));
+    }
+    let client = ClusterClient::new(client_urls, timeouts)
         .context("building the HTTP client")?
         .with_read_from(config.read_from);
     let ctx = Arc::new(WorkerContext {
@@ -1068,7 +1120,19 @@ fn parameters(config: &RunConfig, stats: &RunStats) -> Vec<(String, String)> {
         ("rate".into(), format!("{} ops/s target", config.rate)),
         ("nemesis".into(), config.nemesis.clone()),
         ("nemesis interval".into(), ms(config.nemesis_interval_ms)),
+        (
+            "quiet before each fault".into(),
+            ms(config
+                .nemesis_quiet_ms
+                .unwrap_or(config.nemesis_interval_ms)),
+        ),
         ("op timeout".into(), ms(config.op_timeout_ms)),
+        (
+            "attempt timeout".into(),
+            ms(config
+                .attempt_timeout_ms
+                .unwrap_or(ClientTimeouts::default().attempt.as_millis() as u64)),
+        ),
         (
             "server binary".into(),
             config.server_bin.display().to_string(),
@@ -1111,6 +1175,28 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn quiet_periods_retime_the_same_faults_within_the_run() {
+        let spec = ScheduleSpec {
+            seed: 4,
+            faults: parse_fault_list("pause-leader,kill-one,isolate-one").unwrap(),
+            nodes: 3,
+            interval_ms: 3000,
+            options: Default::default(),
+        };
+        let regular = Schedule::generate(spec.clone(), Duration::from_secs(120)).unwrap();
+        let quick = with_quiet_periods(spec, 500, 30_000).unwrap();
+        // 500 ms quiet + 3 s fault, eight times, ends at 28 s; a ninth would end at 31.5 s.
+        assert_eq!(quick.faults.len(), 8);
+        for (k, fault) in quick.faults.iter().enumerate() {
+            assert_eq!(fault.start_ms, 500 + 3500 * k as u64);
+            assert_eq!(fault.end_ms, fault.start_ms + 3000);
+            assert_eq!(fault.plan, regular.faults[k].plan, "fault {k}");
+        }
+        let none = with_quiet_periods(quick.spec.clone(), 500, 3000).unwrap();
+        assert!(none.faults.is_empty());
     }
 
     #[test]
