@@ -49,7 +49,8 @@ pub struct Metrics {
     pub snapshots_taken_total: AtomicU64,
     /// Snapshots received from a leader and installed (this node had fallen behind its log).
     pub snapshots_installed_total: AtomicU64,
-    /// Time spent taking snapshots (serialise, write, fsync, compact), in microseconds.
+    /// Time from the start of a snapshot to its compaction (clone, then serialise, write and
+    /// fsync in the background, then compact), in microseconds.
     pub snapshot_micros_total: AtomicU64,
     /// Gauge: size of the write-ahead log in bytes (bounded by snapshots).
     pub wal_bytes: AtomicU64,

@@ -23,13 +23,16 @@
 //! # Snapshots
 //!
 //! Once `--snapshot-entries` entries have been applied since the last snapshot, the loop
-//! serialises the KV store (data, client sessions, applied index) at its apply index, labels
-//! it with the term of the entry there, makes it durable (`snapshot.bin`), hands it to the core
-//! ([`RaftNode::compact`]: the core drops its log prefix and keeps the snapshot for followers
-//! that fall behind) and drops the same prefix from the WAL. It runs inline, between two
-//! `Ready`s: the state machine is exactly at the snapshot's index, nothing applies meanwhile.
-//! Its cost is one serialisation of the store plus two fsyncs and a rewrite of the (short)
-//! unapplied WAL suffix.
+//! clones the KV store between two `Ready`s, so the copy is exactly the state at the apply
+//! index, labelled with the term of the entry there. A background thread serialises the copy
+//! (data, client sessions, applied index) and makes it durable (`snapshot.bin`: write, fsync,
+//! rename, fsync the directory) while the loop goes on. When the loop sees it done (checked on
+//! every turn, so within a tick), it hands the snapshot to the core ([`RaftNode::compact`]:
+//! the core drops its log prefix and keeps the snapshot for followers that fall behind) and
+//! drops the same prefix from the WAL (a rewrite of the short unapplied suffix, two fsyncs).
+//! So the loop pays for a clone of the store and the WAL rewrite; serialisation and the
+//! snapshot's fsyncs happen off it. One snapshot is in flight at a time; a leader's snapshot
+//! to install waits for it (both write `snapshot.bin`).
 //!
 //! Draining every queued input before taking a `Ready` is what batches many client writes into
 //! one log append and one fsync. The loop runs on its own OS thread (a current-thread tokio
@@ -54,6 +57,7 @@ use crate::raft::{
     Entry, EntryPayload, LogIndex, Message, NodeId, RaftError, RaftNode, Role, Snapshot,
     SnapshotMeta, Term,
 };
+use crate::storage::snapshot::write_atomically;
 use crate::storage::{Storage, StorageError};
 
 /// Why the Raft loop had to stop: the node can no longer keep its promises.
@@ -72,6 +76,17 @@ pub enum LoopError {
     /// A snapshot whose data says it was taken at another index than its label.
     #[error("the snapshot labelled index {label} holds the state at index {applied}")]
     SnapshotIndexMismatch { label: LogIndex, applied: LogIndex },
+    /// The background thread writing a snapshot could not start or died.
+    #[error("snapshot thread failed: {0}")]
+    SnapshotThread(String),
+}
+
+/// A snapshot of this node's state machine being serialised and written off the loop.
+struct SnapshotJob {
+    meta: SnapshotMeta,
+    started: Instant,
+    /// The writer's answer once the snapshot is durable: the snapshot and its file size.
+    done: std::sync::mpsc::Receiver<Result<(Snapshot, u64), StorageError>>,
 }
 
 /// Restores the state machine from a snapshot, checking it is the state at `meta.index`.
@@ -211,6 +226,8 @@ pub struct RaftLoop {
     speculative: Option<KvStore>,
     /// When the handover started to be waited for must end (None: no handover asked yet).
     handover_deadline: Option<Instant>,
+    /// The snapshot being written in the background, if any (at most one).
+    snapshot_job: Option<SnapshotJob>,
 }
 
 /// At most this many inputs are taken before a `Ready` is processed, so ticks and output are
@@ -245,6 +262,7 @@ impl RaftLoop {
             read_answers: Vec::new(),
             speculative: None,
             handover_deadline: None,
+            snapshot_job: None,
         }
     }
 
@@ -276,6 +294,7 @@ impl RaftLoop {
                 }
                 self.process_ready()?;
             }
+            self.finish_snapshot(false)?;
             if last_sweep.elapsed() >= Duration::from_millis(100) {
                 self.expire_requests();
                 last_sweep = Instant::now();
@@ -410,6 +429,9 @@ impl RaftLoop {
         let restored = match &ready.snapshot {
             Some(snapshot) => {
                 let kv = restore_kv(snapshot)?;
+                // Our own snapshot in flight writes the same file: let it land first (the
+                // core, already past it, refuses to compact with it; the file is replaced).
+                self.finish_snapshot(true)?;
                 self.storage.install_snapshot(snapshot)?;
                 Metrics::inc(&self.io.metrics.snapshots_installed_total);
                 tracing::info!(
@@ -497,7 +519,7 @@ impl RaftLoop {
         for (reply, outcome) in self.read_answers.drain(..) {
             let _ = reply.send(outcome);
         }
-        self.maybe_take_snapshot()?;
+        self.maybe_start_snapshot()?;
         self.publish_disk_usage();
         Ok(())
     }
@@ -525,54 +547,106 @@ impl RaftLoop {
         }
     }
 
-    /// Takes a snapshot at the apply index and compacts the log, once enough entries were
-    /// applied since the last one (see the module docs).
-    fn maybe_take_snapshot(&mut self) -> Result<(), LoopError> {
+    /// Starts a snapshot at the apply index on a background thread, once enough entries were
+    /// applied since the last one and none is in flight (see the module docs).
+    fn maybe_start_snapshot(&mut self) -> Result<(), LoopError> {
         let every = self.io.snapshot_entries;
         let applied = self.kv.applied_index();
         let last = self.storage.snapshot_meta().map_or(0, |m| m.index);
-        if every == 0 || applied < last.saturating_add(every) {
+        if every == 0 || self.snapshot_job.is_some() || applied < last.saturating_add(every) {
             return Ok(());
         }
         let Some(term) = self.core.term_at(applied) else {
-            // Cannot happen: the applied entry is still in the log until this compaction.
+            // Cannot happen: the applied entry stays in the log until a snapshot covers it.
             tracing::warn!(applied, "no term for the applied index: snapshot skipped");
             return Ok(());
         };
-        let started = Instant::now();
-        let snapshot = Snapshot {
-            meta: SnapshotMeta {
-                index: applied,
-                term,
-            },
-            data: self.kv.snapshot(),
+        let meta = SnapshotMeta {
+            index: applied,
+            term,
         };
-        let serialised = started.elapsed();
-        let bytes = snapshot.data.len();
-        self.storage.save_snapshot(&snapshot)?;
+        let started = Instant::now();
+        // The copy is the state at exactly `applied`: nothing applies while we are here.
+        let kv = self.kv.clone();
+        let path = self.storage.snapshot_path().to_path_buf();
+        let (tx, done) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("snapshot-{}", self.id))
+            .spawn(move || {
+                let snapshot = Snapshot {
+                    meta,
+                    data: kv.snapshot(),
+                };
+                let written = write_atomically(&path, &snapshot).map(|bytes| (snapshot, bytes));
+                let _ = tx.send(written);
+            })
+            .map_err(|e| LoopError::SnapshotThread(format!("cannot start: {e}")))?;
+        tracing::debug!(
+            index = applied,
+            clone_us = started.elapsed().as_micros() as u64,
+            "snapshot started"
+        );
+        self.snapshot_job = Some(SnapshotJob {
+            meta,
+            started,
+            done,
+        });
+        Ok(())
+    }
+
+    /// Collects the background snapshot once it is durable (waiting for it when `wait`), hands
+    /// it to the core and compacts the WAL up to it.
+    fn finish_snapshot(&mut self, wait: bool) -> Result<(), LoopError> {
+        let Some(job) = &self.snapshot_job else {
+            return Ok(());
+        };
+        let written = if wait {
+            job.done
+                .recv()
+                .map_err(|_| LoopError::SnapshotThread("it died".to_string()))?
+        } else {
+            match job.done.try_recv() {
+                Ok(written) => written,
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(()),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Err(LoopError::SnapshotThread("it died".to_string()))
+                }
+            }
+        };
+        let Some(job) = self.snapshot_job.take() else {
+            return Ok(());
+        };
+        let (snapshot, file_bytes) = written?;
+        let meta = job.meta;
+        self.storage.snapshot_saved(meta, file_bytes)?;
         let wal_before = self.storage.wal_bytes();
-        match self.core.compact(snapshot) {
-            Ok(()) => self.storage.compact_log(applied)?,
-            // The core keeps its older snapshot and log; the file on disk is newer, which is
-            // harmless (a restart drops the WAL prefix it covers).
-            Err(e) => tracing::warn!(error = %e, "the core refused the compaction"),
-        }
+        let compacted = match self.core.compact(snapshot) {
+            Ok(()) => {
+                self.storage.compact_log(meta.index)?;
+                true
+            }
+            // A leader's newer snapshot got in first: the core keeps that one and its log.
+            Err(e) => {
+                tracing::info!(error = %e, "the core did not compact with our snapshot");
+                false
+            }
+        };
         let metrics = &self.io.metrics;
         Metrics::inc(&metrics.snapshots_taken_total);
         Metrics::add(
             &metrics.snapshot_micros_total,
-            started.elapsed().as_micros() as u64,
+            job.started.elapsed().as_micros() as u64,
         );
+        self.publish_disk_usage();
         tracing::info!(
-            index = applied,
-            term,
-            keys = self.kv.len(),
-            bytes,
-            serialise_ms = serialised.as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
+            index = meta.index,
+            term = meta.term,
+            file_bytes,
+            compacted,
+            total_ms = job.started.elapsed().as_millis() as u64,
             wal_bytes_before = wal_before,
             wal_bytes_after = self.storage.wal_bytes(),
-            "snapshot taken, log compacted"
+            "snapshot taken"
         );
         Ok(())
     }

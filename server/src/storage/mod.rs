@@ -196,18 +196,35 @@ impl Storage {
     /// Makes a snapshot of this node's own state machine durable (atomically). The log prefix
     /// it covers stays until [`Storage::compact_log`]; a crash in between is harmless.
     pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
-        if let Some(current) = self.snapshot.meta() {
-            if snapshot.meta.index <= current.index {
-                return Err(StorageError::InvalidAppend {
-                    path: self.dir.join(SNAPSHOT_FILE),
-                    why: format!(
-                        "a snapshot at index {} does not replace the one at {}",
-                        snapshot.meta.index, current.index
-                    ),
-                });
-            }
-        }
+        self.check_snapshot_moves_forward(snapshot.meta)?;
         self.snapshot.save(snapshot)
+    }
+
+    /// Where [`snapshot::write_atomically`] must write a snapshot taken off the storage's
+    /// thread; report it with [`Storage::snapshot_saved`] once durable.
+    pub fn snapshot_path(&self) -> &Path {
+        self.snapshot.path()
+    }
+
+    /// A snapshot of `bytes` bytes was made durable at [`Storage::snapshot_path`] by
+    /// [`snapshot::write_atomically`] on another thread.
+    pub fn snapshot_saved(&mut self, meta: SnapshotMeta, bytes: u64) -> Result<(), StorageError> {
+        self.check_snapshot_moves_forward(meta)?;
+        self.snapshot.note_saved(meta, bytes);
+        Ok(())
+    }
+
+    fn check_snapshot_moves_forward(&self, meta: SnapshotMeta) -> Result<(), StorageError> {
+        match self.snapshot.meta() {
+            Some(current) if meta.index <= current.index => Err(StorageError::InvalidAppend {
+                path: self.dir.join(SNAPSHOT_FILE),
+                why: format!(
+                    "a snapshot at index {} does not replace the one at {}",
+                    meta.index, current.index
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Drops the WAL's entries up to and including `index`, which a durable snapshot covers.
@@ -524,6 +541,26 @@ mod tests {
         assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
         let text = err.to_string();
         assert!(text.contains(WAL_FILE) && text.contains("5..10"), "{text}");
+    }
+
+    #[test]
+    fn snapshot_written_off_the_storage_thread_counts_once_reported() {
+        let (dir, mut s) = dir_with_log(10);
+        let path = s.snapshot_path().to_path_buf();
+        let bytes =
+            std::thread::spawn(move || snapshot::write_atomically(&path, &snapshot(8, 1)).unwrap())
+                .join()
+                .unwrap();
+        // Not reported yet: compaction is refused, the snapshot is not known.
+        assert!(s.compact_log(8).is_err());
+        s.snapshot_saved(SnapshotMeta { index: 8, term: 1 }, bytes)
+            .unwrap();
+        assert_eq!(s.snapshot_bytes(), bytes);
+        s.compact_log(8).unwrap();
+        drop(s);
+        let (_s, d) = Storage::open(dir.path()).unwrap();
+        assert_eq!(d.snapshot, Some(snapshot(8, 1)));
+        assert_eq!(d.log, vec![entry(9, 1), entry(10, 1)]);
     }
 
     #[test]

@@ -81,20 +81,22 @@ impl SnapshotFile {
 
     /// Makes `snapshot` the durable snapshot, atomically (see the module docs).
     pub fn save(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
-        let bytes = encode(snapshot);
-        let tmp = tmp_path(&self.path);
-        let mut file = fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
-        file.write_all(&bytes)
-            .map_err(|e| StorageError::io("write", &tmp, e))?;
-        file.sync_all()
-            .map_err(|e| StorageError::io("fsync", &tmp, e))?;
-        drop(file);
-        fs::rename(&tmp, &self.path).map_err(|e| StorageError::io("rename", &tmp, e))?;
-        sync_dir(self.path.parent().unwrap_or_else(|| Path::new(".")))?;
-        self.fsyncs += 2;
-        self.meta = Some(snapshot.meta);
-        self.bytes = bytes.len() as u64;
+        let bytes = write_atomically(&self.path, snapshot)?;
+        self.note_saved(snapshot.meta, bytes);
         Ok(())
+    }
+
+    /// Records that [`write_atomically`] (run elsewhere, e.g. on a background thread) made a
+    /// snapshot of `bytes` bytes durable at this file's path.
+    pub fn note_saved(&mut self, meta: SnapshotMeta, bytes: u64) {
+        self.fsyncs += 2;
+        self.meta = Some(meta);
+        self.bytes = bytes;
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Where the durable snapshot ends (None without one).
@@ -111,6 +113,23 @@ impl SnapshotFile {
     pub fn fsync_count(&self) -> u64 {
         self.fsyncs
     }
+}
+
+/// Writes `snapshot` to `path` atomically (tmp, write, fsync, rename, fsync the directory) and
+/// returns the file's size. Needs no [`SnapshotFile`], so it can run off the thread that owns
+/// the storage; only one write to a path may be in flight at a time (they share the `.tmp`).
+pub fn write_atomically(path: &Path, snapshot: &Snapshot) -> Result<u64, StorageError> {
+    let bytes = encode(snapshot);
+    let tmp = tmp_path(path);
+    let mut file = fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
+    file.write_all(&bytes)
+        .map_err(|e| StorageError::io("write", &tmp, e))?;
+    file.sync_all()
+        .map_err(|e| StorageError::io("fsync", &tmp, e))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| StorageError::io("rename", &tmp, e))?;
+    sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))?;
+    Ok(bytes.len() as u64)
 }
 
 /// `snapshot.bin` -> `snapshot.bin.tmp`.
