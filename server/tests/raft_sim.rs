@@ -33,13 +33,14 @@
 //! thousand).
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use riptide_server::raft::{
-    Config, CoreBugs, DurableState, Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId,
-    RaftNode, Role, Term,
+    Config, CoreBugs, DurableState, Entry, EntryPayload, HardState, LogIndex, Message, MessageBody,
+    NodeId, RaftNode, Role, Snapshot, SnapshotMeta, Term,
 };
 
 const ELECTION_TICKS: u32 = 10;
@@ -79,6 +80,20 @@ struct Weather {
     /// classic-Raft paths (deposing elections on rejoin, leaders that never step down) tested.
     pre_vote: bool,
     check_quorum: bool,
+    /// The driver snapshots its state machine and compacts the log once it has applied this
+    /// many entries past its last snapshot (None: only at random points).
+    snapshot_every: Option<u64>,
+    /// Probability per Ready that applied something of a snapshot at a random point.
+    snapshot_random: f64,
+    /// Chunk size of InstallSnapshot (a few bytes, so snapshots travel in many chunks).
+    snapshot_chunk_bytes: usize,
+    /// Probability of a crash at each step of writing a snapshot: before it is durable, after
+    /// it is durable but before the log prefix is dropped, and in the middle of installing
+    /// one received from the leader.
+    crash_in_snapshot: f64,
+    /// Tick from which one node is wiped (restarted with an empty data dir) as soon as that
+    /// is safe (see `Sim::try_wipe`); None: no wipe in this seed.
+    wipe_from: Option<u64>,
 }
 
 impl Weather {
@@ -95,6 +110,15 @@ impl Weather {
             max_inflight_messages: *[1, 2, 4, 16].choose(rng).unwrap_or(&4),
             pre_vote: rng.gen_bool(0.75),
             check_quorum: rng.gen_bool(0.75),
+            snapshot_every: *[None, Some(3), Some(8), Some(20), Some(50)]
+                .choose(rng)
+                .unwrap_or(&None),
+            snapshot_random: rng.gen_range(0.0..0.05),
+            snapshot_chunk_bytes: *[2, 5, 16, 1 << 20].choose(rng).unwrap_or(&16),
+            crash_in_snapshot: rng.gen_range(0.0..0.05),
+            wipe_from: rng
+                .gen_bool(0.5)
+                .then(|| rng.gen_range(FAULT_TICKS / 4..FAULT_TICKS * 3 / 4)),
         }
     }
 
@@ -104,6 +128,11 @@ impl Weather {
             max_inflight_messages: self.max_inflight_messages,
             pre_vote: self.pre_vote,
             check_quorum: self.check_quorum,
+            snapshot_every: self.snapshot_every,
+            snapshot_random: self.snapshot_random,
+            snapshot_chunk_bytes: self.snapshot_chunk_bytes,
+            crash_in_snapshot: 0.0,
+            wipe_from: None,
             depose: 0.0,
             drop: 0.0,
             duplicate: 0.0,
@@ -121,13 +150,108 @@ struct Flight {
     deliver_at: u64,
 }
 
+/// What survives a crash, modelled file by file like the node's storage, so that crashes can
+/// fall between the steps of a snapshot: the hard state, the snapshot file (replaced
+/// atomically) and the log file (WAL), which is compacted or reset only after the snapshot
+/// file is durable.
+#[derive(Debug, Clone, Default)]
+struct SimDisk {
+    hard_state: HardState,
+    snapshot: Option<Snapshot>,
+    /// Contiguous entries; after a crash it may still begin inside the snapshot (or, after a
+    /// crash mid-install, hold the history the snapshot replaced): `open` sorts that out.
+    wal: Vec<Entry>,
+}
+
+impl SimDisk {
+    fn snapshot_meta(&self) -> SnapshotMeta {
+        self.snapshot
+            .as_ref()
+            .map_or(SnapshotMeta::default(), |s| s.meta)
+    }
+
+    /// What the storage layer hands the core at start, by the node's rules: WAL entries the
+    /// snapshot covers are dropped; a WAL whose entry at the snapshot index has another term
+    /// is the history a received snapshot replaced (crash between writing the snapshot and
+    /// resetting the WAL) and is dropped whole; a WAL that does not continue the snapshot is
+    /// corrupt.
+    fn open(&self) -> Result<DurableState, String> {
+        let meta = self.snapshot_meta();
+        let replaced = self
+            .wal
+            .iter()
+            .any(|e| e.index == meta.index && e.term != meta.term);
+        let log: Vec<Entry> = if replaced {
+            Vec::new()
+        } else {
+            self.wal
+                .iter()
+                .filter(|e| e.index > meta.index)
+                .cloned()
+                .collect()
+        };
+        if let Some(first) = log.first() {
+            if first.index != meta.index + 1 {
+                return Err(format!(
+                    "disk: the log starts at {} after a snapshot at {}",
+                    first.index, meta.index
+                ));
+            }
+        }
+        Ok(DurableState {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot.clone(),
+            log,
+        })
+    }
+}
+
+/// The simulated state machine: the index it applied and a digest of every entry applied up
+/// to it, so a state restored from a snapshot can be compared with what the entries gave.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SimState {
+    index: LogIndex,
+    digest: u64,
+}
+
+impl SimState {
+    fn apply(&mut self, entry: &Entry) {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (self.digest, entry.index, entry.term).hash(&mut hasher);
+        match &entry.payload {
+            EntryPayload::Noop => 0u8.hash(&mut hasher),
+            EntryPayload::Command(command) => (1u8, command).hash(&mut hasher),
+        }
+        self.digest = hasher.finish();
+        self.index = entry.index;
+    }
+
+    /// Snapshot bytes: a few dozen, so small chunk sizes split them.
+    fn encode(&self) -> Vec<u8> {
+        format!("state index={} digest={:016x}", self.index, self.digest).into_bytes()
+    }
+
+    fn decode(data: &[u8]) -> Result<SimState, String> {
+        let text = std::str::from_utf8(data).map_err(|e| format!("snapshot: {e}"))?;
+        let parse = || -> Option<SimState> {
+            let rest = text.strip_prefix("state index=")?;
+            let (index, digest) = rest.split_once(" digest=")?;
+            Some(SimState {
+                index: index.parse().ok()?,
+                digest: u64::from_str_radix(digest, 16).ok()?,
+            })
+        };
+        parse().ok_or_else(|| format!("snapshot: garbled data {text:?}"))
+    }
+}
+
 /// One simulated node: its core (None while crashed), its disk and its state machine.
 struct SimNode {
     raft: Option<RaftNode>,
-    /// What survives a crash: exactly the hard states and entries of persisted Readies.
-    disk: DurableState,
-    /// Index the state machine has applied (it is rebuilt from the log after a restart).
-    applied_index: LogIndex,
+    /// What survives a crash: exactly what persisted Readies and finished snapshot steps wrote.
+    disk: SimDisk,
+    /// The state machine (restored from the snapshot, then rebuilt from the log, at restart).
+    state: SimState,
     /// Writes proposed here and not yet applied: index -> (term, command).
     proposals: HashMap<LogIndex, (Term, Vec<u8>)>,
     /// Reads in flight here: read id -> the highest acknowledged write when it started.
@@ -159,6 +283,16 @@ struct Stats {
     quorum_step_downs: u64,
     /// Leadership transfers started.
     transfers: u64,
+    /// Snapshots taken (and logs compacted) by drivers; snapshots installed from a leader,
+    /// and the InstallSnapshot chunks delivered.
+    snapshots_taken: u64,
+    snapshots_installed: u64,
+    snapshot_chunks: u64,
+    /// Crashes while writing a snapshot (before durable, between durable and the log
+    /// compaction, mid-install), and nodes restarted with an empty data dir.
+    snapshot_crashes: u64,
+    wipes: u64,
+    wipes_caught_up_by_snapshot: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -172,6 +306,12 @@ impl std::ops::AddAssign for Stats {
         self.check_quorum_seeds += other.check_quorum_seeds;
         self.quorum_step_downs += other.quorum_step_downs;
         self.transfers += other.transfers;
+        self.snapshots_taken += other.snapshots_taken;
+        self.snapshots_installed += other.snapshots_installed;
+        self.snapshot_chunks += other.snapshot_chunks;
+        self.snapshot_crashes += other.snapshot_crashes;
+        self.wipes += other.wipes;
+        self.wipes_caught_up_by_snapshot += other.wipes_caught_up_by_snapshot;
     }
 }
 
@@ -194,8 +334,14 @@ struct Sim {
     written: HashMap<(LogIndex, Term), (EntryPayload, Term)>,
     /// Entries known committed, by index, with the term of the leader that committed them.
     committed: Vec<(Entry, Term)>,
-    /// The entry applied at each index (by whichever node applied it first).
+    /// The entry applied at each index (by whichever node applied it first), and the state
+    /// machine's digest after it.
     applied: Vec<Entry>,
+    digests: Vec<u64>,
+    /// The node restarted with an empty data dir in this run, if any (at most one), and
+    /// whether it has installed a snapshot since.
+    wiped: Option<NodeId>,
+    wiped_caught_up: bool,
     /// Acknowledged writes: applied by the leader that proposed them.
     acked: Vec<Entry>,
     max_acked_index: LogIndex,
@@ -246,6 +392,9 @@ impl Sim {
             written: HashMap::new(),
             committed: Vec::new(),
             applied: Vec::new(),
+            digests: Vec::new(),
+            wiped: None,
+            wiped_caught_up: false,
             acked: Vec::new(),
             max_acked_index: 0,
             next_command: 0,
@@ -264,8 +413,8 @@ impl Sim {
         for _ in 0..nodes {
             sim.nodes.push(SimNode {
                 raft: None,
-                disk: DurableState::default(),
-                applied_index: 0,
+                disk: SimDisk::default(),
+                state: SimState::default(),
                 proposals: HashMap::new(),
                 reads: HashMap::new(),
                 led_term: None,
@@ -275,7 +424,7 @@ impl Sim {
             });
         }
         for id in 1..=nodes as NodeId {
-            sim.start(id);
+            sim.start(id).expect("an empty disk opens");
         }
         sim
     }
@@ -297,8 +446,16 @@ impl Sim {
         }
     }
 
-    /// Starts (or restarts) a node from its disk only.
-    fn start(&mut self, id: NodeId) {
+    /// Starts (or restarts) a node from its disk only: the state machine from the snapshot
+    /// file, the core from the snapshot and the log after it.
+    fn start(&mut self, id: NodeId) -> Check {
+        let durable = self.nodes[id as usize - 1].disk.open()?;
+        // The storage layer also rewrites the log file to what it kept.
+        self.node(id).disk.wal = durable.log.clone();
+        let state = match &durable.snapshot {
+            Some(snapshot) => self.restore(id, snapshot)?,
+            None => SimState::default(),
+        };
         let mut config = Config::new(id, self.members());
         config.election_ticks = ELECTION_TICKS;
         config.heartbeat_ticks = HEARTBEAT_TICKS;
@@ -307,13 +464,92 @@ impl Sim {
         config.bugs = self.bugs;
         config.pre_vote = self.weather.pre_vote;
         config.check_quorum = self.weather.check_quorum;
+        config.snapshot_chunk_bytes = self.weather.snapshot_chunk_bytes;
+        config.applied = state.index;
         let node = self.node(id);
         config.seed = (id << 48) ^ (node.restarts << 32) ^ 0x5eed;
         node.restarts += 1;
-        node.raft = Some(RaftNode::new(config, node.disk.clone()));
-        node.applied_index = 0;
+        node.raft = Some(RaftNode::new(config, durable));
+        node.state = state;
         node.paused_until = 0;
-        self.note(|| format!("start {id}"));
+        self.note(|| format!("start {id} from a snapshot at {}", state.index));
+        Ok(())
+    }
+
+    /// A state machine restored from a snapshot: it must be exactly the state the entries up
+    /// to its index gave wherever they were applied.
+    fn restore(&self, id: NodeId, snapshot: &Snapshot) -> Result<SimState, String> {
+        let state = SimState::decode(&snapshot.data)?;
+        let index = snapshot.meta.index;
+        let expected = match index {
+            0 => Some(0),
+            i => self.digests.get(i as usize - 1).copied(),
+        };
+        if state.index != index || expected != Some(state.digest) {
+            return Err(format!(
+                "snapshot: node {id} restores {state:?} labelled {:?}, but the entries up to \
+                 {index} give digest {expected:?}",
+                snapshot.meta
+            ));
+        }
+        Ok(state)
+    }
+
+    /// The driver's log compaction, with a crash possible at each step: take a snapshot of
+    /// the state machine, make it durable, tell the core, then drop the log prefix from disk.
+    fn maybe_snapshot(&mut self, id: NodeId) -> Check {
+        let node = &self.nodes[id as usize - 1];
+        let state = node.state;
+        let since = state.index - node.disk.snapshot_meta().index;
+        let due = self
+            .weather
+            .snapshot_every
+            .is_some_and(|every| since >= every);
+        if since == 0 || !(due || self.rng.gen_bool(self.weather.snapshot_random)) {
+            return Ok(());
+        }
+        // Everything this node committed must be recorded before its entries disappear.
+        self.check_node(id)?;
+        let Some(raft) = self.raft(id) else {
+            return Ok(());
+        };
+        let Some(term) = raft.term_at(state.index) else {
+            return Err(format!(
+                "node {id}: no term for its applied index {} (first index {})",
+                state.index,
+                raft.first_index()
+            ));
+        };
+        let snapshot = Snapshot {
+            meta: SnapshotMeta {
+                index: state.index,
+                term,
+            },
+            data: state.encode(),
+        };
+        if self.rng.gen_bool(self.weather.crash_in_snapshot) {
+            self.stats.snapshot_crashes += 1;
+            self.note(|| format!("{id} crashes before its snapshot is durable"));
+            self.crash(id);
+            return Ok(());
+        }
+        self.node(id).disk.snapshot = Some(snapshot.clone());
+        if self.rng.gen_bool(self.weather.crash_in_snapshot) {
+            self.stats.snapshot_crashes += 1;
+            self.note(|| format!("{id} crashes before dropping the log its snapshot covers"));
+            self.crash(id);
+            return Ok(());
+        }
+        let node = self.node(id);
+        let Some(raft) = node.raft.as_mut() else {
+            return Ok(());
+        };
+        raft.compact(snapshot)
+            .map_err(|e| format!("node {id}: compact at {}: {e}", state.index))?;
+        node.disk.wal.retain(|e| e.index > state.index);
+        self.stats.snapshots_taken += 1;
+        self.note(|| format!("{id} snapshots and compacts at {}@{term}", state.index));
+        Ok(())
     }
 
     fn crash(&mut self, id: NodeId) {
@@ -372,21 +608,47 @@ impl Sim {
                 self.crash(id); // before the fsync: the whole Ready is lost
                 return Ok(());
             }
+            if let Some(snapshot) = &ready.snapshot {
+                // Installing a snapshot from the leader: the snapshot file first, then the
+                // log reset; the state machine restored before anything is applied.
+                let state = self.restore(id, snapshot)?;
+                self.node(id).disk.snapshot = Some(snapshot.clone());
+                if self.rng.gen_bool(self.weather.crash_in_snapshot) {
+                    self.stats.snapshot_crashes += 1;
+                    self.note(|| format!("{id} crashes installing a snapshot, log not reset"));
+                    self.crash(id);
+                    return Ok(());
+                }
+                let node = self.node(id);
+                node.disk.wal.clear();
+                node.state = state;
+                node.proposals.retain(|&index, _| index > state.index);
+                self.stats.snapshots_installed += 1;
+                if self.wiped == Some(id) && !self.wiped_caught_up {
+                    self.wiped_caught_up = true;
+                    self.stats.wipes_caught_up_by_snapshot += 1;
+                }
+                self.note(|| format!("{id} installs a snapshot at {:?}", snapshot.meta));
+            }
             let disk = &mut self.node(id).disk;
             if let Some(hard_state) = ready.hard_state {
                 disk.hard_state = hard_state;
             }
             if let Some(first) = ready.entries.first() {
-                let keep = first.index as usize - 1;
-                if keep > disk.log.len() {
+                let snapshot_index = disk.snapshot_meta().index;
+                let end = disk.wal.last().map_or(snapshot_index, |e| e.index);
+                if first.index <= snapshot_index
+                    || first.index > end + 1
+                    || disk.wal.first().is_some_and(|e| e.index <= snapshot_index)
+                {
                     return Err(format!(
-                        "node {id}: Ready entries start at {} after a durable log of {}",
-                        first.index,
-                        disk.log.len()
+                        "node {id}: Ready entries start at {} after a snapshot at \
+                         {snapshot_index} and a log ending at {end}",
+                        first.index
                     ));
                 }
-                disk.log.truncate(keep);
-                disk.log.extend(ready.entries.iter().cloned());
+                disk.wal.retain(|e| e.index < first.index);
+                disk.wal.extend(ready.entries.iter().cloned());
             }
             if self.rng.gen_bool(self.weather.crash_in_ready) {
                 self.crash(id); // after the fsync, before sending or advancing
@@ -415,6 +677,7 @@ impl Sim {
             for read in ready.failed_reads {
                 self.node(id).reads.remove(&read);
             }
+            self.maybe_snapshot(id)?;
             if let Some(raft) = self.node(id).raft.as_mut() {
                 raft.advance();
             }
@@ -429,10 +692,15 @@ impl Sim {
             return Ok(());
         };
         let raft = self.raft(id).expect("only live nodes produce Readies");
-        let mut prev_term = match first.index {
-            0 => return Err(format!("node {id}: an entry at index 0")),
-            1 => 0,
-            i => raft.entries()[i as usize - 2].term,
+        if first.index == 0 {
+            return Err(format!("node {id}: an entry at index 0"));
+        }
+        let Some(mut prev_term) = raft.term_at(first.index - 1) else {
+            return Err(format!(
+                "node {id}: wrote entry {} without its predecessor (first index {})",
+                first.index,
+                raft.first_index()
+            ));
         };
         for entry in entries {
             match self.written.get(&(entry.index, entry.term)) {
@@ -466,24 +734,27 @@ impl Sim {
     /// State-machine safety, and acknowledgement of the writes this node proposed.
     fn apply(&mut self, id: NodeId, entry: Entry) -> Check {
         let node = self.node(id);
-        if entry.index != node.applied_index + 1 {
+        if entry.index != node.state.index + 1 {
             return Err(format!(
                 "node {id} applied index {} after {}",
-                entry.index, node.applied_index
+                entry.index, node.state.index
             ));
         }
-        node.applied_index = entry.index;
+        node.state.apply(&entry);
+        let digest = node.state.digest;
         let proposal = node.proposals.remove(&entry.index);
         let slot = entry.index as usize - 1;
         if let Some(first) = self.applied.get(slot) {
-            if *first != entry {
+            if *first != entry || self.digests[slot] != digest {
                 return Err(format!(
-                    "state-machine safety: node {id} applied {entry:?}, another node applied \
-                     {first:?}"
+                    "state-machine safety: node {id} applied {entry:?} (digest {digest:x}), \
+                     another node applied {first:?} (digest {:x})",
+                    self.digests[slot]
                 ));
             }
         } else {
             self.applied.push(entry.clone());
+            self.digests.push(digest);
         }
         if let Some((term, command)) = proposal {
             if entry.term == term && entry.payload == EntryPayload::Command(command) {
@@ -529,8 +800,10 @@ impl Sim {
                 }
                 let raft = self.raft(id).expect("checked alive");
                 for (entry, commit_term) in &self.committed {
+                    // Entries inside its snapshot are checked through the snapshot's digest.
                     if *commit_term < status.term
-                        && raft.entries().get(entry.index as usize - 1) != Some(entry)
+                        && entry.index > status.snapshot_index
+                        && raft.entry(entry.index) != Some(entry)
                     {
                         return Err(format!(
                             "leader completeness: node {id} leads term {} without {entry:?} \
@@ -544,8 +817,20 @@ impl Sim {
         let known = self.committed.len() as LogIndex;
         if status.commit_index > known {
             let raft = self.raft(id).expect("checked alive");
-            let new: Vec<Entry> =
-                raft.entries()[known as usize..status.commit_index as usize].to_vec();
+            let mut new: Vec<Entry> = Vec::new();
+            for index in known + 1..=status.commit_index {
+                // Every committed entry is recorded by the node that committed it before any
+                // snapshot can cover it (see `maybe_snapshot`).
+                let Some(entry) = raft.entry(index) else {
+                    return Err(format!(
+                        "node {id} commits up to {} but holds no entry {index} (first index \
+                         {}), and nobody recorded it",
+                        status.commit_index,
+                        raft.first_index()
+                    ));
+                };
+                new.push(entry.clone());
+            }
             let commit_term = status.term;
             self.note(|| format!("{id} commits up to {}", status.commit_index));
             // Leaders of later terms that took office before this commit was seen must hold
@@ -559,7 +844,9 @@ impl Sim {
                     continue;
                 }
                 for entry in &new {
-                    if raft.entries().get(entry.index as usize - 1) != Some(entry) {
+                    if entry.index > other_status.snapshot_index
+                        && raft.entry(entry.index) != Some(entry)
+                    {
                         return Err(format!(
                             "leader completeness: node {other} leads term {} without {entry:?} \
                              committed in term {commit_term}",
@@ -590,6 +877,9 @@ impl Sim {
             entries.retain(|e| e.term <= max_term);
         }
         self.stats.delivered += 1;
+        if matches!(msg.body, MessageBody::InstallSnapshot { .. }) {
+            self.stats.snapshot_chunks += 1;
+        }
         if let MessageBody::AppendEntriesResponse {
             success: true,
             match_index,
@@ -732,7 +1022,7 @@ impl Sim {
             }
             _ => {
                 if let Some(&id) = dead.choose(&mut self.rng) {
-                    self.start(id);
+                    self.start(id)?;
                     self.process(id)?;
                 }
             }
@@ -740,10 +1030,93 @@ impl Sim {
         Ok(())
     }
 
+    fn wipe_due(&self) -> bool {
+        self.wiped.is_none() && self.weather.wipe_from.is_some_and(|t| self.now >= t)
+    }
+
+    /// Restarts one node with an empty data dir (an operator replaced its disk), once the
+    /// run has reached `Weather::wipe_from`, as soon as that is safe.
+    ///
+    /// A node that forgets its log and vote can break Raft's safety: its old acknowledgements
+    /// may have been what made an entry committed, and it may vote twice in one term. The
+    /// operator rule (as in etcd, where such a member is removed and added back) is to wipe
+    /// one node only while the rest of the cluster is healthy: here, every node up and
+    /// connected, one leader and no candidate in the leader's term, and every entry the wiped
+    /// node holds (so every acknowledgement it gave) committed and present on every other
+    /// node. And only one node is ever wiped per run: the others then still hold every entry
+    /// committed before the wipe, so any leader they elect has them all.
+    fn try_wipe(&mut self) -> Check {
+        if !self.wipe_due() {
+            return Ok(());
+        }
+        let ids = self.members();
+        let healthy = ids.iter().all(|&id| self.alive(id) && !self.paused(id))
+            && self.group.iter().all(|&g| g == self.group[0]);
+        let Some(leader) = self.leader_among(&ids) else {
+            return Ok(());
+        };
+        let Some(lead) = self.raft(leader).map(|r| r.status()) else {
+            return Ok(());
+        };
+        let statuses: Vec<_> = ids.iter().filter_map(|&id| self.raft(id)).collect();
+        if !healthy
+            || statuses.iter().any(|r| {
+                let status = r.status();
+                status.term != lead.term || (status.role != Role::Follower && status.id != leader)
+            })
+        {
+            return Ok(());
+        }
+        let commit = lead.commit_index;
+        let commit_term = self.raft(leader).and_then(|r| r.term_at(commit));
+        let holds_commit =
+            |r: &RaftNode| r.status().snapshot_index >= commit || r.term_at(commit) == commit_term;
+        let candidates: Vec<NodeId> = ids
+            .iter()
+            .copied()
+            .filter(|&w| w != leader)
+            .filter(|&w| {
+                self.raft(w)
+                    .is_some_and(|r| r.status().last_index <= commit)
+            })
+            .filter(|&w| {
+                ids.iter()
+                    .filter(|&&o| o != w)
+                    .all(|&o| self.raft(o).is_some_and(holds_commit))
+            })
+            .collect();
+        let Some(&victim) = candidates.choose(&mut self.rng) else {
+            return Ok(());
+        };
+        self.crash(victim);
+        self.wiped = Some(victim);
+        self.stats.wipes += 1;
+        self.note(|| format!("wipe {victim}: restarted with an empty data dir"));
+        let node = self.node(victim);
+        node.disk = SimDisk::default();
+        node.state = SimState::default();
+        self.start(victim)?;
+        self.process(victim)
+    }
+
     /// One tick of simulated time: faults, clients, due messages in random order, clocks.
     fn time_step(&mut self) -> Check {
         self.now += 1;
-        if self.rng.gen_bool(self.weather.fault) {
+        if self.wipe_due() {
+            // Heal and hold the faults until the wipe is safe (see `try_wipe`).
+            self.depose_at = None;
+            if self.group.iter().any(|&g| g != 0) {
+                self.group.iter_mut().for_each(|g| *g = 0);
+                self.note(|| "heal for the wipe".to_string());
+            }
+            for id in self.members() {
+                if !self.alive(id) {
+                    self.start(id)?;
+                    self.process(id)?;
+                }
+            }
+            self.try_wipe()?;
+        } else if self.rng.gen_bool(self.weather.fault) {
             self.fault()?;
         }
         if let Some((id, at)) = self.depose_at {
@@ -805,14 +1178,14 @@ impl Sim {
         };
         let status = leader.status();
         if status.commit_index != status.last_index
-            || leader.entries().last().map(|e| e.term) != Some(status.term)
+            || leader.term_at(status.last_index) != Some(status.term)
         {
             return false;
         }
         self.nodes.iter().all(|node| {
             node.raft.as_ref().is_some_and(|r| {
                 r.status().term == status.term && r.status().last_index == status.last_index
-            }) && node.applied_index == status.last_index
+            }) && node.state.index == status.last_index
         })
     }
 
@@ -821,7 +1194,7 @@ impl Sim {
     /// nothing until the new leader's first entry reaches a majority, and a replaced suffix
     /// even shortens the follower's log first).
     fn progress(&self) -> u64 {
-        let applied: u64 = self.nodes.iter().map(|n| n.applied_index).sum();
+        let applied: u64 = self.nodes.iter().map(|n| n.state.index).sum();
         applied + self.match_advances
     }
 
@@ -842,7 +1215,7 @@ impl Sim {
         self.note(|| "heal all".to_string());
         for id in self.members() {
             if !self.alive(id) {
-                self.start(id);
+                self.start(id)?;
                 self.process(id)?;
             }
         }
@@ -878,7 +1251,7 @@ impl Sim {
         for entry in &self.acked {
             for (i, node) in self.nodes.iter().enumerate() {
                 let applied = self.applied.get(entry.index as usize - 1);
-                if node.applied_index < entry.index || applied != Some(entry) {
+                if node.state.index < entry.index || applied != Some(entry) {
                     return Err(format!(
                         "acknowledged write {entry:?} is not in node {}'s state",
                         i + 1
@@ -927,7 +1300,7 @@ impl Sim {
     }
 
     fn log_len(&self, id: NodeId) -> usize {
-        self.raft(id).map_or(0, |r| r.entries().len())
+        self.raft(id).map_or(0, |r| r.status().last_index as usize)
     }
 
     fn term(&self, id: NodeId) -> Term {
@@ -1165,6 +1538,27 @@ fn run_seeds(parity: u64) {
         assert!(
             total.transfers >= n / 4,
             "too few leadership transfers: {total:?}"
+        );
+        assert!(
+            total.snapshots_taken >= 10 * n,
+            "too few snapshots: {total:?}"
+        );
+        assert!(
+            total.snapshots_installed >= n / 4,
+            "too few snapshot installs: {total:?}"
+        );
+        assert!(
+            total.snapshot_chunks >= 2 * total.snapshots_installed,
+            "snapshots were not chunked: {total:?}"
+        );
+        assert!(
+            total.snapshot_crashes >= n / 4,
+            "too few crashes while writing snapshots: {total:?}"
+        );
+        assert!(total.wipes >= n / 4, "too few wiped nodes: {total:?}");
+        assert!(
+            total.wipes_caught_up_by_snapshot >= total.wipes / 2,
+            "wiped nodes did not catch up by snapshot: {total:?}"
         );
     }
 }
