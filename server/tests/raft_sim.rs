@@ -5,7 +5,13 @@
 //! partitions the cluster, skews clocks, pauses processes, isolates or crashes fresh leaders,
 //! crashes nodes (also between `ready()` and `advance()`, losing that Ready) and restarts them
 //! from their durable state only, starts leadership transfers, with clients proposing writes
-//! and ReadIndex reads all along. Pre-vote and check-quorum are drawn per seed (each on in
+//! and ReadIndex reads all along. Drivers snapshot their state machine (at a per-seed
+//! threshold and at random points) and compact the log; the disk is modelled as a hard state,
+//! a snapshot file and a log file, so crashes hit before a snapshot is durable, after it but
+//! before the log prefix is dropped, and in the middle of installing one received from the
+//! leader; snapshots travel in chunks of a few bytes; and in half the seeds one node is
+//! restarted with an empty data dir (when that is safe, see `Sim::try_wipe`) and must catch up
+//! by snapshot. Pre-vote and check-quorum are drawn per seed (each on in
 //! about three seeds of four), so both the production and the classic paths are exercised.
 //! After every single event it checks:
 //!
@@ -15,7 +21,9 @@
 //! - **leader completeness**: an entry committed in term T is in the log of every leader of a
 //!   term after T;
 //! - **state-machine safety**: no two nodes apply different entries at one index, and each
-//!   node applies indices in order;
+//!   node applies indices in order; a state restored from a snapshot (at restart or install)
+//!   equals, by digest, the state the entries up to its index gave;
+//! - **log matching across snapshots**: a log a node restarts with chains from its snapshot;
 //! - **linearizable reads**: a confirmed read's index covers every write acknowledged before
 //!   the read started.
 //!
@@ -466,6 +474,22 @@ impl Sim {
         config.check_quorum = self.weather.check_quorum;
         config.snapshot_chunk_bytes = self.weather.snapshot_chunk_bytes;
         config.applied = state.index;
+        // Log matching on restart: what the disk kept must chain from the snapshot (a log
+        // the received snapshot replaced must not survive under it).
+        let mut prev_term = durable.snapshot.as_ref().map_or(0, |s| s.meta.term);
+        for entry in &durable.log {
+            match self.written.get(&(entry.index, entry.term)) {
+                Some((payload, term)) if *payload == entry.payload && *term == prev_term => {}
+                other => {
+                    return Err(format!(
+                        "log matching: node {id} restarts with ({}, term {}) after term \
+                         {prev_term}, but it was written as {other:?}",
+                        entry.index, entry.term
+                    ))
+                }
+            }
+            prev_term = entry.term;
+        }
         let node = self.node(id);
         config.seed = (id << 48) ^ (node.restarts << 32) ^ 0x5eed;
         node.restarts += 1;

@@ -13,11 +13,20 @@
 //! loop {
 //!     feed inputs: tick() / step(msg) / propose(cmd) / read_index(id), as many as are waiting;
 //!     let rd = node.ready();                  // everything produced since the last ready()
+//!     if let Some(snap) = rd.snapshot {        // received from the leader:
+//!         write snap to the snapshot file atomically (temp, fsync, rename, fsync dir);
+//!         then reset the log file to empty (the log restarts at snap.meta.index + 1);
+//!         restore the state machine from snap.data;
+//!     }
 //!     persist rd.hard_state (if Some) and rd.entries (truncating first if needed), ONE fsync;
 //!     send rd.messages;                        // only now: they may depend on the fsync above
 //!     apply rd.committed_entries in order;     // all of them are durable locally
 //!     answer rd.read_states once applied >= index; fail rd.failed_reads;
 //!     node.advance();                          // "the last Ready's state is durable"
+//!     when the log after the last snapshot grew past a threshold (compaction):
+//!         snap = state machine at its applied index i, meta (i, node.term_at(i));
+//!         write snap to the snapshot file atomically; node.compact(snap);
+//!         then drop entries <= i from the log file;
 //! }
 //! ```
 //!
@@ -40,6 +49,41 @@
 //!   A leader that loses leadership (a higher term, or check-quorum: no majority heard from
 //!   within an election timeout) fails its pending reads; its pending proposals are lost or
 //!   committed by the next leader, so the driver answers them "outcome unknown".
+//!
+//! # Snapshots and log compaction
+//!
+//! The log starts after a snapshot point ([`SnapshotMeta`]: index and term of the last entry
+//! it replaces; index 0 without a snapshot). [`RaftNode::entries`] is only the suffix after it,
+//! [`RaftNode::first_index`] its first index, and [`RaftNode::term_at`] still knows the term at
+//! the snapshot point, so the consistency check works across the edge.
+//!
+//! - **Compaction** is the driver's decision: it snapshots its state machine at an applied
+//!   index, makes the snapshot durable, calls [`RaftNode::compact`], and only then drops the
+//!   log prefix on disk. A snapshot only ever holds committed, applied state.
+//! - **A follower too far behind** (its next entry is compacted on the leader) is sent the
+//!   leader's snapshot in `InstallSnapshot` chunks of [`Config::snapshot_chunk_bytes`], one
+//!   chunk in flight, the unacknowledged one resent at every heartbeat. A follower whose log
+//!   already holds the snapshot's last entry (or whose commit index is past it) acknowledges
+//!   it without installing: installing would drop entries, maybe committed ones. Otherwise it
+//!   assembles the chunks (offset 0 restarts), and the last one installs the snapshot: the
+//!   whole in-memory log is dropped, commit and applied move to its index (never backwards,
+//!   since it is beyond the commit index), and it goes out in [`Ready::snapshot`]. The
+//!   `installed` answer is in that same Ready's messages, so it leaves after the driver made
+//!   the snapshot durable. The leader then streams entries from the snapshot's index + 1.
+//! - **Crash orders.** The snapshot file is always durable before the log file loses
+//!   anything, so a restart finds one of: (a) the old snapshot and the full log (crash before
+//!   the snapshot was durable); (b) the new snapshot and a log still holding entries it
+//!   covers (crash before the prefix was dropped): the storage ignores entries up to the
+//!   snapshot's index; (c) a received snapshot and the log it replaced (crash before the
+//!   reset): that log's entry at the snapshot's index has another term (or it ends before
+//!   that index), so the storage drops it whole; entries after a snapshot whose last entry
+//!   they do not continue must never be handed to [`RaftNode::new`].
+//! - **Restart**: restore the state machine from the snapshot file, set [`Config::applied`] to
+//!   the snapshot's index, and pass the snapshot and the log after it in [`DurableState`].
+//! - **An empty data dir** is a node that forgot its votes and acknowledgements, which can
+//!   break safety (a committed entry may have been on a majority only thanks to it). The
+//!   operator rule, as in etcd: wipe at most one node at a time, only while the rest of the
+//!   cluster is healthy and holds every committed entry; the node then catches up by snapshot.
 //!
 //! # Pre-vote and check-quorum (etcd's `PreVote` and `CheckQuorum`)
 //!
@@ -67,8 +111,8 @@
 //! # Modules, one per Raft concept
 //!
 //! - `node`: roles, elections, the AppendEntries rules, commit, the Ready cycle;
-//! - `log`: the log with its durable, committed and applied cursors;
-//! - `progress`: the leader's view of each follower (probe / pipelined replicate);
+//! - `log`: the log after the snapshot point, with its durable, committed and applied cursors;
+//! - `progress`: the leader's view of each follower (probe / pipelined replicate / snapshot);
 //! - `read_only`: ReadIndex reads and their heartbeat rounds;
 //! - `tests`: the core rules as executable scenarios (Figures 7 and 8 among them).
 
@@ -256,10 +300,11 @@ pub struct Ready {
     /// Reads that can no longer be confirmed (lost leadership): answer them with an error.
     pub failed_reads: Vec<u64>,
     /// A snapshot received from the leader. Persist it atomically BEFORE `entries` and before
-    /// sending `messages`; the durable log up to and including `meta.index` is then discarded
-    /// (the core drops its whole in-memory log when it installs a snapshot its log does not
-    /// already hold). Restore the state machine from it before applying `committed_entries`,
-    /// which then start at `meta.index + 1`.
+    /// sending `messages`, then discard the WHOLE durable log: the core dropped its whole
+    /// in-memory log (it installs only a snapshot whose last entry its log does not hold, so
+    /// any entry after it belongs to a replaced history), and `entries` continue at
+    /// `meta.index + 1`. Restore the state machine from it before applying
+    /// `committed_entries`, which then start at `meta.index + 1`.
     pub snapshot: Option<Snapshot>,
 }
 
@@ -313,7 +358,8 @@ pub struct Config {
     pub seed: u64,
     /// The index the caller's state machine has already applied when the node (re)starts;
     /// committed entries after it are delivered again through `Ready::committed_entries`.
-    /// 0 for a state machine rebuilt from the log.
+    /// The snapshot's index for a state machine restored from `DurableState::snapshot` (it is
+    /// raised to that index if lower), 0 for one rebuilt from the whole log.
     pub applied: LogIndex,
     /// Ask for pre-votes before campaigning, so a node cut off and rejoining does not depose
     /// a healthy leader (see the module docs). Default true.

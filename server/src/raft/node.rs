@@ -1,6 +1,7 @@
 //! [`RaftNode`]: one node's Raft state machine: roles and elections (§5.2), replication and
-//! the consistency check (§5.3), commit of current-term entries only (§5.4.2, Figure 8), and
-//! ReadIndex ([`super::read_only`]).
+//! the consistency check (§5.3), commit of current-term entries only (§5.4.2, Figure 8),
+//! ReadIndex ([`super::read_only`]), and log compaction with InstallSnapshot (§7: the leader
+//! sends its snapshot in chunks to a follower whose next entries it compacted).
 //!
 //! Every input only changes memory and queues outputs; [`RaftNode::ready`] hands them out and
 //! [`RaftNode::advance`] learns what became durable. See the driver contract in [`super`].
