@@ -10,6 +10,11 @@
 //! The data path of a write: HTTP handler -> `ClientRequest::Propose` -> `RaftNode::propose`
 //! -> `Ready::entries` persisted (group commit) -> replicated -> `Ready::committed_entries`
 //! -> `KvStore::apply` -> the handler's oneshot -> HTTP response.
+//!
+//! On start the state machine is restored from the data dir's snapshot, if there is one, and
+//! the core restarts with `Config::applied` at the snapshot's index, so only the log suffix
+//! is applied again. While running, the loop snapshots every `--snapshot-entries` applied
+//! entries and compacts the log (see [`raft_loop`]).
 
 pub mod metrics;
 pub mod raft_loop;
