@@ -374,10 +374,18 @@ def main():
             leader = cluster.wait_for_leader()
             if leader != settled:
                 changes_while_settling += 1
-            killed_at = time.monotonic()
-            # The kill runs on its own thread: with SIGTERM the process stays up during the
-            # handover, and writes may succeed on the new leader before it exits.
-            killer = threading.Thread(target=cluster.kill, args=(leader, args.signal == "term"))
+            if args.signal == "kill":
+                # Sent from this thread and timed after the signal is sent: a write sent before
+                # that may still be answered by the old leader and must not count as "after".
+                with cluster.lock:
+                    cluster.procs[leader].kill()
+                killed_at = time.monotonic()
+                killer = threading.Thread(target=cluster.kill, args=(leader,))  # reaps it
+            else:
+                # With SIGTERM the process stays up during the handover and writes may succeed
+                # on the new leader before it exits: the kill runs on its own thread.
+                killed_at = time.monotonic()
+                killer = threading.Thread(target=cluster.kill, args=(leader, True))
             killer.start()
             gap, kill_to_ok = load.measure(killed_at)
             killer.join()
