@@ -779,3 +779,63 @@ impl RaftLoop {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::Op;
+
+    fn kv_at(index: LogIndex) -> KvStore {
+        let mut kv = KvStore::new();
+        for i in 1..=index {
+            let command = Command {
+                request_id: None,
+                op: Op::Write {
+                    key: format!("k{i}"),
+                    value: "v".to_string(),
+                },
+            };
+            kv.apply(i, &command);
+        }
+        kv
+    }
+
+    fn snapshot_of(kv: &KvStore, label: LogIndex) -> Snapshot {
+        Snapshot {
+            meta: SnapshotMeta {
+                index: label,
+                term: 1,
+            },
+            data: kv.snapshot(),
+        }
+    }
+
+    #[test]
+    fn restored_state_machine_is_the_one_the_snapshot_was_taken_of() {
+        let kv = kv_at(5);
+        assert_eq!(restore_kv(&snapshot_of(&kv, 5)).unwrap(), kv);
+    }
+
+    #[test]
+    fn snapshot_whose_label_is_not_its_state_is_refused() {
+        let err = restore_kv(&snapshot_of(&kv_at(5), 7)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LoopError::SnapshotIndexMismatch {
+                    label: 7,
+                    applied: 5
+                }
+            ),
+            "{err}"
+        );
+        let garbage = Snapshot {
+            meta: SnapshotMeta { index: 3, term: 1 },
+            data: b"not a kv snapshot".to_vec(),
+        };
+        assert!(matches!(
+            restore_kv(&garbage),
+            Err(LoopError::Restore { index: 3, .. })
+        ));
+    }
+}
