@@ -964,6 +964,12 @@ impl RaftNode {
                 self.maybe_commit();
             }
         } else if progress.state == ProgressState::Snapshot && progress.snapshot == meta {
+            if progress.probe_sent && next_offset == progress.snapshot_offset {
+                // The answer to a duplicate: the chunk it asks for is already on its way
+                // (resent at the next heartbeat if lost). Sending it again would keep two
+                // chunks in flight for the rest of the transfer.
+                return;
+            }
             progress.snapshot_offset = next_offset;
             progress.probe_sent = false;
         } else {

@@ -1787,6 +1787,11 @@ fn stale_snapshot_answers_are_ignored_and_stale_chunks_learn_the_term() {
             match_index,
         },
     };
+    // An answer asking for the chunk already on its way (the answer to a duplicate): it is
+    // not sent twice.
+    let current = cluster.node(1).snapshot_meta().unwrap();
+    cluster.node_mut(1).step(answer(current, 0, false, 0));
+    assert!(!cluster.node(1).has_ready());
     // An answer about another snapshot: no chunk is sent for it.
     let other = SnapshotMeta {
         index: index - 1,
