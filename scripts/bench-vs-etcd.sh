@@ -16,7 +16,11 @@
 #      checking that the leader and its term stay the same during the load,
 #   3. stops that cluster and measures failover with scripts/failover.py (its own fresh cluster,
 #      the same client for both systems): kill -9 of the leader under write load, time during
-#      which no write succeeds, over --trials trials (default 10).
+#      which no write succeeds, over --trials trials (default 10). The client is 8 closed-loop
+#      writers plus a prober starting a write every 10 ms, each write sent to any of the three
+#      nodes (dead or alive) and following redirects; a trial's time runs from the last write
+#      answered before the kill to the first answer to a write sent after it.
+# --riptide-args / --etcd-args add node flags (e.g. --riptide-args "--election-ms 150").
 # Prints one table with both systems and the ratios, and writes it as JSON and Markdown to
 # DIR/bench-vs-etcd-<UTC time>.{json,md} (DIR defaults to <repo>/target/bench); the paths are
 # printed at the end. --quick: 5 s points and 3 failover trials (a smoke test, not a result).
