@@ -365,6 +365,9 @@ struct Sim {
     /// Scripted scenarios: entries of terms above this are cut out of every AppendEntries (as
     /// if the leader had sent fewer), to hold a leader's own entries back.
     strip_above: Option<Term>,
+    /// Wipe a node whenever the wipe is due, ignoring the operator rule (see `try_wipe`):
+    /// shows that the rule is needed and that the checks see its breach.
+    careless_wipes: bool,
     trace: Option<Vec<String>>,
     stats: Stats,
 }
@@ -411,6 +414,7 @@ impl Sim {
             best_match: HashMap::new(),
             match_advances: 0,
             strip_above: None,
+            careless_wipes: false,
             trace: trace.then(Vec::new),
             stats: Stats {
                 pre_vote_seeds: u64::from(weather.pre_vote),
@@ -1073,6 +1077,10 @@ impl Sim {
         if !self.wipe_due() {
             return Ok(());
         }
+        if self.careless_wipes {
+            let victim = self.rng.gen_range(1..=self.nodes.len() as NodeId);
+            return self.wipe(victim);
+        }
         let ids = self.members();
         let healthy = ids.iter().all(|&id| self.alive(id) && !self.paused(id))
             && self.group.iter().all(|&g| g == self.group[0]);
@@ -1112,7 +1120,14 @@ impl Sim {
         let Some(&victim) = candidates.choose(&mut self.rng) else {
             return Ok(());
         };
-        self.crash(victim);
+        self.wipe(victim)
+    }
+
+    /// Restarts `victim` with an empty data dir.
+    fn wipe(&mut self, victim: NodeId) -> Check {
+        if self.alive(victim) {
+            self.crash(victim);
+        }
         self.wiped = Some(victim);
         self.stats.wipes += 1;
         self.note(|| format!("wipe {victim}: restarted with an empty data dir"));
@@ -1126,7 +1141,12 @@ impl Sim {
     /// One tick of simulated time: faults, clients, due messages in random order, clocks.
     fn time_step(&mut self) -> Check {
         self.now += 1;
-        if self.wipe_due() {
+        if self.careless_wipes {
+            if self.rng.gen_bool(self.weather.fault) {
+                self.fault()?;
+            }
+            self.try_wipe()?;
+        } else if self.wipe_due() {
             // Heal and hold the faults until the wipe is safe (see `try_wipe`).
             self.depose_at = None;
             if self.group.iter().any(|&g| g != 0) {
@@ -1478,7 +1498,11 @@ fn cluster_size(seed: u64) -> usize {
 
 /// Runs one seed; on failure the error says how to replay it.
 fn run_seed(seed: u64, bugs: CoreBugs, trace: bool) -> Result<Stats, String> {
-    let mut sim = Sim::new(seed, cluster_size(seed), bugs, trace);
+    run_sim(Sim::new(seed, cluster_size(seed), bugs, trace))
+}
+
+fn run_sim(mut sim: Sim) -> Result<Stats, String> {
+    let seed = sim.seed;
     match sim.run() {
         Ok(()) => Ok(sim.stats),
         Err(violation) => {
@@ -1631,4 +1655,23 @@ fn the_simulation_catches_leaders_serving_reads_locally() {
         },
         200,
     );
+}
+
+#[test]
+fn the_simulation_catches_wipes_that_break_the_operator_rule() {
+    if env_u64("RIPTIDE_SIM_SEED").is_some() {
+        return;
+    }
+    for seed in 0..200 {
+        let mut sim = Sim::new(seed, cluster_size(seed), CoreBugs::default(), false);
+        if sim.weather.wipe_from.is_none() {
+            continue;
+        }
+        sim.careless_wipes = true;
+        if let Err(failure) = run_sim(sim) {
+            eprintln!("a careless wipe caught: {failure}");
+            return;
+        }
+    }
+    panic!("no violation from careless wipes in 200 seeds; the checks cannot see amnesia");
 }
