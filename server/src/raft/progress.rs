@@ -244,4 +244,29 @@ mod tests {
             "pipelining advances next optimistically"
         );
     }
+
+    #[test]
+    fn a_snapshot_transfer_keeps_one_chunk_in_flight_and_retries_at_heartbeats() {
+        let mut progress = Progress::new(10, 4);
+        progress.become_replicate();
+        progress.on_sent(Some(12));
+        let meta = SnapshotMeta { index: 20, term: 3 };
+        progress.become_snapshot(meta);
+        assert_eq!(progress.snapshot, meta);
+        assert_eq!(progress.snapshot_offset, 0);
+        assert!(progress.inflights.is_empty(), "the pipeline is abandoned");
+        assert!(progress.can_send_entries());
+        progress.on_sent(None);
+        assert!(!progress.can_send_entries(), "one chunk at a time");
+        progress.on_heartbeat();
+        assert!(
+            progress.can_send_entries(),
+            "a lost chunk is resent at the heartbeat"
+        );
+        assert_eq!(
+            progress.state,
+            ProgressState::Snapshot,
+            "a heartbeat never ends it"
+        );
+    }
 }
