@@ -295,6 +295,10 @@ impl RaftLoop {
                 self.process_ready()?;
             }
             self.finish_snapshot(false)?;
+            // A snapshot that fell due while one was in flight starts now, not at the next
+            // Ready: an idle node (a single node, say) may see no Ready for a long time, and
+            // its WAL would keep up to twice `--snapshot-entries` entries until then.
+            self.maybe_start_snapshot()?;
             if last_sweep.elapsed() >= Duration::from_millis(100) {
                 self.expire_requests();
                 last_sweep = Instant::now();
