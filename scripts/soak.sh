@@ -155,15 +155,19 @@ wrk -t"$threads" -c"$connections" -d"${duration}s" --timeout 5s -s "$repo/script
     "http://127.0.0.1:${client_port[$leader]}" >"$workdir/wrk.txt" 2>&1 &
 wrk_pid=$!
 samples="$workdir/samples.tsv"
-echo -e "second\tleader_rss_kib\tleader_dir_kib\tfollower_rss_kib\tfollower_dir_kib\tterm" >"$samples"
+echo -e "second\tleader_rss_kib\tleader_dir_kib\tfollower_rss_kib\tfollower_dir_kib\tterm\tcommit_index" >"$samples"
 start=$SECONDS
+minute=0
 while kill -0 "$wrk_pid" 2>/dev/null; do
     kill -0 "${node_pid[$leader]}" 2>/dev/null || die "the leader exited during the load: $(tail -5 "$workdir/$leader.log")"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' $((SECONDS - start)) \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $((SECONDS - start)) \
         "$(rss_kib "${node_pid[$leader]}")" "$(dir_kib "$workdir/$leader")" \
         "$(rss_kib "${node_pid[$follower]}")" "$(dir_kib "$workdir/$follower")" \
-        "$(status_field "$leader" term)" >>"$samples"
-    if (((SECONDS - start) % 60 == 0)); then tail -1 "$samples" | awk '{printf "   %4d s: leader RSS %.1f MiB, data dir %.1f MiB\n", $1, $2/1024, $3/1024}' >&2; fi
+        "$(status_field "$leader" term)" "$(status_field "$leader" commit_index)" >>"$samples"
+    if (((SECONDS - start) / 60 > minute)); then
+        minute=$(((SECONDS - start) / 60))
+        tail -1 "$samples" | awk '{printf "   %4d s: leader RSS %.1f MiB, data dir %.1f MiB, commit index %d\n", $1, $2/1024, $3/1024, $7}' >&2
+    fi
     sleep 1
 done
 wait "$wrk_pid" || die "wrk failed: $(cat "$workdir/wrk.txt")"
@@ -223,6 +227,15 @@ r = {
     "catch_up_ms": int(caught) if caught else None,
     "samples": len(rows),
 }
+# Writes committed per second in each whole minute (from the sampled commit index), to tell a
+# slowdown over the run from a slow machine.
+per_minute = []
+points = [(int(r["second"]), int(r["commit_index"])) for r in rows if r["commit_index"].isdigit()]
+for m in range(1, max((p[0] for p in points), default=0) // 60 + 1):
+    inside = [p for p in points if (m - 1) * 60 <= p[0] <= m * 60]
+    if len(inside) >= 2 and inside[-1][0] > inside[0][0]:
+        per_minute.append(round((inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])))
+r["writes_per_s_by_minute"] = per_minute
 checks = [
     ("leader data dir, max", f"{r['leader_max_data_dir_mib']:.1f} MiB", r["leader_max_data_dir_mib"] < 64, "< 64 MiB"),
     ("leader RSS, max (sampled / VmHWM)", f"{r['leader_max_rss_mib']:.1f} / {r['leader_peak_rss_mib_vmhwm']:.1f} MiB",
@@ -238,7 +251,8 @@ lines = [f"soak: {r['duration_s']} s, {r['connections']} connections, {r['writes
          f"{r['timeouts']} timeouts); node flags: {r['node_flags'] or '(defaults)'}"
          + ("" if r["snapshot_flag_supported"] else "; this build has no --snapshot-entries"),
          f"live follower: max RSS {r['follower_max_rss_mib']:.1f} MiB, max data dir {r['follower_max_data_dir_mib']:.1f} MiB; "
-         f"catch-up target: commit index {r['catch_up_target_index']:,}"]
+         f"catch-up target: commit index {r['catch_up_target_index']:,}",
+         "committed writes/s by minute: " + (", ".join(f"{v:,}" for v in per_minute) or "-")]
 print()
 print("\n".join(lines))
 w = max(len(c[0]) for c in checks)
