@@ -1,15 +1,18 @@
 //! Helpers for tests that run real `riptide-server` processes on 127.0.0.1.
 //!
 //! Every process is owned by a [`Cluster`] and killed when it is dropped (also when a test
-//! panics). Ports come from binding 127.0.0.1:0 and releasing. Conditions are polled with a
-//! deadline, never waited for with a fixed sleep.
+//! panics). Ports come from binding 127.0.0.1:0 and stay reserved (see [`free_port`]).
+//! Conditions are polled with a deadline, never waited for with a fixed sleep. A failed test
+//! prints every node's `/status`, `/metrics` and log tail, and keeps its directory (data dirs
+//! and whole logs).
 
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -17,12 +20,37 @@ use serde_json::Value;
 /// Generous: two shared cores, debug builds, other test suites running at the same time.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A port that was free a moment ago.
+/// The `riptide-server` to run: `RIPTIDE_SERVER_BIN` when set (a private copy, so a stress
+/// loop is not disturbed by rebuilds of the shared target dir), else the one cargo built.
+pub fn server_binary() -> PathBuf {
+    std::env::var_os("RIPTIDE_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_riptide-server")))
+}
+
+/// A free port on 127.0.0.1, reserved for this test process until it exits.
+///
+/// The OS picks it (bind to port 0), and the socket stays bound, never listening, with
+/// SO_REUSEADDR. A node binds the port anyway (its listener sets SO_REUSEADDR too, and the
+/// reservation does not listen), and connecting to it while no node listens is refused, as for
+/// a free port. But as long as the reservation holds it, the OS hands the port to nobody else:
+/// not to another test's bind to port 0, in this process or another, and not as the source
+/// port of an outgoing connection. A port merely released after the OS picked it was taken
+/// that way now and then (by a parallel test's node, or by a connection made before the node
+/// bound it, or while it was stopped), and the node then could not start.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    static RESERVED: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind 127.0.0.1:0");
+    let port = socket.local_addr().expect("bound address").port();
+    RESERVED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(socket);
+    port
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
@@ -60,7 +88,8 @@ impl Node {
 /// N nodes configured as one cluster, each started and stopped on demand.
 pub struct Cluster {
     pub nodes: Vec<Node>,
-    /// Holds the data dirs and logs; removed at the end unless RIPTIDE_KEEP_TEST_DIRS is set.
+    /// Holds the data dirs and logs; removed at the end unless the test failed or
+    /// RIPTIDE_KEEP_TEST_DIRS is set.
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
     /// A client that does not follow redirects, to see the 307s.
@@ -124,7 +153,7 @@ impl Cluster {
     }
 
     fn spawn(&mut self, id: u64, isolated: bool) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_riptide-server"));
+        let mut command = Command::new(server_binary());
         let node = self.node(id);
         let listen_peer = if isolated {
             free_port()
@@ -272,20 +301,73 @@ impl Cluster {
     pub fn log_tail(&self, id: u64) -> String {
         let text = std::fs::read_to_string(&self.node(id).log_file).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }
+
+    /// What a failed test prints about every node: whether it runs, its `/status` and
+    /// `/metrics` as they are now, and the tail of its log. Synchronous, so it also works
+    /// from `Drop` while a panic unwinds inside the tokio runtime.
+    pub fn diagnostics(&self) -> String {
+        let mut out = String::new();
+        for node in &self.nodes {
+            let running = if node.child.is_some() {
+                "running"
+            } else {
+                "stopped"
+            };
+            out.push_str(&format!("=== node {} ({running}) ===\n", node.id));
+            if node.child.is_some() {
+                for path in ["/status", "/metrics"] {
+                    // Without the metrics' # HELP and # TYPE lines.
+                    let answer = match blocking_get(node.client_port, path) {
+                        Ok(body) => body
+                            .lines()
+                            .filter(|line| !line.starts_with('#'))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                        Err(e) => format!("(no answer: {e})"),
+                    };
+                    out.push_str(&format!("--- GET {path} ---\n{answer}\n"));
+                }
+            }
+            out.push_str(&format!(
+                "--- last {LOG_TAIL_LINES} lines of {} ---\n{}\n",
+                node.log_file.display(),
+                self.log_tail(node.id)
+            ));
+        }
+        out
+    }
+}
+
+/// Lines of each node's log a failed test prints (the whole log stays in the kept test dir).
+const LOG_TAIL_LINES: usize = 60;
+
+/// A plain HTTP/1.1 GET of `path` on 127.0.0.1:`port` with short timeouts; the body.
+fn blocking_get(port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(2);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(match response.split_once("\r\n\r\n") {
+        Some((_, body)) => body.to_string(),
+        None => response,
+    })
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            for node in &self.nodes {
-                eprintln!(
-                    "--- log of node {} ---\n{}",
-                    node.id,
-                    self.log_tail(node.id)
-                );
-            }
+        let failed = std::thread::panicking();
+        if failed {
+            eprintln!("{}", self.diagnostics());
         }
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
@@ -293,7 +375,8 @@ impl Drop for Cluster {
                 let _ = child.wait();
             }
         }
-        if std::env::var_os("RIPTIDE_KEEP_TEST_DIRS").is_some() {
+        // A failed test keeps its data dirs and whole logs for a post-mortem.
+        if failed || std::env::var_os("RIPTIDE_KEEP_TEST_DIRS").is_some() {
             let path = self.dir.path().to_path_buf();
             eprintln!("keeping test dir {}", path.display());
             std::mem::forget(std::mem::replace(
