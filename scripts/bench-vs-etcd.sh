@@ -309,7 +309,7 @@ binary_built=""
 if [[ " ${systems[*]} " == *" riptide "* ]]; then
     binary_built="$(date -u -r "$server" +%Y-%m-%dT%H:%M:%SZ)"
     # A private copy: a rebuild of target/release during the run must not change the nodes.
-    cp "$server" "$workdir/riptide-server"
+    cp -p "$server" "$workdir/riptide-server"
     server="$workdir/riptide-server"
 fi
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"

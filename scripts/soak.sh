@@ -17,7 +17,8 @@
 # --snapshot-entries N is passed to every node (the flag must exist: riptide-server --help); when
 # not given, the nodes use their own default. Results go to DIR/soak-<UTC time>.{json,md} (DIR
 # defaults to <repo>/target/bench). Kills exactly the processes it started (trap on EXIT).
-# Environment: RIPTIDE_SERVER (binary; default target/release/riptide-server).
+# Environment: RIPTIDE_SERVER (binary; default target/release/riptide-server); SOAK_KEEP=1 keeps
+# the data dirs and node logs (path printed).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -71,7 +72,7 @@ workdir="$(mktemp -d "${TMPDIR:-/tmp}/riptide-soak.XXXXXX")"
 declare -A node_pid=() client_port=() peer_port=()
 wrk_pid=""
 # A private copy: a rebuild of target/release during the run must not change the restarted node.
-cp "$server" "$workdir/riptide-server"
+cp -p "$server" "$workdir/riptide-server"
 server="$workdir/riptide-server"
 
 kill_pid() {
@@ -88,7 +89,7 @@ cleanup() {
     trap - EXIT INT TERM
     [[ -n "$wrk_pid" ]] && kill_pid "$wrk_pid" KILL
     for i in "${!node_pid[@]}"; do kill_pid "${node_pid[$i]}" TERM; done
-    rm -rf "$workdir"
+    if [[ -n "${SOAK_KEEP:-}" ]]; then echo "kept data dirs and node logs: $workdir" >&2; else rm -rf "$workdir"; fi
     exit "$status"
 }
 trap cleanup EXIT
