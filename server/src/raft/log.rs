@@ -1,18 +1,27 @@
 //! The in-memory Raft log after the latest snapshot, and how much of it is durable, committed
 //! and handed out to apply.
 //!
-//! The log starts after a snapshot point (`snapshot.index`, `snapshot.term`; index 0, term 0
-//! without a snapshot): the entries up to it were compacted into a state-machine snapshot
-//! (by the driver, [`RaftLog::compact`]) or replaced by one received from the leader
-//! ([`RaftLog::install`]). The snapshot point keeps its term, so the consistency check works at
-//! the edge: `term_at(snapshot.index)` is known, anything before it is `None` (compacted), as is
-//! anything after the last entry (not there). The driver mirrors the log on disk from
-//! `Ready::entries`; four cursors, all absolute indices, make the durability rules explicit:
+//! The snapshot point (`snapshot.index`, `snapshot.term`; index 0, term 0 without a snapshot)
+//! is where the durable log starts: the entries up to it were compacted into a state-machine
+//! snapshot (by the driver, [`RaftLog::compact`]) or replaced by one received from the leader
+//! ([`RaftLog::install`]). In memory, a compaction keeps a *catch-up window* of up to
+//! `keep` entries before the snapshot point (etcd's `SnapshotCatchUpEntries`), so a follower
+//! only slightly behind is sent entries rather than a whole snapshot. The in-memory log
+//! therefore starts after the *start point* (`start.index`, `start.term`), at or before the
+//! snapshot point: `start == snapshot` after a restart, an install, or a compaction without a
+//! window. The start point keeps its term, so the consistency check works at the edge:
+//! `term_at(start.index)` is known, anything before it is `None` (compacted), as is anything
+//! after the last entry (not there). The window holds only committed entries (the snapshot is
+//! applied state), so it never conflicts with a leader's log and is never truncated; it is
+//! memory only (the driver drops everything up to the snapshot point from its log on disk,
+//! and a restarted node has only the suffix, which is still a valid log). The driver mirrors
+//! the log after the snapshot on disk from `Ready::entries`; four cursors, all absolute
+//! indices, make the durability rules explicit:
 //!
 //! ```text
-//!  snapshot.index ... applied ...... commit ....... persisted ....... handed_out ....... last
-//!  |<- compacted  |<- given to the driver ->|       |<- in a Ready,  ->|<- not yet in  ->|
-//!      before)                                     |   not advanced   |   any Ready     |
+//!  start ..... snapshot.index ... applied ...... commit ....... persisted ....... handed_out ....... last
+//!  |<- window ->|<- given to the driver ->|                    |<- in a Ready,  ->|<- not yet in  ->|
+//!  (memory only; on disk the log starts after snapshot.index)  |   not advanced   |   any Ready     |
 //! ```
 //!
 //! (`commit` may also lie beyond `persisted`: a follower can learn that an entry is committed
@@ -26,9 +35,13 @@ use super::{Entry, EntryPayload, LogIndex, SnapshotMeta, Term};
 /// The log of one node after its snapshot, plus its durability, commit and apply cursors.
 #[derive(Debug, Clone)]
 pub(crate) struct RaftLog {
-    /// Where the log starts: every entry up to `snapshot.index` is in the snapshot.
+    /// The latest snapshot: every entry up to `snapshot.index` is in it, and the durable log
+    /// starts after it.
     snapshot: SnapshotMeta,
-    /// The entries after the snapshot, `entries[i]` holding index `snapshot.index + 1 + i`.
+    /// Where the in-memory log starts (the last entry dropped from memory, with its term): at
+    /// or before `snapshot`, the entries in between being the catch-up window.
+    start: SnapshotMeta,
+    /// The entries after the start point, `entries[i]` holding index `start.index + 1 + i`.
     entries: Vec<Entry>,
     /// Last index whose entry is durable *and* identical to the in-memory one: a truncation
     /// lowers it, `advance()` raises it.
@@ -75,6 +88,7 @@ impl RaftLog {
         let applied = applied.clamp(snapshot.index, last);
         RaftLog {
             snapshot,
+            start: snapshot,
             entries,
             persisted: last,
             handed_out: last,
@@ -88,38 +102,40 @@ impl RaftLog {
         self.snapshot
     }
 
-    /// The first index still held as an entry (`snapshot.index + 1`).
+    /// The first index still held as an entry in memory (`start.index + 1`; inside the
+    /// catch-up window when there is one, else `snapshot.index + 1`).
     pub(crate) fn first_index(&self) -> LogIndex {
-        self.snapshot.index + 1
+        self.start.index + 1
     }
 
     pub(crate) fn last_index(&self) -> LogIndex {
-        self.snapshot.index + self.entries.len() as LogIndex
+        self.start.index + self.entries.len() as LogIndex
     }
 
-    /// The term of the last entry, or of the snapshot point when no entry follows it.
+    /// The term of the last entry, or of the start point when no entry follows it.
     pub(crate) fn last_term(&self) -> Term {
-        self.entries.last().map_or(self.snapshot.term, |e| e.term)
+        self.entries.last().map_or(self.start.term, |e| e.term)
     }
 
-    /// The term at `index`: of an entry in the log, or of the snapshot point (`Some(0)` for
+    /// The term at `index`: of an entry held in memory, or of the start point (`Some(0)` for
     /// index 0 without a snapshot); `None` for a compacted index or one beyond the end.
     pub(crate) fn term_at(&self, index: LogIndex) -> Option<Term> {
-        if index == self.snapshot.index {
-            return Some(self.snapshot.term);
+        if index == self.start.index {
+            return Some(self.start.term);
         }
         self.entry(index).map(|e| e.term)
     }
 
-    /// The entry at `index`, if the log (not the snapshot) holds it.
+    /// The entry at `index`, if the in-memory log (window included) holds it.
     pub(crate) fn entry(&self, index: LogIndex) -> Option<&Entry> {
         let offset = index.checked_sub(self.first_index())?;
         self.entries.get(usize::try_from(offset).ok()?)
     }
 
-    /// True when `index` lies inside the snapshot, so its entry is no longer available.
+    /// True when `index` lies before the start point, so neither its entry nor its term is
+    /// available any more (a follower needing it is sent the snapshot).
     pub(crate) fn is_compacted(&self, index: LogIndex) -> bool {
-        index < self.snapshot.index
+        index < self.start.index
     }
 
     pub(crate) fn commit(&self) -> LogIndex {
@@ -134,7 +150,7 @@ impl RaftLog {
         self.applied
     }
 
-    /// The entries after the snapshot.
+    /// The entries held in memory, from `first_index()` (the catch-up window included).
     pub(crate) fn entries(&self) -> &[Entry] {
         &self.entries
     }
@@ -146,7 +162,7 @@ impl RaftLog {
 
     /// Entries from `from` on, at most `max_entries` and about `max_bytes` of payload (always
     /// at least one entry when there is one). Empty when `from` is compacted (the caller sends
-    /// the snapshot instead) or beyond the end.
+    /// the snapshot instead) or beyond the end. Entries of the catch-up window are served.
     pub(crate) fn slice_from(
         &self,
         from: LogIndex,
@@ -177,8 +193,8 @@ impl RaftLog {
 
     /// The first index of the run of entries sharing the term at `index` (which must exist):
     /// the follower's backtracking hint, so the leader skips a whole term per round trip. The
-    /// run stops at the first entry after the snapshot: the snapshot's entries are committed,
-    /// so they match the leader's log and are never a conflict.
+    /// run stops at the first entry held in memory: the snapshot's entries (and the catch-up
+    /// window's) are committed, so they match the leader's log and are never a conflict.
     pub(crate) fn first_index_of_term_at(&self, index: LogIndex) -> LogIndex {
         let Some(term) = self.term_at(index) else {
             return self.last_index() + 1;
@@ -191,7 +207,7 @@ impl RaftLog {
     }
 
     /// The last index holding an entry of `term`, if any (terms never decrease along the log);
-    /// the snapshot point counts when no later entry has that term.
+    /// the start point counts when no later entry has that term.
     pub(crate) fn last_index_of_term(&self, term: Term) -> Option<LogIndex> {
         self.entries
             .iter()
@@ -200,8 +216,7 @@ impl RaftLog {
             .find(|e| e.term == term)
             .map(|e| e.index)
             .or_else(|| {
-                (self.snapshot.index > 0 && self.snapshot.term == term)
-                    .then_some(self.snapshot.index)
+                (self.start.index > 0 && self.start.term == term).then_some(self.start.index)
             })
     }
 
@@ -274,15 +289,33 @@ impl RaftLog {
         }
     }
 
-    /// The driver made a snapshot of its state machine at `meta` durable: drop the entries up
-    /// to `meta.index`. The caller checked that `meta.index` is applied, not before the current
+    /// The driver made a snapshot of its state machine at `meta` durable: it becomes the
+    /// snapshot point, and the entries up to `meta.index` are dropped from memory except the
+    /// last `keep` of them (the catch-up window; a window left by earlier compactions only
+    /// shrinks). The caller checked that `meta.index` is applied, not before the current
     /// snapshot, and that `meta.term` is the log's term there.
-    pub(crate) fn compact(&mut self, meta: SnapshotMeta) {
+    pub(crate) fn compact(&mut self, meta: SnapshotMeta, keep: u64) {
         debug_assert!(meta.index <= self.applied && meta.index >= self.snapshot.index);
         debug_assert_eq!(self.term_at(meta.index), Some(meta.term));
-        let drop = self.position(meta.index + 1);
-        self.entries.drain(..drop);
         self.snapshot = meta;
+        let new_start = meta.index.saturating_sub(keep).max(self.start.index);
+        if new_start == self.start.index {
+            return;
+        }
+        let Some(start_term) = self.term_at(new_start) else {
+            // Cannot happen: start <= new_start <= meta.index, all held.
+            tracing::error!(
+                new_start,
+                "no term at the new start of the log; not dropped"
+            );
+            return;
+        };
+        let drop = self.position(new_start + 1);
+        self.entries.drain(..drop);
+        self.start = SnapshotMeta {
+            index: new_start,
+            term: start_term,
+        };
     }
 
     /// Replaces the whole log by a snapshot received from the leader, which the log does not
@@ -294,6 +327,7 @@ impl RaftLog {
         debug_assert!(meta.index > self.commit);
         self.entries.clear();
         self.snapshot = meta;
+        self.start = meta;
         self.commit = self.commit.max(meta.index);
         self.applied = meta.index;
         self.persisted = meta.index;
@@ -421,7 +455,7 @@ mod tests {
         log.commit_to(7);
         log.advance();
         assert_eq!(log.take_committable().len(), 7);
-        log.compact(SnapshotMeta { index: 4, term: 2 });
+        log.compact(SnapshotMeta { index: 4, term: 2 }, 0);
         log
     }
 
@@ -450,7 +484,7 @@ mod tests {
         log.commit_to(2);
         log.advance();
         log.take_committable();
-        log.compact(SnapshotMeta { index: 2, term: 2 });
+        log.compact(SnapshotMeta { index: 2, term: 2 }, 0);
         assert!(log.entries().is_empty());
         assert_eq!((log.last_index(), log.last_term()), (2, 2));
         assert_eq!(log.take_unsent(), vec![]);
@@ -473,7 +507,7 @@ mod tests {
         only_snapshot.commit_to(2);
         only_snapshot.advance();
         only_snapshot.take_committable();
-        only_snapshot.compact(SnapshotMeta { index: 2, term: 2 });
+        only_snapshot.compact(SnapshotMeta { index: 2, term: 2 }, 0);
         assert_eq!(only_snapshot.last_index_of_term(2), Some(2));
         assert_eq!(only_snapshot.last_index_of_term(1), None);
     }
@@ -518,5 +552,55 @@ mod tests {
         assert_eq!(log.persisted(), 5);
         assert!(!log.has_unsent() && !log.has_committable());
         assert_eq!(log.term_at(5), Some(3));
+    }
+
+    #[test]
+    fn compaction_keeps_a_catch_up_window_whose_edge_keeps_its_term() {
+        let mut log = log_of_terms(&[1, 1, 2, 2, 2, 3, 3]);
+        log.commit_to(7);
+        log.advance();
+        assert_eq!(log.take_committable().len(), 7);
+        log.compact(SnapshotMeta { index: 6, term: 3 }, 3);
+        assert_eq!(log.snapshot(), SnapshotMeta { index: 6, term: 3 });
+        assert_eq!(
+            log.first_index(),
+            4,
+            "entries 4..=6 kept before the snapshot"
+        );
+        assert_eq!(log.term_at(3), Some(2), "the edge keeps its term");
+        assert_eq!(log.term_at(2), None);
+        assert_eq!(log.term_at(6), Some(3));
+        assert!(log.is_compacted(2) && !log.is_compacted(3));
+        assert_eq!(log.slice_from(3, 10, 1000), vec![], "before the edge");
+        assert_eq!(
+            log.slice_from(4, 2, 1000),
+            vec![entry(4, 2), entry(5, 2)],
+            "served from the window"
+        );
+        assert_eq!(log.last_index_of_term(2), Some(5));
+        assert_eq!(log.last_index_of_term(1), None);
+        assert_eq!(
+            log.first_index_of_term_at(5),
+            4,
+            "stops at the window's start"
+        );
+        // Entries the snapshot covers are skipped by a merge; the window is untouched.
+        assert_eq!(
+            log.merge(vec![entry(5, 2), entry(6, 3), entry(7, 3), entry(8, 3)]),
+            None
+        );
+        assert_eq!(log.take_unsent(), vec![entry(8, 3)]);
+        assert_eq!(terms(&log), vec![2, 2, 3, 3, 3]);
+        // Later compactions only shrink the window.
+        log.compact(SnapshotMeta { index: 7, term: 3 }, 10);
+        assert_eq!(log.first_index(), 4);
+        log.compact(SnapshotMeta { index: 7, term: 3 }, 1);
+        assert_eq!(log.first_index(), 7);
+        assert_eq!(log.term_at(6), Some(3));
+        // An installed snapshot drops everything, window included.
+        log.install(SnapshotMeta { index: 20, term: 4 });
+        assert_eq!(log.first_index(), 21);
+        assert!(log.entries().is_empty());
+        assert_eq!(log.term_at(20), Some(4));
     }
 }

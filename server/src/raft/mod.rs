@@ -52,24 +52,36 @@
 //!
 //! # Snapshots and log compaction
 //!
-//! The log starts after a snapshot point ([`SnapshotMeta`]: index and term of the last entry
-//! it replaces; index 0 without a snapshot). [`RaftNode::entries`] is only the suffix after it,
-//! [`RaftNode::first_index`] its first index, and [`RaftNode::term_at`] still knows the term at
-//! the snapshot point, so the consistency check works across the edge.
+//! The durable log starts after a snapshot point ([`SnapshotMeta`]: index and term of the
+//! last entry it replaces; index 0 without a snapshot). In memory, a compaction keeps a
+//! *catch-up window* of up to [`Config::compaction_keep_entries`] entries before the snapshot
+//! point (etcd's `SnapshotCatchUpEntries`), so a follower only slightly behind when the
+//! leader compacts is sent entries, not the whole snapshot. [`RaftNode::entries`] is the
+//! in-memory log, window included, [`RaftNode::first_index`] its first index (at most the
+//! snapshot's index + 1), and [`RaftNode::term_at`] knows every term from the point just
+//! before it (so the consistency check works across the edge), in particular the snapshot
+//! point's.
 //!
 //! - **Compaction** is the driver's decision: it snapshots its state machine at an applied
 //!   index, makes the snapshot durable, calls [`RaftNode::compact`], and only then drops the
-//!   log prefix on disk. A snapshot only ever holds committed, applied state.
-//! - **A follower too far behind** (its next entry is compacted on the leader) is sent the
-//!   leader's snapshot in `InstallSnapshot` chunks of [`Config::snapshot_chunk_bytes`], one
-//!   chunk in flight, the unacknowledged one resent at every heartbeat. A follower whose log
-//!   already holds the snapshot's last entry (or whose commit index is past it) acknowledges
-//!   it without installing: installing would drop entries, maybe committed ones. Otherwise it
-//!   assembles the chunks (offset 0 restarts), and the last one installs the snapshot: the
-//!   whole in-memory log is dropped, commit and applied move to its index (never backwards,
-//!   since it is beyond the commit index), and it goes out in [`Ready::snapshot`]. The
-//!   `installed` answer is in that same Ready's messages, so it leaves after the driver made
-//!   the snapshot durable. The leader then streams entries from the snapshot's index + 1.
+//!   log prefix up to that index on disk, all of it: the window is memory only. After a
+//!   restart the node has only the log after its snapshot, which is still a valid log (the
+//!   window holds only committed entries, which the snapshot covers). A snapshot only ever
+//!   holds committed, applied state.
+//! - **A follower too far behind** (its next entry is before the leader's in-memory log) is
+//!   sent the leader's snapshot in `InstallSnapshot` chunks of [`Config::snapshot_chunk_bytes`],
+//!   one chunk in flight, the unacknowledged one resent at every heartbeat. The transfer is
+//!   pinned to the snapshot it started with: compactions on the leader meanwhile do not
+//!   restart it (a large state would never arrive otherwise); once it is installed the leader
+//!   continues from its index + 1, with entries or, if those were compacted meanwhile, with
+//!   its newer snapshot. The leader holds at most the snapshots still being sent.
+//! - **The follower** acknowledges a snapshot without installing it when its log already
+//!   holds the snapshot's last entry (or its commit index is past it): installing would drop
+//!   entries, maybe committed ones. Otherwise it assembles the chunks (offset 0 restarts),
+//!   and the last one installs the snapshot: the whole in-memory log is dropped (no window
+//!   is kept), commit and applied move to its index (never backwards, since it is beyond the
+//!   commit index), and it goes out in [`Ready::snapshot`]. The `installed` answer is in that
+//!   same Ready's messages, so it leaves after the driver made the snapshot durable.
 //! - **Crash orders.** The snapshot file is always durable before the log file loses
 //!   anything, so a restart finds one of: (a) the old snapshot and the full log (crash before
 //!   the snapshot was durable); (b) the new snapshot and a log still holding entries it
@@ -371,6 +383,11 @@ pub struct Config {
     /// Size of the data chunk of one InstallSnapshot message, so a large state is sent in
     /// pieces that fit the transport (the simulation uses a few bytes to exercise chunking).
     pub snapshot_chunk_bytes: usize,
+    /// The catch-up window, like etcd's `SnapshotCatchUpEntries` (default 5000): a compaction
+    /// keeps up to this many entries before the snapshot's index in memory, so a follower
+    /// only that far behind is sent entries rather than the whole snapshot. Memory only: the
+    /// driver still drops every entry up to the snapshot's index from its log on disk.
+    pub compaction_keep_entries: u64,
     /// Planted bugs (all off by default).
     pub bugs: CoreBugs,
 }
@@ -393,6 +410,7 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             snapshot_chunk_bytes: 256 * 1024,
+            compaction_keep_entries: 5000,
             bugs: CoreBugs::default(),
         }
     }

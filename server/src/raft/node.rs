@@ -7,6 +7,7 @@
 //! [`RaftNode::advance`] learns what became durable. See the driver contract in [`super`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -62,9 +63,10 @@ pub struct RaftNode {
     /// transfer began (it is abandoned after an election timeout).
     lead_transferee: Option<NodeId>,
     transfer_elapsed: u32,
-    /// The latest snapshot (restored, taken by the driver, or received): what a leader sends
-    /// to followers whose next entries are compacted. Its meta is the log's snapshot point.
-    snapshot: Option<Snapshot>,
+    /// The latest snapshot (restored, taken by the driver, or received): what a leader starts
+    /// sending to followers whose next entries are compacted (transfers in progress hold on to
+    /// the one they started with). Its meta is the log's snapshot point.
+    snapshot: Option<Arc<Snapshot>>,
     /// A snapshot received and installed, for the next Ready to hand to the driver.
     pending_snapshot: Option<Snapshot>,
     /// The snapshot a leader is sending us, assembled chunk by chunk.
@@ -117,7 +119,7 @@ impl RaftNode {
             failed_reads: Vec::new(),
             lead_transferee: None,
             transfer_elapsed: 0,
-            snapshot: durable.snapshot,
+            snapshot: durable.snapshot.map(Arc::new),
             pending_snapshot: None,
             incoming_snapshot: None,
             config,
@@ -415,26 +417,30 @@ impl RaftNode {
         }
     }
 
-    /// The in-memory log after the snapshot, in order from [`RaftNode::first_index`] (durable
-    /// or not), for tests and status.
+    /// The in-memory log, in order from [`RaftNode::first_index`] (durable or not; the
+    /// catch-up window before the snapshot point included), for tests and status.
     pub fn entries(&self) -> &[Entry] {
         self.log.entries()
     }
 
-    /// The entry at `index`, if the log still holds it (not compacted, not beyond the end).
+    /// The entry at `index`, if the in-memory log still holds it (not compacted, catch-up
+    /// window included, not beyond the end).
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
         self.log.entry(index)
     }
 
-    /// The term of the entry at `index`, or of the snapshot point when `index` is its index
-    /// (`Some(0)` for index 0 without a snapshot); `None` when compacted or beyond the log.
-    /// The driver uses it to label a snapshot it takes.
+    /// The term of the entry at `index` (catch-up window included), or of the point just before
+    /// [`RaftNode::first_index`] (`Some(0)` for index 0 without a snapshot); `None` when
+    /// compacted or beyond the log. Always known for the snapshot's index and every index after
+    /// it up to the last. The driver uses it to label a snapshot it takes.
     pub fn term_at(&self, index: LogIndex) -> Option<Term> {
         self.log.term_at(index)
     }
 
-    /// The first index the log still holds as an entry: the snapshot's index + 1 (1 without a
-    /// snapshot).
+    /// The first index the in-memory log still holds as an entry: the snapshot's index + 1 (1
+    /// without a snapshot), or lower while a catch-up window
+    /// ([`Config::compaction_keep_entries`]) keeps entries the snapshot covers. The durable log
+    /// the driver keeps starts after the snapshot's index whatever this says.
     pub fn first_index(&self) -> LogIndex {
         self.log.first_index()
     }
@@ -447,8 +453,12 @@ impl RaftNode {
     /// Log compaction: the driver took `snapshot` of its state machine once it had applied
     /// exactly `snapshot.meta.index` (an index the core handed out in `committed_entries`),
     /// labelled it with [`RaftNode::term_at`] of that index, and made it durable. The core
-    /// drops its log up to that index and keeps the snapshot to send to followers that need
-    /// compacted entries. The driver then drops the same prefix from its own log on disk.
+    /// keeps the snapshot to send to followers that need compacted entries and as its restart
+    /// point, and drops its in-memory log up to that index except the last
+    /// [`Config::compaction_keep_entries`] entries (the catch-up window, served to followers
+    /// only slightly behind). The driver then drops the whole prefix up to that index from
+    /// its own log on disk (the window is memory only). Transfers of an older snapshot in
+    /// progress go on with it.
     ///
     /// A refusal changes nothing: [`CompactError::AlreadyCompacted`] means a newer snapshot
     /// (one received from the leader, say) is already in place.
@@ -475,14 +485,15 @@ impl RaftNode {
                 log_term,
             });
         }
-        self.log.compact(meta);
+        self.log.compact(meta, self.config.compaction_keep_entries);
         tracing::debug!(
             id = self.config.id,
             index = meta.index,
             term = meta.term,
+            first_index = self.log.first_index(),
             "log compacted"
         );
-        self.snapshot = Some(snapshot);
+        self.snapshot = Some(Arc::new(snapshot));
         Ok(())
     }
 
@@ -927,7 +938,7 @@ impl RaftNode {
         );
         self.log.install(meta);
         self.pending_snapshot = Some(snapshot.clone());
-        self.snapshot = Some(snapshot);
+        self.snapshot = Some(Arc::new(snapshot));
         answer(self, received, true);
     }
 
@@ -950,10 +961,11 @@ impl RaftNode {
             return;
         };
         progress.recent_active = true;
+        let sending = progress.snapshot_meta();
         if installed {
             let match_moved = progress.on_success(match_index.min(last_index));
             if progress.state != ProgressState::Snapshot
-                || progress.match_index >= progress.snapshot.index
+                || sending.is_none_or(|s| progress.match_index >= s.index)
             {
                 // The follower holds everything up to the snapshot we were sending (or more).
                 if progress.state != ProgressState::Replicate {
@@ -963,7 +975,7 @@ impl RaftNode {
             if match_moved {
                 self.maybe_commit();
             }
-        } else if progress.state == ProgressState::Snapshot && progress.snapshot == meta {
+        } else if progress.state == ProgressState::Snapshot && sending == Some(meta) {
             if progress.probe_sent && next_offset == progress.snapshot_offset {
                 // The answer to a duplicate: the chunk it asks for is already on its way
                 // (resent at the next heartbeat if lost). Sending it again would keep two
@@ -1021,7 +1033,9 @@ impl RaftNode {
         if success {
             match_moved = progress.on_success(match_index.min(last_index));
             let snapshot_done = progress.state == ProgressState::Snapshot
-                && progress.match_index >= progress.snapshot.index;
+                && progress
+                    .snapshot_meta()
+                    .is_none_or(|s| progress.match_index >= s.index);
             if progress.state == ProgressState::Probe || snapshot_done {
                 progress.become_replicate();
             }
@@ -1121,7 +1135,8 @@ impl RaftNode {
     fn send_append(&mut self, peer: NodeId, heartbeat: bool) -> bool {
         let commit = self.log.commit();
         let last_index = self.log.last_index();
-        let snapshot_index = self.log.snapshot().index;
+        // The first point whose term the leader still knows (catch-up window included).
+        let log_start = self.log.first_index() - 1;
         let Some(progress) = self.progress.get_mut(&peer) else {
             return false;
         };
@@ -1150,14 +1165,15 @@ impl RaftNode {
                 );
                 (progress.next_index - 1, entries)
             }
-            // Anchored where the follower is sure to match, or at the snapshot point when that
-            // is compacted (a follower behind it rejects, and is then sent the snapshot).
-            _ if heartbeat => (progress.match_index.max(snapshot_index), Vec::new()),
+            // Anchored where the follower is sure to match, or at the start of the in-memory
+            // log when that is compacted (a follower behind it rejects, and is then sent the
+            // snapshot).
+            _ if heartbeat => (progress.match_index.max(log_start), Vec::new()),
             _ => return false,
         };
         if self.log.is_compacted(prev_log_index) {
-            if let Some(meta) = self.snapshot.as_ref().map(|s| s.meta) {
-                progress.become_snapshot(meta);
+            if let Some(snapshot) = &self.snapshot {
+                progress.become_snapshot(Arc::clone(snapshot));
                 self.send_snapshot_chunk(peer);
                 return false;
             }
@@ -1190,18 +1206,23 @@ impl RaftNode {
 }
 
 impl RaftNode {
-    /// Sends `peer` the chunk of the snapshot at the offset it expects, restarting the
-    /// transfer from offset 0 when the leader's snapshot changed since it began (compaction).
+    /// Sends `peer` the chunk at the offset it expects of the snapshot its transfer is pinned
+    /// to: a compaction since the transfer began does not restart it (the follower continues
+    /// with the leader's newer snapshot or entries once it has installed this one).
     fn send_snapshot_chunk(&mut self, peer: NodeId) {
         let chunk_bytes = self.config.snapshot_chunk_bytes.max(1);
-        let (Some(snapshot), Some(progress)) =
-            (self.snapshot.as_ref(), self.progress.get_mut(&peer))
-        else {
+        let Some(progress) = self.progress.get_mut(&peer) else {
             return;
         };
-        if progress.state != ProgressState::Snapshot || progress.snapshot != snapshot.meta {
-            progress.become_snapshot(snapshot.meta);
+        if progress.state != ProgressState::Snapshot || progress.snapshot.is_none() {
+            let Some(latest) = &self.snapshot else {
+                return;
+            };
+            progress.become_snapshot(Arc::clone(latest));
         }
+        let Some(snapshot) = progress.snapshot.clone() else {
+            return;
+        };
         let len = snapshot.data.len();
         let offset = usize::try_from(progress.snapshot_offset)
             .unwrap_or(usize::MAX)

@@ -9,13 +9,18 @@
 //!   unacknowledged messages ([`Inflights`]). Any rejection falls back to Probe.
 //! - **Snapshot**: the entries the follower needs next are compacted. The leader sends its
 //!   snapshot in chunks, one chunk in flight at a time, resending the unacknowledged chunk at
-//!   every heartbeat (like a probe). Once the follower says the snapshot is installed (or
-//!   that its log already held it), `match_index` is the snapshot's index and the leader
-//!   streams entries from the next one (Replicate).
+//!   every heartbeat (like a probe). The transfer is pinned to the snapshot it started with
+//!   (the progress holds it): a compaction on the leader meanwhile does not restart it, or a
+//!   large state would never arrive while the leader compacts faster than it can be sent.
+//!   Once the follower says the snapshot is installed (or that its log already held it),
+//!   `match_index` is the snapshot's index, the pin is released, and the leader continues
+//!   from the next index (Replicate): with entries, or with its newer snapshot if those
+//!   entries were compacted meanwhile.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-use super::{LogIndex, SnapshotMeta};
+use super::{LogIndex, Snapshot, SnapshotMeta};
 
 /// Heartbeat intervals without any acknowledgement before a pipeline is presumed stalled.
 pub(crate) const STALL_HEARTBEATS: u32 = 3;
@@ -39,9 +44,10 @@ pub(crate) struct Progress {
     /// In Probe: a probe is on the wire; in Snapshot: a chunk is. Wait for its answer or the
     /// next heartbeat.
     pub(crate) probe_sent: bool,
-    /// In Snapshot: the snapshot being sent (a newer one restarts the transfer), and the offset
-    /// of its next chunk (what the follower said it expects).
-    pub(crate) snapshot: SnapshotMeta,
+    /// In Snapshot: the snapshot being sent, pinned for the whole transfer (shared with the
+    /// leader's, so it costs memory only once the leader has a newer one); None otherwise.
+    pub(crate) snapshot: Option<Arc<Snapshot>>,
+    /// In Snapshot: the offset of the next chunk (what the follower said it expects).
     pub(crate) snapshot_offset: u64,
     /// In Replicate: the messages with entries not yet acknowledged.
     pub(crate) inflights: Inflights,
@@ -64,7 +70,7 @@ impl Progress {
             next_index,
             state: ProgressState::Probe,
             probe_sent: false,
-            snapshot: SnapshotMeta::default(),
+            snapshot: None,
             snapshot_offset: 0,
             inflights: Inflights::new(max_inflight),
             acked_round: 0,
@@ -80,6 +86,7 @@ impl Progress {
         self.stalled_heartbeats = 0;
         self.next_index = next_index.max(self.match_index + 1);
         self.probe_sent = false;
+        self.snapshot = None;
         self.inflights.clear();
     }
 
@@ -88,14 +95,16 @@ impl Progress {
         self.state = ProgressState::Replicate;
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
+        self.snapshot = None;
         self.inflights.clear();
     }
 
-    /// The entries from `next_index` are compacted: send the snapshot `meta` from its start.
-    pub(crate) fn become_snapshot(&mut self, meta: SnapshotMeta) {
+    /// The entries from `next_index` are compacted: send `snapshot` from its start, and keep
+    /// sending that one until the follower has it.
+    pub(crate) fn become_snapshot(&mut self, snapshot: Arc<Snapshot>) {
         self.state = ProgressState::Snapshot;
         self.stalled_heartbeats = 0;
-        self.snapshot = meta;
+        self.snapshot = Some(snapshot);
         self.snapshot_offset = 0;
         self.probe_sent = false;
         self.inflights.clear();
@@ -112,6 +121,11 @@ impl Progress {
         } else {
             false
         }
+    }
+
+    /// The snapshot being sent, in Snapshot state.
+    pub(crate) fn snapshot_meta(&self) -> Option<SnapshotMeta> {
+        self.snapshot.as_ref().map(|s| s.meta)
     }
 
     /// May the leader send a message carrying entries now?
@@ -251,8 +265,11 @@ mod tests {
         progress.become_replicate();
         progress.on_sent(Some(12));
         let meta = SnapshotMeta { index: 20, term: 3 };
-        progress.become_snapshot(meta);
-        assert_eq!(progress.snapshot, meta);
+        progress.become_snapshot(Arc::new(Snapshot {
+            meta,
+            data: b"state".to_vec(),
+        }));
+        assert_eq!(progress.snapshot_meta(), Some(meta));
         assert_eq!(progress.snapshot_offset, 0);
         assert!(progress.inflights.is_empty(), "the pipeline is abandoned");
         assert!(progress.can_send_entries());
@@ -268,5 +285,9 @@ mod tests {
             ProgressState::Snapshot,
             "a heartbeat never ends it"
         );
+        assert!(progress.on_success(20));
+        progress.become_replicate();
+        assert_eq!(progress.next_index, 21);
+        assert_eq!(progress.snapshot_meta(), None, "the pin is released");
     }
 }

@@ -38,6 +38,9 @@ fn test_config(id: NodeId, members: &[NodeId]) -> Config {
     config.seed = 1000 + id;
     config.pre_vote = false;
     config.check_quorum = false;
+    // Compaction right up to the snapshot, so the snapshot tests reach its edge; the window
+    // tests set their own.
+    config.compaction_keep_entries = 0;
     config
 }
 
@@ -1365,8 +1368,18 @@ fn an_unreachable_transferee_is_given_up_after_an_election_timeout() {
 /// A 3-node cluster led by node 1 with small snapshot chunks; node 3 is down while `writes`
 /// entries commit on 1 and 2, which then both compact their logs at their applied index.
 fn compacted_while_node3_down(writes: usize, chunk_bytes: usize) -> (Cluster, LogIndex) {
+    compacted_while_node3_down_keeping(writes, chunk_bytes, 0)
+}
+
+/// The same with a catch-up window of `keep` entries.
+fn compacted_while_node3_down_keeping(
+    writes: usize,
+    chunk_bytes: usize,
+    keep: u64,
+) -> (Cluster, LogIndex) {
     let mut cluster = Cluster::with_state(&[1, 2, 3], vec![DurableState::default(); 3], |c| {
         c.snapshot_chunk_bytes = chunk_bytes;
+        c.compaction_keep_entries = keep;
     });
     cluster.elect(1);
     cluster.tick(1);
@@ -1824,4 +1837,202 @@ fn stale_snapshot_answers_are_ignored_and_stale_chunks_learn_the_term() {
     }
     assert_eq!(cluster.node(3).status().snapshot_index, index);
     assert_eq!(cluster.applied[&3], cluster.applied[&1]);
+}
+
+/// One write proposed on node 1, committed and applied everywhere reachable.
+fn write_through_1(cluster: &mut Cluster, command: &[u8]) -> LogIndex {
+    let (index, _) = cluster.node_mut(1).propose(command.to_vec()).unwrap();
+    cluster.process(1);
+    cluster.deliver_all();
+    cluster.tick(1);
+    cluster.deliver_all();
+    index
+}
+
+#[test]
+fn a_snapshot_transfer_stays_pinned_across_compactions_and_completes() {
+    let (mut cluster, first_snapshot) = compacted_while_node3_down(20, 4);
+    let snapshot_len = cluster.disks[&1].snapshot.as_ref().unwrap().data.len() as u64;
+    assert!(snapshot_len > 40, "many chunks: {snapshot_len} bytes");
+    cluster.restart(3);
+    // Record every chunk node 3 receives: (snapshot, offset).
+    let chunks = std::rc::Rc::new(std::cell::RefCell::new(Vec::<(SnapshotMeta, u64)>::new()));
+    let seen = chunks.clone();
+    cluster.drop_rule = Box::new(move |m| {
+        if let MessageBody::InstallSnapshot { meta, offset, .. } = m.body {
+            if m.to == 3 {
+                seen.borrow_mut().push((meta, offset));
+            }
+        }
+        false
+    });
+    // The leader takes a write and compacts at its applied index after every chunk node 3
+    // receives, far more often than the transfer takes: it used to restart at each one.
+    let mut installed_first = false;
+    for i in 0..20_000u32 {
+        let Some(msg) = cluster.queue.pop_front() else {
+            cluster.tick(1);
+            continue;
+        };
+        let chunk = matches!(msg.body, MessageBody::InstallSnapshot { .. });
+        cluster.deliver(msg);
+        if chunk {
+            cluster
+                .node_mut(1)
+                .propose(i.to_be_bytes().to_vec())
+                .unwrap();
+            cluster.process(1);
+            let applied = cluster.applied[&1].len() as LogIndex;
+            if applied > cluster.node(1).status().snapshot_index {
+                cluster.compact(1, applied).unwrap();
+            }
+        }
+        if cluster.node(3).status().snapshot_index >= first_snapshot {
+            installed_first = true;
+            break;
+        }
+    }
+    assert!(installed_first, "the first transfer never completed");
+    assert_eq!(
+        cluster.node(3).status().snapshot_index,
+        first_snapshot,
+        "node 3 installed the snapshot its transfer started with"
+    );
+    let chunks = chunks.borrow().clone();
+    let first: Vec<u64> = chunks
+        .iter()
+        .filter(|(meta, _)| meta.index == first_snapshot)
+        .map(|&(_, offset)| offset)
+        .collect();
+    assert!(
+        first.windows(2).all(|w| w[0] <= w[1]),
+        "the pinned transfer never went back: {first:?}"
+    );
+    assert!(
+        cluster.node(1).snapshot_meta().unwrap().index > first_snapshot + 10,
+        "the leader compacted many times meanwhile"
+    );
+    assert!(
+        chunks.iter().all(|(meta, _)| meta.index == first_snapshot),
+        "nothing but the pinned snapshot was sent during its transfer"
+    );
+    // Once the leader stops compacting, node 3 continues after it: with the leader's newer
+    // snapshot, since the entries after the first one are compacted.
+    for _ in 0..100 {
+        cluster.tick_all();
+    }
+    let leader_snapshot = cluster.node(1).snapshot_meta().unwrap();
+    assert_eq!(
+        cluster.node(3).status().snapshot_index,
+        leader_snapshot.index
+    );
+    assert_eq!(cluster.applied[&3], cluster.applied[&1]);
+    assert_eq!(cluster.log(3), cluster.log(1));
+    assert!(cluster.safety_violations.is_empty());
+}
+
+#[test]
+fn a_follower_inside_the_catch_up_window_is_sent_entries_not_the_snapshot() {
+    // Node 3 holds only the no-op at 1; the leader compacts at 9 keeping 2..=9.
+    let (mut cluster, index) = compacted_while_node3_down_keeping(8, 4, 8);
+    let leader = cluster.node(1);
+    assert_eq!(leader.snapshot_meta().map(|m| m.index), Some(index));
+    assert_eq!(leader.status().snapshot_index, index);
+    assert_eq!(
+        leader.first_index(),
+        index - 7,
+        "eight entries kept up to the snapshot's index"
+    );
+    assert_eq!(leader.entries().len(), 8);
+    assert_eq!(
+        cluster.disks[&1].log,
+        vec![],
+        "the durable log still starts after the snapshot"
+    );
+    cluster.restart(3);
+    for _ in 0..3 {
+        cluster.tick_all();
+    }
+    assert_eq!(cluster.chunks_delivered.get(&3), None, "no snapshot sent");
+    let node3 = cluster.node(3).status();
+    assert_eq!(node3.snapshot_index, 0);
+    assert_eq!(node3.commit_index, index);
+    assert_eq!(cluster.applied[&3], cluster.applied[&1]);
+    assert_eq!(
+        cluster.log(3)[index as usize - 8..],
+        cluster.log(1)[..],
+        "the window's entries, replicated"
+    );
+    assert!(cluster.safety_violations.is_empty());
+}
+
+#[test]
+fn a_follower_behind_the_catch_up_window_is_sent_the_snapshot() {
+    let (mut cluster, index) = compacted_while_node3_down_keeping(20, 16, 10);
+    assert_eq!(cluster.node(1).first_index(), index - 9);
+    cluster.restart(3);
+    for _ in 0..5 {
+        cluster.tick_all();
+    }
+    assert!(cluster.chunks_delivered[&3] > 0);
+    let node3 = cluster.node(3);
+    assert_eq!(node3.status().snapshot_index, index);
+    assert_eq!(
+        node3.first_index(),
+        index + 1,
+        "an installed snapshot keeps no window"
+    );
+    assert_eq!(cluster.applied[&3], cluster.applied[&1]);
+}
+
+#[test]
+fn the_catch_up_window_edge_keeps_its_term_for_the_consistency_check() {
+    let (mut cluster, index) = compacted_while_node3_down_keeping(8, 4, 4);
+    let term = cluster.node(1).status().term;
+    let start = index - 4;
+    let node = cluster.node(1);
+    assert_eq!(node.first_index(), start + 1);
+    assert_eq!(node.term_at(start), Some(term), "the edge keeps its term");
+    assert_eq!(node.term_at(start - 1), None, "before the edge: compacted");
+    assert_eq!(node.term_at(index), Some(term), "the snapshot point's term");
+    assert_eq!(node.entry(start), None);
+    assert!(node.entry(start + 1).is_some());
+    // Node 2 has the same window: an append anchored at its edge matches, one anchored
+    // before it is inside its snapshot (committed), so it matches too.
+    for prev in [start, start - 2] {
+        cluster.node_mut(2).step(Message {
+            from: 1,
+            to: 2,
+            term,
+            body: MessageBody::AppendEntries {
+                prev_log_index: prev,
+                prev_log_term: term,
+                entries: Vec::new(),
+                leader_commit: index,
+                read_round: 0,
+            },
+        });
+        let ready = cluster.node_mut(2).ready();
+        let ack = ready.messages.iter().find_map(|m| match m.body {
+            MessageBody::AppendEntriesResponse {
+                success,
+                match_index,
+                ..
+            } => Some((success, match_index)),
+            _ => None,
+        });
+        assert_eq!(ack, Some((true, index)), "anchored at {prev}");
+        assert!(ready.entries.is_empty());
+        cluster.node_mut(2).advance();
+    }
+    // A second compaction moves the edge; the window never grows back.
+    let next = write_through_1(&mut cluster, b"more");
+    cluster.compact(1, next).unwrap();
+    assert_eq!(cluster.node(1).first_index(), next - 3);
+    assert_eq!(cluster.node(1).term_at(next - 4), Some(term));
+    // Restarting drops the window: the node has only what its disk has.
+    cluster.crash(1);
+    cluster.restart(1);
+    assert_eq!(cluster.node(1).first_index(), next + 1);
+    assert_eq!(cluster.node(1).term_at(next), Some(term));
 }
