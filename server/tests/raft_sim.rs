@@ -6,13 +6,15 @@
 //! crashes nodes (also between `ready()` and `advance()`, losing that Ready) and restarts them
 //! from their durable state only, starts leadership transfers, with clients proposing writes
 //! and ReadIndex reads all along. Drivers snapshot their state machine (at a per-seed
-//! threshold and at random points) and compact the log; the disk is modelled as a hard state,
-//! a snapshot file and a log file, so crashes hit before a snapshot is durable, after it but
-//! before the log prefix is dropped, and in the middle of installing one received from the
-//! leader; snapshots travel in chunks of a few bytes; and in half the seeds one node is
-//! restarted with an empty data dir (when that is safe, see `Sim::try_wipe`) and must catch up
-//! by snapshot. Pre-vote and check-quorum are drawn per seed (each on in
-//! about three seeds of four), so both the production and the classic paths are exercised.
+//! threshold and at random points) and compact the log, keeping a per-seed catch-up window in
+//! memory (0 to a few dozen entries, so followers are served both from the window and by
+//! snapshot, and leaders compact while transfers are under way); the disk is modelled as a
+//! hard state, a snapshot file and a log file, so crashes hit before a snapshot is durable,
+//! after it but before the log prefix is dropped, and in the middle of installing one
+//! received from the leader; snapshots travel in chunks of a few bytes; and in half the seeds
+//! one node is restarted with an empty data dir (when that is safe, see `Sim::try_wipe`) and
+//! must catch up by snapshot. Pre-vote and check-quorum are drawn per seed (each on in about
+//! three seeds of four), so both the production and the classic paths are exercised.
 //! After every single event it checks:
 //!
 //! - **election safety**: at most one leader per term, over the whole run;
@@ -95,6 +97,8 @@ struct Weather {
     snapshot_random: f64,
     /// Chunk size of InstallSnapshot (a few bytes, so snapshots travel in many chunks).
     snapshot_chunk_bytes: usize,
+    /// `Config::compaction_keep_entries`: entries kept in memory before the snapshot point.
+    compaction_keep_entries: u64,
     /// Probability of a crash at each step of writing a snapshot: before it is durable, after
     /// it is durable but before the log prefix is dropped, and in the middle of installing
     /// one received from the leader.
@@ -123,6 +127,7 @@ impl Weather {
                 .unwrap_or(&None),
             snapshot_random: rng.gen_range(0.0..0.05),
             snapshot_chunk_bytes: *[2, 5, 16, 1 << 20].choose(rng).unwrap_or(&16),
+            compaction_keep_entries: *[0, 0, 1, 3, 10, 40].choose(rng).unwrap_or(&0),
             crash_in_snapshot: rng.gen_range(0.0..0.05),
             wipe_from: rng
                 .gen_bool(0.5)
@@ -139,6 +144,7 @@ impl Weather {
             snapshot_every: self.snapshot_every,
             snapshot_random: self.snapshot_random,
             snapshot_chunk_bytes: self.snapshot_chunk_bytes,
+            compaction_keep_entries: self.compaction_keep_entries,
             crash_in_snapshot: 0.0,
             wipe_from: None,
             depose: 0.0,
@@ -296,6 +302,11 @@ struct Stats {
     snapshots_taken: u64,
     snapshots_installed: u64,
     snapshot_chunks: u64,
+    /// Installs of a snapshot its leader had already replaced by a newer one (a transfer
+    /// pinned across a compaction), and AppendEntries delivered with entries the sender's
+    /// snapshot covers (served from its catch-up window).
+    pinned_installs: u64,
+    window_appends: u64,
     /// Crashes while writing a snapshot (before durable, between durable and the log
     /// compaction, mid-install), and nodes restarted with an empty data dir.
     snapshot_crashes: u64,
@@ -317,6 +328,8 @@ impl std::ops::AddAssign for Stats {
         self.snapshots_taken += other.snapshots_taken;
         self.snapshots_installed += other.snapshots_installed;
         self.snapshot_chunks += other.snapshot_chunks;
+        self.pinned_installs += other.pinned_installs;
+        self.window_appends += other.window_appends;
         self.snapshot_crashes += other.snapshot_crashes;
         self.wipes += other.wipes;
         self.wipes_caught_up_by_snapshot += other.wipes_caught_up_by_snapshot;
@@ -477,6 +490,7 @@ impl Sim {
         config.pre_vote = self.weather.pre_vote;
         config.check_quorum = self.weather.check_quorum;
         config.snapshot_chunk_bytes = self.weather.snapshot_chunk_bytes;
+        config.compaction_keep_entries = self.weather.compaction_keep_entries;
         config.applied = state.index;
         // Log matching on restart: what the disk kept must chain from the snapshot (a log
         // the received snapshot replaced must not survive under it).
@@ -646,6 +660,14 @@ impl Sim {
                     self.note(|| format!("{id} crashes installing a snapshot, log not reset"));
                     self.crash(id);
                     return Ok(());
+                }
+                let leader_snapshot = self
+                    .raft(id)
+                    .and_then(|r| r.status().leader)
+                    .and_then(|leader| self.raft(leader))
+                    .and_then(|r| r.snapshot_meta());
+                if leader_snapshot.is_some_and(|m| m.index > snapshot.meta.index) {
+                    self.stats.pinned_installs += 1;
                 }
                 let node = self.node(id);
                 node.disk.wal.clear();
@@ -905,8 +927,18 @@ impl Sim {
             entries.retain(|e| e.term <= max_term);
         }
         self.stats.delivered += 1;
-        if matches!(msg.body, MessageBody::InstallSnapshot { .. }) {
-            self.stats.snapshot_chunks += 1;
+        match &msg.body {
+            MessageBody::InstallSnapshot { .. } => self.stats.snapshot_chunks += 1,
+            MessageBody::AppendEntries { entries, .. } => {
+                let covered = self
+                    .raft(from)
+                    .and_then(|r| r.snapshot_meta())
+                    .is_some_and(|m| entries.first().is_some_and(|e| e.index <= m.index));
+                if covered {
+                    self.stats.window_appends += 1;
+                }
+            }
+            _ => {}
         }
         if let MessageBody::AppendEntriesResponse {
             success: true,
@@ -1598,6 +1630,14 @@ fn run_seeds(parity: u64) {
         assert!(
             total.snapshot_chunks >= 2 * total.snapshots_installed,
             "snapshots were not chunked: {total:?}"
+        );
+        assert!(
+            total.pinned_installs >= n / 4,
+            "too few transfers pinned across a compaction: {total:?}"
+        );
+        assert!(
+            total.window_appends >= 5 * n,
+            "too few catch-ups from the window: {total:?}"
         );
         assert!(
             total.snapshot_crashes >= n / 4,
