@@ -125,14 +125,18 @@ async fn follower_catches_up_by_snapshot(wipe: bool) {
     }
     let (last, expected) =
         write_round(&cluster, leader, "round1", 4 * SNAPSHOT_ENTRIES as usize).await;
-    // Every live node compacted past the stopped node's log, so whichever leads must send it
-    // a snapshot.
+    // Every live node compacts past the stopped node's log (in the background, so maybe only
+    // after the writes), so whichever leads must send it a snapshot.
     for id in (1..=3).filter(|&id| id != behind) {
-        let snapshot_index = status_field(&cluster, id, "snapshot_index").await;
-        assert!(
-            snapshot_index > behind_last,
-            "node {id} snapshot at {snapshot_index}, stopped node's log ends at {behind_last}"
-        );
+        poll(
+            &format!("node {id} to snapshot past the stopped node's log (index {behind_last})"),
+            DEADLINE,
+            || async {
+                let index = cluster.status(id).await?["snapshot_index"].as_u64()?;
+                (index > behind_last).then_some(())
+            },
+        )
+        .await;
     }
 
     cluster.start(behind);
