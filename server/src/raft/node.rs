@@ -1043,6 +1043,13 @@ impl RaftNode {
             // An answer to an append sent before the transfer began: the snapshot is the
             // follower's way forward, restarting it would only waste the chunks sent.
         } else {
+            if hinted_next <= progress.match_index {
+                // The follower lacks entries it acknowledged: it restarted with an empty (or
+                // older) data dir. A probe after its old match index would be rejected forever
+                // (a hot loop of rejections); go back to what it holds now. (A rejection that
+                // is merely stale costs a resend: the follower acknowledges again.)
+                progress.match_index = hinted_next.saturating_sub(1);
+            }
             progress.become_probe(hinted_next.clamp(1, last_index + 1));
         }
         let caught_up = progress.match_index == last_index;

@@ -2036,3 +2036,29 @@ fn the_catch_up_window_edge_keeps_its_term_for_the_consistency_check() {
     assert_eq!(cluster.node(1).first_index(), next + 1);
     assert_eq!(cluster.node(1).term_at(next), Some(term));
 }
+
+#[test]
+fn a_follower_restarted_with_an_empty_data_dir_catches_up_from_the_log() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    for i in 0..5u8 {
+        cluster.node_mut(1).propose(vec![i]).unwrap();
+    }
+    cluster.deliver_all();
+    assert_eq!(cluster.log(3), cluster.log(1));
+    // Node 3 loses its data dir and restarts empty, before the leader compacted anything: the
+    // leader still holds the whole log, and believes node 3 matches all of it.
+    cluster.crash(3);
+    cluster.disks.insert(3, DurableState::default());
+    cluster.restart(3);
+    cluster.node_mut(1).propose(b"after".to_vec()).unwrap();
+    for _ in 0..3 * cluster.configs[&1].heartbeat_ticks {
+        // Panics ("never went quiet") if leader and follower reject each other in a loop.
+        cluster.tick_all();
+    }
+    assert_eq!(cluster.log(3), cluster.log(1));
+    assert_eq!(
+        cluster.node(3).status().commit_index,
+        cluster.node(1).status().commit_index
+    );
+}
