@@ -22,7 +22,14 @@ use tracing_subscriber::EnvFilter;
 ///   --listen-peer 127.0.0.1:7001 --peer 2=127.0.0.1:7002 --peer 3=127.0.0.1:7003
 ///   --peer-client-url 2=http://127.0.0.1:8002 --peer-client-url 3=http://127.0.0.1:8003
 #[derive(Debug, Parser)]
-#[command(name = "riptide-server", version, verbatim_doc_comment)]
+// A flag given twice keeps its last value, so a wrapper's defaults can be overridden by
+// flags appended after them (the harness and the tests rely on it).
+#[command(
+    name = "riptide-server",
+    version,
+    verbatim_doc_comment,
+    args_override_self = true
+)]
 struct Args {
     /// This node's id (nodes are numbered 1..=N).
     #[arg(long)]
@@ -52,8 +59,11 @@ struct Args {
     /// Leader heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 50)]
     heartbeat_ms: u64,
-    /// Base election timeout in milliseconds (randomised in [t, 2t)).
-    #[arg(long, default_value_t = 500)]
+    /// Base election timeout in milliseconds (randomised in [t, 2t)). The default gives a
+    /// failover after kill -9 of the leader of about 200-250 ms (median) on loopback; raise it
+    /// on machines that stall for 150 ms or more (overloaded, swapping), where it would start
+    /// needless elections.
+    #[arg(long, default_value_t = 150)]
     election_ms: u64,
     /// Turn pre-vote off (classic Raft: a node cut off and rejoining deposes the leader by
     /// campaigning its term up). For comparisons only.

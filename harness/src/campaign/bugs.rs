@@ -30,6 +30,12 @@ pub struct PlantedBug {
     pub why: &'static str,
 }
 
+/// Node flags of every run of the matrix. The detection windows above (how long a cut-off
+/// leader keeps answering, how long clients wait for it) were reasoned about and measured with
+/// 500 ms election timeouts; pinning it keeps the matrix measuring the same thing when the
+/// node's default changes (150 ms since 2026-11-23).
+pub const MATRIX_NODE_ARGS: &[&str] = &["--node-arg=--election-ms=500"];
+
 /// Every planted bug of the node, with its test. The first four are meant to be found in
 /// nearly every 30 s run; the last three need rare interleavings (see the README's matrix).
 pub const PLANTED_BUGS: &[PlantedBug] = &[
@@ -183,7 +189,8 @@ pub fn bug_matrix(
     let mut entries = Vec::new();
     for k in 0..runs {
         for (bug, test) in &tests {
-            let mut args: Vec<String> = test.args.iter().map(|a| a.to_string()).collect();
+            let mut args: Vec<String> = MATRIX_NODE_ARGS.iter().map(|a| a.to_string()).collect();
+            args.extend(test.args.iter().map(|a| a.to_string()));
             if let Some(bug) = bug {
                 args.extend(node_flags(bug));
             }

@@ -85,6 +85,9 @@ impl Node {
     }
 }
 
+/// Election timeout base of every test cluster, in milliseconds.
+pub const TEST_ELECTION_MS: u64 = 500;
+
 /// N nodes configured as one cluster, each started and stopped on demand.
 pub struct Cluster {
     pub nodes: Vec<Node>,
@@ -171,6 +174,11 @@ impl Cluster {
             .arg(format!("127.0.0.1:{listen_peer}"))
             .arg("--log-level")
             .arg("info")
+            // The tests' timing reasoning (and their stable-leader assertions) assume a 500 ms
+            // election timeout: on a loaded 2-core CI machine, stalls near the default 150 ms
+            // would add elections the tests did not cause. A test's own flag comes later and
+            // wins (the server lets a repeated flag override the earlier one).
+            .arg(format!("--election-ms={TEST_ELECTION_MS}"))
             .args(&self.extra_args);
         for peer in &self.nodes {
             if peer.id != id {
