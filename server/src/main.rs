@@ -78,6 +78,10 @@ struct Args {
     /// write-ahead log and lets a follower that fell behind catch up by InstallSnapshot.
     #[arg(long, default_value_t = 10_000)]
     snapshot_entries: u64,
+    /// Entries kept in memory before the latest snapshot (etcd's SnapshotCatchUpEntries), so
+    /// a follower only slightly behind is sent entries, not the whole snapshot.
+    #[arg(long, default_value_t = 5_000)]
+    snapshot_catchup_entries: u64,
     /// How long a request may wait for commit or read confirmation before 504.
     #[arg(long, default_value_t = 3000)]
     request_timeout_ms: u64,
@@ -244,6 +248,7 @@ async fn serve(
         pre_vote: !args.no_pre_vote,
         check_quorum: !args.no_check_quorum,
         snapshot_entries: args.snapshot_entries,
+        snapshot_catchup_entries: args.snapshot_catchup_entries,
         bugs: PlantedBugs::from_list(&args.bugs),
     };
     let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);

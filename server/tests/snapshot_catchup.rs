@@ -14,13 +14,22 @@ const SNAPSHOT_ENTRIES: u64 = 50;
 /// Keys the writes cycle through (values are overwritten, as in a real workload).
 const KEYS: usize = 40;
 
-fn cluster(size: u64) -> Cluster {
+/// A cluster that snapshots every [`SNAPSHOT_ENTRIES`] and keeps `catchup_entries` entries
+/// before each snapshot for followers slightly behind.
+fn cluster_with_window(size: u64, catchup_entries: u64) -> Cluster {
     let mut cluster = Cluster::new(size);
     cluster.extra_args = vec![
         "--snapshot-entries".to_string(),
         SNAPSHOT_ENTRIES.to_string(),
+        "--snapshot-catchup-entries".to_string(),
+        catchup_entries.to_string(),
     ];
     cluster
+}
+
+/// Without a catch-up window: a follower behind the latest snapshot needs InstallSnapshot.
+fn cluster(size: u64) -> Cluster {
+    cluster_with_window(size, 0)
 }
 
 /// PUT that must succeed (through redirects); returns the index it was applied at.
@@ -180,6 +189,43 @@ async fn a_follower_down_while_the_log_is_compacted_catches_up_by_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_with_an_empty_data_dir_catches_up_by_snapshot() {
     follower_catches_up_by_snapshot(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_slightly_behind_catches_up_from_the_catchup_window_without_a_snapshot() {
+    // The window outlasts every write of the test, so the leader always has the entries.
+    let mut cluster = cluster_with_window(3, 100 * SNAPSHOT_ENTRIES);
+    cluster.start_all();
+    let leader = cluster.wait_for_leader(&[1, 2, 3]).await;
+    let behind = (1..=3).find(|&id| id != leader).unwrap();
+    let first = put(&cluster, leader, "first", "1").await;
+    cluster.wait_for_applied(behind, first).await;
+    let behind_last = status_field(&cluster, behind, "last_index").await;
+
+    cluster.kill(behind);
+    let (last, expected) =
+        write_round(&cluster, leader, "window", 4 * SNAPSHOT_ENTRIES as usize).await;
+    poll(
+        &format!("the leader to snapshot past the stopped node's log (index {behind_last})"),
+        DEADLINE,
+        || async {
+            let index = cluster.status(leader).await?["snapshot_index"].as_u64()?;
+            (index > behind_last).then_some(())
+        },
+    )
+    .await;
+
+    cluster.start(behind);
+    cluster.wait_for_applied(behind, last).await;
+    let installed = poll("the installed-snapshot counter", DEADLINE, || {
+        cluster.metric(behind, "riptide_snapshots_installed_total")
+    })
+    .await;
+    assert_eq!(
+        installed, 0,
+        "node {behind} was sent a snapshot although the leader still had its entries"
+    );
+    assert_values(&cluster, behind, &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

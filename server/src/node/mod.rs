@@ -58,6 +58,9 @@ pub struct NodeOptions {
     pub check_quorum: bool,
     /// Take a snapshot and compact the log every this many applied entries (0: never).
     pub snapshot_entries: u64,
+    /// Entries the core keeps in memory before its latest snapshot, so followers slightly
+    /// behind get entries instead of a snapshot ([`Config::compaction_keep_entries`]).
+    pub snapshot_catchup_entries: u64,
     /// Planted bugs (test only, all off by default; see [`crate::bugs`]).
     pub bugs: crate::bugs::PlantedBugs,
 }
@@ -150,6 +153,7 @@ pub async fn run(
     config.applied = applied;
     config.pre_vote = options.pre_vote;
     config.check_quorum = options.check_quorum;
+    config.compaction_keep_entries = options.snapshot_catchup_entries;
     config.bugs = options.bugs.core;
     let core = RaftNode::new(config, durable);
 
