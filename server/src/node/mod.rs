@@ -2,20 +2,23 @@
 //!
 //! [`run`] wires the parts together and runs them until shutdown:
 //!
-//! - the Raft loop ([`raft_loop`]) on its own thread: core + storage + KV state machine;
+//! - the Raft loop ([`raft_loop`]) on its own thread: core + storage;
+//! - the applier ([`applier`]) on another thread: the KV state machine, applying committed
+//!   entries and answering the clients waiting for them, off the loop's critical path;
 //! - the peer transport ([`transport`]): one outbound connection task per peer, an inbound
 //!   listener feeding the loop;
 //! - the HTTP API ([`crate::http`]) handing client requests to the loop over a channel.
 //!
 //! The data path of a write: HTTP handler -> `ClientRequest::Propose` -> `RaftNode::propose`
 //! -> `Ready::entries` persisted (group commit) -> replicated -> `Ready::committed_entries`
-//! -> `KvStore::apply` -> the handler's oneshot -> HTTP response.
+//! -> applier: `KvStore::apply` -> the handler's oneshot -> HTTP response.
 //!
 //! On start the state machine is restored from the data dir's snapshot, if there is one, and
 //! the core restarts with `Config::applied` at the snapshot's index, so only the log suffix
-//! is applied again. While running, the loop snapshots every `--snapshot-entries` applied
-//! entries and compacts the log (see [`raft_loop`]).
+//! is applied again. While running, the applier snapshots every `--snapshot-entries` applied
+//! entries and the loop then compacts the log (see [`applier`] and [`raft_loop`]).
 
+pub mod applier;
 pub mod metrics;
 pub mod raft_loop;
 pub mod transport;
@@ -31,6 +34,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::raft::{Config, NodeId, RaftNode, Role, Status};
 use crate::storage::{Storage, StorageError};
 use metrics::Metrics;
+use applier::{Applier, SnapshotFileLock};
 use raft_loop::{ClientRequest, LoopError, LoopIo, RaftLoop};
 
 /// Everything a node needs to know to run (the binary builds it from its flags).
@@ -142,6 +146,7 @@ pub async fn run(
         None => crate::kv::KvStore::new(),
     };
     let applied = kv.applied_index();
+    let snapshot_meta = durable.snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
     let mut members: Vec<NodeId> = options.peers.keys().copied().collect();
     members.push(options.id);
     members.sort_unstable();
@@ -162,6 +167,7 @@ pub async fn run(
         raft: core.status(),
         applied_index: applied,
     });
+    let status_tx = Arc::new(status_tx);
     let (peer_tx, peer_rx) = mpsc::channel(8192);
     let (client_tx, client_rx) = mpsc::channel(65536);
     let (internal_shutdown_tx, internal_shutdown) = watch::channel(false);
@@ -189,6 +195,31 @@ pub async fn run(
         internal_shutdown.clone(),
     ));
 
+    // The applier and its snapshot writer; they stop when the loop drops its channel.
+    let snapshot_file = SnapshotFileLock::new(snapshot_meta.index);
+    let (written_tx, snapshots_written) = mpsc::unbounded_channel();
+    let snapshot_policy = applier::spawn_snapshot_writer(
+        options.id,
+        options.snapshot_entries,
+        storage.snapshot_path().to_path_buf(),
+        snapshot_file.clone(),
+        written_tx,
+    )
+    .map_err(NodeError::Thread)?;
+    let applier = Applier::new(
+        kv,
+        snapshot_meta.term,
+        status_tx.clone(),
+        metrics.clone(),
+        snapshot_policy,
+        options.bugs,
+    );
+    let (to_applier, applier_inputs) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("apply-{}", options.id))
+        .spawn(move || applier.run(applier_inputs))
+        .map_err(NodeError::Thread)?;
+
     let io = LoopIo {
         peers,
         from_peers: peer_rx,
@@ -201,9 +232,11 @@ pub async fn run(
         handover: handover_rx,
         handover_done: Some(handover_done_tx),
         election: options.election,
-        snapshot_entries: options.snapshot_entries,
+        to_applier,
+        snapshots_written,
+        snapshot_file,
     };
-    let raft_loop = RaftLoop::new(options.id, core, storage, kv, io);
+    let raft_loop = RaftLoop::new(options.id, core, storage, io);
     let (loop_done_tx, mut loop_done) = oneshot::channel();
     let loop_shutdown = internal_shutdown.clone();
     std::thread::Builder::new()

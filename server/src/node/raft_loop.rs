@@ -1,63 +1,65 @@
-//! The Raft loop: the one task that owns the Raft core, the storage and the state machine.
+//! The Raft loop: the one task that owns the Raft core and the storage.
 //!
-//! It follows the driver contract of [`crate::raft`]:
+//! It follows the driver contract of [`crate::raft`], with the state machine on the applier
+//! thread ([`super::applier`]), so applying entries and answering clients is off its critical
+//! path:
 //!
 //! ```text
 //! loop {
 //!     wait for an input, then drain every input already queued   (peer messages, client
-//!                                                                 writes and reads, ticks)
+//!                                                                 writes and reads, ticks,
+//!                                                                 durable snapshots)
 //!     rd = core.ready()
 //!     install rd.snapshot: snapshot.bin, then an empty WAL       (a leader's snapshot, rare)
 //!     persist rd.hard_state + rd.entries, ONE fsync              (group commit)
 //!     send rd.messages                                            (only now: they may promise
 //!                                                                 what was just persisted)
-//!     restore the KV from rd.snapshot                             (before any entry after it)
-//!     apply rd.committed_entries, answer the writes they carry
-//!     queue rd.read_states until applied_index >= their index, then answer them
 //!     fail rd.failed_reads
 //!     core.advance()
-//!     snapshot when applied - snapshot index >= --snapshot-entries
+//!     publish the core's status
+//!     hand the applier, in order: the restore from rd.snapshot, rd.committed_entries,
+//!     rd.read_states (with their reads), a leadership loss
 //! }
 //! ```
 //!
+//! A write proposed to the core is registered with the applier at once, with its (index,
+//! term): the applier answers it when that index is applied (if that index is applied with
+//! another term, the entry was overwritten by a new leader and the write failed). The inputs
+//! reach the applier in this loop's order through one channel, so it sees the same sequence
+//! of states the loop would have seen applying inline. When this node stops being leader,
+//! writes still waiting are answered "unknown outcome" (they may yet commit under the new
+//! leader); the HTTP layer turns that, and its own timeout, into a `504`. Reads stay here
+//! until their leadership round confirms them (or fails), then move to the applier.
+//!
 //! # Snapshots
 //!
-//! Once `--snapshot-entries` entries have been applied since the last snapshot, the loop
-//! clones the KV store between two `Ready`s, so the copy is exactly the state at the apply
-//! index, labelled with the term of the entry there. A background thread serialises the copy
-//! (data, client sessions, applied index) and makes it durable (`snapshot.bin`: write, fsync,
-//! rename, fsync the directory) while the loop goes on. When the loop sees it done (checked on
-//! every turn, so within a tick), it hands the snapshot to the core ([`RaftNode::compact`]:
-//! the core drops its log prefix and keeps the snapshot for followers that fall behind) and
-//! drops the same prefix from the WAL (a rewrite of the short unapplied suffix, two fsyncs).
-//! So the loop pays for a clone of the store and the WAL rewrite; serialisation and the
-//! snapshot's fsyncs happen off it. One snapshot is in flight at a time; a leader's snapshot
-//! to install waits for it (both write `snapshot.bin`).
+//! The applier snapshots the state machine at its own applied index every `--snapshot-entries`
+//! entries and a writer thread makes it durable (see [`super::applier`]). The loop gets it as
+//! an input, hands it to the core ([`RaftNode::compact`]: the core drops its log prefix and
+//! keeps the snapshot for followers that fall behind) and drops the same prefix from the WAL
+//! (a rewrite of the short unapplied suffix, two fsyncs). A leader's snapshot is written to
+//! the same file under the same [`SnapshotFileLock`], so the two writes never overlap and the
+//! file never goes backwards; a local snapshot that arrives after a newer leader's snapshot
+//! was installed is ignored.
 //!
 //! Draining every queued input before taking a `Ready` is what batches many client writes into
 //! one log append and one fsync. The loop runs on its own OS thread (a current-thread tokio
-//! runtime) because the fsync blocks: nothing else (HTTP, transport) waits behind it.
-//!
-//! A write is answered when the entry at its (index, term) is applied; if that index is applied
-//! with another term the entry was overwritten by a new leader and the write failed. When this
-//! node stops being leader, writes still waiting are answered "unknown outcome" (they may yet
-//! commit under the new leader); the HTTP layer turns that, and its own timeout, into a `504`.
+//! runtime) because the fsync blocks: nothing else (HTTP, transport, applier) waits behind it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::applier::{
+    ApplierInput, LocalReadReply, PendingRead, PendingWrite, SnapshotFileLock, SnapshotWritten,
+};
 use super::metrics::Metrics;
 use super::transport::PeerSender;
 use super::NodeStatus;
 use crate::kv::{Applied, Command, KvStore, RestoreError};
-use crate::raft::{
-    Entry, EntryPayload, LogIndex, Message, NodeId, RaftError, RaftNode, Role, Snapshot,
-    SnapshotMeta, Term,
-};
-use crate::storage::snapshot::write_atomically;
+use crate::raft::{LogIndex, Message, NodeId, RaftError, RaftNode, Role, Snapshot};
 use crate::storage::{Storage, StorageError};
 
 /// Why the Raft loop had to stop: the node can no longer keep its promises.
@@ -76,17 +78,12 @@ pub enum LoopError {
     /// A snapshot whose data says it was taken at another index than its label.
     #[error("the snapshot labelled index {label} holds the state at index {applied}")]
     SnapshotIndexMismatch { label: LogIndex, applied: LogIndex },
-    /// The background thread writing a snapshot could not start or died.
-    #[error("snapshot thread failed: {0}")]
-    SnapshotThread(String),
-}
-
-/// A snapshot of this node's state machine being serialised and written off the loop.
-struct SnapshotJob {
-    meta: SnapshotMeta,
-    started: Instant,
-    /// The writer's answer once the snapshot is durable: the snapshot and its file size.
-    done: std::sync::mpsc::Receiver<Result<(Snapshot, u64), StorageError>>,
+    /// A leader's snapshot older than the one already in the snapshot file.
+    #[error("the leader's snapshot at index {index} is older than ours at {durable}")]
+    SnapshotBackwards { index: LogIndex, durable: LogIndex },
+    /// The applier thread is gone: committed entries can no longer be applied.
+    #[error("the applier thread died")]
+    ApplierGone,
 }
 
 /// Restores the state machine from a snapshot, checking it is the state at `meta.index`.
@@ -147,28 +144,7 @@ pub enum ReadOutcome {
     Failed { reason: &'static str },
 }
 
-/// A write waiting for its entry to be applied.
-struct PendingWrite {
-    /// The term the entry was proposed in: the write succeeded only if the entry applied at
-    /// its index has this term.
-    term: Term,
-    reply: oneshot::Sender<ProposeOutcome>,
-    /// After this, nobody is waiting any more (the HTTP layer answered 504); drop it.
-    deadline: Instant,
-    /// PLANTED BUG (ack-before-commit): the speculative result to answer with as soon as the
-    /// entry is durable in this node's own log.
-    early_ack: Option<Applied>,
-}
-
-/// A read waiting for leadership confirmation and then for the apply index.
-struct PendingRead {
-    /// The key to read once the read is confirmed and applied.
-    key: String,
-    reply: oneshot::Sender<ReadOutcome>,
-    deadline: Instant,
-}
-
-/// Channels and settings the loop needs besides its core, storage and state machine.
+/// Channels and settings the loop needs besides its core and storage.
 pub struct LoopIo {
     /// Outbound queue of every peer; sending never waits.
     pub peers: HashMap<NodeId, PeerSender>,
@@ -176,12 +152,13 @@ pub struct LoopIo {
     pub from_peers: mpsc::Receiver<Message>,
     /// Requests from the HTTP handlers.
     pub from_clients: mpsc::Receiver<ClientRequest>,
-    /// Where the loop publishes its view for `/status` and `/metrics`.
-    pub status: watch::Sender<NodeStatus>,
+    /// Where the loop publishes its view for `/status` and `/metrics` (the applier publishes
+    /// the apply index in the same status).
+    pub status: Arc<watch::Sender<NodeStatus>>,
     pub metrics: Arc<Metrics>,
     /// Real time of one Raft tick.
     pub tick: Duration,
-    /// How long a request may wait in the loop before it is given up.
+    /// How long a request may wait before it is given up.
     pub request_timeout: Duration,
     /// Planted bugs of the loop and the state machine (test only; see [`crate::bugs`]).
     pub bugs: crate::bugs::PlantedBugs,
@@ -192,9 +169,12 @@ pub struct LoopIo {
     pub handover_done: Option<oneshot::Sender<bool>>,
     /// Base election timeout: how long a handover may take before the node stops anyway.
     pub election: Duration,
-    /// Take a snapshot and compact the log once this many entries were applied since the
-    /// last snapshot (0: never; snapshots received from the leader are still installed).
-    pub snapshot_entries: u64,
+    /// The applier's inputs, in order (see [`super::applier`]); sending never waits.
+    pub to_applier: std::sync::mpsc::Sender<Vec<ApplierInput>>,
+    /// Snapshots of the state machine made durable by the applier's writer (or its error).
+    pub snapshots_written: mpsc::UnboundedReceiver<Result<SnapshotWritten, StorageError>>,
+    /// Who may write the snapshot file; the loop takes it to install a leader's snapshot.
+    pub snapshot_file: Arc<SnapshotFileLock>,
 }
 
 /// The state of the Raft loop.
@@ -204,30 +184,17 @@ pub struct RaftLoop {
     core: RaftNode,
     /// Where each `Ready` is made durable before its messages leave.
     storage: Storage,
-    /// The state machine: restored from the snapshot on start (or empty), then driven by the
-    /// log after it.
-    kv: KvStore,
     io: LoopIo,
-    /// Writes waiting for their index to be applied, by index.
-    pending_writes: BTreeMap<LogIndex, PendingWrite>,
+    /// Inputs for the applier not sent yet, in order; sent as one batch at the end of each
+    /// `Ready` and of each turn, so the applier wakes once per batch, not per request.
+    to_apply: Vec<ApplierInput>,
     /// Reads handed to `read_index`, not yet confirmed, by read id.
     unconfirmed_reads: HashMap<u64, PendingRead>,
-    /// Reads confirmed by a heartbeat round, waiting for `applied_index >= index`.
-    confirmed_reads: BTreeMap<LogIndex, Vec<PendingRead>>,
     next_read_id: u64,
     /// The role seen at the end of the previous iteration, to notice leadership loss.
     last_role: Role,
-    /// Answers to applied writes and served reads, sent only after `/status` shows the apply
-    /// index they depend on, so a client never sees `/status` behind its own acknowledged write.
-    write_answers: Vec<(oneshot::Sender<ProposeOutcome>, ProposeOutcome)>,
-    read_answers: Vec<(oneshot::Sender<ReadOutcome>, ReadOutcome)>,
-    /// PLANTED BUG (ack-before-commit): the state machine plus this leader's proposals not yet
-    /// applied, which early acknowledgements are computed against. Reset on a role change.
-    speculative: Option<KvStore>,
     /// When the handover started to be waited for must end (None: no handover asked yet).
     handover_deadline: Option<Instant>,
-    /// The snapshot being written in the background, if any (at most one).
-    snapshot_job: Option<SnapshotJob>,
 }
 
 /// At most this many inputs are taken before a `Ready` is processed, so ticks and output are
@@ -237,32 +204,19 @@ const MAX_INPUTS_PER_BATCH: usize = 8192;
 const MAX_READY_ROUNDS: usize = 4;
 
 impl RaftLoop {
-    /// The loop over a core and its storage; `kv` is the state machine at the core's
-    /// `Config::applied` (restored from the durable snapshot, or empty).
-    pub fn new(
-        id: NodeId,
-        core: RaftNode,
-        storage: Storage,
-        mut kv: KvStore,
-        io: LoopIo,
-    ) -> RaftLoop {
-        kv.set_no_dedup(io.bugs.no_dedup);
+    /// The loop over a core and its storage; the applier holds the state machine at the
+    /// core's `Config::applied`.
+    pub fn new(id: NodeId, core: RaftNode, storage: Storage, io: LoopIo) -> RaftLoop {
         RaftLoop {
             id,
             core,
             storage,
-            kv,
             io,
-            pending_writes: BTreeMap::new(),
+            to_apply: Vec::new(),
             unconfirmed_reads: HashMap::new(),
-            confirmed_reads: BTreeMap::new(),
             next_read_id: 1,
             last_role: Role::Follower,
-            write_answers: Vec::new(),
-            read_answers: Vec::new(),
-            speculative: None,
             handover_deadline: None,
-            snapshot_job: None,
         }
     }
 
@@ -281,6 +235,9 @@ impl RaftLoop {
                     self.start_handover();
                 }
                 _ = ticker.tick() => self.core.tick(),
+                Some(written) = self.io.snapshots_written.recv() => {
+                    self.finish_snapshot(written)?;
+                }
                 Some(message) = self.io.from_peers.recv() => self.step(message),
                 Some(request) = self.io.from_clients.recv() => self.handle_client(request),
             }
@@ -294,13 +251,9 @@ impl RaftLoop {
                 }
                 self.process_ready()?;
             }
-            self.finish_snapshot(false)?;
-            // A snapshot that fell due while one was in flight starts now, not at the next
-            // Ready: an idle node (a single node, say) may see no Ready for a long time, and
-            // its WAL would keep up to twice `--snapshot-entries` entries until then.
-            self.maybe_start_snapshot()?;
+            self.flush_to_applier()?;
             if last_sweep.elapsed() >= Duration::from_millis(100) {
-                self.expire_requests();
+                self.expire_reads();
                 last_sweep = Instant::now();
             }
             self.publish_status();
@@ -367,25 +320,15 @@ impl RaftLoop {
                 match self.core.propose(command.encode()) {
                     Ok((index, term)) => {
                         Metrics::inc(&self.io.metrics.proposals_total);
-                        // PLANTED BUG (ack-before-commit): compute the result now, against
-                        // the state machine plus the pending proposals, to answer it early.
-                        let early_ack = self.io.bugs.ack_before_commit.then(|| {
-                            self.speculative
-                                .get_or_insert_with(|| self.kv.clone())
-                                .apply(index, &command)
-                        });
-                        let pending = PendingWrite {
+                        self.to_apply.push(ApplierInput::Register(PendingWrite {
+                            index,
                             term,
                             reply,
                             deadline: Instant::now() + self.io.request_timeout,
-                            early_ack,
-                        };
-                        // An older write still waiting at this index was overwritten.
-                        if let Some(old) = self.pending_writes.insert(index, pending) {
-                            let _ = old.reply.send(ProposeOutcome::Unknown {
-                                reason: "entry overwritten by a new leader",
-                            });
-                        }
+                            // PLANTED BUG (ack-before-commit): the applier computes a
+                            // speculative result from it, to answer early.
+                            speculative: self.io.bugs.ack_before_commit.then_some(command),
+                        }));
                     }
                     Err(RaftError::NotLeader { leader }) => {
                         let _ = reply.send(ProposeOutcome::NotLeader { leader });
@@ -396,7 +339,10 @@ impl RaftLoop {
             ClientRequest::Read { key, reply }
                 if self.io.bugs.stale_follower_reads && self.core.status().role != Role::Leader =>
             {
-                let _ = reply.send(ReadOutcome::Value(self.kv.get(&key).map(str::to_string)));
+                self.to_apply.push(ApplierInput::LocalRead {
+                    key,
+                    reply: LocalReadReply::Linearizable(reply),
+                });
             }
             ClientRequest::Read { key, reply } => {
                 let id = self.next_read_id;
@@ -416,9 +362,24 @@ impl RaftLoop {
                 }
             }
             ClientRequest::StaleRead { key, reply } => {
-                let _ = reply.send(self.kv.get(&key).map(str::to_string));
+                self.to_apply.push(ApplierInput::LocalRead {
+                    key,
+                    reply: LocalReadReply::Stale(reply),
+                });
             }
         }
+    }
+
+    /// Sends the applier what is queued for it, as one batch.
+    fn flush_to_applier(&mut self) -> Result<(), LoopError> {
+        if self.to_apply.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.to_apply);
+        self.io
+            .to_applier
+            .send(batch)
+            .map_err(|_| LoopError::ApplierGone)
     }
 
     /// One turn of the driver contract.
@@ -433,17 +394,7 @@ impl RaftLoop {
         let restored = match &ready.snapshot {
             Some(snapshot) => {
                 let kv = restore_kv(snapshot)?;
-                // Our own snapshot in flight writes the same file: let it land first (the
-                // core, already past it, refuses to compact with it; the file is replaced).
-                self.finish_snapshot(true)?;
-                self.storage.install_snapshot(snapshot)?;
-                Metrics::inc(&self.io.metrics.snapshots_installed_total);
-                tracing::info!(
-                    index = snapshot.meta.index,
-                    term = snapshot.meta.term,
-                    bytes = snapshot.data.len(),
-                    "installed a snapshot from the leader"
-                );
+                self.install_snapshot(snapshot)?;
                 Some((snapshot.meta, kv))
             }
             None => None,
@@ -464,23 +415,13 @@ impl RaftLoop {
                 &metrics.fsyncs_total,
                 self.storage.fsync_count() - fsyncs_before,
             );
+            self.publish_disk_usage();
         }
-        // PLANTED BUG (ack-before-commit): answer writes as soon as they are in our own log.
-        for entry in &ready.entries {
-            let early = self
-                .pending_writes
-                .get(&entry.index)
-                .is_some_and(|p| p.term == entry.term && p.early_ack.is_some());
-            if early {
-                if let Some(PendingWrite {
-                    reply,
-                    early_ack: Some(applied),
-                    ..
-                }) = self.pending_writes.remove(&entry.index)
-                {
-                    let _ = reply.send(ProposeOutcome::Applied(applied));
-                }
-            }
+        // PLANTED BUG (ack-before-commit): the applier answers writes as soon as they are in
+        // our own log.
+        if self.io.bugs.ack_before_commit && !ready.entries.is_empty() {
+            let durable = ready.entries.iter().map(|e| (e.index, e.term)).collect();
+            self.to_apply.push(ApplierInput::Durable(durable));
         }
         // Only now may messages leave: they can promise a vote or acknowledge entries.
         for message in ready.messages {
@@ -488,21 +429,6 @@ impl RaftLoop {
                 self.core.step(message);
             } else if let Some(peer) = self.io.peers.get(&message.to) {
                 peer.send(message);
-            }
-        }
-        // The snapshot replaces the state machine before the entries that follow it apply.
-        if let Some((meta, kv)) = restored {
-            self.replace_state_machine(meta, kv);
-        }
-        for entry in &ready.committed_entries {
-            self.apply(entry);
-        }
-        for read in ready.read_states {
-            if let Some(pending) = self.unconfirmed_reads.remove(&read.id) {
-                self.confirmed_reads
-                    .entry(read.index)
-                    .or_default()
-                    .push(pending);
             }
         }
         for id in ready.failed_reads {
@@ -514,114 +440,94 @@ impl RaftLoop {
             }
         }
         self.core.advance();
-        self.answer_confirmed_reads();
-        self.notice_role_change();
+        // The applier answers after publishing its apply index, which must never pass the
+        // commit index shown: publish the core's view first.
         self.publish_status();
-        for (reply, outcome) in self.write_answers.drain(..) {
-            let _ = reply.send(outcome);
+        // In this order: the snapshot replaces the state machine before the entries after it
+        // apply; reads confirmed here were confirmed even if leadership is lost below.
+        if let Some((meta, kv)) = restored {
+            self.to_apply.push(ApplierInput::Restore { meta, kv });
         }
-        for (reply, outcome) in self.read_answers.drain(..) {
-            let _ = reply.send(outcome);
+        if !ready.committed_entries.is_empty() {
+            self.to_apply
+                .push(ApplierInput::Committed(ready.committed_entries));
         }
-        self.maybe_start_snapshot()?;
-        self.publish_disk_usage();
-        Ok(())
-    }
-
-    /// Puts the state machine restored from a leader's snapshot in place. Writes this node
-    /// was waiting for at indexes the snapshot covers cannot be told apart any more: their
-    /// outcome is unknown here (the client retries with its Request-Id, which the snapshot's
-    /// sessions answer).
-    fn replace_state_machine(&mut self, meta: SnapshotMeta, mut kv: KvStore) {
-        kv.set_no_dedup(self.io.bugs.no_dedup);
-        self.kv = kv;
-        self.speculative = None;
-        while let Some(first) = self.pending_writes.first_entry() {
-            if *first.key() > meta.index {
-                break;
-            }
-            let pending = first.remove();
-            Metrics::inc(&self.io.metrics.proposals_failed_total);
-            self.write_answers.push((
-                pending.reply,
-                ProposeOutcome::Unknown {
-                    reason: "replaced by a snapshot from the leader",
-                },
-            ));
-        }
-    }
-
-    /// Starts a snapshot at the apply index on a background thread, once enough entries were
-    /// applied since the last one and none is in flight (see the module docs).
-    fn maybe_start_snapshot(&mut self) -> Result<(), LoopError> {
-        let every = self.io.snapshot_entries;
-        let applied = self.kv.applied_index();
-        let last = self.storage.snapshot_meta().map_or(0, |m| m.index);
-        if every == 0 || self.snapshot_job.is_some() || applied < last.saturating_add(every) {
-            return Ok(());
-        }
-        let Some(term) = self.core.term_at(applied) else {
-            // Cannot happen: the applied entry stays in the log until a snapshot covers it.
-            tracing::warn!(applied, "no term for the applied index: snapshot skipped");
-            return Ok(());
-        };
-        let meta = SnapshotMeta {
-            index: applied,
-            term,
-        };
-        let started = Instant::now();
-        // The copy is the state at exactly `applied`: nothing applies while we are here.
-        let kv = self.kv.clone();
-        let path = self.storage.snapshot_path().to_path_buf();
-        let (tx, done) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name(format!("snapshot-{}", self.id))
-            .spawn(move || {
-                let snapshot = Snapshot {
-                    meta,
-                    data: kv.snapshot(),
-                };
-                let written = write_atomically(&path, &snapshot).map(|bytes| (snapshot, bytes));
-                let _ = tx.send(written);
+        let mut confirmed: Vec<(LogIndex, PendingRead)> = ready
+            .read_states
+            .iter()
+            .filter_map(|read| {
+                let pending = self.unconfirmed_reads.remove(&read.id)?;
+                Some((read.index, pending))
             })
-            .map_err(|e| LoopError::SnapshotThread(format!("cannot start: {e}")))?;
-        tracing::debug!(
-            index = applied,
-            clone_us = started.elapsed().as_micros() as u64,
-            "snapshot started"
+            .collect();
+        // One heartbeat round confirms many reads at the same index: one input for them all.
+        confirmed.sort_by_key(|(index, _)| *index);
+        let mut confirmed = confirmed.into_iter().peekable();
+        while let Some((index, first)) = confirmed.next() {
+            let mut reads = vec![first];
+            while let Some((_, read)) = confirmed.next_if(|(i, _)| *i == index) {
+                reads.push(read);
+            }
+            self.to_apply
+                .push(ApplierInput::ReadsConfirmed { index, reads });
+        }
+        self.notice_role_change();
+        self.flush_to_applier()
+    }
+
+    /// Makes a leader's snapshot durable: `snapshot.bin` (never concurrently with the
+    /// applier's own snapshot writer, never backwards), then an empty WAL after it.
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), LoopError> {
+        let meta = snapshot.meta;
+        // A local snapshot is at most at our commit index, which a leader's snapshot is
+        // beyond (the core installs no other): it can only be newer than the file.
+        let installed = self
+            .io
+            .snapshot_file
+            .write_if_newer(meta.index, || self.storage.install_snapshot(snapshot));
+        match installed {
+            Some(result) => result?,
+            None => {
+                return Err(LoopError::SnapshotBackwards {
+                    index: meta.index,
+                    durable: self.io.snapshot_file.durable_index(),
+                })
+            }
+        }
+        Metrics::inc(&self.io.metrics.snapshots_installed_total);
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            bytes = snapshot.data.len(),
+            "installed a snapshot from the leader"
         );
-        self.snapshot_job = Some(SnapshotJob {
-            meta,
-            started,
-            done,
-        });
         Ok(())
     }
 
-    /// Collects the background snapshot once it is durable (waiting for it when `wait`), hands
-    /// it to the core and compacts the WAL up to it.
-    fn finish_snapshot(&mut self, wait: bool) -> Result<(), LoopError> {
-        let Some(job) = &self.snapshot_job else {
-            return Ok(());
-        };
-        let written = if wait {
-            job.done
-                .recv()
-                .map_err(|_| LoopError::SnapshotThread("it died".to_string()))?
-        } else {
-            match job.done.try_recv() {
-                Ok(written) => written,
-                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(()),
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    return Err(LoopError::SnapshotThread("it died".to_string()))
-                }
+    /// Takes a snapshot the applier made durable: records it, hands it to the core and
+    /// compacts the WAL up to it. A storage error writing it stops the node, as any other.
+    fn finish_snapshot(
+        &mut self,
+        written: Result<SnapshotWritten, StorageError>,
+    ) -> Result<(), LoopError> {
+        let SnapshotWritten {
+            snapshot,
+            file_bytes,
+            started,
+        } = written?;
+        let meta = snapshot.meta;
+        if let Some(current) = self.storage.snapshot_meta() {
+            if current.index >= meta.index {
+                // A leader's snapshot was installed after this one was written: the file and
+                // the WAL already start after it.
+                tracing::info!(
+                    index = meta.index,
+                    installed = current.index,
+                    "our snapshot was overtaken by the leader's"
+                );
+                return Ok(());
             }
-        };
-        let Some(job) = self.snapshot_job.take() else {
-            return Ok(());
-        };
-        let (snapshot, file_bytes) = written?;
-        let meta = job.meta;
+        }
         self.storage.snapshot_saved(meta, file_bytes)?;
         let wal_before = self.storage.wal_bytes();
         let compacted = match self.core.compact(snapshot) {
@@ -629,7 +535,7 @@ impl RaftLoop {
                 self.storage.compact_log(meta.index)?;
                 true
             }
-            // A leader's newer snapshot got in first: the core keeps that one and its log.
+            // The core already holds a newer snapshot: it keeps that one and its log.
             Err(e) => {
                 tracing::info!(error = %e, "the core did not compact with our snapshot");
                 false
@@ -639,7 +545,7 @@ impl RaftLoop {
         Metrics::inc(&metrics.snapshots_taken_total);
         Metrics::add(
             &metrics.snapshot_micros_total,
-            job.started.elapsed().as_micros() as u64,
+            started.elapsed().as_micros() as u64,
         );
         self.publish_disk_usage();
         tracing::info!(
@@ -647,7 +553,7 @@ impl RaftLoop {
             term = meta.term,
             file_bytes,
             compacted,
-            total_ms = job.started.elapsed().as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
             wal_bytes_before = wal_before,
             wal_bytes_after = self.storage.wal_bytes(),
             "snapshot taken"
@@ -662,122 +568,46 @@ impl RaftLoop {
         Metrics::set(&metrics.snapshot_bytes, self.storage.snapshot_bytes());
     }
 
-    /// Applies one committed entry and answers the write waiting for it, if any.
-    fn apply(&mut self, entry: &Entry) {
-        Metrics::inc(&self.io.metrics.applied_entries_total);
-        let applied = match &entry.payload {
-            EntryPayload::Noop => {
-                self.kv.apply_noop(entry.index);
-                None
-            }
-            EntryPayload::Command(bytes) => match Command::decode(bytes) {
-                Ok(command) => Some(self.kv.apply(entry.index, &command)),
-                Err(e) => {
-                    // Every node sees the same bytes, so every node skips it the same way.
-                    tracing::error!(index = entry.index, error = %e, "skipping an undecodable command");
-                    self.kv.apply_noop(entry.index);
-                    None
-                }
-            },
-        };
-        // Writes at lower indexes can no longer be applied: their slots were overwritten.
-        while let Some(first) = self.pending_writes.first_entry() {
-            if *first.key() > entry.index {
-                break;
-            }
-            let index = *first.key();
-            let pending = first.remove();
-            let outcome = match &applied {
-                Some(applied) if index == entry.index && pending.term == entry.term => {
-                    Metrics::inc(&self.io.metrics.proposals_applied_total);
-                    if applied.duplicate {
-                        Metrics::inc(&self.io.metrics.duplicate_requests_total);
-                    }
-                    ProposeOutcome::Applied(applied.clone())
-                }
-                _ => {
-                    Metrics::inc(&self.io.metrics.proposals_failed_total);
-                    ProposeOutcome::Unknown {
-                        reason: "entry overwritten by a new leader",
-                    }
-                }
-            };
-            self.write_answers.push((pending.reply, outcome));
-        }
-    }
-
-    /// Answers the confirmed reads whose index has been applied.
-    fn answer_confirmed_reads(&mut self) {
-        let applied = self.kv.applied_index();
-        while let Some(first) = self.confirmed_reads.first_entry() {
-            if *first.key() > applied {
-                break;
-            }
-            for read in first.remove() {
-                Metrics::inc(&self.io.metrics.reads_total);
-                let value = self.kv.get(&read.key).map(str::to_string);
-                self.read_answers
-                    .push((read.reply, ReadOutcome::Value(value)));
-            }
-        }
-    }
-
-    /// When leadership is lost, waiting writes get "unknown outcome" and unconfirmed reads fail,
-    /// so their clients can go to the new leader instead of waiting for a timeout.
+    /// On a role change the applier resets its speculative state (ack-before-commit); when
+    /// leadership is lost, it answers waiting writes "unknown outcome", and unconfirmed reads
+    /// fail here, so their clients can go to the new leader instead of waiting for a timeout.
     fn notice_role_change(&mut self) {
         let role = self.core.status().role;
-        if role != self.last_role {
-            // PLANTED BUG (ack-before-commit): a new role starts from the real state again.
-            self.speculative = None;
+        if role == self.last_role {
+            return;
         }
-        if self.last_role == Role::Leader && role != Role::Leader {
+        let leadership_lost = self.last_role == Role::Leader;
+        self.to_apply
+            .push(ApplierInput::RoleChanged { leadership_lost });
+        if leadership_lost {
             tracing::info!(?role, "lost leadership");
-            for (_, pending) in std::mem::take(&mut self.pending_writes) {
-                Metrics::inc(&self.io.metrics.proposals_failed_total);
-                let _ = pending.reply.send(ProposeOutcome::Unknown {
-                    reason: "leadership lost before the write was applied",
-                });
-            }
             for (_, pending) in std::mem::take(&mut self.unconfirmed_reads) {
                 Metrics::inc(&self.io.metrics.reads_failed_total);
                 let _ = pending.reply.send(ReadOutcome::Failed {
                     reason: "leadership lost before the read was confirmed",
                 });
             }
-        } else if self.last_role != Role::Leader && role == Role::Leader {
+        } else if role == Role::Leader {
             tracing::info!(term = self.core.status().term, "became leader");
         }
         self.last_role = role;
     }
 
-    /// Drops requests whose client has stopped waiting (the HTTP layer answered 504).
-    fn expire_requests(&mut self) {
+    /// Drops unconfirmed reads whose client has stopped waiting (the HTTP layer answered 504
+    /// and counted them as failed); the applier expires waiting writes itself.
+    fn expire_reads(&mut self) {
         let now = Instant::now();
-        let expired: Vec<LogIndex> = self
-            .pending_writes
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(&i, _)| i)
-            .collect();
-        for index in expired {
-            self.pending_writes.remove(&index);
-            Metrics::inc(&self.io.metrics.proposals_failed_total);
-        }
-        // The HTTP layer counts these reads as failed when it answers 504.
         self.unconfirmed_reads.retain(|_, p| p.deadline > now);
-        // Confirmed reads stay: they are answered as soon as the apply index catches up.
     }
 
+    /// Publishes the core's view (the applier publishes the apply index itself).
     fn publish_status(&self) {
-        let status = NodeStatus {
-            raft: self.core.status(),
-            applied_index: self.kv.applied_index(),
-        };
+        let raft = self.core.status();
         self.io.status.send_if_modified(|current| {
-            if *current == status {
+            if current.raft == raft {
                 false
             } else {
-                *current = status;
+                current.raft = raft;
                 true
             }
         });
@@ -788,6 +618,7 @@ impl RaftLoop {
 mod tests {
     use super::*;
     use crate::kv::Op;
+    use crate::raft::SnapshotMeta;
 
     fn kv_at(index: LogIndex) -> KvStore {
         let mut kv = KvStore::new();
