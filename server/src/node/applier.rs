@@ -43,8 +43,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -162,7 +162,10 @@ impl SnapshotFileLock {
 
     /// The index of the snapshot in the file.
     pub fn durable_index(&self) -> LogIndex {
-        *self.durable_index.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .durable_index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `write`, which makes the snapshot at `index` durable, alone, if `index` is newer
@@ -231,9 +234,8 @@ pub fn spawn_snapshot_writer(
                     data: job.kv.snapshot(),
                 };
                 drop(job.kv);
-                let outcome = file.write_if_newer(job.meta.index, || {
-                    write_atomically(&path, &snapshot)
-                });
+                let outcome =
+                    file.write_if_newer(job.meta.index, || write_atomically(&path, &snapshot));
                 in_flight.store(false, Ordering::Release);
                 match outcome {
                     // A leader's newer snapshot is already in the file: this one is moot.
@@ -708,7 +710,14 @@ mod tests {
         let (registration, mut answer) = register(1, 1, None);
         round(&mut h, vec![registration]);
         assert_eq!(answer.try_recv(), Err(TryRecvError::Empty));
-        round(&mut h, vec![ApplierInput::Committed(vec![entry(1, 1, &append("k", "ab"))])]);
+        round(
+            &mut h,
+            vec![ApplierInput::Committed(vec![entry(
+                1,
+                1,
+                &append("k", "ab"),
+            )])],
+        );
         // The status was published before the answer was sent.
         assert_eq!(h.status.borrow().applied_index, 1);
         match answer.try_recv() {
@@ -728,10 +737,13 @@ mod tests {
         let (at_3, mut answer_3) = register(3, 1, None);
         round(&mut h, vec![at_2, at_3]);
         // A new leader's entries (term 2) took both slots; only index 2 is committed yet.
-        round(&mut h, vec![ApplierInput::Committed(vec![
-            entry(1, 1, &append("k", "a")),
-            entry(2, 2, &append("k", "b")),
-        ])]);
+        round(
+            &mut h,
+            vec![ApplierInput::Committed(vec![
+                entry(1, 1, &append("k", "a")),
+                entry(2, 2, &append("k", "b")),
+            ])],
+        );
         assert_eq!(
             answer_2.try_recv(),
             Ok(ProposeOutcome::Unknown {
@@ -739,7 +751,12 @@ mod tests {
             })
         );
         assert_eq!(answer_3.try_recv(), Err(TryRecvError::Empty));
-        round(&mut h, vec![ApplierInput::RoleChanged { leadership_lost: true }]);
+        round(
+            &mut h,
+            vec![ApplierInput::RoleChanged {
+                leadership_lost: true,
+            }],
+        );
         assert!(matches!(
             answer_3.try_recv(),
             Ok(ProposeOutcome::Unknown { .. })
@@ -749,7 +766,14 @@ mod tests {
     #[test]
     fn confirmed_read_waits_for_its_index_and_survives_leadership_loss() {
         let mut h = harness(0, Default::default());
-        round(&mut h, vec![ApplierInput::Committed(vec![entry(1, 1, &append("k", "a"))])]);
+        round(
+            &mut h,
+            vec![ApplierInput::Committed(vec![entry(
+                1,
+                1,
+                &append("k", "a"),
+            )])],
+        );
         let (pending, mut answer) = read("k");
         round(
             &mut h,
@@ -764,7 +788,14 @@ mod tests {
             ],
         );
         assert_eq!(answer.try_recv(), Err(TryRecvError::Empty));
-        round(&mut h, vec![ApplierInput::Committed(vec![entry(2, 1, &append("k", "b"))])]);
+        round(
+            &mut h,
+            vec![ApplierInput::Committed(vec![entry(
+                2,
+                1,
+                &append("k", "b"),
+            )])],
+        );
         assert_eq!(
             answer.try_recv(),
             Ok(ReadOutcome::Value(Some("ab".to_string())))
@@ -832,7 +863,10 @@ mod tests {
         let mut h = harness(0, bugs);
         let (first, mut first_answer) = register(1, 1, Some(append("k", "ab")));
         let (second, mut second_answer) = register(2, 1, Some(append("k", "c")));
-        round(&mut h, vec![first, second, ApplierInput::Durable(vec![(1, 1), (2, 1)])]);
+        round(
+            &mut h,
+            vec![first, second, ApplierInput::Durable(vec![(1, 1), (2, 1)])],
+        );
         // Answered before anything was committed, each against the state before it.
         let length = |answer: Result<ProposeOutcome, TryRecvError>| match answer {
             Ok(ProposeOutcome::Applied(Applied {
@@ -849,8 +883,22 @@ mod tests {
     #[test]
     fn snapshot_is_taken_at_the_applied_index_with_its_term() {
         let mut h = harness(2, Default::default());
-        round(&mut h, vec![ApplierInput::Committed(vec![entry(1, 1, &append("k", "a"))])]);
-        round(&mut h, vec![ApplierInput::Committed(vec![entry(2, 3, &append("k", "b"))])]);
+        round(
+            &mut h,
+            vec![ApplierInput::Committed(vec![entry(
+                1,
+                1,
+                &append("k", "a"),
+            )])],
+        );
+        round(
+            &mut h,
+            vec![ApplierInput::Committed(vec![entry(
+                2,
+                3,
+                &append("k", "b"),
+            )])],
+        );
         let written = h.written.blocking_recv().unwrap().unwrap();
         assert_eq!(written.snapshot.meta, SnapshotMeta { index: 2, term: 3 });
         let restored = KvStore::restore(&written.snapshot.data).unwrap();

@@ -33,8 +33,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::raft::{Config, NodeId, RaftNode, Role, Status};
 use crate::storage::{Storage, StorageError};
-use metrics::Metrics;
 use applier::{Applier, SnapshotFileLock};
+use metrics::Metrics;
 use raft_loop::{ClientRequest, LoopError, LoopIo, RaftLoop};
 
 /// Everything a node needs to know to run (the binary builds it from its flags).
@@ -146,7 +146,11 @@ pub async fn run(
         None => crate::kv::KvStore::new(),
     };
     let applied = kv.applied_index();
-    let snapshot_meta = durable.snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
+    let snapshot_meta = durable
+        .snapshot
+        .as_ref()
+        .map(|s| s.meta)
+        .unwrap_or_default();
     let mut members: Vec<NodeId> = options.peers.keys().copied().collect();
     members.push(options.id);
     members.sort_unstable();
