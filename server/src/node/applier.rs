@@ -334,6 +334,10 @@ impl Applier {
             if last_sweep.elapsed() >= SWEEP_INTERVAL {
                 self.expire_writes();
                 last_sweep = Instant::now();
+                // A snapshot that fell due while one was being written starts once that one
+                // landed, even with nothing to apply (an idle node would otherwise keep up to
+                // twice `--snapshot-entries` entries in its WAL until its next write).
+                self.maybe_start_snapshot();
             }
         }
         tracing::debug!("applier stopped");
