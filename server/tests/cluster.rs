@@ -9,18 +9,6 @@ use common::{poll, Cluster, DEADLINE};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-async fn put(cluster: &Cluster, id: u64, key: &str, value: &str) -> (StatusCode, Value) {
-    let response = cluster
-        .http
-        .put(format!("{}/kv/{key}", cluster.url(id)))
-        .body(value.to_string())
-        .send()
-        .await
-        .expect("PUT");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 async fn get(cluster: &Cluster, id: u64, key: &str) -> (StatusCode, String) {
     let response = cluster
         .http
@@ -73,7 +61,7 @@ async fn cluster_keeps_acknowledged_writes_across_a_leader_kill_and_catches_up_t
     let response = cluster.http.put(&location).body("v0").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     // A client that follows redirects by itself (like curl -L) gets there too.
-    let (status, _) = put(&cluster, follower, "via-follower-auto", "v1").await;
+    let (status, _) = cluster.put(follower, "via-follower-auto", "v1").await;
     assert_eq!(status, StatusCode::OK);
 
     let mut acknowledged = BTreeMap::new();
@@ -81,7 +69,7 @@ async fn cluster_keeps_acknowledged_writes_across_a_leader_kill_and_catches_up_t
     acknowledged.insert("via-follower-auto".to_string(), "v1".to_string());
     for i in 0..30 {
         let (key, value) = (format!("key-{i}"), format!("value-{i}"));
-        let (status, body) = put(&cluster, leader, &key, &value).await;
+        let (status, body) = cluster.put(leader, &key, &value).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         acknowledged.insert(key, value);
     }
@@ -121,7 +109,7 @@ async fn cluster_keeps_acknowledged_writes_across_a_leader_kill_and_catches_up_t
         (StatusCode::OK, "x".into())
     );
 
-    let (status, _) = put(&cluster, new_leader, "after-failover", "yes").await;
+    let (status, _) = cluster.put(new_leader, "after-failover", "yes").await;
     assert_eq!(status, StatusCode::OK);
 
     // The killed node restarts from its data dir and catches up.

@@ -6,26 +6,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{poll, Cluster, DEADLINE};
-use reqwest::StatusCode;
-use serde_json::Value;
 
 /// Long enough for a cut-off node to time out several times (default election timeout
 /// 500 ms, randomised up to 1 s).
 const ISOLATION: Duration = Duration::from_secs(4);
 /// How long the rejoined cluster is watched for a change of leader or term.
 const WATCH: Duration = Duration::from_secs(3);
-
-async fn put(cluster: &Cluster, id: u64, key: &str, value: &str) -> Value {
-    let response = cluster
-        .http
-        .put(format!("{}/kv/{key}", cluster.url(id)))
-        .body(value.to_string())
-        .send()
-        .await
-        .expect("PUT");
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.expect("PUT answers JSON")
-}
 
 /// What happened around the partition.
 struct Outcome {
@@ -47,7 +33,7 @@ async fn partition_and_rejoin_a_follower(extra_args: &[&str]) -> Outcome {
     cluster.start_all();
     let leader = cluster.wait_for_leader(&[1, 2, 3]).await;
     let isolated = (1..=3).find(|&id| id != leader).unwrap();
-    put(&cluster, leader, "before", "1").await;
+    cluster.put_ok(leader, "before", "1").await;
     let term_before = cluster.status(leader).await.unwrap()["term"]
         .as_u64()
         .unwrap();
@@ -65,7 +51,7 @@ async fn partition_and_rejoin_a_follower(extra_args: &[&str]) -> Outcome {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The majority kept working meanwhile.
-    let written = put(&cluster, leader, "during", "2").await["index"]
+    let written = cluster.put_ok(leader, "during", "2").await["index"]
         .as_u64()
         .unwrap();
 

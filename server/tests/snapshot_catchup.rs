@@ -34,15 +34,7 @@ fn cluster(size: u64) -> Cluster {
 
 /// PUT that must succeed (through redirects); returns the index it was applied at.
 async fn put(cluster: &Cluster, id: u64, key: &str, value: &str) -> u64 {
-    let response = cluster
-        .http
-        .put(format!("{}/kv/{key}", cluster.url(id)))
-        .body(value.to_string())
-        .send()
-        .await
-        .expect("PUT");
-    assert_eq!(response.status(), StatusCode::OK, "PUT {key}");
-    let body: Value = response.json().await.expect("PUT answers JSON");
+    let body = cluster.put_ok(id, key, value).await;
     body["index"].as_u64().expect("PUT answers its index")
 }
 
@@ -137,15 +129,7 @@ async fn follower_catches_up_by_snapshot(wipe: bool) {
     // Every live node compacts past the stopped node's log (in the background, so maybe only
     // after the writes), so whichever leads must send it a snapshot.
     for id in (1..=3).filter(|&id| id != behind) {
-        poll(
-            &format!("node {id} to snapshot past the stopped node's log (index {behind_last})"),
-            DEADLINE,
-            || async {
-                let index = cluster.status(id).await?["snapshot_index"].as_u64()?;
-                (index > behind_last).then_some(())
-            },
-        )
-        .await;
+        cluster.wait_for_snapshot_past(id, behind_last).await;
     }
 
     cluster.start(behind);
@@ -205,15 +189,7 @@ async fn a_follower_slightly_behind_catches_up_from_the_catchup_window_without_a
     cluster.kill(behind);
     let (last, expected) =
         write_round(&cluster, leader, "window", 4 * SNAPSHOT_ENTRIES as usize).await;
-    poll(
-        &format!("the leader to snapshot past the stopped node's log (index {behind_last})"),
-        DEADLINE,
-        || async {
-            let index = cluster.status(leader).await?["snapshot_index"].as_u64()?;
-            (index > behind_last).then_some(())
-        },
-    )
-    .await;
+    cluster.wait_for_snapshot_past(leader, behind_last).await;
 
     cluster.start(behind);
     cluster.wait_for_applied(behind, last).await;

@@ -292,6 +292,40 @@ impl Cluster {
             .and_then(|value| value.trim().parse().ok())
     }
 
+    /// `PUT /kv/{key}` on node `id`, redirects followed: the status and the JSON answer
+    /// (`Null` when the answer is not JSON).
+    pub async fn put(&self, id: u64, key: &str, value: &str) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .http
+            .put(format!("{}/kv/{key}", self.url(id)))
+            .body(value.to_string())
+            .send()
+            .await
+            .expect("PUT");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A PUT that must succeed: its JSON answer.
+    pub async fn put_ok(&self, id: u64, key: &str, value: &str) -> Value {
+        let (status, body) = self.put(id, key, value).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "PUT {key}: {body}");
+        body
+    }
+
+    /// Waits until node `id` has taken (or installed) a snapshot past `index`.
+    pub async fn wait_for_snapshot_past(&self, id: u64, index: u64) {
+        poll(
+            &format!("node {id} to snapshot past index {index}"),
+            DEADLINE,
+            || async {
+                let snapshot_index = self.status(id).await?["snapshot_index"].as_u64()?;
+                (snapshot_index > index).then_some(())
+            },
+        )
+        .await
+    }
+
     /// Waits until node `id` has applied at least `index`.
     pub async fn wait_for_applied(&self, id: u64, index: u64) {
         poll(
