@@ -115,14 +115,8 @@ workdir="$(mktemp -d "${TMPDIR:-/tmp}/bench-vs-etcd.XXXXXX")"
 declare -A node_pid=()
 failover_pid=""
 
-kill_pid() {
-    local pid="$1" signal="${2:-KILL}"
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill "-$signal" "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null || true
-}
+# shellcheck source=SCRIPTDIR/lib/procs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 
 cleanup() {
     local status=$?
