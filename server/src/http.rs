@@ -1,4 +1,4 @@
-//! The HTTP API of a node (axum), exactly as in DESIGN.md.
+//! The HTTP API of a node (axum), as the README's API table documents it.
 //!
 //! | request                          | answer                                               |
 //! |----------------------------------|------------------------------------------------------|

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::matrix::{MatrixEntry, MatrixError};
-use super::record::{RunRecord, SKIPPED};
+use super::record::{EntryVerdict, RunRecord};
 
 /// A planted bug and the test chosen to expose it.
 #[derive(Debug, Clone, Copy)]
@@ -238,7 +238,7 @@ pub struct DetectionRow {
 pub fn detection(runs: &[RunRecord]) -> Vec<DetectionRow> {
     let mut order: Vec<(String, String, String)> = Vec::new();
     let mut groups: BTreeMap<(String, String, String), Vec<&RunRecord>> = BTreeMap::new();
-    for r in runs.iter().filter(|r| r.verdict != SKIPPED) {
+    for r in runs.iter().filter(|r| !r.verdict.is_skipped()) {
         let key = (
             r.entry.bug.clone().unwrap_or_else(|| NO_BUG.to_string()),
             r.entry.workload.clone(),
@@ -278,7 +278,8 @@ pub fn detection(runs: &[RunRecord]) -> Vec<DetectionRow> {
                     .iter()
                     .filter(|r| {
                         !r.is_violation()
-                            && r.verdict != crate::cmd_test::RunVerdict::Linearizable.name()
+                            && r.verdict
+                                != EntryVerdict::Ran(crate::store::RunVerdict::Linearizable)
                     })
                     .count(),
                 median_first_violation_ms: median(times),
@@ -350,7 +351,7 @@ mod tests {
             ])
             .map(|(e, (v, t))| {
                 let mut r = RunRecord::skipped(e, "");
-                r.verdict = v.into();
+                r.verdict = v.parse().unwrap();
                 r.first_violation_ms = t;
                 r.exposed_by = t.map(|_| "pause-leader".into());
                 r

@@ -10,10 +10,55 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::matrix::{MatrixEntry, Shard};
-use crate::cmd_test::{RunResults, RunVerdict};
+use crate::store::{RunResults, RunVerdict};
 
-/// The verdict of an entry that never ran (the budget was spent, or the campaign stopped).
+/// The name of the verdict of an entry that never ran.
 pub const SKIPPED: &str = "skipped";
+
+/// How a matrix entry ended: the run's verdict, or skipped (the budget was spent, or the
+/// campaign stopped). Serialized as the verdict's name (`"not linearizable"`, `"skipped"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EntryVerdict {
+    Ran(RunVerdict),
+    Skipped(SkippedTag),
+}
+
+/// The one spelling of a skipped entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SkippedTag {
+    #[serde(rename = "skipped")]
+    Skipped,
+}
+
+impl EntryVerdict {
+    pub const SKIPPED: EntryVerdict = EntryVerdict::Skipped(SkippedTag::Skipped);
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryVerdict::Ran(v) => v.name(),
+            EntryVerdict::Skipped(_) => SKIPPED,
+        }
+    }
+
+    pub fn is_skipped(self) -> bool {
+        matches!(self, EntryVerdict::Skipped(_))
+    }
+}
+
+impl std::fmt::Display for EntryVerdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for EntryVerdict {
+    type Err = String;
+    fn from_str(s: &str) -> Result<EntryVerdict, String> {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map_err(|_| format!("unknown verdict {s:?}"))
+    }
+}
 
 /// One run of the campaign.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -21,8 +66,7 @@ pub struct RunRecord {
     /// The matrix entry that was run.
     #[serde(flatten)]
     pub entry: MatrixEntry,
-    /// `linearizable`, `not linearizable`, `unknown`, `run failed` or `skipped`.
-    pub verdict: String,
+    pub verdict: EntryVerdict,
     /// The run's exit code as `riptide test` would give it (`None` when skipped).
     pub exit_code: Option<u8>,
     /// The run's folder relative to the store (`<test>/<stamp>-<seed>`).
@@ -45,7 +89,7 @@ impl RunRecord {
     pub fn skipped(entry: MatrixEntry, why: &str) -> RunRecord {
         RunRecord {
             entry,
-            verdict: SKIPPED.to_string(),
+            verdict: EntryVerdict::SKIPPED,
             exit_code: None,
             run_dir: None,
             ops: 0,
@@ -72,12 +116,11 @@ impl RunRecord {
         let violation_ns = results
             .counterexample
             .as_ref()
-            .and_then(|cx| cx.failing.first().copied())
-            .and_then(|index| event_time_ns(&run_dir.join(crate::store::HISTORY_FILE), index));
+            .and_then(|cx| cx.first_violation_ns);
         let exposed_by = violation_ns.and_then(|t| exposing_fault(&results.faults, t));
         RunRecord {
             entry,
-            verdict: results.verdict.name().to_string(),
+            verdict: EntryVerdict::Ran(results.verdict),
             exit_code: Some(results.exit_code),
             run_dir: Some(rel),
             ops: results.stats.invocations,
@@ -90,22 +133,13 @@ impl RunRecord {
     }
 
     pub fn is_violation(&self) -> bool {
-        self.verdict == RunVerdict::NotLinearizable.name()
+        self.verdict == EntryVerdict::Ran(RunVerdict::NotLinearizable)
     }
-}
-
-/// The `time` of the history event with the given `index`, read from `history.jsonl`.
-pub fn event_time_ns(history: &Path, index: u64) -> Option<u64> {
-    let text = std::fs::read_to_string(history).ok()?;
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find(|e| e.get("index").and_then(|i| i.as_u64()) == Some(index))
-        .and_then(|e| e.get("time").and_then(|t| t.as_u64()))
 }
 
 /// The fault that exposed a violation at `t_ns`: the one active then, else the last one that
 /// ended before (`after <name>`), else `none` (no fault had started yet).
-pub fn exposing_fault(faults: &[crate::report::FaultInterval], t_ns: u64) -> Option<String> {
+pub fn exposing_fault(faults: &[crate::store::FaultInterval], t_ns: u64) -> Option<String> {
     if let Some(active) = faults
         .iter()
         .rev()
@@ -164,12 +198,12 @@ impl CampaignRecord {
     pub fn tally(&self) -> Tally {
         let mut t = Tally::default();
         for r in &self.runs {
-            match r.verdict.as_str() {
-                "linearizable" => t.linearizable += 1,
-                "not linearizable" => t.not_linearizable += 1,
-                "unknown" => t.unknown += 1,
-                SKIPPED => t.skipped += 1,
-                _ => t.run_failed += 1,
+            match r.verdict {
+                EntryVerdict::Ran(RunVerdict::Linearizable) => t.linearizable += 1,
+                EntryVerdict::Ran(RunVerdict::NotLinearizable) => t.not_linearizable += 1,
+                EntryVerdict::Ran(RunVerdict::Unknown) => t.unknown += 1,
+                EntryVerdict::Ran(RunVerdict::RunFailed) => t.run_failed += 1,
+                EntryVerdict::Skipped(_) => t.skipped += 1,
             }
         }
         t
@@ -230,7 +264,7 @@ pub fn merge(inputs: &[(String, CampaignRecord)]) -> Result<CampaignRecord, Stri
         }
         for run in &record.runs {
             match runs.get(&run.entry.id) {
-                Some(existing) if existing.verdict != SKIPPED && run.verdict != SKIPPED => {
+                Some(existing) if !existing.verdict.is_skipped() && !run.verdict.is_skipped() => {
                     if existing != run {
                         return Err(format!(
                             "matrix entry {} ({} seed {}) was run twice (in {origin} and another input)",
@@ -238,7 +272,7 @@ pub fn merge(inputs: &[(String, CampaignRecord)]) -> Result<CampaignRecord, Stri
                         ));
                     }
                 }
-                Some(existing) if existing.verdict != SKIPPED => {}
+                Some(existing) if !existing.verdict.is_skipped() => {}
                 _ => {
                     runs.insert(run.entry.id, run.clone());
                 }
@@ -271,7 +305,7 @@ pub fn merge(inputs: &[(String, CampaignRecord)]) -> Result<CampaignRecord, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::FaultInterval;
+    use crate::store::FaultInterval;
 
     pub fn run(id: usize, verdict: &str) -> RunRecord {
         RunRecord {
@@ -284,7 +318,7 @@ mod tests {
                 bug: None,
                 args: vec![],
             },
-            verdict: verdict.into(),
+            verdict: verdict.parse().unwrap(),
             exit_code: Some(0),
             run_dir: Some(format!("kv-partition/x-{id}")),
             ops: 100,
@@ -370,19 +404,5 @@ mod tests {
             Some("after isolate-leader")
         );
         assert_eq!(exposing_fault(&faults, 99).as_deref(), Some("kill-one"));
-    }
-
-    #[test]
-    fn event_times_are_read_from_the_history() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("history.jsonl");
-        std::fs::write(
-            &path,
-            "{\"index\":0,\"time\":5,\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}\n\
-             {\"index\":1,\"time\":1500000,\"process\":0,\"type\":\"ok\",\"f\":\"read\"}\n",
-        )
-        .unwrap();
-        assert_eq!(event_time_ns(&path, 1), Some(1_500_000));
-        assert_eq!(event_time_ns(&path, 7), None);
     }
 }

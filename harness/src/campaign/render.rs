@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use super::bugs::{detection, DetectionRow};
-use super::record::{CampaignRecord, SKIPPED};
+use super::record::{CampaignRecord, EntryVerdict};
 use crate::report::esc;
+use crate::store::RunVerdict;
 
 fn secs(ms: u64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)
@@ -39,7 +40,7 @@ pub fn summary_table(record: &CampaignRecord) -> String {
             r.entry.id.to_string(),
             r.entry.test_name.clone(),
             r.entry.seed.to_string(),
-            r.verdict.clone(),
+            r.verdict.to_string(),
             r.ops.to_string(),
             r.faults.to_string(),
             secs(r.duration_ms),
@@ -173,20 +174,20 @@ pub fn junit(record: &CampaignRecord) -> String {
             r.run_dir.as_deref().unwrap_or("-"),
             r.reasons.join("\n")
         );
-        match r.verdict.as_str() {
-            "linearizable" => {}
-            "not linearizable" => out.push_str(&format!(
+        match r.verdict {
+            EntryVerdict::Ran(RunVerdict::Linearizable) => {}
+            EntryVerdict::Ran(RunVerdict::NotLinearizable) => out.push_str(&format!(
                 "\n      <failure message=\"not linearizable\" type=\"not-linearizable\">{}</failure>\n    ",
                 xml(&details)
             )),
-            SKIPPED => out.push_str(&format!(
+            EntryVerdict::Skipped(_) => out.push_str(&format!(
                 "\n      <skipped message=\"{}\"/>\n    ",
                 xml(r.reasons.first().map_or("skipped", |s| s.as_str()))
             )),
             other => out.push_str(&format!(
                 "\n      <error message=\"{}\" type=\"{}\">{}</error>\n    ",
-                xml(other),
-                xml(&other.replace(' ', "-")),
+                xml(other.name()),
+                xml(&other.name().replace(' ', "-")),
                 xml(&details)
             )),
         }
@@ -249,13 +250,13 @@ body{{font-family:sans-serif;margin:20px}} table{{border-collapse:collapse;margi
             Some(dir) => format!(
                 r#"<a href="../../{}/report.html"><b>{}</b></a>"#,
                 esc(dir),
-                esc(&r.verdict)
+                esc(r.verdict.name())
             ),
-            None => esc(&r.verdict),
+            None => esc(r.verdict.name()),
         };
         html.push_str(&format!(
             r#"<tr class="v-{}"><td>{}</td><td>{verdict}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-            esc(&r.verdict.replace(' ', "-")),
+            esc(&r.verdict.name().replace(' ', "-")),
             e.id,
             esc(&e.test_name),
             e.seed,
@@ -345,7 +346,7 @@ mod tests {
                 bug: None,
                 args: vec![],
             },
-            verdict: verdict.into(),
+            verdict: verdict.parse().unwrap(),
             exit_code: Some(0),
             run_dir: Some("kv-x/20261123T010000-7".into()),
             ops: 10,
@@ -369,7 +370,7 @@ mod tests {
                 run(0, "linearizable"),
                 run(1, "not linearizable"),
                 run(2, "run failed"),
-                run(3, SKIPPED),
+                run(3, super::super::record::SKIPPED),
             ],
             merged_from: vec![],
             detection: vec![],

@@ -1,4 +1,4 @@
-//! A local Riptide cluster under test: N `riptide-server` processes, every peer link through a
+//! A local cluster under test: N node processes of some [`Db`], every peer link through a
 //! nemesis proxy, data directories and logs inside the run's folder.
 //!
 //! Node `i` (0-based, id `i + 1`) listens for clients on its own port and for peers on another;
@@ -7,10 +7,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use riptide_nemesis::{Network, ProcessSpec, ProcessState, Supervisor};
-use serde::Deserialize;
+use riptide_nemesis::{Network, ProcessState, Supervisor};
+
+use crate::system::{Db, NodeSlot, NodeState};
 
 /// Why the cluster could not be started or driven: each is a "run failed" (exit 3).
 #[derive(Debug, thiserror::Error)]
@@ -35,48 +37,15 @@ pub enum ClusterError {
     Http(#[from] reqwest::Error),
 }
 
-/// One node's addresses and files.
-#[derive(Debug, Clone)]
-pub struct NodeInfo {
-    /// 1-based id, as `--id` and as in `n1`.
-    pub id: u64,
-    pub client_addr: SocketAddr,
-    pub peer_addr: SocketAddr,
-    /// `http://127.0.0.1:PORT`.
-    pub client_url: String,
-    pub data_dir: PathBuf,
-    pub log: PathBuf,
-}
-
-/// What `GET /status` says (the fields the harness uses).
-#[derive(Debug, Clone, Deserialize)]
-pub struct NodeStatus {
-    pub role: serde_json::Value,
-    pub term: u64,
-    #[serde(default)]
-    pub commit_index: u64,
-    #[serde(default)]
-    pub applied_index: u64,
-}
-
-impl NodeStatus {
-    pub fn is_leader(&self) -> bool {
-        self.role
-            .as_str()
-            .is_some_and(|r| r.eq_ignore_ascii_case("leader"))
-    }
-}
-
 /// How to start the cluster.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClusterSpec {
     pub nodes: usize,
-    pub server_bin: PathBuf,
-    /// Extra flags for every node (`--node-arg`).
-    pub node_args: Vec<String>,
+    /// The system the nodes run.
+    pub db: Arc<dyn Db>,
     /// The run folder, where `nodes/<id>.log` and `nodes/<id>/` go.
     pub run_dir: crate::store::RunDir,
-    /// How long a node may take to answer `/status` after it is started.
+    /// How long a node may take to answer after it is started.
     pub ready_timeout: Duration,
 }
 
@@ -86,14 +55,15 @@ pub struct Cluster {
     pub supervisor: Supervisor,
     /// The proxies of every directed peer link.
     pub network: Network,
-    pub nodes: Vec<NodeInfo>,
+    pub nodes: Vec<NodeSlot>,
+    pub db: Arc<dyn Db>,
     http: reqwest::Client,
     ready_timeout: Duration,
 }
 
 /// Asks the OS for a free loopback port. The port is released before the node binds it, so
 /// another process could take it in between; the node then fails with a clear "port taken"
-/// error and the run fails with exit 3.
+/// error and [`Cluster::start`] tries again on fresh ports.
 ///
 /// The listener is returned too: holding it until the nodes are about to start keeps the
 /// proxies (which bind their own ephemeral ports meanwhile) from being handed the same port.
@@ -101,14 +71,6 @@ fn free_addr() -> Result<(SocketAddr, std::net::TcpListener), ClusterError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(ClusterError::Port)?;
     let addr = listener.local_addr().map_err(ClusterError::Port)?;
     Ok((addr, listener))
-}
-
-async fn fetch_status(http: &reqwest::Client, url: &str) -> Option<NodeStatus> {
-    let response = http.get(url).send().await.ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    response.json::<NodeStatus>().await.ok()
 }
 
 /// The last `n` lines of a file (empty when it cannot be read).
@@ -124,12 +86,12 @@ pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// True when the node's log shows a Rust panic.
-pub fn log_has_panic(path: &Path) -> Option<String> {
+/// The first line of a node's log that its system calls a crash.
+pub fn crash_line(db: &dyn Db, path: &Path) -> Option<String> {
     let bytes = std::fs::read(path).ok()?;
     let text = String::from_utf8_lossy(&bytes);
     text.lines()
-        .find(|l| l.contains("panicked at"))
+        .find(|l| db.is_crash_line(l))
         .map(|l| l.to_string())
 }
 
@@ -142,7 +104,7 @@ impl Cluster {
         loop {
             match Cluster::start_once(spec).await {
                 Err(ClusterError::NodeStart { tail, .. })
-                    if attempt < 4 && tail.contains("Address already in use") =>
+                    if attempt < 4 && spec.db.is_port_taken(&tail) =>
                 {
                     tracing::warn!(
                         attempt,
@@ -171,7 +133,8 @@ impl Cluster {
                 path: data_dir.clone(),
                 source,
             })?;
-            nodes.push(NodeInfo {
+            nodes.push(NodeSlot {
+                index: i,
                 id,
                 client_addr,
                 peer_addr,
@@ -182,41 +145,16 @@ impl Cluster {
         }
         let network = Network::start(nodes.iter().map(|n| n.peer_addr).collect()).await?;
         let mut supervisor = Supervisor::new();
-        for (i, node) in nodes.iter().enumerate() {
-            let mut args: Vec<String> = vec![
-                "--id".into(),
-                node.id.to_string(),
-                "--data-dir".into(),
-                node.data_dir.display().to_string(),
-                "--listen-client".into(),
-                node.client_addr.to_string(),
-                "--listen-peer".into(),
-                node.peer_addr.to_string(),
-            ];
-            for (j, peer) in nodes.iter().enumerate() {
-                if i == j {
-                    continue;
-                }
-                args.push("--peer".into());
-                args.push(format!("{}={}", peer.id, network.proxy_addr(i, j)?));
-                args.push("--peer-client-url".into());
-                args.push(format!("{}={}", peer.id, peer.client_url));
+        for node in &nodes {
+            let mut proxies = Vec::with_capacity(nodes.len());
+            for j in 0..nodes.len() {
+                proxies.push(if j == node.index {
+                    node.peer_addr
+                } else {
+                    network.proxy_addr(node.index, j)?
+                });
             }
-            // The harness's client gives up on one attempt after ~2 s; a node that answers 504
-            // a bit before that lets the client retry elsewhere instead of timing out blind.
-            if !spec
-                .node_args
-                .iter()
-                .any(|a| a.starts_with("--request-timeout-ms"))
-            {
-                args.push("--request-timeout-ms".into());
-                args.push("1500".into());
-            }
-            args.extend(spec.node_args.iter().cloned());
-            let process = ProcessSpec::new(&spec.server_bin, &node.log)
-                .args(args)
-                .env("RUST_BACKTRACE", "1");
-            supervisor.add(process);
+            supervisor.add(spec.db.process(node, &nodes, &|j| proxies[j]));
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(500))
@@ -226,6 +164,7 @@ impl Cluster {
             supervisor,
             network,
             nodes,
+            db: spec.db.clone(),
             http,
             ready_timeout: spec.ready_timeout,
         };
@@ -239,15 +178,13 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Waits until node `i` answers `/status`.
+    /// Waits until node `i` is ready (its system says so).
     pub async fn wait_ready(&self, i: usize) -> Result<(), ClusterError> {
-        let url = format!("{}/status", self.nodes[i].client_url);
-        let http = self.http.clone();
         let deadline = tokio::time::Instant::now() + self.ready_timeout;
+        let node = self.nodes[i].clone();
         let probe = || {
-            let http = http.clone();
-            let url = url.clone();
-            async move { matches!(http.get(&url).send().await, Ok(r) if r.status().is_success()) }
+            let (db, http, node) = (self.db.clone(), self.http.clone(), node.clone());
+            async move { db.ready(&node, &http).await }
         };
         self.supervisor
             .wait_ready(i, probe, deadline)
@@ -260,19 +197,18 @@ impl Cluster {
             })
     }
 
-    /// The statuses of every node that answers, by index, asked concurrently (a paused node
-    /// would otherwise hold up the others for a whole timeout).
-    pub async fn statuses(&self) -> Vec<Option<NodeStatus>> {
+    /// What every node that answers says of itself, by index, asked concurrently (a paused
+    /// node would otherwise hold up the others for a whole timeout).
+    pub async fn states(&self) -> Vec<Option<NodeState>> {
         let mut set = tokio::task::JoinSet::new();
         for (i, node) in self.nodes.iter().enumerate() {
-            let http = self.http.clone();
-            let url = format!("{}/status", node.client_url);
-            set.spawn(async move { (i, fetch_status(&http, &url).await) });
+            let (db, http, node) = (self.db.clone(), self.http.clone(), node.clone());
+            set.spawn(async move { (i, db.state(&node, &http).await) });
         }
         let mut out = vec![None; self.nodes.len()];
         while let Some(joined) = set.join_next().await {
-            if let Ok((i, status)) = joined {
-                out[i] = status;
+            if let Ok((i, state)) = joined {
+                out[i] = state;
             }
         }
         out
@@ -280,11 +216,11 @@ impl Cluster {
 
     /// The node that says it leads, with the highest term among those that do (0-based).
     pub async fn leader(&self) -> Option<usize> {
-        self.statuses()
+        self.states()
             .await
             .into_iter()
             .enumerate()
-            .filter_map(|(i, s)| s.filter(NodeStatus::is_leader).map(|s| (s.term, i)))
+            .filter_map(|(i, s)| s.filter(|s| s.primary).map(|s| (s.term, i)))
             .max()
             .map(|(_, i)| i)
     }
@@ -308,11 +244,11 @@ impl Cluster {
     pub async fn wait_converged(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let statuses = self.statuses().await;
+            let statuses = self.states().await;
             let leader = statuses
                 .iter()
                 .flatten()
-                .filter(|s| s.is_leader())
+                .filter(|s| s.primary)
                 .max_by_key(|s| s.term);
             if let Some(leader) = leader {
                 // A node that is not running (it died on its own; that is reported
@@ -387,7 +323,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_tail_keeps_the_last_lines_and_finds_panics() {
+    fn log_tail_keeps_the_last_lines_and_the_system_names_crashes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("1.log");
         let text: String = (0..50).map(|i| format!("line {i}\n")).collect();
@@ -405,17 +341,11 @@ mod tests {
                 "thread 'main' panicked at src/x.rs:1:1"
             ]
         );
-        assert!(log_has_panic(&path).is_some());
+        let db = crate::system::riptide::RiptideDb {
+            server_bin: "riptide-server".into(),
+            node_args: Vec::new(),
+        };
+        assert!(crash_line(&db, &path).is_some());
         assert!(log_tail(&dir.path().join("missing"), 3).is_empty());
-    }
-
-    #[test]
-    fn status_role_is_recognised_in_any_case() {
-        let s: NodeStatus = serde_json::from_value(serde_json::json!({
-            "id": 1, "role": "Leader", "term": 3, "leader": 1,
-            "commit_index": 5, "applied_index": 5, "last_index": 5, "peers": []
-        }))
-        .unwrap();
-        assert!(s.is_leader());
     }
 }

@@ -15,16 +15,16 @@ use riptide_checker::history::{EventType, Process};
 use riptide_nemesis::{Schedule, ScheduledFault};
 use tokio::sync::{watch, Mutex};
 
-use crate::client::{ClusterClient, Completion, Request};
-use crate::cluster::Cluster;
-use crate::progress::Counters;
-use crate::recorder::{EventBody, Recorder};
-use crate::report::FaultInterval;
-use crate::workload::{Generator, KnownValues, Op};
+use super::cluster::Cluster;
+use super::recorder::{EventBody, Recorder};
+use super::workload::{Generator, KnownValues, Op};
+use crate::cli::progress::Counters;
+use crate::store::FaultInterval;
+use crate::system::{Client, Completion, Request};
 
 /// What every worker shares.
 pub struct WorkerContext {
-    pub client: ClusterClient,
+    pub client: std::sync::Arc<dyn Client>,
     pub recorder: Recorder,
     pub generator: Generator,
     pub known: KnownValues,
@@ -76,7 +76,7 @@ pub async fn run_op_within(
     let request_id = format!("{process}:{seq}");
     let completion = ctx
         .client
-        .execute(&op.request, &request_id, Instant::now() + timeout)
+        .invoke(&op.request, &request_id, Instant::now() + timeout)
         .await;
     let (kind, value, error) = match &completion {
         Completion::Ok(result) => {
@@ -128,7 +128,9 @@ pub async fn worker(ctx: Arc<WorkerContext>, index: usize, mut stop: watch::Rece
         ctx.seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
     );
     let interval =
-        (ctx.rate > 0.0).then(|| Duration::from_secs_f64(ctx.concurrency as f64 / ctx.rate));
+        // `--rate` is validated; a hand-edited config.json replayed with an absurd rate
+        // runs unthrottled rather than overflowing.
+        (ctx.rate > 0.0).then(|| Duration::try_from_secs_f64(ctx.concurrency as f64 / ctx.rate).ok()).flatten();
     // Stagger the workers' first operations over one interval.
     let mut next_at =
         Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64(rng.gen::<f64>()));

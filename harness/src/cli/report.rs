@@ -9,8 +9,10 @@ use std::time::Instant;
 use anyhow::Context;
 use riptide_checker::history::Event;
 
-use crate::cmd_test::{finish, print_summary, Collected, RunConfig, RunResults};
-use crate::console::outln;
+use crate::cli::console::outln;
+use crate::run::analysis::finish;
+use crate::run::{print_summary, Recording};
+use crate::store::{RunConfig, RunResults};
 use crate::store::{RunDir, CONFIG_FILE, HISTORY_FILE, REPORT_FILE, RESULTS_FILE};
 
 /// Arguments of `riptide report`.
@@ -59,7 +61,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
         .and_then(|t| serde_json::from_str(&t).ok());
     let last_time_ms = events.last().map_or(0, |e| e.time / 1_000_000);
     let mut collected = match old {
-        Some(old) => Collected {
+        Some(old) => Recording {
             events,
             faults: old.faults,
             node_problems: old.node_problems,
@@ -69,10 +71,10 @@ pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
             interrupted: false,
             recorded_total_ms: Some(old.stats.total_ms),
         },
-        None => Collected {
+        None => Recording {
             events,
             workload_ms: last_time_ms.max(1),
-            ..Collected::default()
+            ..Recording::default()
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,7 +1,7 @@
 //! `riptide campaign`: many runs over a matrix, with a time budget, and what they found.
 //!
 //! Each run of the matrix is an ordinary `riptide test` run (same flags, same store layout,
-//! same report), executed in sequence by [`crate::cmd_test::execute`]. After every run the
+//! same report), executed in sequence by [`crate::run::execute`]. After every run the
 //! campaign folder `<store>/campaigns/<name>-<stamp>/` is rewritten (`campaign.json`,
 //! `junit.xml`, `index.html`), so an interrupted campaign still has its results; at the end
 //! the summary table goes to stdout. See [`crate::campaign`] for the matrix, the records and
@@ -18,15 +18,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::campaign::bugs::{bug_matrix, NO_BUG};
 use crate::campaign::matrix::{expand, CampaignFile, MatrixEntry, Shard};
-use crate::campaign::record::{merge, CampaignRecord, RunRecord};
+use crate::campaign::record::{merge, CampaignRecord, EntryVerdict, RunRecord};
 use crate::campaign::render::{summary_table, write_all};
 use crate::campaign::{CAMPAIGNS_DIR, CAMPAIGN_FILE};
-use crate::cmd_test::{parse_duration, TestArgs};
-use crate::console::{out, outln};
+use crate::cli::console::{out, outln};
+use crate::cli::test::{parse_duration, TestArgs};
 
 /// Arguments of `riptide campaign`.
 #[derive(Debug, clap::Args)]
@@ -202,7 +202,7 @@ fn run_refresh(args: RefreshArgs) -> anyhow::Result<u8> {
         };
         let run_dir = store.join(&rel);
         let path = run_dir.join(crate::store::RESULTS_FILE);
-        let results: crate::cmd_test::RunResults = match std::fs::read_to_string(&path)
+        let results: crate::store::RunResults = match std::fs::read_to_string(&path)
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
         {
@@ -301,32 +301,40 @@ fn plan(args: &RunCampaignArgs) -> anyhow::Result<Plan> {
     })
 }
 
-/// The `riptide test` flags of one matrix entry.
+/// The `riptide test` arguments of one matrix entry, built directly: the matrix's own fields
+/// (workload, nemesis, seed, time limit, name, store, binary, node flags) are set as typed
+/// values over `riptide test`'s defaults plus the extra flags the campaign file or the bug's
+/// test give (`args`, campaign-wide ones first, so an entry's own win among them).
 fn test_args(
     entry: &MatrixEntry,
     plan: &Plan,
     args: &RunCampaignArgs,
 ) -> Result<TestArgs, clap::Error> {
-    let mut argv: Vec<String> = vec![
-        "riptide-test".into(),
-        format!("--workload={}", entry.workload),
-        format!("--nemesis={}", entry.nemesis),
-        format!("--seed={}", entry.seed),
-        format!("--time-limit={}ms", plan.time_limit.as_millis()),
-        format!("--name={}", entry.test_name),
-        format!("--store={}", args.store.display()),
-    ];
+    let extra = args.test_args.iter().chain(entry.args.iter()).cloned();
+    let mut test =
+        TestFlags::try_parse_from(std::iter::once("riptide-test".to_string()).chain(extra))?.test;
+    test.workload =
+        <crate::run::workload::Workload as clap::ValueEnum>::from_str(&entry.workload, false)
+            .map_err(|e| {
+                TestFlags::command().error(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!("workload {:?}: {e}", entry.workload),
+                )
+            })?;
+    test.nemesis = entry.nemesis.clone();
+    test.seed = Some(entry.seed);
+    test.time_limit = plan.time_limit;
+    test.name = Some(entry.test_name.clone());
+    test.store = args.store.clone();
     if let Some(bin) = &args.server_bin {
-        argv.push(format!("--server-bin={}", bin.display()));
+        test.server_bin = Some(bin.clone());
     }
-    argv.extend(args.node_args.iter().map(|a| format!("--node-arg={a}")));
-    argv.extend(args.test_args.iter().cloned());
-    // The entry's own flags come last, so they win over campaign-wide ones.
-    argv.extend(entry.args.iter().cloned());
-    if args.quiet {
-        argv.push("--quiet".into());
-    }
-    TestFlags::try_parse_from(argv).map(|f| f.test)
+    // Campaign-wide node flags first, so a bug's own node flags (planted last) win.
+    let mut node_args = args.node_args.clone();
+    node_args.append(&mut test.node_args);
+    test.node_args = node_args;
+    test.quiet |= args.quiet;
+    Ok(test)
 }
 
 fn run_campaign(args: RunCampaignArgs) -> anyhow::Result<u8> {
@@ -379,7 +387,7 @@ fn run_campaign(args: RunCampaignArgs) -> anyhow::Result<u8> {
         );
         return Ok(0);
     }
-    let server_bin = match crate::cmd_test::resolve_server_bin(args.server_bin.as_deref()) {
+    let server_bin = match crate::cli::test::resolve_server_bin(args.server_bin.as_deref()) {
         Ok(p) => p,
         Err(msg) => {
             eprintln!("campaign failed: {msg}");
@@ -469,7 +477,7 @@ fn run_campaign(args: RunCampaignArgs) -> anyhow::Result<u8> {
             Ok((results, run_dir)) => RunRecord::from_run(entry, &results, &run_dir, &args.store),
             Err(e) => {
                 let mut r = RunRecord::skipped(entry, &format!("run failed: {e:#}"));
-                r.verdict = crate::cmd_test::RunVerdict::RunFailed.name().to_string();
+                r.verdict = EntryVerdict::Ran(crate::store::RunVerdict::RunFailed);
                 r.exit_code = Some(3);
                 r
             }
@@ -530,16 +538,10 @@ fn execute_entry(
     plan: &Plan,
     args: &RunCampaignArgs,
     server_bin: &Path,
-) -> anyhow::Result<(crate::cmd_test::RunResults, PathBuf)> {
-    let test = test_args(entry, plan, args).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (config, _) = crate::cmd_test::make_config(&test, server_bin.to_path_buf())?;
-    let schedule = crate::cmd_test::make_schedule(&config, None).map_err(anyhow::Error::msg)?;
-    let outcome = runtime.block_on(crate::cmd_test::execute(
-        config,
-        schedule,
-        &args.store,
-        test.quiet,
-    ))?;
+) -> anyhow::Result<(crate::store::RunResults, PathBuf)> {
+    let mut test = test_args(entry, plan, args).map_err(|e| anyhow::anyhow!("{e}"))?;
+    test.server_bin = Some(server_bin.to_path_buf());
+    let outcome = runtime.block_on(crate::run::execute(crate::cli::test::plan(&test)?))?;
     Ok((outcome.results, outcome.run_dir))
 }
 
@@ -601,8 +603,8 @@ mod tests {
         let p = plan(&a).unwrap();
         for entry in &p.entries {
             let t = test_args(entry, &p, &a).unwrap();
-            let (config, _) = crate::cmd_test::make_config(&t, "riptide-server".into()).unwrap();
-            let schedule = crate::cmd_test::make_schedule(&config, None).unwrap();
+            let (config, _) = crate::cli::test::make_config(&t, "riptide-server".into()).unwrap();
+            let schedule = crate::run::schedule::make_schedule(&config, None).unwrap();
             assert!(!schedule.faults.is_empty(), "{}", entry.test_name);
             if entry.bug.as_deref() == Some("leader-local-reads") {
                 // Clients leave a cut-off leader well within the window of a stale read, and
@@ -629,7 +631,7 @@ mod tests {
                 },
                 "",
             );
-            r.verdict = verdict.into();
+            r.verdict = verdict.parse().unwrap();
             r
         };
         let mut record = CampaignRecord {

@@ -1,6 +1,6 @@
 //! The store of results: where every run writes its artifacts, and how `riptide serve` finds them.
 //!
-//! Layout (DESIGN.md): `<store>/<test-name>/<YYYYmmddTHHMMSS>-<seed>/` holding `history.jsonl`,
+//! Layout: `<store>/<test-name>/<YYYYmmddTHHMMSS>-<seed>/` holding `history.jsonl`,
 //! `config.json`, `results.json`, `report.html`, `schedule.json`, `nodes/<id>.log` and, when the
 //! run failed, each node's data directory under `nodes/<id>/`. `<store>/latest` is a symlink to
 //! the newest run. Keeping the layout in one module means the writer (`riptide test`) and the
@@ -9,6 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+mod schema;
+pub use schema::*;
 
 /// File names inside a run folder.
 pub const HISTORY_FILE: &str = "history.jsonl";
@@ -163,21 +166,29 @@ pub struct RunSummary {
     pub workload: Option<String>,
     /// Number of client operations (invocations) recorded.
     pub ops: Option<u64>,
-    /// `linearizable`, `not linearizable`, `unknown`, `run failed`, or `incomplete` when the
-    /// run has no results yet (still running, or interrupted hard).
-    pub verdict: String,
+    /// The run's verdict; `None` when it has no results yet (still running, or interrupted
+    /// hard): shown as `incomplete`.
+    pub verdict: Option<RunVerdict>,
     /// Files present in the run folder (top level), for links.
     pub files: Vec<String>,
 }
 
+/// How a run without results is shown.
+pub const INCOMPLETE: &str = "incomplete";
+
 impl RunSummary {
+    /// The verdict's name, or `incomplete`.
+    pub fn verdict_name(&self) -> &'static str {
+        self.verdict.map_or(INCOMPLETE, RunVerdict::name)
+    }
+
     /// Failing runs first, then unknown, then passing; newest first within each group.
     pub fn sort_key(&self) -> (u8, std::cmp::Reverse<String>) {
-        let rank = match self.verdict.as_str() {
-            "not linearizable" => 0,
-            "run failed" => 1,
-            "unknown" | "incomplete" => 2,
-            _ => 3,
+        let rank = match self.verdict {
+            Some(RunVerdict::NotLinearizable) => 0,
+            Some(RunVerdict::RunFailed) => 1,
+            Some(RunVerdict::Unknown) | None => 2,
+            Some(RunVerdict::Linearizable) => 3,
         };
         (rank, std::cmp::Reverse(self.run.clone()))
     }
@@ -266,9 +277,7 @@ fn summarize_run(test: &str, run_path: &Path) -> RunSummary {
         verdict: results
             .as_ref()
             .and_then(|r| r.get("verdict"))
-            .and_then(|v| v.as_str())
-            .unwrap_or("incomplete")
-            .to_string(),
+            .and_then(|v| serde_json::from_value(v.clone()).ok()),
         files,
     }
 }
@@ -345,7 +354,7 @@ mod tests {
         write(2, Some("not linearizable"));
         write(3, None);
         let runs = list_runs(store.path()).unwrap();
-        let verdicts: Vec<_> = runs.iter().map(|r| r.verdict.as_str()).collect();
+        let verdicts: Vec<_> = runs.iter().map(|r| r.verdict_name()).collect();
         assert_eq!(verdicts, ["not linearizable", "incomplete", "linearizable"]);
         assert_eq!(runs[0].seed, Some(2));
         assert_eq!(runs[0].ops, Some(10));

@@ -12,45 +12,10 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use riptide_checker::history::{Event, EventType, Process};
-use serde::{Deserialize, Serialize};
+use riptide_checker::history::{Event, EventType};
 
-/// A fault as it ran: what, from when to when (nanoseconds since the run started).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FaultInterval {
-    /// The fault's vocabulary name, e.g. `partition-halves`.
-    pub name: String,
-    /// Who it hit, e.g. `halves [n1 n2] [n3]`.
-    pub description: String,
-    pub start_ns: u64,
-    /// `None` when the run ended (or was interrupted) with the fault still active.
-    pub end_ns: Option<u64>,
-}
-
-/// The counterexample of a failing partition, reduced to what the report draws.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct CounterexampleView {
-    /// The partition (key) that is not linearizable; `None` for an unkeyed model.
-    pub key: Option<String>,
-    /// Invoke-event indices of the longest linearizable prefix, in linearization order.
-    pub prefix: Vec<u64>,
-    /// Invoke-event indices of the operations that cannot be linearized after the prefix.
-    pub failing: Vec<u64>,
-    /// The model state after the prefix, as the checker prints it.
-    pub state: String,
-    /// The checker's own explanation, verbatim.
-    pub explanation: String,
-}
-
-/// A node that misbehaved, with the end of its log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeProblem {
-    /// 1-based node id.
-    pub node: u64,
-    /// What happened, e.g. "exited with status 101 while the nemesis had not killed it".
-    pub what: String,
-    pub last_log_lines: Vec<String>,
-}
+use crate::run::ops::PairedOp;
+use crate::store::{CounterexampleView, FaultInterval, NodeProblem};
 
 /// Everything the report shows.
 pub struct ReportInput<'a> {
@@ -62,6 +27,8 @@ pub struct ReportInput<'a> {
     /// Run parameters, in display order.
     pub parameters: Vec<(String, String)>,
     pub events: &'a [Event],
+    /// The history paired into operations ([`crate::run::ops`]).
+    pub ops: &'a [PairedOp],
     pub faults: &'a [FaultInterval],
     pub counterexample: Option<&'a CounterexampleView>,
     pub node_problems: &'a [NodeProblem],
@@ -69,60 +36,6 @@ pub struct ReportInput<'a> {
     pub partitions: Vec<(String, String, usize, f64)>,
     /// Total duration to draw (nanoseconds); at least the last event's time.
     pub duration_ns: u64,
-}
-
-/// One client operation: its invoke and completion paired.
-#[derive(Debug, Clone)]
-pub struct PairedOp {
-    pub process: u64,
-    pub invoke_index: u64,
-    pub f: String,
-    pub key: Option<String>,
-    pub invoke_value: serde_json::Value,
-    pub start_ns: u64,
-    /// `None` when the history ended before the completion (counts as `info`).
-    pub end_ns: Option<u64>,
-    pub outcome: EventType,
-    pub result_value: serde_json::Value,
-    pub error: Option<String>,
-}
-
-/// Pairs every client invoke with the next completion of the same process.
-pub fn pair_ops(events: &[Event]) -> Vec<PairedOp> {
-    let mut open: HashMap<u64, usize> = HashMap::new();
-    let mut ops: Vec<PairedOp> = Vec::new();
-    for e in events {
-        let Process::Client(p) = e.process else {
-            continue;
-        };
-        match e.kind {
-            EventType::Invoke => {
-                open.insert(p, ops.len());
-                ops.push(PairedOp {
-                    process: p,
-                    invoke_index: e.index,
-                    f: e.f.clone(),
-                    key: e.key.clone(),
-                    invoke_value: e.value.clone(),
-                    start_ns: e.time,
-                    end_ns: None,
-                    outcome: EventType::Info,
-                    result_value: serde_json::Value::Null,
-                    error: None,
-                });
-            }
-            kind => {
-                if let Some(i) = open.remove(&p) {
-                    let op = &mut ops[i];
-                    op.end_ns = Some(e.time);
-                    op.outcome = kind;
-                    op.result_value = e.value.clone();
-                    op.error = e.error.clone();
-                }
-            }
-        }
-    }
-    ops
 }
 
 /// Above this many operations the page drops tooltips of plain ok operations and samples the
@@ -767,7 +680,7 @@ fn counterexample_html(
 
 /// Renders the whole page.
 pub fn render(input: &ReportInput<'_>) -> String {
-    let ops = pair_ops(input.events);
+    let ops = input.ops;
     let duration_ns = input
         .duration_ns
         .max(input.events.last().map(|e| e.time).unwrap_or(0))
@@ -831,7 +744,7 @@ li.bad{{color:#8c1020;font-weight:bold}} pre{{background:#f6f6f6;padding:8px;ove
     let mut highlight: HashMap<u64, Mark> = HashMap::new();
     if let Some(cx) = input.counterexample {
         html.push_str("<h2>Counterexample</h2>");
-        html.push_str(&counterexample_html(cx, &ops, input.faults, duration_ns));
+        html.push_str(&counterexample_html(cx, ops, input.faults, duration_ns));
         for idx in &cx.failing {
             highlight.insert(
                 *idx,
@@ -845,7 +758,7 @@ li.bad{{color:#8c1020;font-weight:bold}} pre{{background:#f6f6f6;padding:8px;ove
 
     html.push_str("<h2>Operations per process</h2><p>One bar per operation from invoke to completion: <span style=\"color:#3a9d5d\">ok</span>, <span style=\"color:#9aa3ad\">fail</span>, <span style=\"color:#e69b2e\">info</span> (unknown; the process is then retired). Shaded bands are faults. Hover for details.</p><div class=\"svgbox\">");
     html.push_str(&timeline_svg(
-        &ops,
+        ops,
         input.faults,
         duration_ns,
         &highlight,
@@ -853,9 +766,9 @@ li.bad{{color:#8c1020;font-weight:bold}} pre{{background:#f6f6f6;padding:8px;ove
         0,
     ));
     html.push_str("</div><h2>Latency</h2><div class=\"svgbox\">");
-    html.push_str(&latency_svg(&ops, input.faults, duration_ns));
+    html.push_str(&latency_svg(ops, input.faults, duration_ns));
     html.push_str("</div><h2>Throughput</h2><div class=\"svgbox\">");
-    html.push_str(&throughput_svg(&ops, input.faults, duration_ns));
+    html.push_str(&throughput_svg(ops, input.faults, duration_ns));
     html.push_str("</div><h2>Checker</h2>");
     if input.partitions.is_empty() {
         html.push_str("<p>No checker result.</p>");
@@ -908,6 +821,7 @@ li.bad{{color:#8c1020;font-weight:bold}} pre{{background:#f6f6f6;padding:8px;ove
 #[cfg(test)]
 mod tests {
     use super::*;
+    use riptide_checker::history::Process;
 
     fn ev(
         index: u64,
@@ -948,7 +862,7 @@ mod tests {
 
     #[test]
     fn pairs_invokes_with_completions_and_open_ops_are_info() {
-        let ops = pair_ops(&history());
+        let ops = crate::run::ops::pair_ops(&history());
         assert_eq!(ops.len(), 3);
         assert_eq!(ops[0].outcome, EventType::Ok);
         assert_eq!(ops[1].result_value, serde_json::json!("p9-9"));
@@ -971,6 +885,7 @@ mod tests {
             failing: vec![1],
             state: "p0-1".into(),
             explanation: "read saw p9-9".into(),
+            first_violation_ns: None,
         };
         let html = render(&ReportInput {
             title: "kv run".into(),
@@ -978,6 +893,7 @@ mod tests {
             reasons: vec!["key k1".into()],
             parameters: vec![("seed".into(), "42".into())],
             events: &events,
+            ops: &crate::run::ops::pair_ops(&events),
             faults: &faults,
             counterexample: Some(&cx),
             node_problems: &[],

@@ -82,7 +82,7 @@ body{font-family:sans-serif;margin:20px} table{border-collapse:collapse} td,th{b
     html.push_str(&format!("<p>{} runs, failing first.</p>", runs.len()));
     html.push_str("<table><tr><th>verdict</th><th>test</th><th>started</th><th>seed</th><th>workload</th><th>nemesis</th><th>ops</th><th>files</th></tr>");
     for r in &runs {
-        let class = format!("v-{}", r.verdict.replace(' ', "-"));
+        let class = format!("v-{}", r.verdict_name().replace(' ', "-"));
         let base = format!("/runs/{}", r.rel_path);
         let files: Vec<String> = r
             .files
@@ -95,7 +95,7 @@ body{font-family:sans-serif;margin:20px} table{border-collapse:collapse} td,th{b
             .collect();
         html.push_str(&format!(
             r#"<tr class="{class}"><td><a href="{base}/report.html"><b>{}</b></a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-            esc(&r.verdict),
+            esc(r.verdict_name()),
             esc(&r.test),
             esc(r.started.as_deref().unwrap_or(&r.run)),
             r.seed.map(|s| s.to_string()).unwrap_or_default(),

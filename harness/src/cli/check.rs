@@ -11,9 +11,8 @@ use riptide_checker::{
     PartitionResult, Verdict,
 };
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use crate::console::outln;
+use crate::cli::console::outln;
 
 /// Arguments of `riptide check`.
 #[derive(Debug, clap::Args)]
@@ -34,8 +33,8 @@ pub struct CheckArgs {
     #[arg(long)]
     pub results: Option<PathBuf>,
     /// Seconds each file may be searched before its unfinished partitions are `unknown`.
-    #[arg(long, default_value_t = 300.0)]
-    pub timeout: f64,
+    #[arg(long, default_value = "300", value_parser = parse_seconds)]
+    pub timeout: std::time::Duration,
     /// Memory the search of one file may use, in MiB, before its unfinished partitions are
     /// `unknown`.
     #[arg(long, default_value_t = 2048)]
@@ -43,6 +42,22 @@ pub struct CheckArgs {
     /// Finish every partition even after one is found not linearizable.
     #[arg(long)]
     pub all_partitions: bool,
+}
+
+/// Parses `--timeout`: seconds, finite and not negative (`inf` and values that overflow are
+/// refused, not a panic).
+pub fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad number of seconds {text:?}"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!(
+            "bad number of seconds {text:?}: a finite number >= 0"
+        ));
+    }
+    std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{text:?} seconds is too long"))
 }
 
 /// `--format` values.
@@ -64,7 +79,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         FormatArg::Edn => Format::Edn,
     });
     let options = CheckOptions {
-        time_limit: Some(Duration::from_secs_f64(args.timeout.max(0.0))),
+        time_limit: Some(args.timeout),
         memory_budget: Some(args.memory_mib << 20),
         all_partitions: args.all_partitions,
     };

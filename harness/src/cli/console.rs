@@ -28,17 +28,17 @@ pub fn write_stdout(text: std::fmt::Arguments<'_>) {
 /// `println!` that goes quiet instead of panicking when stdout is closed.
 macro_rules! outln {
     () => {
-        $crate::console::write_stdout(format_args!("\n"))
+        $crate::cli::console::write_stdout(format_args!("\n"))
     };
     ($($arg:tt)*) => {
-        $crate::console::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::cli::console::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
 /// `print!` that goes quiet instead of panicking when stdout is closed.
 macro_rules! out {
     ($($arg:tt)*) => {
-        $crate::console::write_stdout(format_args!($($arg)*))
+        $crate::cli::console::write_stdout(format_args!($($arg)*))
     };
 }
 

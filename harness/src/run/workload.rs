@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::client::Request;
+use crate::system::Request;
 
 /// The workloads of `--workload`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -1,9 +1,9 @@
-//! The cluster client: one operation against a Riptide cluster, as a careful real client does it.
+//! The Riptide client: one operation against a Riptide cluster, as a careful real client does it.
 //!
 //! A request goes to the node believed to lead (shared by all clients, learned from `307`
 //! redirects), or round-robin over nodes when no leader is known. Each reply is classified
 //! ([`classify_response`], [`classify_transport`]) into "it happened", "it certainly did not",
-//! or "unknown", and [`ClusterClient::execute`] turns a series of attempts into one
+//! or "unknown", and [`RiptideClient::execute`] turns a series of attempts into one
 //! [`Completion`] with Jepsen semantics:
 //!
 //! - `412` is a definite `fail` with `precondition-failed` (the cas saw another value);
@@ -19,41 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// One HTTP request of the KV API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    /// `GET /kv/{key}`.
-    Read { key: String },
-    /// `PUT /kv/{key}`.
-    Write { key: String, value: String },
-    /// `PUT /kv/{key}?if-value=FROM`.
-    Cas {
-        key: String,
-        from: String,
-        to: String,
-    },
-    /// `DELETE /kv/{key}`.
-    Delete { key: String },
-    /// `POST /kv/{key}/append`.
-    Append { key: String, suffix: String },
-}
-
-impl Request {
-    /// Reads have no effect, so they need no `Request-Id` and are never ambiguous.
-    pub fn is_read(&self) -> bool {
-        matches!(self, Request::Read { .. })
-    }
-
-    fn key(&self) -> &str {
-        match self {
-            Request::Read { key }
-            | Request::Write { key, .. }
-            | Request::Cas { key, .. }
-            | Request::Delete { key }
-            | Request::Append { key, .. } => key,
-        }
-    }
-}
+use crate::system::{Client, ClientTimeouts, Completion, ReadFrom, Request, SystemError};
 
 /// How one HTTP attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,17 +37,6 @@ pub enum Reply {
     Ambiguous(String),
     /// `307`/`308` to the leader: the `Location`.
     Redirect(String),
-}
-
-/// How one operation ended, as written in the history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Completion {
-    /// `ok`; for a read, the value it returned.
-    Ok(Option<String>),
-    /// `fail` with an error, e.g. `precondition-failed`.
-    Fail(String),
-    /// `info`: unknown; the caller retires the process.
-    Info(String),
 }
 
 /// Classifies an HTTP response of the KV API. `body` is the raw body (a value for reads, JSON
@@ -213,53 +168,9 @@ impl AttemptLog {
     }
 }
 
-/// Where reads go first. Writes always go to the believed leader.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum ReadFrom {
-    /// To the node believed to lead, like writes.
-    #[default]
-    Leader,
-    /// Round-robin over every node, as a load-balancing client would: a correct follower
-    /// redirects the read to the leader, a buggy one answers from its own state (this is what
-    /// exposes stale reads).
-    Any,
-}
-
-/// Timeouts of the client.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientTimeouts {
-    /// One HTTP attempt (connect + request + response).
-    pub attempt: Duration,
-    /// Connection establishment; short, so a killed or unreachable node is skipped fast.
-    pub connect: Duration,
-    /// Pause between attempts after a refusal or an ambiguous failure.
-    pub backoff: Duration,
-}
-
-impl Default for ClientTimeouts {
-    fn default() -> Self {
-        ClientTimeouts {
-            attempt: Duration::from_millis(1500),
-            connect: Duration::from_millis(300),
-            backoff: Duration::from_millis(50),
-        }
-    }
-}
-
 /// A client for the whole cluster, shared by every logical process.
 #[derive(Clone)]
-pub struct ClusterClient {
+pub struct RiptideClient {
     http: reqwest::Client,
     /// Client base URLs of the nodes (`http://127.0.0.1:PORT`), in node-id order.
     nodes: Arc<Vec<String>>,
@@ -273,15 +184,21 @@ pub struct ClusterClient {
     read_from: ReadFrom,
 }
 
-impl ClusterClient {
-    pub fn new(nodes: Vec<String>, timeouts: ClientTimeouts) -> reqwest::Result<ClusterClient> {
+impl RiptideClient {
+    /// A client of the nodes at `nodes` (client base URLs); at least one.
+    pub fn new(nodes: Vec<String>, timeouts: ClientTimeouts) -> Result<RiptideClient, SystemError> {
+        if nodes.is_empty() {
+            return Err(SystemError::Setup(
+                "a client needs at least one node".into(),
+            ));
+        }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeouts.connect)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(10))
             .build()?;
-        Ok(ClusterClient {
+        Ok(RiptideClient {
             http,
             nodes: Arc::new(nodes),
             leader: Arc::new(RwLock::new(None)),
@@ -292,7 +209,7 @@ impl ClusterClient {
     }
 
     /// Sends reads first to the nodes `read_from` says.
-    pub fn with_read_from(mut self, read_from: ReadFrom) -> ClusterClient {
+    pub fn with_read_from(mut self, read_from: ReadFrom) -> RiptideClient {
         self.read_from = read_from;
         self
     }
@@ -325,7 +242,7 @@ impl ClusterClient {
     }
 
     /// Runs one operation until it is settled or `deadline` passes. `request_id` is
-    /// `CLIENT:SEQ`, the same for every attempt.
+    /// `CLIENT:SEQ`, the same for every attempt (sent as `Request-Id`).
     pub async fn execute(
         &self,
         request: &Request,
@@ -415,6 +332,13 @@ impl ClusterClient {
             Ok(body) => classify_response(is_read, is_delete, status, location.as_deref(), &body),
             Err(e) => classify_transport(is_read, &e),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Client for RiptideClient {
+    async fn invoke(&self, request: &Request, request_id: &str, deadline: Instant) -> Completion {
+        self.execute(request, request_id, deadline).await
     }
 }
 
@@ -580,7 +504,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let client = ClusterClient::new(
+        let client = RiptideClient::new(
             vec![format!("http://127.0.0.1:{port}")],
             ClientTimeouts::default(),
         )

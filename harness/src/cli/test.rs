@@ -1,0 +1,326 @@
+//! `riptide test`: its flags, and how they become a [`RunPlan`].
+//!
+//! Exit codes: 0 linearizable, 1 not linearizable, 2 unknown, 3 the run itself failed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use riptide_nemesis::Schedule;
+
+use crate::cli::console::outln;
+use crate::run::schedule::make_schedule;
+use crate::run::workload::Workload;
+use crate::run::RunPlan;
+use crate::store::{RunConfig, RunVerdict};
+use crate::system::riptide::RiptideDb;
+use crate::system::ReadFrom;
+
+/// Arguments of `riptide test`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TestArgs {
+    /// Number of nodes in the cluster (3 or 5 are the useful sizes).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
+    pub nodes: u64,
+    /// How long the workload and the nemesis run (e.g. 30s, 2m, 500ms).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub time_limit: Duration,
+    /// Number of concurrent client processes.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub concurrency: u64,
+    /// Target operations per second over all clients (0: as fast as they can).
+    #[arg(long, default_value_t = 200.0, value_parser = parse_rate)]
+    pub rate: f64,
+    /// What the clients do.
+    #[arg(long, value_enum, default_value_t = Workload::Kv)]
+    pub workload: Workload,
+    /// Number of keys for the kv and append workloads.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub keys: u64,
+    /// Faults: a comma-separated list of fault names (partition-halves, isolate-one,
+    /// isolate-leader, majorities-ring, bridge, slow-links, throttle-links, kill-one,
+    /// kill-minority, kill-leader, pause-one, pause-leader), families (partition, link, kill,
+    /// pause), `all` or `none`.
+    #[arg(long, default_value = "partition,kill,pause")]
+    pub nemesis: String,
+    /// Length of each fault and of the quiet period between two faults.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub nemesis_interval: Duration,
+    /// Length of the quiet period before each fault, when it should differ from
+    /// --nemesis-interval (e.g. long pauses with short recoveries, so more faults fit in a run).
+    #[arg(long, value_parser = parse_duration)]
+    pub nemesis_quiet: Option<Duration>,
+    /// Seed of every random choice (workload and faults); random when absent.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Folder of the store of results.
+    #[arg(long, default_value = "histories")]
+    pub store: PathBuf,
+    /// The node binary (default: riptide-server next to this executable, else on PATH).
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+    /// An extra flag for every node, e.g. --node-arg=--election-ms=300 (repeatable).
+    #[arg(long = "node-arg", allow_hyphen_values = true)]
+    pub node_args: Vec<String>,
+    /// Re-run a stored run: same parameters, seed and fault schedule (a run folder).
+    #[arg(long)]
+    pub replay: Option<PathBuf>,
+    /// Name of the test in the store (default: <workload>-<nemesis>).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where clients send reads first: `leader`, or `any` node round-robin (a correct
+    /// follower redirects; this exposes nodes that answer reads they should not).
+    #[arg(long, value_enum, default_value_t = ReadFrom::Leader)]
+    pub read_from: ReadFrom,
+    /// How long one operation may take, retries included, before it is `info`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub op_timeout: Duration,
+    /// How long one HTTP attempt may wait for an answer before the client tries again
+    /// (another node, same Request-Id). Short: clients leave a cut-off leader quickly, and
+    /// meet the new one while the old one may still answer.
+    #[arg(long, default_value = "1500ms", value_parser = parse_duration)]
+    pub attempt_timeout: Duration,
+    /// How long the healed cluster gets to elect a leader and catch up before the final reads.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub recovery_timeout: Duration,
+    /// How long the checker may search before the verdict is `unknown`.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub check_timeout: Duration,
+    /// No live progress display.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Parses `30`, `30s`, `500ms`, `2m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, "s"),
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {text:?} (examples: 30s, 500ms, 2m)"))?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" | "" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "bad duration unit {other:?} in {text:?} (ms, s, m, h)"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("bad duration {text:?}"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {text:?} is too long"))
+}
+
+/// Parses `--rate`: operations per second, `0` for as fast as the clients go. A rate so low
+/// that one client would wait more than a day between operations is refused (it would also
+/// overflow the interval).
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad rate {text:?} (operations per second, e.g. 200, or 0)"))?;
+    if !rate.is_finite() || rate < 0.0 {
+        return Err(format!("bad rate {text:?}: a finite number >= 0"));
+    }
+    if rate > 0.0 && rate < MIN_RATE {
+        return Err(format!(
+            "rate {text:?} is below {MIN_RATE} operations per second (use 0 for no limit)"
+        ));
+    }
+    Ok(rate)
+}
+
+/// The lowest `--rate` accepted besides 0: one operation per client per ~3 hours at 1,000
+/// clients, far below anything useful, far above what overflows.
+pub const MIN_RATE: f64 = 0.0001;
+
+/// Finds the node binary: the flag, else next to this executable, else on PATH.
+pub fn resolve_server_bin(flag: Option<&Path>) -> Result<PathBuf, String> {
+    const NAME: &str = "riptide-server";
+    let on_path = |name: &Path| -> Option<PathBuf> {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+    };
+    if let Some(given) = flag {
+        if given.is_file() {
+            return Ok(given.to_path_buf());
+        }
+        if given.components().count() == 1 {
+            if let Some(p) = on_path(given) {
+                return Ok(p);
+            }
+        }
+        return Err(format!(
+            "the server binary {} does not exist (build it with `cargo build --release -p riptide-server`)",
+            given.display()
+        ));
+    }
+    let exe = std::env::current_exe().ok();
+    if let Some(dir) = exe.as_ref().and_then(|e| e.parent()) {
+        // Next to `riptide` (target/release or target/debug), or one up from a test's deps/.
+        for candidate in [dir.join(NAME), dir.join("..").join(NAME)] {
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    if let Some(p) = on_path(Path::new(NAME)) {
+        return Ok(p);
+    }
+    Err(format!(
+        "cannot find the server binary {NAME} next to {} or on PATH; build it with \
+         `cargo build --release -p riptide-server` or pass --server-bin PATH",
+        exe.map(|e| e.display().to_string())
+            .unwrap_or_else(|| "this executable".into())
+    ))
+}
+
+/// Builds the run's configuration from the flags (or from the run being replayed).
+pub fn make_config(
+    args: &TestArgs,
+    server_bin: PathBuf,
+) -> anyhow::Result<(RunConfig, Option<Schedule>)> {
+    let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if let Some(dir) = &args.replay {
+        let text = std::fs::read_to_string(dir.join(crate::store::CONFIG_FILE))
+            .with_context(|| format!("reading the run to replay in {}", dir.display()))?;
+        let mut config: RunConfig = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}/config.json", dir.display()))?;
+        let schedule_text = std::fs::read_to_string(dir.join(crate::store::SCHEDULE_FILE))
+            .with_context(|| format!("reading {}/schedule.json", dir.display()))?;
+        let schedule = Schedule::from_json(&schedule_text)
+            .with_context(|| format!("parsing {}/schedule.json", dir.display()))?;
+        config.started = started;
+        config.server_bin = server_bin;
+        config.replay_of = Some(dir.clone());
+        config.riptide_version = env!("CARGO_PKG_VERSION").to_string();
+        return Ok((config, Some(schedule)));
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        // Short seeds are easier to read and type.
+        (nanos ^ u64::from(std::process::id())) % 1_000_000
+    });
+    let test_name = args.name.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            args.workload.name(),
+            args.nemesis.replace(',', "+").replace(' ', "")
+        )
+    });
+    let config = RunConfig {
+        test_name,
+        started,
+        seed,
+        nodes: args.nodes as usize,
+        time_limit_ms: args.time_limit.as_millis() as u64,
+        concurrency: args.concurrency as usize,
+        rate: args.rate.max(0.0),
+        workload: args.workload,
+        keys: args.keys as usize,
+        nemesis: args.nemesis.clone(),
+        nemesis_interval_ms: args.nemesis_interval.as_millis() as u64,
+        nemesis_quiet_ms: args.nemesis_quiet.map(|q| q.as_millis() as u64),
+        op_timeout_ms: args.op_timeout.as_millis() as u64,
+        attempt_timeout_ms: Some(args.attempt_timeout.as_millis() as u64),
+        recovery_timeout_ms: args.recovery_timeout.as_millis() as u64,
+        check_timeout_ms: args.check_timeout.as_millis() as u64,
+        server_bin,
+        node_args: args.node_args.clone(),
+        read_from: args.read_from,
+        replay_of: None,
+        riptide_version: env!("CARGO_PKG_VERSION").to_string(),
+        rerun: String::new(),
+    };
+    Ok((config, None))
+}
+
+/// Runs `riptide test`; returns the exit code.
+pub fn run(args: TestArgs) -> anyhow::Result<u8> {
+    let plan = match plan(&args) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("run failed: {e:#}");
+            return Ok(RunVerdict::RunFailed.exit_code());
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let outcome = runtime.block_on(crate::run::execute(plan))?;
+    // The verdict alone on stdout, for scripts; everything else went to stderr.
+    outln!("{}", outcome.results.verdict);
+    eprintln!(
+        "report: {}",
+        outcome.run_dir.join(crate::store::REPORT_FILE).display()
+    );
+    Ok(outcome.results.exit_code)
+}
+
+/// The run plan of `riptide test`'s flags (or of the run being replayed): the configuration,
+/// the fault schedule and the system under test. An error is a run that cannot start.
+pub fn plan(args: &TestArgs) -> anyhow::Result<RunPlan> {
+    let server_bin = resolve_server_bin(args.server_bin.as_deref()).map_err(anyhow::Error::msg)?;
+    let (config, replayed) = make_config(args, server_bin)?;
+    let schedule = make_schedule(&config, replayed).map_err(anyhow::Error::msg)?;
+    Ok(RunPlan {
+        db: Arc::new(RiptideDb {
+            server_bin: config.server_bin.clone(),
+            node_args: config.node_args.clone(),
+        }),
+        config,
+        schedule,
+        store: args.store.clone(),
+        quiet: args.quiet,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_the_usual_units() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+        // Values that overflow a Duration or are not numbers are errors, never a panic.
+        assert!(parse_duration("1000000000000000000000000s").is_err());
+        assert!(parse_duration("inf").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn rates_are_finite_non_negative_and_not_absurdly_low() {
+        assert_eq!(parse_rate("200").unwrap(), 200.0);
+        assert_eq!(parse_rate("0").unwrap(), 0.0);
+        assert!(parse_rate("1e-300").is_err());
+        assert!(parse_rate("inf").is_err());
+        assert!(parse_rate("NaN").is_err());
+        assert!(parse_rate("-5").is_err());
+    }
+
+    #[test]
+    fn a_missing_server_binary_is_named_in_the_error() {
+        let err = resolve_server_bin(Some(Path::new("/nonexistent/riptide-server"))).unwrap_err();
+        assert!(err.contains("/nonexistent/riptide-server"), "{err}");
+    }
+}

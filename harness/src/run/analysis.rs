@@ -1,0 +1,432 @@
+//! From a run's [`Recording`] to its results: check the history, reduce a counterexample to
+//! what the report draws, compute the statistics, decide the verdict; then write
+//! `results.json` and `report.html`. Nothing here touches the cluster, so `riptide report`
+//! runs the same analysis on a stored run.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use riptide_checker::{BuiltinModel, CheckOptions, CheckResult, History, Verdict};
+
+use super::ops::RunHistory;
+use super::Recording;
+use crate::store::{CounterexampleView, RunConfig, RunDir, RunResults, RunStats, RunVerdict};
+use crate::system::{ClientTimeouts, ReadFrom};
+
+/// Decides the run's verdict from the checker's and from what went wrong around it: a
+/// violation the checker found always stands; anything that makes the run untrustworthy turns
+/// `linearizable` or `unknown` into `run failed`.
+pub fn combine_verdict(check: Option<Verdict>, run_problems: bool) -> RunVerdict {
+    match (check, run_problems) {
+        (Some(Verdict::NotLinearizable), _) => RunVerdict::NotLinearizable,
+        (_, true) => RunVerdict::RunFailed,
+        (Some(Verdict::Linearizable), false) => RunVerdict::Linearizable,
+        (Some(Verdict::Unknown), false) => RunVerdict::Unknown,
+        (None, false) => RunVerdict::Unknown,
+    }
+}
+
+/// Checks the collected history, then writes `results.json` and `report.html` into the run
+/// folder (and drops the nodes' data after a passing run).
+pub async fn finish(
+    config: &RunConfig,
+    collected: &mut Recording,
+    run_dir: &RunDir,
+    total_start: Instant,
+) -> anyhow::Result<RunResults> {
+    let run_reasons = collected.reasons.clone();
+    let model = match config.workload.model() {
+        "append" => BuiltinModel::Append,
+        "set" => BuiltinModel::Set,
+        _ => BuiltinModel::Kv,
+    };
+    let check_timeout = Duration::from_millis(config.check_timeout_ms);
+    // The history is paired into operations once; everything below uses this.
+    let history = RunHistory::new(std::mem::take(&mut collected.events));
+    let check_started = Instant::now();
+    let check = check_events(&history, model, check_timeout).await;
+    let check_ms = check_started.elapsed().as_secs_f64() * 1000.0;
+    let (check_result, counterexample) = match check {
+        Ok(result) => {
+            if result.verdict == Verdict::Unknown {
+                for p in result
+                    .partitions
+                    .iter()
+                    .filter(|p| p.verdict == Verdict::Unknown)
+                {
+                    collected.reasons.push(format!(
+                        "checker: key {:?} unknown: {}",
+                        p.partition,
+                        p.reason.clone().unwrap_or_default()
+                    ));
+                }
+            }
+            let cx = counterexample_view(&result, &history);
+            if let Some(cx) = &cx {
+                collected.reasons.push(format!(
+                    "key {} is not linearizable: {}",
+                    cx.key.as_deref().unwrap_or("(register)"),
+                    cx.explanation.lines().next().unwrap_or_default()
+                ));
+            }
+            (Some(result), cx)
+        }
+        Err(e) => {
+            collected
+                .reasons
+                .push(format!("checker did not finish: {e}"));
+            (None, None)
+        }
+    };
+    // A linearizable partition's full linearization is large and says nothing a person reads;
+    // results.json keeps it only for partitions that are not linearizable (the prefix).
+    let check_result = check_result.map(|mut r| {
+        for p in &mut r.partitions {
+            if p.verdict == Verdict::Linearizable {
+                p.linearization.clear();
+            }
+        }
+        r
+    });
+    let verdict = combine_verdict(
+        check_result.as_ref().map(|r| r.verdict),
+        collected.run_problem,
+    );
+    let stats = compute_stats(
+        collected,
+        &history,
+        check_result.as_ref().map(|_| check_ms),
+        total_start,
+    );
+    let results = RunResults {
+        verdict,
+        exit_code: verdict.exit_code(),
+        reasons: collected.reasons.clone(),
+        run_reasons,
+        run_problem: collected.run_problem,
+        stats: stats.clone(),
+        faults: collected.faults.clone(),
+        node_problems: collected.node_problems.clone(),
+        check: check_result,
+        counterexample: counterexample.clone(),
+    };
+    std::fs::write(run_dir.results(), serde_json::to_string_pretty(&results)?)
+        .context("writing results.json")?;
+    let input = crate::report::ReportInput {
+        title: format!(
+            "{} - seed {} - {}",
+            config.test_name, config.seed, config.started
+        ),
+        verdict: verdict.name().to_string(),
+        reasons: collected.reasons.clone(),
+        parameters: parameters(config, &stats),
+        events: &history.events,
+        ops: &history.ops,
+        faults: &collected.faults,
+        counterexample: counterexample.as_ref(),
+        node_problems: &collected.node_problems,
+        partitions: results
+            .check
+            .iter()
+            .flat_map(|c| c.partitions.iter())
+            .map(|p| {
+                (
+                    p.partition.clone(),
+                    p.verdict.to_string(),
+                    p.operations,
+                    p.elapsed_ms,
+                )
+            })
+            .collect(),
+        duration_ns: collected.workload_ms * 1_000_000,
+    };
+    // A bug in drawing must not cost the run its report: fall back to a plain page.
+    let html = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::report::render(&input)
+    }))
+    .unwrap_or_else(|_| {
+        format!(
+            "<!DOCTYPE html><html><body><h1>{}</h1><p>The report could not be drawn (a bug in \
+             riptide); see results.json and history.jsonl.</p></body></html>",
+            verdict.name()
+        )
+    });
+    std::fs::write(run_dir.report(), html).context("writing report.html")?;
+    // Keep the nodes' data only when someone will want to look at it.
+    if verdict == RunVerdict::Linearizable {
+        for id in 1..=config.nodes as u64 {
+            let _ = std::fs::remove_dir_all(run_dir.node_data(id));
+        }
+    }
+
+    Ok(results)
+}
+
+/// Checks the events on a blocking thread with a time limit, plus a watchdog in case the
+/// checker overruns its own limit.
+async fn check_events(
+    history: &RunHistory,
+    model: BuiltinModel,
+    timeout: Duration,
+) -> Result<CheckResult, String> {
+    let history: History = history.checkable.clone()?;
+    let task = tokio::task::spawn_blocking(move || {
+        let options = CheckOptions {
+            time_limit: Some(timeout),
+            memory_budget: Some(2 << 30),
+            // A verdict for every key, not only up to the first failing one.
+            all_partitions: true,
+        };
+        riptide_checker::check_builtin(&history, model, &options).map_err(|e| e.to_string())
+    });
+    match tokio::time::timeout(timeout + Duration::from_secs(30), task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(format!("the checker crashed: {join}")),
+        Err(_) => Err(format!(
+            "the checker overran its {} s limit",
+            timeout.as_secs()
+        )),
+    }
+}
+
+/// Reduces the checker's first failing partition to what the report draws.
+pub fn counterexample_view(
+    result: &CheckResult,
+    history: &RunHistory,
+) -> Option<CounterexampleView> {
+    let failing = result.failures().next()?;
+    let cx = failing.counterexample.as_ref()?;
+    let invoke_index = |id: usize| history.invoke_index(id);
+    let mut failing_ops: Vec<u64> = Vec::new();
+    if let Some(b) = &cx.blocked_by {
+        failing_ops.extend(invoke_index(b.id));
+    }
+    for c in &cx.candidates {
+        if let Some(i) = invoke_index(c.op.id) {
+            if !failing_ops.contains(&i) {
+                failing_ops.push(i);
+            }
+        }
+    }
+    let mut explanation = String::new();
+    if let Some(b) = &cx.blocked_by {
+        explanation.push_str(&format!(
+            "p{} {} (line {}) had completed but cannot be linearized after the longest prefix\n",
+            b.process, b.description, b.invoke_line
+        ));
+    } else {
+        explanation.push_str("no operation can be linearized after the longest prefix\n");
+    }
+    for c in &cx.candidates {
+        explanation.push_str(&format!(
+            "  candidate p{} {} (line {}): model {}\n",
+            c.op.process,
+            c.op.description,
+            c.op.invoke_line,
+            if c.model_accepts {
+                "accepts it, but every continuation fails"
+            } else {
+                "refuses it in this state"
+            }
+        ));
+    }
+    explanation.push_str(&format!(
+        "state after the prefix: {}\n",
+        cx.states.join(" | ")
+    ));
+    Some(CounterexampleView {
+        key: (!failing.partition.is_empty()).then(|| failing.partition.clone()),
+        prefix: cx
+            .prefix
+            .iter()
+            .filter_map(|id| invoke_index(*id))
+            .collect(),
+        state: cx.states.join("\n"),
+        first_violation_ns: failing_ops
+            .first()
+            .and_then(|&index| history.event_time_ns(index)),
+        failing: failing_ops,
+        explanation,
+    })
+}
+
+fn compute_stats(
+    collected: &Recording,
+    history: &RunHistory,
+    check_ms: Option<f64>,
+    total_start: Instant,
+) -> RunStats {
+    let ops = &history.ops;
+    let mut stats = RunStats {
+        invocations: ops.len() as u64,
+        faults_injected: collected.faults.len(),
+        workload_ms: collected.workload_ms,
+        check_ms,
+        total_ms: collected
+            .recorded_total_ms
+            .unwrap_or_else(|| total_start.elapsed().as_millis() as u64),
+        ..Default::default()
+    };
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3).ok();
+    let workload_ns = collected.workload_ms * 1_000_000;
+    let mut completed_in_workload = 0u64;
+    for op in ops {
+        match op.outcome {
+            riptide_checker::history::EventType::Ok => stats.ok += 1,
+            riptide_checker::history::EventType::Fail => stats.fail += 1,
+            _ => stats.info += 1,
+        }
+        if let Some(end) = op.end_ns {
+            if end <= workload_ns {
+                completed_in_workload += 1;
+            }
+            if op.outcome == riptide_checker::history::EventType::Ok {
+                if let Some(h) = hist.as_mut() {
+                    let _ = h.record((end.saturating_sub(op.start_ns) / 1000).max(1));
+                }
+            }
+        }
+    }
+    if collected.workload_ms > 0 {
+        stats.ops_per_sec = completed_in_workload as f64 * 1000.0 / collected.workload_ms as f64;
+    }
+    if let Some(h) = hist.filter(|h| !h.is_empty()) {
+        stats.latency_ok_p50_ms = Some(h.value_at_quantile(0.5) as f64 / 1000.0);
+        stats.latency_ok_p99_ms = Some(h.value_at_quantile(0.99) as f64 / 1000.0);
+    }
+    stats
+}
+
+fn parameters(config: &RunConfig, stats: &RunStats) -> Vec<(String, String)> {
+    let ms = |v: u64| format!("{:.1} s", v as f64 / 1000.0);
+    let opt_ms = |v: Option<f64>| {
+        v.map(|x| format!("{x:.1} ms"))
+            .unwrap_or_else(|| "-".into())
+    };
+    vec![
+        ("test".into(), config.test_name.clone()),
+        ("started".into(), config.started.clone()),
+        ("seed".into(), config.seed.to_string()),
+        ("nodes".into(), config.nodes.to_string()),
+        (
+            "workload".into(),
+            format!("{} ({} keys)", config.workload.name(), config.keys),
+        ),
+        ("time limit".into(), ms(config.time_limit_ms)),
+        ("concurrency".into(), config.concurrency.to_string()),
+        ("rate".into(), format!("{} ops/s target", config.rate)),
+        ("nemesis".into(), config.nemesis.clone()),
+        ("nemesis interval".into(), ms(config.nemesis_interval_ms)),
+        (
+            "quiet before each fault".into(),
+            ms(config
+                .nemesis_quiet_ms
+                .unwrap_or(config.nemesis_interval_ms)),
+        ),
+        ("op timeout".into(), ms(config.op_timeout_ms)),
+        (
+            "attempt timeout".into(),
+            ms(config
+                .attempt_timeout_ms
+                .unwrap_or(ClientTimeouts::default().attempt.as_millis() as u64)),
+        ),
+        (
+            "server binary".into(),
+            config.server_bin.display().to_string(),
+        ),
+        ("node args".into(), config.node_args.join(" ")),
+        (
+            "reads sent to".into(),
+            match config.read_from {
+                ReadFrom::Leader => "the leader".into(),
+                ReadFrom::Any => "any node (round-robin)".into(),
+            },
+        ),
+        (
+            "sustained".into(),
+            format!("{:.1} ops/s", stats.ops_per_sec),
+        ),
+        (
+            "ok latency p50 / p99".into(),
+            format!(
+                "{} / {}",
+                opt_ms(stats.latency_ok_p50_ms),
+                opt_ms(stats.latency_ok_p99_ms)
+            ),
+        ),
+        ("checking time".into(), opt_ms(stats.check_ms)),
+        ("re-run".into(), config.rerun.clone()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use riptide_checker::history::{Event, EventType, Process};
+
+    #[test]
+    fn a_violation_always_stands_and_problems_never_give_green() {
+        assert_eq!(
+            combine_verdict(Some(Verdict::Linearizable), false),
+            RunVerdict::Linearizable
+        );
+        assert_eq!(
+            combine_verdict(Some(Verdict::Linearizable), true),
+            RunVerdict::RunFailed
+        );
+        assert_eq!(
+            combine_verdict(Some(Verdict::Unknown), true),
+            RunVerdict::RunFailed
+        );
+        assert_eq!(
+            combine_verdict(Some(Verdict::NotLinearizable), true),
+            RunVerdict::NotLinearizable
+        );
+        assert_eq!(combine_verdict(None, false), RunVerdict::Unknown);
+        assert_eq!(RunVerdict::RunFailed.exit_code(), 3);
+    }
+
+    fn event(
+        index: u64,
+        process: u64,
+        kind: EventType,
+        f: &str,
+        value: serde_json::Value,
+    ) -> Event {
+        Event {
+            index,
+            time: index * 1000,
+            process: Process::Client(process),
+            kind,
+            f: f.into(),
+            key: Some("k1".into()),
+            value,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_counterexample_names_the_read_that_saw_a_value_never_written() {
+        use serde_json::json;
+        let events = vec![
+            event(0, 0, EventType::Invoke, "write", json!("p0-1")),
+            event(1, 0, EventType::Ok, "write", json!("p0-1")),
+            event(2, 1, EventType::Invoke, "read", json!(null)),
+            event(3, 1, EventType::Ok, "read", json!("p9-9")),
+        ];
+        let numbered = events.iter().cloned().enumerate().map(|(i, e)| (i + 1, e));
+        let history = History::from_events(numbered).unwrap();
+        let result =
+            riptide_checker::check_builtin(&history, BuiltinModel::Kv, &CheckOptions::default())
+                .unwrap();
+        assert_eq!(result.verdict, Verdict::NotLinearizable);
+        let cx = counterexample_view(&result, &RunHistory::new(events)).expect("a counterexample");
+        assert_eq!(cx.key.as_deref(), Some("k1"));
+        // The write linearizes; the read (invoked at event 2) cannot follow it.
+        assert_eq!(cx.prefix, vec![0]);
+        assert!(cx.failing.contains(&2), "{cx:?}");
+        assert!(cx.state.contains("p0-1"), "{cx:?}");
+        // The read was invoked at event 2, 2 µs into the run: when the violation first showed.
+        assert_eq!(cx.first_violation_ns, Some(2000));
+    }
+}

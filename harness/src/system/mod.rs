@@ -1,0 +1,197 @@
+//! The system under test, as the harness sees it: Jepsen's `db` and `client` protocols.
+//!
+//! The engine ([`crate::run`]) knows nothing of Riptide: it starts a cluster through a [`Db`]
+//! (how node `i` is started with its peers reached through the nemesis proxies, when it is
+//! ready, who is primary, how far it has applied, what in its log means it crashed) and drives
+//! it with the [`Client`] the `Db` opens (invoke one operation with a request id and a
+//! deadline, get `ok`, `fail` or `info`). Kill, pause and links stay in the nemesis crate,
+//! which acts on processes and TCP links of any system. [`riptide`] implements both seams for
+//! `riptide-server`; another store needs one module like it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use riptide_nemesis::ProcessSpec;
+
+pub mod riptide;
+
+/// Where node `index` of the cluster lives: its ports and files, chosen by the harness.
+#[derive(Debug, Clone)]
+pub struct NodeSlot {
+    /// 0-based position, as the nemesis numbers nodes.
+    pub index: usize,
+    /// 1-based id, as in `n1`.
+    pub id: u64,
+    /// Where clients reach it.
+    pub client_addr: SocketAddr,
+    /// Where its peers' traffic must arrive (the proxies forward to it).
+    pub peer_addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`.
+    pub client_url: String,
+    pub data_dir: PathBuf,
+    /// The node's stdout and stderr.
+    pub log: PathBuf,
+}
+
+/// What a node says of itself, as far as the harness needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeState {
+    /// It believes it is the primary (the Raft leader).
+    pub primary: bool,
+    /// Its term (or epoch): of two nodes that say they lead, the higher term wins.
+    pub term: u64,
+    /// What it knows to be committed.
+    pub commit_index: u64,
+    /// What it has applied to its state machine.
+    pub applied_index: u64,
+}
+
+/// Why a system could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// How clients behave, whatever the system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientOptions {
+    pub timeouts: ClientTimeouts,
+    pub read_from: ReadFrom,
+}
+
+/// How the harness starts and watches the nodes of one system (Jepsen's `db` protocol).
+#[async_trait::async_trait]
+pub trait Db: Send + Sync {
+    /// The system's name, as `--system` takes it.
+    fn name(&self) -> &str;
+    /// The process of `node`. `peer_addr(j)` is the address through which `node` must reach
+    /// peer `j` (the proxy of the directed link `node -> j`), for every other node `j`.
+    fn process(
+        &self,
+        node: &NodeSlot,
+        cluster: &[NodeSlot],
+        peer_addr: &dyn Fn(usize) -> SocketAddr,
+    ) -> ProcessSpec;
+    /// Whether the node answers (is ready to serve clients).
+    async fn ready(&self, node: &NodeSlot, http: &reqwest::Client) -> bool;
+    /// What the node says of its role and progress; `None` when it does not answer.
+    async fn state(&self, node: &NodeSlot, http: &reqwest::Client) -> Option<NodeState>;
+    /// Whether a line of the node's log means it crashed on its own (a panic, an assertion).
+    fn is_crash_line(&self, line: &str) -> bool;
+    /// Whether the log of a node that did not start says its port was taken (the harness
+    /// then starts the cluster again on fresh ports).
+    fn is_port_taken(&self, log_tail: &str) -> bool;
+    /// A client of the whole cluster, shared by every worker.
+    fn open_client(
+        &self,
+        nodes: &[NodeSlot],
+        options: ClientOptions,
+    ) -> Result<Arc<dyn Client>, SystemError>;
+}
+
+/// One operation against the cluster with Jepsen's outcomes (the `client` protocol).
+#[async_trait::async_trait]
+pub trait Client: Send + Sync {
+    /// Runs `request` until it is settled or `deadline` passes. `request_id` (`PROCESS:SEQ`)
+    /// is the same for every attempt, so a system with exactly-once writes can make retries
+    /// safe; a client without them must answer `info` for a write whose fate it cannot know.
+    async fn invoke(&self, request: &Request, request_id: &str, deadline: Instant) -> Completion;
+}
+
+/// One operation of the key-value API every system under test offers (the workloads'
+/// vocabulary; each [`Client`] maps it onto its own protocol).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Read a key (absent: `None`).
+    Read { key: String },
+    /// Set a key.
+    Write { key: String, value: String },
+    /// Set a key to `to` only if it holds `from`.
+    Cas {
+        key: String,
+        from: String,
+        to: String,
+    },
+    /// Remove a key.
+    Delete { key: String },
+    /// Append to a key's value (creating it when absent).
+    Append { key: String, suffix: String },
+}
+
+impl Request {
+    /// Reads have no effect, so they need no `Request-Id` and are never ambiguous.
+    pub fn is_read(&self) -> bool {
+        matches!(self, Request::Read { .. })
+    }
+
+    /// The key the operation is about.
+    pub fn key(&self) -> &str {
+        match self {
+            Request::Read { key }
+            | Request::Write { key, .. }
+            | Request::Cas { key, .. }
+            | Request::Delete { key }
+            | Request::Append { key, .. } => key,
+        }
+    }
+}
+
+/// How one operation ended, as written in the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// `ok`; for a read, the value it returned.
+    Ok(Option<String>),
+    /// `fail` with an error, e.g. `precondition-failed`.
+    Fail(String),
+    /// `info`: unknown; the caller retires the process.
+    Info(String),
+}
+
+/// Where reads go first. Writes always go to the believed primary.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// To the node believed to lead, like writes.
+    #[default]
+    Leader,
+    /// Round-robin over every node, as a load-balancing client would: a correct follower
+    /// redirects the read to the leader, a buggy one answers from its own state (this is what
+    /// exposes stale reads).
+    Any,
+}
+
+/// Timeouts of the client.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTimeouts {
+    /// One HTTP attempt (connect + request + response).
+    pub attempt: Duration,
+    /// Connection establishment; short, so a killed or unreachable node is skipped fast.
+    pub connect: Duration,
+    /// Pause between attempts after a refusal or an ambiguous failure.
+    pub backoff: Duration,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> Self {
+        ClientTimeouts {
+            attempt: Duration::from_millis(1500),
+            connect: Duration::from_millis(300),
+            backoff: Duration::from_millis(50),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Riptide as a system under test: how `riptide-server` nodes are started, watched and
+//! talked to. Everything the harness knows of Riptide is here: its flags, `/status`, the
+//! `/kv/` API, `Request-Id`, what `307`, `503` and `504` mean, and that "panicked at" in a
+//! log is a crash.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use riptide_nemesis::ProcessSpec;
+use serde::Deserialize;
+
+use super::{Client, ClientOptions, Db, NodeSlot, NodeState, SystemError};
+
+pub mod client;
+
+pub use client::RiptideClient;
+
+/// The request timeout given to every node unless `--node-arg` sets one: a node that answers
+/// `504` a little before the client's default attempt timeout (1.5 s) lets the client retry
+/// elsewhere instead of timing out blind.
+const NODE_REQUEST_TIMEOUT_MS: &str = "1500";
+
+/// `riptide-server` nodes.
+#[derive(Debug, Clone)]
+pub struct RiptideDb {
+    /// The node binary.
+    pub server_bin: PathBuf,
+    /// Extra flags for every node (`--node-arg`), after the harness's own, so they win.
+    pub node_args: Vec<String>,
+}
+
+/// What `GET /status` says (the fields the harness uses).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeStatus {
+    pub role: serde_json::Value,
+    pub term: u64,
+    #[serde(default)]
+    pub commit_index: u64,
+    #[serde(default)]
+    pub applied_index: u64,
+}
+
+impl NodeStatus {
+    pub fn is_leader(&self) -> bool {
+        self.role
+            .as_str()
+            .is_some_and(|r| r.eq_ignore_ascii_case("leader"))
+    }
+}
+
+async fn fetch_status(http: &reqwest::Client, url: &str) -> Option<NodeStatus> {
+    let response = http.get(url).send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json::<NodeStatus>().await.ok()
+}
+
+#[async_trait::async_trait]
+impl Db for RiptideDb {
+    fn name(&self) -> &str {
+        "riptide"
+    }
+
+    fn process(
+        &self,
+        node: &NodeSlot,
+        cluster: &[NodeSlot],
+        peer_addr: &dyn Fn(usize) -> SocketAddr,
+    ) -> ProcessSpec {
+        let mut args: Vec<String> = vec![
+            "--id".into(),
+            node.id.to_string(),
+            "--data-dir".into(),
+            node.data_dir.display().to_string(),
+            "--listen-client".into(),
+            node.client_addr.to_string(),
+            "--listen-peer".into(),
+            node.peer_addr.to_string(),
+        ];
+        for peer in cluster.iter().filter(|p| p.index != node.index) {
+            args.push("--peer".into());
+            args.push(format!("{}={}", peer.id, peer_addr(peer.index)));
+            args.push("--peer-client-url".into());
+            args.push(format!("{}={}", peer.id, peer.client_url));
+        }
+        if !self
+            .node_args
+            .iter()
+            .any(|a| a.starts_with("--request-timeout-ms"))
+        {
+            args.push("--request-timeout-ms".into());
+            args.push(NODE_REQUEST_TIMEOUT_MS.into());
+        }
+        args.extend(self.node_args.iter().cloned());
+        ProcessSpec::new(&self.server_bin, &node.log)
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+    }
+
+    async fn ready(&self, node: &NodeSlot, http: &reqwest::Client) -> bool {
+        let url = format!("{}/status", node.client_url);
+        matches!(http.get(&url).send().await, Ok(r) if r.status().is_success())
+    }
+
+    async fn state(&self, node: &NodeSlot, http: &reqwest::Client) -> Option<NodeState> {
+        let status = fetch_status(http, &format!("{}/status", node.client_url)).await?;
+        Some(NodeState {
+            primary: status.is_leader(),
+            term: status.term,
+            commit_index: status.commit_index,
+            applied_index: status.applied_index,
+        })
+    }
+
+    fn is_crash_line(&self, line: &str) -> bool {
+        line.contains("panicked at")
+    }
+
+    fn is_port_taken(&self, log_tail: &str) -> bool {
+        log_tail.contains("Address already in use")
+    }
+
+    fn open_client(
+        &self,
+        nodes: &[NodeSlot],
+        options: ClientOptions,
+    ) -> Result<Arc<dyn Client>, SystemError> {
+        let urls = nodes.iter().map(|n| n.client_url.clone()).collect();
+        let client = RiptideClient::new(urls, options.timeouts)?.with_read_from(options.read_from);
+        Ok(Arc::new(client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_role_is_recognised_in_any_case() {
+        let s: NodeStatus = serde_json::from_value(serde_json::json!({
+            "id": 1, "role": "Leader", "term": 3, "leader": 1,
+            "commit_index": 5, "applied_index": 5, "last_index": 5, "peers": []
+        }))
+        .unwrap();
+        assert!(s.is_leader());
+    }
+
+    #[test]
+    fn every_peer_is_reached_through_its_proxy_and_node_args_come_last() {
+        let slot = |index: usize| NodeSlot {
+            index,
+            id: index as u64 + 1,
+            client_addr: SocketAddr::from(([127, 0, 0, 1], 8001 + index as u16)),
+            peer_addr: SocketAddr::from(([127, 0, 0, 1], 7001 + index as u16)),
+            client_url: format!("http://127.0.0.1:{}", 8001 + index),
+            data_dir: PathBuf::from(format!("d{index}")),
+            log: PathBuf::from(format!("{index}.log")),
+        };
+        let cluster: Vec<NodeSlot> = (0..3).map(slot).collect();
+        let db = RiptideDb {
+            server_bin: "riptide-server".into(),
+            node_args: vec!["--election-ms=300".into()],
+        };
+        let proxy = |j: usize| SocketAddr::from(([127, 0, 0, 1], 9000 + j as u16));
+        let spec = db.process(&cluster[0], &cluster, &proxy);
+        let args: Vec<String> = spec
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.windows(2).any(|w| w == ["--peer", "2=127.0.0.1:9001"]));
+        assert!(args.windows(2).any(|w| w == ["--peer", "3=127.0.0.1:9002"]));
+        assert!(!args.iter().any(|a| a.starts_with("1=")), "{args:?}");
+        assert_eq!(args.last().map(String::as_str), Some("--election-ms=300"));
+    }
+}
