@@ -69,6 +69,8 @@ pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
             run_problem: old.run_problem,
             workload_ms: old.stats.workload_ms.max(1),
             interrupted: false,
+            healed_ns: old.healed_ns,
+            planned_faults: old.planned_faults,
             recorded_total_ms: Some(old.stats.total_ms),
         },
         None => Recording {

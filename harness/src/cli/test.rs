@@ -15,7 +15,7 @@ use crate::run::workload::Workload;
 use crate::run::RunPlan;
 use crate::store::{RunConfig, RunVerdict};
 use crate::system::riptide::RiptideDb;
-use crate::system::ReadFrom;
+use crate::system::Route;
 
 /// Arguments of `riptide test`.
 #[derive(Debug, Clone, clap::Args)]
@@ -29,7 +29,8 @@ pub struct TestArgs {
     /// Number of concurrent client processes.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub concurrency: u64,
-    /// Target operations per second over all clients (0: as fast as they can).
+    /// Target operations per second over the clients that keep to a rate (0: as fast as they
+    /// can).
     #[arg(long, default_value_t = 200.0, value_parser = parse_rate)]
     pub rate: f64,
     /// What the clients do.
@@ -69,17 +70,26 @@ pub struct TestArgs {
     /// Name of the test in the store (default: <workload>-<nemesis>).
     #[arg(long)]
     pub name: Option<String>,
-    /// Where clients send reads first: `leader`, or `any` node round-robin (a correct
-    /// follower redirects; this exposes nodes that answer reads they should not).
-    #[arg(long, value_enum, default_value_t = ReadFrom::Leader)]
-    pub read_from: ReadFrom,
+    /// Where clients send reads first: `any` node round-robin (a correct follower
+    /// redirects; this exposes nodes that answer reads they should not), or the `leader`.
+    #[arg(long, value_enum, default_value_t = Route::Any)]
+    pub read_from: Route,
+    /// Where clients send writes first: `any` node round-robin, following redirects (so a
+    /// cut-off old leader keeps getting writes), or the believed `leader`.
+    #[arg(long, value_enum, default_value_t = Route::Any)]
+    pub write_to: Route,
+    /// How many of the clients are closed-loop: they issue their next operation as soon as
+    /// the last one completes, ignoring --rate, so operations are in flight at the instant a
+    /// fault starts. The others keep to --rate.
+    #[arg(long, default_value_t = 2)]
+    pub closed_loop: u64,
     /// How long one operation may take, retries included, before it is `info`.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub op_timeout: Duration,
     /// How long one HTTP attempt may wait for an answer before the client tries again
     /// (another node, same Request-Id). Short: clients leave a cut-off leader quickly, and
     /// meet the new one while the old one may still answer.
-    #[arg(long, default_value = "1500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub attempt_timeout: Duration,
     /// How long the healed cluster gets to elect a leader and catch up before the final reads.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
@@ -242,6 +252,8 @@ pub fn make_config(
         server_bin,
         node_args: args.node_args.clone(),
         read_from: args.read_from,
+        write_to: args.write_to,
+        closed_loop: args.closed_loop.min(args.concurrency) as usize,
         replay_of: None,
         riptide_version: env!("CARGO_PKG_VERSION").to_string(),
         rerun: String::new(),

@@ -11,7 +11,7 @@ use riptide_checker::{BuiltinModel, CheckOptions, CheckResult, History, Verdict}
 use super::ops::RunHistory;
 use super::Recording;
 use crate::store::{CounterexampleView, RunConfig, RunDir, RunResults, RunStats, RunVerdict};
-use crate::system::{ClientTimeouts, ReadFrom};
+use crate::system::Route;
 
 /// Decides the run's verdict from the checker's and from what went wrong around it: a
 /// violation the checker found always stands; anything that makes the run untrustworthy turns
@@ -88,10 +88,17 @@ pub async fn finish(
         }
         r
     });
-    let verdict = combine_verdict(
+    let mut verdict = combine_verdict(
         check_result.as_ref().map(|r| r.verdict),
         collected.run_problem,
     );
+    if verdict == RunVerdict::Linearizable {
+        let vacuous = vacuous_pass_reasons(collected, &history);
+        if !vacuous.is_empty() {
+            verdict = RunVerdict::Unknown;
+            collected.reasons.extend(vacuous);
+        }
+    }
     let stats = compute_stats(
         collected,
         &history,
@@ -106,6 +113,8 @@ pub async fn finish(
         run_problem: collected.run_problem,
         stats: stats.clone(),
         faults: collected.faults.clone(),
+        planned_faults: collected.planned_faults.clone(),
+        healed_ns: collected.healed_ns,
         node_problems: collected.node_problems.clone(),
         check: check_result,
         counterexample: counterexample.clone(),
@@ -160,6 +169,85 @@ pub async fn finish(
     }
 
     Ok(results)
+}
+
+/// Why a linearizable history proves nothing (Jepsen's `stats` checker, and more): an
+/// operation type that never once succeeded, nothing that succeeded after the final heal, or a
+/// fault family that was planned but never took effect (no fault of it ran, or no client
+/// operation was in flight while one did). Empty when the pass means something.
+pub fn vacuous_pass_reasons(recording: &Recording, history: &RunHistory) -> Vec<String> {
+    use riptide_checker::history::EventType;
+    let mut reasons = Vec::new();
+    // A refused cas completed: it observed a value, which is what a check needs.
+    let succeeded = |op: &super::ops::PairedOp| {
+        op.outcome == EventType::Ok
+            || (op.outcome == EventType::Fail && op.error.as_deref() == Some("precondition-failed"))
+    };
+    let mut kinds: Vec<&str> = Vec::new();
+    for op in &history.ops {
+        if !kinds.contains(&op.f.as_str()) {
+            kinds.push(&op.f);
+        }
+    }
+    for f in kinds {
+        if !history.ops.iter().any(|op| op.f == f && succeeded(op)) {
+            reasons.push(format!(
+                "vacuous: no {f} ever succeeded, so the history says nothing about them"
+            ));
+        }
+    }
+    if let Some(healed) = recording.healed_ns {
+        let after_heal = history
+            .ops
+            .iter()
+            .any(|op| op.start_ns >= healed && op.outcome == EventType::Ok);
+        if !history.ops.is_empty() && !after_heal {
+            reasons.push(
+                "vacuous: nothing succeeded after the final heal (did the cluster recover?)".into(),
+            );
+        }
+    }
+    let family_of = |name: &str| {
+        name.parse::<riptide_nemesis::FaultKind>()
+            .ok()
+            .map(|k| k.family())
+    };
+    let mut families = Vec::new();
+    for name in &recording.planned_faults {
+        if let Some(family) = family_of(name) {
+            if !families.contains(&family) {
+                families.push(family);
+            }
+        }
+    }
+    for family in families {
+        let ran: Vec<&crate::store::FaultInterval> = recording
+            .faults
+            .iter()
+            .filter(|f| family_of(&f.name) == Some(family))
+            .collect();
+        if ran.is_empty() {
+            reasons.push(format!(
+                "vacuous: no {} fault took effect though the schedule planned some",
+                family.name()
+            ));
+            continue;
+        }
+        let exercised = ran.iter().any(|f| {
+            let end = f.end_ns.unwrap_or(u64::MAX);
+            history
+                .ops
+                .iter()
+                .any(|op| op.start_ns <= end && op.end_ns.is_none_or(|e| e >= f.start_ns))
+        });
+        if !exercised {
+            reasons.push(format!(
+                "vacuous: no client operation was in flight during any {} fault",
+                family.name()
+            ));
+        }
+    }
+    reasons
 }
 
 /// Checks the events on a blocking thread with a time limit, plus a watchdog in case the
@@ -297,6 +385,13 @@ fn compute_stats(
     stats
 }
 
+fn route_name(route: Route) -> &'static str {
+    match route {
+        Route::Leader => "the leader",
+        Route::Any => "any node (round-robin), following redirects",
+    }
+}
+
 fn parameters(config: &RunConfig, stats: &RunStats) -> Vec<(String, String)> {
     let ms = |v: u64| format!("{:.1} s", v as f64 / 1000.0);
     let opt_ms = |v: Option<f64>| {
@@ -324,24 +419,15 @@ fn parameters(config: &RunConfig, stats: &RunStats) -> Vec<(String, String)> {
                 .unwrap_or(config.nemesis_interval_ms)),
         ),
         ("op timeout".into(), ms(config.op_timeout_ms)),
-        (
-            "attempt timeout".into(),
-            ms(config
-                .attempt_timeout_ms
-                .unwrap_or(ClientTimeouts::default().attempt.as_millis() as u64)),
-        ),
+        ("attempt timeout".into(), ms(config.attempt_timeout_ms())),
         (
             "server binary".into(),
             config.server_bin.display().to_string(),
         ),
         ("node args".into(), config.node_args.join(" ")),
-        (
-            "reads sent to".into(),
-            match config.read_from {
-                ReadFrom::Leader => "the leader".into(),
-                ReadFrom::Any => "any node (round-robin)".into(),
-            },
-        ),
+        ("reads sent to".into(), route_name(config.read_from).into()),
+        ("writes sent to".into(), route_name(config.write_to).into()),
+        ("closed-loop clients".into(), config.closed_loop.to_string()),
         (
             "sustained".into(),
             format!("{:.1} ops/s", stats.ops_per_sec),
@@ -428,5 +514,142 @@ mod tests {
         assert!(cx.state.contains("p0-1"), "{cx:?}");
         // The read was invoked at event 2, 2 µs into the run: when the violation first showed.
         assert_eq!(cx.first_violation_ns, Some(2000));
+    }
+
+    fn op_events(ops: &[(u64, &str, EventType, u64, u64)]) -> Vec<Event> {
+        // (process, f, outcome, start ms, end ms) -> invoke + completion, in time order.
+        let mut raw: Vec<(u64, Event)> = Vec::new();
+        for (p, f, outcome, start, end) in ops {
+            let value = if *f == "read" {
+                json!(null)
+            } else {
+                json!(format!("p{p}-{start}"))
+            };
+            let mut inv = event(0, *p, EventType::Invoke, f, value.clone());
+            inv.time = start * 1_000_000;
+            // Every test history starts with p0's write at 1 ms; reads see it.
+            let seen = if *f == "read" { json!("p0-1") } else { value };
+            let mut done = event(0, *p, *outcome, f, seen);
+            done.time = end * 1_000_000;
+            raw.push((inv.time, inv));
+            raw.push((done.time, done));
+        }
+        raw.sort_by_key(|(t, _)| *t);
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, (_, mut e))| {
+                e.index = i as u64;
+                e
+            })
+            .collect()
+    }
+
+    fn recording(events: Vec<Event>, planned: &[&str], faults: &[(&str, u64, u64)]) -> Recording {
+        Recording {
+            events,
+            planned_faults: planned.iter().map(|s| s.to_string()).collect(),
+            faults: faults
+                .iter()
+                .map(|(name, s, e)| crate::store::FaultInterval {
+                    name: name.to_string(),
+                    description: name.to_string(),
+                    start_ns: s * 1_000_000,
+                    end_ns: Some(e * 1_000_000),
+                })
+                .collect(),
+            healed_ns: Some(100 * 1_000_000),
+            workload_ms: 120,
+            ..Recording::default()
+        }
+    }
+
+    async fn verdict_of(mut rec: Recording) -> (RunVerdict, Vec<String>) {
+        let store = tempfile::tempdir().unwrap();
+        let run_dir = RunDir::create(store.path(), "t", chrono::Utc::now(), 1).unwrap();
+        let config = crate::cli::test::make_config(
+            &<crate::cli::test::TestArgs as clap::FromArgMatches>::from_arg_matches(
+                &<crate::cli::test::TestArgs as clap::Args>::augment_args(clap::Command::new("t"))
+                    .get_matches_from(["t"]),
+            )
+            .unwrap(),
+            "riptide-server".into(),
+        )
+        .unwrap()
+        .0;
+        let results = finish(&config, &mut rec, &run_dir, Instant::now())
+            .await
+            .unwrap();
+        (results.verdict, results.reasons)
+    }
+
+    use serde_json::json;
+    use EventType::{Fail, Ok as Done};
+
+    #[tokio::test]
+    async fn a_pass_where_reads_never_succeeded_is_unknown() {
+        let events = op_events(&[
+            (0, "write", Done, 1, 2),
+            (1, "read", Fail, 3, 4),
+            (0, "write", Done, 101, 102),
+        ]);
+        let (verdict, reasons) = verdict_of(recording(events, &[], &[])).await;
+        assert_eq!(verdict, RunVerdict::Unknown, "{reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.contains("no read ever succeeded")),
+            "{reasons:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pass_with_nothing_after_the_final_heal_is_unknown() {
+        let events = op_events(&[(0, "write", Done, 1, 2), (1, "read", Done, 3, 4)]);
+        let (verdict, reasons) = verdict_of(recording(events, &[], &[])).await;
+        assert_eq!(verdict, RunVerdict::Unknown, "{reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.contains("after the final heal")),
+            "{reasons:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pass_whose_fault_family_never_took_effect_is_unknown() {
+        let ops = [
+            (0, "write", Done, 1, 2),
+            (1, "read", Done, 3, 4),
+            (0, "write", Done, 101, 102),
+        ];
+        // Planned kills, none ran.
+        let (verdict, reasons) = verdict_of(recording(op_events(&ops), &["kill-one"], &[])).await;
+        assert_eq!(verdict, RunVerdict::Unknown, "{reasons:?}");
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("no kill fault took effect")),
+            "{reasons:?}"
+        );
+        // A kill ran, but while no client operation was in flight.
+        let (verdict, reasons) = verdict_of(recording(
+            op_events(&ops),
+            &["kill-one"],
+            &[("kill-one", 10, 20)],
+        ))
+        .await;
+        assert_eq!(verdict, RunVerdict::Unknown, "{reasons:?}");
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("in flight during any kill")),
+            "{reasons:?}"
+        );
+        // The same run with an operation during the kill is a real pass.
+        let mut busy = ops.to_vec();
+        busy.push((1, "read", Done, 12, 13));
+        let (verdict, reasons) = verdict_of(recording(
+            op_events(&busy),
+            &["kill-one"],
+            &[("kill-one", 10, 20)],
+        ))
+        .await;
+        assert_eq!(verdict, RunVerdict::Linearizable, "{reasons:?}");
     }
 }

@@ -31,6 +31,11 @@ pub async fn drive(
     collected: &mut Recording,
 ) -> anyhow::Result<()> {
     progress.phase("starting cluster");
+    collected.planned_faults = schedule
+        .faults
+        .iter()
+        .map(|f| f.plan.kind().name().to_string())
+        .collect();
     let spec = ClusterSpec {
         nodes: config.nodes,
         db: db.clone(),
@@ -118,10 +123,10 @@ async fn drive_cluster(
     progress.phase("running");
     let t0 = Instant::now();
     let recorder = Recorder::create(recorder_path, t0).context("opening history.jsonl")?;
-    let mut timeouts = ClientTimeouts::default();
-    if let Some(ms) = config.attempt_timeout_ms {
-        timeouts.attempt = Duration::from_millis(ms.max(1));
-    }
+    let timeouts = ClientTimeouts {
+        attempt: Duration::from_millis(config.attempt_timeout_ms().max(1)),
+        ..ClientTimeouts::default()
+    };
     let db = cluster.lock().await.db.clone();
     let client = db
         .open_client(
@@ -129,6 +134,7 @@ async fn drive_cluster(
             ClientOptions {
                 timeouts,
                 read_from: config.read_from,
+                write_to: config.write_to,
             },
         )
         .context("opening the client")?;
@@ -143,6 +149,7 @@ async fn drive_cluster(
         counters: progress.counters.clone(),
         seed: config.seed,
         concurrency: config.concurrency,
+        closed_loop: config.closed_loop,
         rate: config.rate,
         op_timeout: Duration::from_millis(config.op_timeout_ms),
         end: t0 + Duration::from_millis(config.time_limit_ms),
@@ -221,6 +228,7 @@ async fn drive_cluster(
         collected.run_problem = true;
         collected.reasons.extend(heal_problems);
     }
+    collected.healed_ns = Some(recorder.now_ns());
 
     if !*stop_rx.borrow() {
         progress.phase("recovering");

@@ -69,6 +69,11 @@ pub struct Recording {
     /// How long the workload ran: the width of the report's plots.
     pub workload_ms: u64,
     pub interrupted: bool,
+    /// When (ns since the workload started) every fault had been healed; `None` when the run
+    /// never got that far.
+    pub healed_ns: Option<u64>,
+    /// The names of the fault kinds the schedule planned, in order.
+    pub planned_faults: Vec<String>,
     /// The wall time of the whole run when it was recorded earlier (`riptide report` checks a
     /// stored run again: its results keep the run's time, not the re-check's).
     pub recorded_total_ms: Option<u64>,

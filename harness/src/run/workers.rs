@@ -31,6 +31,9 @@ pub struct WorkerContext {
     pub counters: Arc<Counters>,
     pub seed: u64,
     pub concurrency: usize,
+    /// Workers `0..closed_loop` ignore the rate: each starts its next operation as soon as
+    /// the last one completed.
+    pub closed_loop: usize,
     /// Operations per second over all workers; 0 means as fast as they can.
     pub rate: f64,
     /// How long one operation may take, retries included.
@@ -127,10 +130,13 @@ pub async fn worker(ctx: Arc<WorkerContext>, index: usize, mut stop: watch::Rece
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
         ctx.seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
     );
-    let interval =
-        // `--rate` is validated; a hand-edited config.json replayed with an absurd rate
-        // runs unthrottled rather than overflowing.
-        (ctx.rate > 0.0).then(|| Duration::try_from_secs_f64(ctx.concurrency as f64 / ctx.rate).ok()).flatten();
+    // The rate is shared by the workers that keep to it. `--rate` is validated; a
+    // hand-edited config.json replayed with an absurd rate runs unthrottled rather than
+    // overflowing.
+    let paced = ctx.concurrency.saturating_sub(ctx.closed_loop).max(1);
+    let interval = (ctx.rate > 0.0 && index >= ctx.closed_loop)
+        .then(|| Duration::try_from_secs_f64(paced as f64 / ctx.rate).ok())
+        .flatten();
     // Stagger the workers' first operations over one interval.
     let mut next_at =
         Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64(rng.gen::<f64>()));

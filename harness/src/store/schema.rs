@@ -10,7 +10,7 @@ use riptide_checker::CheckResult;
 use serde::{Deserialize, Serialize};
 
 use crate::run::workload::Workload;
-use crate::system::ReadFrom;
+use crate::system::Route;
 
 /// Everything needed to re-run a run: written as `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,7 +42,13 @@ pub struct RunConfig {
     pub node_args: Vec<String>,
     /// Where clients send reads first (`--read-from`).
     #[serde(default)]
-    pub read_from: ReadFrom,
+    pub read_from: Route,
+    /// Where clients send writes first (`--write-to`); `leader` in runs made before the flag.
+    #[serde(default)]
+    pub write_to: Route,
+    /// How many clients ignore the rate (`--closed-loop`); 0 in runs made before the flag.
+    #[serde(default)]
+    pub closed_loop: usize,
     /// The run this one replays, if any.
     #[serde(default)]
     pub replay_of: Option<PathBuf>,
@@ -50,6 +56,17 @@ pub struct RunConfig {
     pub riptide_version: String,
     /// A command that runs it again.
     pub rerun: String,
+}
+
+/// The attempt timeout of runs stored before `--attempt-timeout` existed (their client's
+/// default then), so they replay as they ran.
+pub const LEGACY_ATTEMPT_TIMEOUT_MS: u64 = 1500;
+
+impl RunConfig {
+    /// One HTTP attempt's timeout.
+    pub fn attempt_timeout_ms(&self) -> u64 {
+        self.attempt_timeout_ms.unwrap_or(LEGACY_ATTEMPT_TIMEOUT_MS)
+    }
 }
 
 /// How the run ended, as written to `results.json` and as the exit code.
@@ -125,6 +142,12 @@ pub struct RunResults {
     pub run_problem: bool,
     pub stats: RunStats,
     pub faults: Vec<FaultInterval>,
+    /// The fault kinds the schedule planned (to tell whether each family took effect).
+    #[serde(default)]
+    pub planned_faults: Vec<String>,
+    /// When every fault had been healed (ns since the workload started).
+    #[serde(default)]
+    pub healed_ns: Option<u64>,
     pub node_problems: Vec<NodeProblem>,
     /// The checker's full result (per-partition verdicts and counterexamples).
     pub check: Option<CheckResult>,

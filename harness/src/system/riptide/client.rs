@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::system::{Client, ClientTimeouts, Completion, ReadFrom, Request, SystemError};
+use crate::system::{Client, ClientTimeouts, Completion, Request, Route, SystemError};
 
 /// How one HTTP attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,11 +177,13 @@ pub struct RiptideClient {
     /// The base URL of the node believed to lead, learned from redirects.
     leader: Arc<RwLock<Option<String>>>,
     /// Round-robin cursor used when no leader is known (and for reads under
-    /// [`ReadFrom::Any`]).
+    /// [`Route::Any`]).
     next: Arc<AtomicUsize>,
     timeouts: ClientTimeouts,
     /// Where reads are sent first.
-    read_from: ReadFrom,
+    read_from: Route,
+    /// Where writes are sent first.
+    write_to: Route,
 }
 
 impl RiptideClient {
@@ -204,14 +206,26 @@ impl RiptideClient {
             leader: Arc::new(RwLock::new(None)),
             next: Arc::new(AtomicUsize::new(0)),
             timeouts,
-            read_from: ReadFrom::Leader,
+            read_from: Route::Leader,
+            write_to: Route::Leader,
         })
     }
 
     /// Sends reads first to the nodes `read_from` says.
-    pub fn with_read_from(mut self, read_from: ReadFrom) -> RiptideClient {
+    pub fn with_read_from(mut self, read_from: Route) -> RiptideClient {
         self.read_from = read_from;
         self
+    }
+
+    /// Sends writes first to the nodes `write_to` says.
+    pub fn with_write_to(mut self, write_to: Route) -> RiptideClient {
+        self.write_to = write_to;
+        self
+    }
+
+    fn round_robin(&self) -> String {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.nodes[i % self.nodes.len()].clone()
     }
 
     /// The leader as the clients currently believe it to be.
@@ -223,8 +237,7 @@ impl RiptideClient {
         if let Some(l) = self.leader_hint() {
             return l;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.nodes[i % self.nodes.len()].clone()
+        self.round_robin()
     }
 
     fn forget_leader(&self, base: &str) {
@@ -251,11 +264,14 @@ impl RiptideClient {
     ) -> Completion {
         let is_read = request.is_read();
         let mut log = AttemptLog::default();
-        let mut target = if is_read && self.read_from == ReadFrom::Any {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            self.nodes[i % self.nodes.len()].clone()
+        let route = if is_read {
+            self.read_from
         } else {
-            self.pick_target()
+            self.write_to
+        };
+        let mut target = match route {
+            Route::Any => self.round_robin(),
+            Route::Leader => self.pick_target(),
         };
         let mut redirects_in_a_row = 0u32;
         loop {

@@ -128,7 +128,9 @@ impl Db for RiptideDb {
         options: ClientOptions,
     ) -> Result<Arc<dyn Client>, SystemError> {
         let urls = nodes.iter().map(|n| n.client_url.clone()).collect();
-        let client = RiptideClient::new(urls, options.timeouts)?.with_read_from(options.read_from);
+        let client = RiptideClient::new(urls, options.timeouts)?
+            .with_read_from(options.read_from)
+            .with_write_to(options.write_to);
         Ok(Arc::new(client))
     }
 }
