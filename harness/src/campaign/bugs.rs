@@ -133,12 +133,12 @@ pub fn find(name: &str) -> Option<&'static PlantedBug> {
     PLANTED_BUGS.iter().find(|b| b.name == name)
 }
 
-/// The `riptide test` flags that plant `bug` in every node.
+/// The `riptide-server` flags that plant `bug` in a node (nothing for [`NO_BUG`]).
 pub fn node_flags(bug: &str) -> Vec<String> {
-    vec![
-        "--node-arg=--unsafe".to_string(),
-        format!("--node-arg=--bug={bug}"),
-    ]
+    if bug == NO_BUG {
+        return Vec::new();
+    }
+    vec!["--unsafe".to_string(), format!("--bug={bug}")]
 }
 
 /// The campaign of `--bugs`: `runs` runs per selected bug, and `runs` runs with no bug for
@@ -191,9 +191,6 @@ pub fn bug_matrix(
         for (bug, test) in &tests {
             let mut args: Vec<String> = MATRIX_NODE_ARGS.iter().map(|a| a.to_string()).collect();
             args.extend(test.args.iter().map(|a| a.to_string()));
-            if let Some(bug) = bug {
-                args.extend(node_flags(bug));
-            }
             entries.push(MatrixEntry {
                 id: entries.len(),
                 test_name: format!(
@@ -315,11 +312,13 @@ mod tests {
         assert_eq!(bugs.len(), PLANTED_BUGS.len() + 1);
         assert!(bugs.contains(NO_BUG));
         for e in &entries {
-            let planted = e.args.iter().any(|a| a.starts_with("--node-arg=--bug="));
-            assert_eq!(planted, e.bug.as_deref() != Some(NO_BUG), "{e:?}");
-            if planted {
-                assert!(e.args.contains(&"--node-arg=--unsafe".to_string()));
-            }
+            // The entry names its bug; the campaign plants it (cli::campaign::test_args).
+            let planted = node_flags(e.bug.as_deref().unwrap_or(NO_BUG));
+            assert_eq!(
+                planted.is_empty(),
+                e.bug.as_deref() == Some(NO_BUG),
+                "{e:?}"
+            );
         }
         // Seed-major: the first half is seed 1.
         let half = entries.len() / 2;

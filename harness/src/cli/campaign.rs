@@ -332,6 +332,11 @@ fn test_args(
     // Campaign-wide node flags first, so a bug's own node flags (planted last) win.
     let mut node_args = args.node_args.clone();
     node_args.append(&mut test.node_args);
+    // The entry's planted bug, whether it came from --bugs or from a campaign file's
+    // `bug = "..."`, is turned on in every node.
+    if let Some(bug) = &entry.bug {
+        node_args.extend(crate::campaign::bugs::node_flags(bug));
+    }
     test.node_args = node_args;
     test.quiet |= args.quiet;
     Ok(test)
@@ -595,6 +600,28 @@ mod tests {
             t.node_args
         );
         assert!(t.node_args.contains(&"--bug=no-dedup".to_string()));
+    }
+
+    #[test]
+    fn a_campaign_file_s_bug_is_planted_in_every_node_and_none_plants_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[[test]]\nworkload = \"kv\"\nnemesis = \"kill\"\nbug = \"no-fsync\"\n\n\
+             [[test]]\nworkload = \"kv\"\nnemesis = \"kill\"\nbug = \"none\"\n",
+        )
+        .unwrap();
+        let a = args(&["--config", file.to_str().unwrap()]);
+        let p = plan(&a).unwrap();
+        let planted = test_args(&p.entries[0], &p, &a).unwrap();
+        assert!(planted.node_args.contains(&"--unsafe".to_string()));
+        assert!(planted.node_args.contains(&"--bug=no-fsync".to_string()));
+        let clean = test_args(&p.entries[1], &p, &a).unwrap();
+        assert!(!clean
+            .node_args
+            .iter()
+            .any(|a| a.contains("bug") || a == "--unsafe"));
     }
 
     #[test]
