@@ -80,6 +80,24 @@ pub enum NemesisError {
     #[error("bad schedule: {0}")]
     BadSchedule(String),
 
+    /// A fault that takes more than one step, handed to [`crate::apply`] instead of the schedule
+    /// driver.
+    #[error("{0} takes more than one step: play it with run_schedule, not apply")]
+    NeedsScheduleDriver(&'static str),
+
+    /// Fault kinds that need something the cluster was not given (see
+    /// [`crate::FaultKind::requires`]).
+    #[error("cannot play {kinds}: {reason}")]
+    Unsupported { kinds: String, reason: &'static str },
+
+    /// The filesystem layer failed a disk fault.
+    #[error("{fault} on node {node}: {source}")]
+    Disk {
+        node: usize,
+        fault: &'static str,
+        source: crate::disk::DiskError,
+    },
+
     /// A fault name that is not in the vocabulary.
     #[error("unknown fault {0:?} (known: {known})", known = crate::fault::known_names())]
     UnknownFault(String),

@@ -1,11 +1,17 @@
 //! The fault vocabulary: kinds of fault with stable names for the CLI, concrete fault instances
 //! drawn from a seeded RNG, and the history events that record them.
 //!
-//! A [`FaultKind`] is what a user asks for (`--faults partition,kill-one`). A [`FaultPlan`] is one
-//! concrete instance of a kind, with every random choice already made (which node, which halves),
-//! so a schedule of plans replays identically. Only "the leader" stays open in a plan: it is known
-//! only at run time, and is passed to [`crate::apply`]; the plan carries a seeded fallback node for
-//! when no leader is known.
+//! A [`FaultKind`] is what a user asks for (`--nemesis partition,kill-one`). A [`FaultPlan`] is one
+//! concrete instance of a kind, with every random choice already made (which node, which halves,
+//! how long a crashed node stays down), so a schedule of plans replays identically. Only "the
+//! leader" stays open in a plan: it is known only at run time, when the schedule driver asks the
+//! system under test (see [`crate::Primary`]); the plan carries a seeded fallback node for when no
+//! leader is known.
+//!
+//! Some kinds need more than processes and proxies: the `disk` family needs a
+//! [`crate::DiskControl`] (each node's data directory on a fault-injecting filesystem).
+//! [`FaultKind::requires`] says so, `all` leaves them out, and the schedule driver refuses them up
+//! front when nothing provides it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -55,10 +61,33 @@ pub enum FaultKind {
     PauseOne,
     /// `pause-leader`: `SIGSTOP` the current leader; `SIGCONT` when the fault ends.
     PauseLeader,
+    /// `crash-restart-one`: `SIGKILL` one random node and start it again after a seeded downtime
+    /// (0-300 ms by default): a crash and a quick recovery, not a long absence.
+    CrashRestartOne,
+    /// `crash-restart-leader`: the same, aimed at the current leader.
+    CrashRestartLeader,
+    /// `crash-restart-election`: crash-restart the leader, then, while the others elect a new one,
+    /// crash-restart voters one after the other, so a node that forgot its vote across a restart
+    /// gets the chance to vote twice in one term.
+    CrashRestartElection,
+    /// `leader-churn`: cut the leader off while clients still write to it, then each next leader a
+    /// short while after it is elected, so followers hold divergent uncommitted suffixes of
+    /// several terms; everything heals at the end.
+    LeaderChurn,
+    /// `lose-unsynced`: `SIGKILL` one node, drop every write it had not fsynced (a power cut),
+    /// start it again. Needs a [`crate::DiskControl`].
+    LoseUnsynced,
+    /// `torn-write`: `SIGKILL` one node, keep only part of its last unsynced write, start it again.
+    /// Needs a [`crate::DiskControl`].
+    TornWrite,
+    /// `corrupt`: `SIGKILL` one node, flip bits in one of its data files, start it again. Needs a
+    /// [`crate::DiskControl`].
+    Corrupt,
 }
 
-/// Every fault kind, in vocabulary order.
-pub const ALL_KINDS: [FaultKind; 12] = [
+/// Every fault kind, in vocabulary order, those that need a [`crate::DiskControl`] included (the
+/// name `all` in a fault list leaves those out: see [`parse_fault_list`]).
+pub const ALL_KINDS: [FaultKind; 19] = [
     FaultKind::PartitionHalves,
     FaultKind::IsolateOne,
     FaultKind::IsolateLeader,
@@ -71,6 +100,13 @@ pub const ALL_KINDS: [FaultKind; 12] = [
     FaultKind::KillLeader,
     FaultKind::PauseOne,
     FaultKind::PauseLeader,
+    FaultKind::CrashRestartOne,
+    FaultKind::CrashRestartLeader,
+    FaultKind::CrashRestartElection,
+    FaultKind::LeaderChurn,
+    FaultKind::LoseUnsynced,
+    FaultKind::TornWrite,
+    FaultKind::Corrupt,
 ];
 
 /// A group of fault kinds, also usable as a name in a fault list, and the stem of the history
@@ -86,15 +122,45 @@ pub enum FaultFamily {
     Kill,
     /// `pause`: faults that pause processes (and resume them at the end).
     Pause,
+    /// `crash`: crash-restarts (`SIGKILL`, then a start after at most a few hundred milliseconds);
+    /// they end on their own when the nodes are back, not at the end of their window.
+    Crash,
+    /// `churn`: successive leaders cut off, one term after the other.
+    Churn,
+    /// `disk`: crashes that also lose, tear or corrupt what the node wrote to disk.
+    Disk,
+}
+
+/// What a fault kind needs beyond child processes and link proxies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Requirement {
+    /// A [`crate::DiskControl`]: each node's data directory on a fault-injecting filesystem.
+    Disk,
+}
+
+impl Requirement {
+    /// What it takes, for the error that refuses a kind when it is missing.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Requirement::Disk => {
+                "disk faults need each node's data directory on a fault-injecting filesystem \
+                 (a DiskControl given to the nemesis); none was given"
+            }
+        }
+    }
 }
 
 impl FaultFamily {
     /// Every family.
-    pub const ALL: [FaultFamily; 4] = [
+    pub const ALL: [FaultFamily; 7] = [
         FaultFamily::Partition,
         FaultFamily::Link,
         FaultFamily::Kill,
         FaultFamily::Pause,
+        FaultFamily::Crash,
+        FaultFamily::Churn,
+        FaultFamily::Disk,
     ];
 
     /// Its name in fault lists and in history events.
@@ -104,6 +170,9 @@ impl FaultFamily {
             FaultFamily::Link => "link",
             FaultFamily::Kill => "kill",
             FaultFamily::Pause => "pause",
+            FaultFamily::Crash => "crash",
+            FaultFamily::Churn => "churn",
+            FaultFamily::Disk => "disk",
         }
     }
 
@@ -133,6 +202,13 @@ impl FaultKind {
             FaultKind::KillLeader => "kill-leader",
             FaultKind::PauseOne => "pause-one",
             FaultKind::PauseLeader => "pause-leader",
+            FaultKind::CrashRestartOne => "crash-restart-one",
+            FaultKind::CrashRestartLeader => "crash-restart-leader",
+            FaultKind::CrashRestartElection => "crash-restart-election",
+            FaultKind::LeaderChurn => "leader-churn",
+            FaultKind::LoseUnsynced => "lose-unsynced",
+            FaultKind::TornWrite => "torn-write",
+            FaultKind::Corrupt => "corrupt",
         }
     }
 
@@ -149,21 +225,43 @@ impl FaultKind {
                 FaultFamily::Kill
             }
             FaultKind::PauseOne | FaultKind::PauseLeader => FaultFamily::Pause,
+            FaultKind::CrashRestartOne
+            | FaultKind::CrashRestartLeader
+            | FaultKind::CrashRestartElection => FaultFamily::Crash,
+            FaultKind::LeaderChurn => FaultFamily::Churn,
+            FaultKind::LoseUnsynced | FaultKind::TornWrite | FaultKind::Corrupt => {
+                FaultFamily::Disk
+            }
         }
     }
 
-    /// True when the fault targets the current leader, which the caller resolves at run time.
+    /// True when the fault targets the current leader, which the schedule driver resolves at run
+    /// time.
     pub fn targets_leader(self) -> bool {
         matches!(
             self,
-            FaultKind::IsolateLeader | FaultKind::KillLeader | FaultKind::PauseLeader
+            FaultKind::IsolateLeader
+                | FaultKind::KillLeader
+                | FaultKind::PauseLeader
+                | FaultKind::CrashRestartLeader
+                | FaultKind::CrashRestartElection
+                | FaultKind::LeaderChurn
         )
+    }
+
+    /// What the kind needs beyond processes and proxies, if anything.
+    pub fn requires(self) -> Option<Requirement> {
+        (self.family() == FaultFamily::Disk).then_some(Requirement::Disk)
     }
 
     /// The smallest cluster the fault makes sense on.
     pub fn min_nodes(self) -> usize {
         match self {
-            FaultKind::MajoritiesRing | FaultKind::Bridge | FaultKind::KillMinority => 3,
+            FaultKind::MajoritiesRing
+            | FaultKind::Bridge
+            | FaultKind::KillMinority
+            | FaultKind::CrashRestartElection
+            | FaultKind::LeaderChurn => 3,
             FaultKind::PartitionHalves | FaultKind::IsolateOne | FaultKind::IsolateLeader => 2,
             _ => 1,
         }
@@ -197,13 +295,20 @@ pub fn known_names() -> String {
 }
 
 /// Parses a comma-separated fault list such as `partition,kill-one`: each item is a kind name, a
-/// family name (`partition`, `link`, `kill`, `pause`), `all`, or `none` (adds nothing). Whitespace
-/// around items is ignored; the result has no duplicates and keeps first-mention order.
+/// family name (`partition`, `link`, `kill`, `pause`, `crash`, `churn`, `disk`), `all`, or `none`
+/// (adds nothing). `all` is every kind that needs nothing beyond processes and proxies (so the
+/// `disk` family is asked for by name, where the data directories are on a fault-injecting
+/// filesystem). Whitespace around items is ignored; the result has no duplicates and keeps
+/// first-mention order.
 pub fn parse_fault_list(list: &str) -> Result<Vec<FaultKind>, NemesisError> {
     let mut kinds = Vec::new();
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let expanded = match item {
-            "all" => ALL_KINDS.to_vec(),
+            "all" => ALL_KINDS
+                .iter()
+                .copied()
+                .filter(|k| k.requires().is_none())
+                .collect(),
             "none" => Vec::new(),
             _ => match FaultFamily::ALL.iter().find(|f| f.name() == item) {
                 Some(family) => family.kinds(),
@@ -219,8 +324,10 @@ pub fn parse_fault_list(list: &str) -> Result<Vec<FaultKind>, NemesisError> {
     Ok(kinds)
 }
 
-/// Parameters of the link-quality faults, part of a schedule so replays use the same values.
+/// Parameters of the faults, part of a schedule so replays use the same values. A schedule stored
+/// before a field existed reads it as its default.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FaultOptions {
     /// Fixed latency `slow-links` adds per direction, in milliseconds.
     pub slow_latency_ms: u64,
@@ -228,6 +335,17 @@ pub struct FaultOptions {
     pub slow_jitter_ms: u64,
     /// Bandwidth per direction under `throttle-links`, in bytes per second.
     pub throttle_bytes_per_sec: u64,
+    /// Upper bound of the seeded downtime of a crash-restart, in milliseconds: long enough to miss
+    /// a few heartbeats, short enough that the node is back within the election it caused.
+    pub crash_downtime_max_ms: u64,
+    /// How many voters `crash-restart-election` crash-restarts after the leader.
+    pub election_crashes: u32,
+    /// The span after the leader's crash over which those voter crashes are spread, in
+    /// milliseconds (an election takes one to two election timeouts, 150-300 ms by default).
+    pub election_window_ms: u64,
+    /// How long `leader-churn` lets each new leader lead (and take writes) before cutting it off,
+    /// in milliseconds.
+    pub churn_dwell_ms: u64,
 }
 
 impl Default for FaultOptions {
@@ -236,6 +354,10 @@ impl Default for FaultOptions {
             slow_latency_ms: 100,
             slow_jitter_ms: 50,
             throttle_bytes_per_sec: 16 * 1024,
+            crash_downtime_max_ms: 300,
+            election_crashes: 3,
+            election_window_ms: 600,
+            churn_dwell_ms: 400,
         }
     }
 }
@@ -279,6 +401,40 @@ pub enum FaultPlan {
     PauseOne { node: usize },
     /// Pause the leader (`fallback` when unknown), resume it at the end.
     PauseLeader { fallback: usize },
+    /// Kill `node`, start it again `down_ms` later.
+    CrashRestartOne { node: usize, down_ms: u64 },
+    /// Kill the leader (`fallback` when unknown), start it again `down_ms` later.
+    CrashRestartLeader { fallback: usize, down_ms: u64 },
+    /// Kill the leader (`fallback` when unknown) and start it again `down_ms` later; meanwhile
+    /// crash-restart voters as `crashes` says, taking them in `voters` order (every node, shuffled;
+    /// the leader is skipped, and the order wraps around).
+    CrashRestartElection {
+        fallback: usize,
+        down_ms: u64,
+        voters: Vec<usize>,
+        crashes: Vec<VoterCrash>,
+    },
+    /// Cut the leader (`fallback` when unknown) off, then each next leader `dwell_ms` after it
+    /// appears, keeping at most a minority cut off (the longest cut off rejoins); heal at the end.
+    LeaderChurn { fallback: usize, dwell_ms: u64 },
+    /// Kill `node`, drop its unsynced writes, start it again.
+    LoseUnsynced { node: usize },
+    /// Kill `node`, tear its last unsynced write (which part survives comes from `seed`), start it
+    /// again.
+    TornWrite { node: usize, seed: u64 },
+    /// Kill `node`, flip bits in one of its data files (which file and which bits from `seed`),
+    /// start it again.
+    Corrupt { node: usize, seed: u64 },
+}
+
+/// One voter crash of `crash-restart-election`, timed from the leader's crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoterCrash {
+    /// When to kill the voter, in milliseconds after the leader was killed. Crashes never
+    /// overlap: each starts after the previous voter is back.
+    pub after_ms: u64,
+    /// How long it stays down, in milliseconds.
+    pub down_ms: u64,
 }
 
 impl FaultPlan {
@@ -302,6 +458,7 @@ impl FaultPlan {
         let one = shuffled[0];
         // Links faults hit everything half of the time, one node's links otherwise.
         let some_links = |rng: &mut R| rng.gen_bool(0.5).then(|| vec![one]);
+        let downtime = |rng: &mut R| rng.gen_range(0..=options.crash_downtime_max_ms);
         let plan = match kind {
             FaultKind::PartitionHalves => {
                 let right = shuffled.split_off(nodes / 2);
@@ -342,6 +499,46 @@ impl FaultPlan {
             FaultKind::KillLeader => FaultPlan::KillLeader { fallback: one },
             FaultKind::PauseOne => FaultPlan::PauseOne { node: one },
             FaultKind::PauseLeader => FaultPlan::PauseLeader { fallback: one },
+            FaultKind::CrashRestartOne => FaultPlan::CrashRestartOne {
+                node: one,
+                down_ms: downtime(rng),
+            },
+            FaultKind::CrashRestartLeader => FaultPlan::CrashRestartLeader {
+                fallback: one,
+                down_ms: downtime(rng),
+            },
+            FaultKind::CrashRestartElection => {
+                let down_ms = downtime(rng);
+                let count = u64::from(options.election_crashes.max(1));
+                let gap_max = options.election_window_ms / count;
+                let mut at = 0;
+                let mut crashes = Vec::new();
+                for _ in 0..count {
+                    let after_ms = at + rng.gen_range(0..=gap_max);
+                    let down_ms = downtime(rng);
+                    crashes.push(VoterCrash { after_ms, down_ms });
+                    at = after_ms + down_ms;
+                }
+                FaultPlan::CrashRestartElection {
+                    fallback: one,
+                    down_ms,
+                    voters: shuffled,
+                    crashes,
+                }
+            }
+            FaultKind::LeaderChurn => FaultPlan::LeaderChurn {
+                fallback: one,
+                dwell_ms: options.churn_dwell_ms,
+            },
+            FaultKind::LoseUnsynced => FaultPlan::LoseUnsynced { node: one },
+            FaultKind::TornWrite => FaultPlan::TornWrite {
+                node: one,
+                seed: rng.gen(),
+            },
+            FaultKind::Corrupt => FaultPlan::Corrupt {
+                node: one,
+                seed: rng.gen(),
+            },
         };
         Ok(plan)
     }
@@ -361,32 +558,43 @@ impl FaultPlan {
             FaultPlan::KillLeader { .. } => FaultKind::KillLeader,
             FaultPlan::PauseOne { .. } => FaultKind::PauseOne,
             FaultPlan::PauseLeader { .. } => FaultKind::PauseLeader,
+            FaultPlan::CrashRestartOne { .. } => FaultKind::CrashRestartOne,
+            FaultPlan::CrashRestartLeader { .. } => FaultKind::CrashRestartLeader,
+            FaultPlan::CrashRestartElection { .. } => FaultKind::CrashRestartElection,
+            FaultPlan::LeaderChurn { .. } => FaultKind::LeaderChurn,
+            FaultPlan::LoseUnsynced { .. } => FaultKind::LoseUnsynced,
+            FaultPlan::TornWrite { .. } => FaultKind::TornWrite,
+            FaultPlan::Corrupt { .. } => FaultKind::Corrupt,
+        }
+    }
+
+    /// The node the plan falls back to when it targets the leader and none is known.
+    pub(crate) fn leader_fallback(&self) -> Option<usize> {
+        match self {
+            FaultPlan::IsolateLeader { fallback }
+            | FaultPlan::KillLeader { fallback }
+            | FaultPlan::PauseLeader { fallback }
+            | FaultPlan::CrashRestartLeader { fallback, .. }
+            | FaultPlan::CrashRestartElection { fallback, .. }
+            | FaultPlan::LeaderChurn { fallback, .. } => Some(*fallback),
+            _ => None,
         }
     }
 
     /// A description of the plan before the leader is known, e.g. `partition halves [n1 n2] | [n3]`
     /// or `kill leader (fallback n2)`. [`crate::ActiveFault::description`] has the resolved one.
     pub fn describe(&self) -> String {
-        match self {
-            FaultPlan::IsolateLeader { fallback } => {
-                format!("isolate leader (fallback {})", node_name(*fallback))
-            }
-            FaultPlan::KillLeader { fallback } => {
-                format!("kill leader (fallback {})", node_name(*fallback))
-            }
-            FaultPlan::PauseLeader { fallback } => {
-                format!("pause leader (fallback {})", node_name(*fallback))
-            }
-            other => other.describe_resolved(None),
-        }
+        self.describe_resolved(LeaderTarget::Unresolved)
     }
 
-    /// Description once the target is resolved; `leader` is the node a leader fault hit.
-    pub(crate) fn describe_resolved(&self, leader: Option<(usize, bool)>) -> String {
+    /// Description with the leader as far as it is resolved.
+    pub(crate) fn describe_resolved(&self, leader: LeaderTarget) -> String {
         let leader_name = |fallback: usize| match leader {
-            Some((node, true)) => node_name(node),
-            Some((node, false)) => format!("{} (leader unknown, fallback)", node_name(node)),
-            None => node_name(fallback),
+            LeaderTarget::Unresolved => format!("(fallback {})", node_name(fallback)),
+            LeaderTarget::Known(node) => node_name(node),
+            LeaderTarget::Fallback(node) => {
+                format!("{} (leader unknown, fallback)", node_name(node))
+            }
         };
         let links = |nodes: &Option<Vec<usize>>| match nodes {
             None => "all links".to_owned(),
@@ -434,8 +642,49 @@ impl FaultPlan {
             FaultPlan::PauseLeader { fallback } => {
                 format!("pause leader {}", leader_name(*fallback))
             }
+            FaultPlan::CrashRestartOne { node, down_ms } => {
+                format!("crash-restart {} (down {down_ms} ms)", node_name(*node))
+            }
+            FaultPlan::CrashRestartLeader { fallback, down_ms } => format!(
+                "crash-restart leader {} (down {down_ms} ms)",
+                leader_name(*fallback)
+            ),
+            FaultPlan::CrashRestartElection {
+                fallback,
+                down_ms,
+                crashes,
+                ..
+            } => format!(
+                "crash-restart leader {} (down {down_ms} ms), then {} voters during the election",
+                leader_name(*fallback),
+                crashes.len()
+            ),
+            FaultPlan::LeaderChurn { fallback, dwell_ms } => format!(
+                "leader churn from {} (each next leader cut off {dwell_ms} ms after it appears)",
+                leader_name(*fallback)
+            ),
+            FaultPlan::LoseUnsynced { node } => {
+                format!("lose unsynced writes of {}", node_name(*node))
+            }
+            FaultPlan::TornWrite { node, .. } => {
+                format!("tear the last unsynced write of {}", node_name(*node))
+            }
+            FaultPlan::Corrupt { node, .. } => {
+                format!("corrupt a data file of {}", node_name(*node))
+            }
         }
     }
+}
+
+/// Who a leader fault hits, as far as it is known when the description is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LeaderTarget {
+    /// Not asked yet: the plan is described before the run.
+    Unresolved,
+    /// The system under test named this node as its leader.
+    Known(usize),
+    /// No leader was known; the plan's seeded fallback node was hit.
+    Fallback(usize),
 }
 
 fn sorted(mut nodes: Vec<usize>) -> Vec<usize> {
@@ -482,13 +731,94 @@ mod tests {
                 FaultKind::KillLeader,
             ]
         );
-        assert_eq!(parse_fault_list("all").unwrap(), ALL_KINDS.to_vec());
         assert!(parse_fault_list("none").unwrap().is_empty());
         assert_eq!(parse_fault_list("partition").unwrap().len(), 5);
         assert_eq!(
             parse_fault_list("link").unwrap(),
             vec![FaultKind::SlowLinks, FaultKind::ThrottleLinks]
         );
+    }
+
+    #[test]
+    fn all_is_every_kind_that_needs_nothing_beyond_processes_and_proxies() {
+        let all = parse_fault_list("all").unwrap();
+        assert_eq!(all.len(), ALL_KINDS.len() - 3);
+        for kind in ALL_KINDS {
+            assert_eq!(all.contains(&kind), kind.requires().is_none(), "{kind}");
+        }
+        assert_eq!(
+            parse_fault_list("disk").unwrap(),
+            vec![
+                FaultKind::LoseUnsynced,
+                FaultKind::TornWrite,
+                FaultKind::Corrupt
+            ]
+        );
+        assert_eq!(
+            parse_fault_list("crash,churn").unwrap(),
+            vec![
+                FaultKind::CrashRestartOne,
+                FaultKind::CrashRestartLeader,
+                FaultKind::CrashRestartElection,
+                FaultKind::LeaderChurn,
+            ]
+        );
+        assert!(known_names().contains("crash-restart-election, leader-churn"));
+    }
+
+    #[test]
+    fn crash_restarts_draw_a_downtime_within_the_bound_and_voter_crashes_never_overlap() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let options = FaultOptions::default();
+        let mut downtimes = Vec::new();
+        for _ in 0..200 {
+            match FaultPlan::choose(FaultKind::CrashRestartOne, 3, &options, &mut rng).unwrap() {
+                FaultPlan::CrashRestartOne { down_ms, .. } => downtimes.push(down_ms),
+                other => panic!("wrong plan {other:?}"),
+            }
+        }
+        assert!(downtimes
+            .iter()
+            .all(|&d| d <= options.crash_downtime_max_ms));
+        // Seeded, not constant: the spread covers most of the range.
+        assert!(downtimes.iter().min() < Some(&50) && downtimes.iter().max() > Some(&250));
+
+        for nodes in [3, 5] {
+            let plan =
+                FaultPlan::choose(FaultKind::CrashRestartElection, nodes, &options, &mut rng)
+                    .unwrap();
+            let FaultPlan::CrashRestartElection {
+                voters, crashes, ..
+            } = plan
+            else {
+                panic!("wrong plan");
+            };
+            let mut sorted_voters = voters.clone();
+            sorted_voters.sort_unstable();
+            assert_eq!(sorted_voters, (0..nodes).collect::<Vec<_>>());
+            assert_eq!(crashes.len(), options.election_crashes as usize);
+            for pair in crashes.windows(2) {
+                assert!(pair[1].after_ms >= pair[0].after_ms + pair[0].down_ms);
+            }
+        }
+    }
+
+    #[test]
+    fn leader_plans_say_their_fallback_before_the_run() {
+        let plan = FaultPlan::CrashRestartLeader {
+            fallback: 1,
+            down_ms: 40,
+        };
+        assert_eq!(
+            plan.describe(),
+            "crash-restart leader (fallback n2) (down 40 ms)"
+        );
+        assert_eq!(
+            FaultPlan::KillLeader { fallback: 0 }.describe(),
+            "kill leader (fallback n1)"
+        );
+        assert_eq!(FaultKind::Corrupt.requires(), Some(Requirement::Disk));
+        assert_eq!(FaultKind::LeaderChurn.family().name(), "churn");
     }
 
     #[test]

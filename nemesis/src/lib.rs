@@ -11,9 +11,14 @@
 //!   whole topologies ([`Cuts`]): halves, isolation, majorities ring, bridge, slow links.
 //! - [`fault`]: the vocabulary ([`FaultKind`], with stable kebab-case names for the CLI) and concrete,
 //!   seeded fault instances ([`FaultPlan`]) with their history events ([`NemesisEvent`]).
-//! - [`schedule`]: a seeded [`Schedule`] of fault instances, serializable for exact replay.
-//! - [`nemesis`]: [`apply`] a planned fault to a running cluster and [`heal`] it again, or
-//!   [`run_schedule`] to do so for a whole schedule.
+//! - [`schedule`]: a seeded [`Schedule`] of fault instances with its quiet periods, serializable
+//!   for exact replay.
+//! - [`nemesis`]: [`apply`] one planned fault to a running cluster and [`heal`] it again.
+//! - [`driver`]: [`run_schedule`], the one driver a harness needs: it plays a whole schedule in
+//!   time, asks the system under test who leads ([`Primary`]), carries out the faults that act
+//!   over time (crash-restarts during an election, leader churn, disk faults), heals on a stop
+//!   signal, and tells an [`Observer`] of every start, step, stop and error.
+//! - [`disk`]: [`DiskControl`], the seam to the fault-injecting filesystem the `disk` faults need.
 //!
 //! Nodes are 0-based indices everywhere in this API; human-readable descriptions name node `i` as
 //! `n{i+1}` (see [`node_name`]).
@@ -23,42 +28,56 @@
 //! # async fn example(peer_addrs: Vec<std::net::SocketAddr>) -> Result<(), riptide_nemesis::NemesisError> {
 //! use std::time::Duration;
 //! use riptide_nemesis::*;
+//! use tokio::sync::Mutex;
 //!
 //! // One proxy per directed link, to each node's real peer address.
 //! let network = Network::start(peer_addrs.clone()).await?;
 //! let mut supervisor = Supervisor::new();
 //! for node in 0..peer_addrs.len() {
-//!     // Node `node` reaches each peer through its proxy.
-//!     let peers: Vec<String> = network
-//!         .peer_addrs(node)?
-//!         .iter()
-//!         .map(|(peer, addr)| format!("{}={addr}", node_name(*peer)))
-//!         .collect();
-//!     let spec = ProcessSpec::new("riptide-server", format!("nodes/{}.log", node_name(node)))
-//!         .arg("--peers")
-//!         .arg(peers.join(","));
+//!     // Node `node` listens for peers on its real address and reaches each peer through its
+//!     // proxy: one `--peer ID=ADDR` per peer, IDs from 1.
+//!     let mut spec = ProcessSpec::new("riptide-server", format!("nodes/{}.log", node_name(node)))
+//!         .args(["--id", &(node + 1).to_string()])
+//!         .args(["--data-dir", &format!("data/{}", node_name(node))])
+//!         .args(["--listen-peer", &peer_addrs[node].to_string()]);
+//!     for (peer, addr) in network.peer_addrs(node)? {
+//!         spec = spec.arg("--peer").arg(format!("{}={addr}", peer + 1));
+//!     }
 //!     supervisor.spawn(spec).await?;
 //! }
+//! let supervisor = Mutex::new(supervisor);
 //!
 //! // A seeded schedule, stored with the run for `--replay`.
 //! let spec = ScheduleSpec {
 //!     seed: 42,
-//!     faults: parse_fault_list("partition,kill")?,
+//!     faults: parse_fault_list("partition,kill,crash,leader-churn")?,
 //!     nodes: peer_addrs.len(),
-//!     interval_ms: 5_000,
+//!     interval_ms: 3_000,
+//!     quiet_ms: Some(1_000),
 //!     options: FaultOptions::default(),
 //! };
 //! let schedule = Schedule::generate(spec, Duration::from_secs(60))?;
-//! for fault in &schedule.faults {
-//!     let active = apply(&fault.plan, &mut supervisor, &network, Some(0)).await?;
-//!     println!("{:?}", active.start_event()); // {f: "start-partition", value: "partition halves ..."}
-//!     let stop = heal(&active, &mut supervisor, &network).await?;
-//!     println!("{stop:?}");
-//! }
+//!
+//! // Who leads: here a fixed answer; a harness asks the nodes.
+//! let primary = || async { Some(0) };
+//! let targets = Targets { supervisor: &supervisor, network: &network, primary: &primary, disk: None };
+//! let mut observer = |notice: &Notice| {
+//!     if let Some(event) = notice.history_event() {
+//!         println!("{:?} {event:?}", notice.at); // {f: "start-partition", value: "partition halves ..."}
+//!     }
+//! };
+//! let stop = tokio::signal::ctrl_c();
+//! let report = run_schedule(&schedule, tokio::time::Instant::now(), &targets, &mut observer, async {
+//!     let _ = stop.await;
+//! })
+//! .await?;
+//! println!("{} faults, {} errors", report.faults.len(), report.errors.len());
 //! # Ok(())
 //! # }
 //! ```
 
+pub mod disk;
+pub mod driver;
 pub mod error;
 pub mod fault;
 pub mod nemesis;
@@ -67,12 +86,17 @@ pub mod proxy;
 pub mod schedule;
 pub mod supervisor;
 
+pub use disk::{DiskControl, DiskEffect, DiskError};
+pub use driver::{
+    check_supported, run_schedule, FaultFailure, FaultInterval, Notice, NoticeKind, Observer,
+    Primary, ScheduleReport, Targets,
+};
 pub use error::NemesisError;
 pub use fault::{
     known_names, node_name, parse_fault_list, FaultFamily, FaultKind, FaultOptions, FaultPlan,
-    NemesisEvent, ALL_KINDS,
+    NemesisEvent, Requirement, VoterCrash, ALL_KINDS,
 };
-pub use nemesis::{apply, cuts_of, heal, run_schedule, ActiveFault, Undo};
+pub use nemesis::{apply, cuts_of, heal, ActiveFault, Undo};
 pub use network::{Cuts, Network};
 pub use proxy::{LinkFault, LinkProxy, LinkStats};
 pub use schedule::{Schedule, ScheduleSpec, ScheduledFault};

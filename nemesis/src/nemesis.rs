@@ -1,9 +1,10 @@
-//! Applying a planned fault to a running cluster, and healing it again.
+//! Applying one planned fault to a running cluster, and healing it again: the steps
+//! [`crate::run_schedule`] is made of, for the faults that are one step each way.
 //!
-//! The harness drives the schedule: at a fault's start it calls [`apply`] with the current leader (if
-//! it knows one), writes [`ActiveFault::start_event`] into the history; at the end it calls [`heal`]
-//! and writes the returned stop event. It never needs to know how a fault is carried out.
-//! [`run_schedule`] does exactly that for a whole [`Schedule`], for harnesses that need no more.
+//! [`apply`] puts a plan into effect with the leader already resolved and returns an
+//! [`ActiveFault`] whose start event goes into the history; [`heal`] ends it and returns the stop
+//! event. A harness plays whole schedules with [`crate::run_schedule`], which also times the
+//! faults, resolves the leader and carries out the faults that act over time.
 //!
 //! | family      | start                                      | end (heal)                         |
 //! |-------------|--------------------------------------------|------------------------------------|
@@ -11,19 +12,21 @@
 //! | `link`      | delay / throttle the chosen links          | heal every link                    |
 //! | `kill`      | `SIGKILL` the nodes, wait until reaped     | start the killed nodes again       |
 //! | `pause`     | `SIGSTOP` the nodes                        | `SIGCONT` them                     |
+//! | `crash`     | `SIGKILL` the node, wait until reaped      | start it again (after its downtime)|
+//! | `churn`     | isolate the leader (the first step)        | heal every link                    |
+//!
+//! `crash-restart-election` and the `disk` family take more than one step (voters crashed during
+//! the election; the filesystem layer acting while the node is down): only
+//! [`crate::run_schedule`] plays them, and [`apply`] refuses them.
 
-use std::future::Future;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 use crate::error::NemesisError;
-use crate::fault::{FaultFamily, FaultPlan, NemesisEvent};
+use crate::fault::{FaultFamily, FaultPlan, LeaderTarget, NemesisEvent};
 use crate::network::{Cuts, Network};
 use crate::proxy::LinkFault;
-use crate::schedule::Schedule;
 use crate::supervisor::Supervisor;
 
 /// What [`heal`] must undo.
@@ -47,7 +50,8 @@ pub struct ActiveFault {
     pub description: String,
     /// The links it cut (empty for non-partition faults), for logs.
     pub cut_links: Vec<(usize, usize)>,
-    /// The nodes it acted on (killed or paused; empty for network faults).
+    /// The nodes it acted on (killed, paused or isolated by `leader-churn`; empty for the other
+    /// network faults).
     pub nodes: Vec<usize>,
     /// What `heal` will do.
     pub undo: Undo,
@@ -86,7 +90,9 @@ pub fn cuts_of(
     Ok(Some(match plan {
         FaultPlan::PartitionHalves { left, right } => Cuts::between(nodes, left, right),
         FaultPlan::IsolateOne { node } => Cuts::isolate(nodes, *node),
-        FaultPlan::IsolateLeader { .. } => Cuts::isolate(nodes, target),
+        FaultPlan::IsolateLeader { .. } | FaultPlan::LeaderChurn { .. } => {
+            Cuts::isolate(nodes, target)
+        }
         FaultPlan::MajoritiesRing { ring } => Cuts::majorities_ring(ring)?,
         FaultPlan::Bridge {
             left,
@@ -97,30 +103,40 @@ pub fn cuts_of(
     }))
 }
 
+/// The node a leader fault hits and its description: `leader` when the system under test named one
+/// in range, else the plan's seeded fallback. For other plans, node 0 and the plain description.
+pub(crate) fn resolve_leader(
+    plan: &FaultPlan,
+    nodes: usize,
+    leader: Option<usize>,
+) -> (usize, String) {
+    match (plan.leader_fallback(), leader.filter(|&l| l < nodes)) {
+        (Some(_), Some(known)) => (known, plan.describe_resolved(LeaderTarget::Known(known))),
+        (Some(fallback), None) => (
+            fallback,
+            plan.describe_resolved(LeaderTarget::Fallback(fallback)),
+        ),
+        (None, _) => (0, plan.describe_resolved(LeaderTarget::Unresolved)),
+    }
+}
+
 /// Puts `plan` into effect. `leader` is the node the caller believes leads right now; leader faults
 /// fall back to the plan's seeded node when it is `None` (or out of range).
 ///
 /// Process faults skip nodes that are not alive (they cannot be killed or paused twice); the
-/// returned [`ActiveFault::nodes`] lists only the nodes actually hit.
+/// returned [`ActiveFault::nodes`] lists only the nodes actually hit. Refuses the faults that take
+/// more than one step ([`NemesisError::NeedsScheduleDriver`]).
 pub async fn apply(
     plan: &FaultPlan,
     supervisor: &mut Supervisor,
     network: &Network,
     leader: Option<usize>,
 ) -> Result<ActiveFault, NemesisError> {
+    if matches!(plan, FaultPlan::CrashRestartElection { .. }) || plan.kind().requires().is_some() {
+        return Err(NemesisError::NeedsScheduleDriver(plan.kind().name()));
+    }
     let nodes = network.len().max(supervisor.len());
-    let known_leader = leader.filter(|&l| l < nodes);
-    let resolve = |fallback: usize| known_leader.unwrap_or(fallback);
-    let leader_fact = |fallback: usize| Some((resolve(fallback), known_leader.is_some()));
-    let (description, target) = match plan {
-        FaultPlan::IsolateLeader { fallback }
-        | FaultPlan::KillLeader { fallback }
-        | FaultPlan::PauseLeader { fallback } => (
-            plan.describe_resolved(leader_fact(*fallback)),
-            resolve(*fallback),
-        ),
-        _ => (plan.describe_resolved(None), 0),
-    };
+    let (target, description) = resolve_leader(plan, nodes, leader);
 
     let mut active = ActiveFault {
         plan: plan.clone(),
@@ -133,6 +149,9 @@ pub async fn apply(
     if let Some(cuts) = cuts_of(plan, network.len(), target)? {
         network.apply_cuts(&cuts);
         active.cut_links = cuts.links().collect();
+        if matches!(plan, FaultPlan::LeaderChurn { .. }) {
+            active.nodes = vec![target];
+        }
     } else {
         match plan {
             FaultPlan::SlowLinks {
@@ -160,21 +179,36 @@ pub async fn apply(
             FaultPlan::KillLeader { .. } => active.nodes = kill(supervisor, &[target]).await?,
             FaultPlan::PauseOne { node } => active.nodes = pause(supervisor, &[*node])?,
             FaultPlan::PauseLeader { .. } => active.nodes = pause(supervisor, &[target])?,
-            // Partitions were handled by `cuts_of` above.
+            FaultPlan::CrashRestartOne { node, .. } => {
+                active.nodes = kill(supervisor, &[*node]).await?;
+            }
+            FaultPlan::CrashRestartLeader { .. } => {
+                active.nodes = kill(supervisor, &[target]).await?;
+            }
+            // Partitions and the first step of leader-churn were handled by `cuts_of` above; the
+            // faults of more than one step were refused at the top.
             FaultPlan::PartitionHalves { .. }
             | FaultPlan::IsolateOne { .. }
             | FaultPlan::IsolateLeader { .. }
             | FaultPlan::MajoritiesRing { .. }
-            | FaultPlan::Bridge { .. } => {}
+            | FaultPlan::Bridge { .. }
+            | FaultPlan::LeaderChurn { .. }
+            | FaultPlan::CrashRestartElection { .. }
+            | FaultPlan::LoseUnsynced { .. }
+            | FaultPlan::TornWrite { .. }
+            | FaultPlan::Corrupt { .. } => {}
         }
     }
-    if matches!(active.family(), FaultFamily::Kill | FaultFamily::Pause) && active.nodes.is_empty()
+    if matches!(
+        active.family(),
+        FaultFamily::Kill | FaultFamily::Pause | FaultFamily::Crash
+    ) && active.nodes.is_empty()
     {
         active.description.push_str(" (not running: nothing done)");
     }
     active.undo = match active.family() {
-        FaultFamily::Partition | FaultFamily::Link => Undo::HealLinks,
-        FaultFamily::Kill => Undo::Restart {
+        FaultFamily::Partition | FaultFamily::Link | FaultFamily::Churn => Undo::HealLinks,
+        FaultFamily::Kill | FaultFamily::Crash | FaultFamily::Disk => Undo::Restart {
             nodes: active.nodes.clone(),
         },
         FaultFamily::Pause => Undo::Resume {
@@ -237,7 +271,10 @@ fn links_of(network: &Network, nodes: Option<&[usize]>) -> Vec<(usize, usize)> {
 
 /// Kills every node of `nodes` that is alive, one after the other (`SIGKILL` is immediate, so a
 /// minority dies within milliseconds of the first).
-async fn kill(supervisor: &mut Supervisor, nodes: &[usize]) -> Result<Vec<usize>, NemesisError> {
+pub(crate) async fn kill(
+    supervisor: &mut Supervisor,
+    nodes: &[usize],
+) -> Result<Vec<usize>, NemesisError> {
     let mut killed = Vec::new();
     for &node in nodes {
         if supervisor.is_alive(node)? {
@@ -257,53 +294,4 @@ fn pause(supervisor: &mut Supervisor, nodes: &[usize]) -> Result<Vec<usize>, Nem
         }
     }
     Ok(paused)
-}
-
-/// Runs `schedule` against a live cluster: at each fault's start offset (from `started`) asks
-/// `leader` who leads, [`apply`]s the fault and passes the start event to `record`; at its end
-/// offset [`heal`]s it and passes the stop event. Returns when the schedule is done, or early when
-/// `shutdown` completes, healing the fault in effect first, so the cluster is never left broken.
-///
-/// The supervisor sits behind a mutex so the caller can keep using it (readiness, crash checks)
-/// while the schedule runs; the lock is held only while a fault is applied or healed.
-pub async fn run_schedule<L, LFut, R>(
-    schedule: &Schedule,
-    started: Instant,
-    supervisor: &Mutex<Supervisor>,
-    network: &Network,
-    mut leader: L,
-    mut record: R,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), NemesisError>
-where
-    L: FnMut() -> LFut,
-    LFut: Future<Output = Option<usize>>,
-    R: FnMut(NemesisEvent),
-{
-    tokio::pin!(shutdown);
-    for fault in &schedule.faults {
-        tokio::select! {
-            _ = tokio::time::sleep_until(started + fault.start()) => {}
-            _ = &mut shutdown => return Ok(()),
-        }
-        let current_leader = leader().await;
-        let active = apply(
-            &fault.plan,
-            &mut *supervisor.lock().await,
-            network,
-            current_leader,
-        )
-        .await?;
-        record(active.start_event());
-        let interrupted = tokio::select! {
-            _ = tokio::time::sleep_until(started + fault.end()) => false,
-            _ = &mut shutdown => true,
-        };
-        let stop = heal(&active, &mut *supervisor.lock().await, network).await?;
-        record(stop);
-        if interrupted {
-            return Ok(());
-        }
-    }
-    Ok(())
 }

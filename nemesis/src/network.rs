@@ -53,6 +53,15 @@ impl Cuts {
         Cuts::between(nodes, &[node], &others)
     }
 
+    /// Separates each node of `isolated` from every other node (each alone, not together).
+    pub fn isolate_each(nodes: usize, isolated: &[usize]) -> Cuts {
+        let mut cuts = Cuts::none(nodes);
+        for &node in isolated {
+            cuts.links.extend(Cuts::isolate(nodes, node).links);
+        }
+        cuts
+    }
+
     /// Every node sees a majority of the cluster (itself included), and no two nodes see the same
     /// majority (Jepsen's `majorities-ring`). `ring` is all nodes in ring order.
     ///

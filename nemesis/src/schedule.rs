@@ -2,16 +2,23 @@
 //! sequence of concrete faults every time, whatever the system under test does meanwhile.
 //!
 //! Timing is fixed and simple, like Jepsen's default nemesis generator: the run starts with a quiet
-//! `interval`, then alternates a fault lasting `interval` and a quiet `interval`:
+//! period `q`, then alternates a fault window of `interval` and a quiet `q`. The quiet period is the
+//! interval unless the spec says otherwise (`quiet_ms`: long faults with short recoveries fit more
+//! faults into a run):
 //!
 //! ```text
-//! time  0      i      2i     3i     4i     5i
-//!       |quiet |fault1|quiet |fault2|quiet |...
+//! time  0      q        q+i    2q+i     2q+2i  ...
+//!       |quiet |fault1  |quiet |fault2  |quiet |...
 //! ```
 //!
-//! Fault `k` is drawn from a ChaCha8 RNG seeded with the seed, after faults `0..k`, so a longer run
-//! extends a shorter one's schedule instead of changing it. A [`Schedule`] is plain serde data: the
-//! harness stores it with a run and replays it exactly.
+//! Faults of the `crash` and `disk` families end on their own once their nodes are back; their
+//! window is an upper bound, and the rest of it is quiet too.
+//!
+//! Fault `k` is drawn from a ChaCha8 RNG seeded with the seed, after faults `0..k`, whatever the
+//! timing, so a longer run extends a shorter one's schedule instead of changing it, and a different
+//! quiet period keeps the seed's faults and their order. A [`Schedule`] is plain serde data: the
+//! harness stores it with a run and replays it exactly (schedules stored before a field existed
+//! read it as its default).
 
 use std::time::Duration;
 
@@ -32,8 +39,13 @@ pub struct ScheduleSpec {
     pub faults: Vec<FaultKind>,
     /// Cluster size.
     pub nodes: usize,
-    /// Length of each fault and of each quiet period between faults, in milliseconds.
+    /// Length of each fault window, in milliseconds; also of each quiet period unless `quiet_ms`
+    /// is given.
     pub interval_ms: u64,
+    /// Length of the quiet period before each fault, in milliseconds, when it differs from the
+    /// interval (`--nemesis-quiet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_ms: Option<u64>,
     /// Parameters of link-quality faults.
     #[serde(default)]
     pub options: FaultOptions,
@@ -90,9 +102,10 @@ impl Schedule {
             }
         }
         let run_ms = u64::try_from(run.as_millis()).unwrap_or(u64::MAX);
+        let quiet_ms = spec.quiet_ms.unwrap_or(spec.interval_ms);
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
         let mut faults = Vec::new();
-        let mut start_ms = spec.interval_ms;
+        let mut start_ms = quiet_ms;
         while let Some(end_ms) = start_ms
             .checked_add(spec.interval_ms)
             .filter(|&end| end <= run_ms)
@@ -106,9 +119,21 @@ impl Schedule {
                 end_ms,
                 plan,
             });
-            start_ms = end_ms.saturating_add(spec.interval_ms);
+            start_ms = end_ms.saturating_add(quiet_ms);
         }
         Ok(Schedule { spec, faults })
+    }
+
+    /// Every kind the schedule draws from, whether or not it drew it: what the cluster must
+    /// support to play it, or a replay of it.
+    pub fn kinds(&self) -> Vec<crate::fault::FaultKind> {
+        let mut kinds = self.spec.faults.clone();
+        for fault in &self.faults {
+            if !kinds.contains(&fault.plan.kind()) {
+                kinds.push(fault.plan.kind());
+            }
+        }
+        kinds
     }
 
     /// The schedule as pretty JSON, to store next to a run.
@@ -134,6 +159,7 @@ mod tests {
             faults: ALL_KINDS.to_vec(),
             nodes: 5,
             interval_ms: 1000,
+            quiet_ms: None,
             options: FaultOptions::default(),
         }
     }
@@ -165,8 +191,55 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_period_retimes_the_faults_but_keeps_the_seeds_choices() {
+        let regular = Schedule::generate(spec(3), Duration::from_secs(60)).unwrap();
+        let mut quick = spec(3);
+        quick.quiet_ms = Some(250);
+        let quick = Schedule::generate(quick, Duration::from_millis(10_000)).unwrap();
+        // Windows of 1 s after 250 ms of quiet: 0.25-1.25, 1.5-2.5, ..., 8.75-9.75.
+        assert_eq!(quick.faults.len(), 8);
+        for (k, fault) in quick.faults.iter().enumerate() {
+            assert_eq!(fault.start_ms, 250 + 1250 * k as u64);
+            assert_eq!(fault.end_ms, fault.start_ms + 1000);
+            assert_eq!(fault.plan, regular.faults[k].plan);
+        }
+        // Zero quiet is allowed: faults back to back.
+        let mut tight = spec(3);
+        tight.quiet_ms = Some(0);
+        let tight = Schedule::generate(tight, Duration::from_millis(3000)).unwrap();
+        let starts: Vec<u64> = tight.faults.iter().map(|f| f.start_ms).collect();
+        assert_eq!(starts, [0, 1000, 2000]);
+    }
+
+    #[test]
+    fn a_schedule_stored_before_quiet_periods_and_new_options_still_reads() {
+        let old = r#"{
+          "spec": {"seed": 7, "faults": ["partition-halves", "kill-leader"], "nodes": 3,
+                   "interval_ms": 3000,
+                   "options": {"slow_latency_ms": 100, "slow_jitter_ms": 50,
+                               "throttle_bytes_per_sec": 16384}},
+          "faults": [
+            {"start_ms": 3000, "end_ms": 6000,
+             "plan": {"kind": "partition-halves", "left": [0], "right": [1, 2]}},
+            {"start_ms": 9000, "end_ms": 12000, "plan": {"kind": "kill-leader", "fallback": 2}}
+          ]
+        }"#;
+        let schedule = Schedule::from_json(old).unwrap();
+        assert_eq!(schedule.spec.quiet_ms, None);
+        assert_eq!(schedule.spec.options, FaultOptions::default());
+        assert_eq!(
+            schedule.faults[1].plan,
+            FaultPlan::KillLeader { fallback: 2 }
+        );
+        // And it is written back without the new field, as it was.
+        assert!(!schedule.to_json().contains("quiet_ms"));
+    }
+
+    #[test]
     fn schedule_round_trips_through_json() {
-        let schedule = Schedule::generate(spec(5), Duration::from_secs(60)).unwrap();
+        let mut spec = spec(5);
+        spec.quiet_ms = Some(500);
+        let schedule = Schedule::generate(spec, Duration::from_secs(60)).unwrap();
         let back = Schedule::from_json(&schedule.to_json()).unwrap();
         assert_eq!(back, schedule);
     }

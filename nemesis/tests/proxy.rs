@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use riptide_nemesis::{
     apply, heal, parse_fault_list, run_schedule, Cuts, FaultOptions, FaultPlan, LinkFault,
-    LinkProxy, NemesisEvent, Network, Schedule, ScheduleSpec, Supervisor,
+    LinkProxy, NemesisEvent, Network, Notice, Schedule, ScheduleSpec, Supervisor, Targets,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -566,27 +566,38 @@ async fn run_schedule_applies_and_heals_every_fault_in_order() {
         faults: parse_fault_list("partition").unwrap(),
         nodes: 3,
         interval_ms: 150,
+        quiet_ms: None,
         options: FaultOptions::default(),
     };
     let schedule = Schedule::generate(spec, Duration::from_millis(1000)).unwrap();
     assert_eq!(schedule.faults.len(), 3);
     let supervisor = tokio::sync::Mutex::new(Supervisor::new());
+    let primary = || async { Some(1) };
+    let targets = Targets {
+        supervisor: &supervisor,
+        network: &mesh.network,
+        primary: &primary,
+        disk: None,
+    };
     let mut events = Vec::new();
     let mut cuts_seen = Vec::new();
-    run_schedule(
+    let mut observer = |notice: &Notice| {
+        if let Some(event) = notice.history_event() {
+            cuts_seen.push(mesh.network.cut_links().len());
+            events.push(event.clone());
+        }
+    };
+    let report = run_schedule(
         &schedule,
         Instant::now(),
-        &supervisor,
-        &mesh.network,
-        || async { Some(1) },
-        |event| {
-            cuts_seen.push(mesh.network.cut_links().len());
-            events.push(event);
-        },
+        &targets,
+        &mut observer,
         std::future::pending(),
     )
     .await
     .unwrap();
+    assert_eq!(report.faults.len(), 3);
+    assert!(report.errors.is_empty() && !report.interrupted);
     let fs: Vec<&str> = events.iter().map(|e| e.f.as_str()).collect();
     assert_eq!(fs, ["start-partition", "stop-partition"].repeat(3));
     for (i, pair) in events.chunks(2).enumerate() {
@@ -604,22 +615,30 @@ async fn run_schedule_heals_the_current_fault_on_shutdown() {
         faults: vec![riptide_nemesis::FaultKind::IsolateOne],
         nodes: 3,
         interval_ms: 100,
+        quiet_ms: None,
         options: FaultOptions::default(),
     };
     let schedule = Schedule::generate(spec, Duration::from_secs(3600)).unwrap();
     let supervisor = tokio::sync::Mutex::new(Supervisor::new());
+    let primary = || async { None };
+    let targets = Targets {
+        supervisor: &supervisor,
+        network: &mesh.network,
+        primary: &primary,
+        disk: None,
+    };
     let mut events = Vec::new();
-    run_schedule(
+    let mut observer = |notice: &Notice| events.extend(notice.history_event().cloned());
+    let report = run_schedule(
         &schedule,
         Instant::now(),
-        &supervisor,
-        &mesh.network,
-        || async { None },
-        |event| events.push(event),
+        &targets,
+        &mut observer,
         tokio::time::sleep(Duration::from_millis(150)),
     )
     .await
     .unwrap();
+    assert!(report.interrupted);
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[1].f, "stop-partition");
     assert!(mesh.network.cut_links().is_empty());

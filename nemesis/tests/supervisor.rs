@@ -8,47 +8,19 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use riptide_nemesis::{
-    apply, heal, FaultPlan, NemesisError, Network, ProcessSpec, ProcessState, Supervisor,
+    apply, heal, FaultPlan, NemesisError, ProcessSpec, ProcessState, Supervisor,
 };
-use tokio::time::Instant;
 
-/// Generous bound for anything that should happen promptly on a loaded 2-core machine.
-const PROMPTLY: Duration = Duration::from_secs(10);
+mod common;
+use common::{eventually, is_not_running, network_to_nowhere, process_state, sleeper, PROMPTLY};
 
 /// Environment variable that turns this test binary into the orphan-check helper process.
 const HELPER_ENV: &str = "RIPTIDE_NEMESIS_ORPHAN_HELPER";
-
-/// Kernel state letter of a process (`R`, `S`, `T`, `Z`...), `None` when it does not exist.
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The state follows the command name, which is in parentheses and may contain spaces.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.trim_start().chars().next()
-}
-
-/// True when the process is gone or only a zombie (dead, not yet reaped by its new parent).
-fn is_not_running(pid: u32) -> bool {
-    matches!(process_state(pid), None | Some('Z') | Some('X'))
-}
-
-/// Polls `condition` every 20 ms until it holds or `PROMPTLY` passes.
-async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + PROMPTLY;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    condition()
-}
-
-fn sleeper(dir: &Path, name: &str) -> ProcessSpec {
-    ProcessSpec::new("sleep", dir.join(format!("{name}.log"))).arg("1000")
-}
 
 fn shell(dir: &Path, name: &str, script: &str) -> ProcessSpec {
     ProcessSpec::new("sh", dir.join(format!("{name}.log")))
@@ -439,15 +411,7 @@ async fn process_faults_kill_and_restart_pause_and_resume_the_chosen_nodes() {
         supervisor.spawn(sleeper(dir.path(), name)).await.unwrap();
     }
     // Process faults do not touch links; a network of dead addresses is enough.
-    let unused: Vec<std::net::SocketAddr> = (0..3)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        })
-        .collect();
-    let network = Network::start(unused).await.unwrap();
+    let network = network_to_nowhere(3).await;
 
     let before = supervisor.pid(1).unwrap().unwrap();
     let active = apply(

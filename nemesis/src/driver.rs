@@ -1,0 +1,673 @@
+//! Playing a whole [`Schedule`] against a live cluster: the one driver a harness needs.
+//!
+//! [`run_schedule`] waits for each fault's window (times relative to the run's start instant, quiet
+//! periods included: they are in the schedule), asks the system under test who leads when a fault
+//! is aimed at the leader ([`Primary`]), carries the fault out, and tells an [`Observer`] of every
+//! start, step, stop and error as it happens, so the harness writes the history events at the
+//! moment they are true. It returns a [`ScheduleReport`] of what was done when.
+//!
+//! How each family fills its window `[start, end]`:
+//!
+//! ```text
+//! partition/link/kill/pause  start ██████████████████ heal at end
+//! crash-restart-one/-leader  kill ▇▇ start again after the seeded downtime (0-300 ms); rest quiet
+//! crash-restart-election     kill leader ▇ voter ▇ voter ▇ voter ▇ (each back before the next)
+//! leader-churn               isolate leader │ new leader, dwell, isolate it │ ... │ heal at end
+//! disk                       kill ▇ filesystem layer acts ▇ start again; rest quiet
+//! ```
+//!
+//! A stop signal ends the schedule early: the fault in effect is healed at once (links healed,
+//! crashed nodes started again), so the cluster is never left broken. A fault that cannot be
+//! applied, or healed only in part, is reported and the schedule goes on.
+//!
+//! The supervisor sits behind a mutex so the harness can keep using it while the schedule runs
+//! (readiness, crash checks); the driver holds the lock only while it signals or starts a process,
+//! never across a sleep.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::disk::DiskControl;
+use crate::error::NemesisError;
+use crate::fault::{node_name, FaultKind, FaultPlan, NemesisEvent};
+use crate::nemesis::{apply, heal, kill, resolve_leader, ActiveFault};
+use crate::network::{Cuts, Network};
+use crate::schedule::{Schedule, ScheduledFault};
+use crate::supervisor::Supervisor;
+
+/// How often `leader-churn` asks who leads while it waits for the next leader.
+const CHURN_POLL: Duration = Duration::from_millis(50);
+
+/// The system under test, as far as the nemesis needs to know it: who leads right now.
+///
+/// Implemented by any `Fn() -> impl Future<Output = Option<usize>>`, e.g.
+/// `|| async { Some(0) }` in a test, or by the harness's handle on the system under test.
+pub trait Primary {
+    /// The node (0-based) the system under test names as its leader or primary right now, `None`
+    /// when it names none or cannot be asked.
+    fn primary(&self) -> impl Future<Output = Option<usize>> + Send;
+}
+
+impl<F, Fut> Primary for F
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<usize>> + Send,
+{
+    fn primary(&self) -> impl Future<Output = Option<usize>> + Send {
+        self()
+    }
+}
+
+/// What the nemesis acts on.
+pub struct Targets<'a, P> {
+    /// The nodes' processes.
+    pub supervisor: &'a Mutex<Supervisor>,
+    /// The proxies of every link between nodes.
+    pub network: &'a Network,
+    /// Who leads, for the faults aimed at the leader.
+    pub primary: &'a P,
+    /// The filesystem layer under the data directories, when there is one; the `disk` faults are
+    /// refused without it.
+    pub disk: Option<&'a dyn DiskControl>,
+}
+
+/// Refuses, naming them, the kinds in `kinds` that need what the cluster lacks (`disk`: whether a
+/// [`DiskControl`] will be given). Call it when the run is planned, before anything starts;
+/// [`run_schedule`] calls it again before it plays anything.
+pub fn check_supported(kinds: &[FaultKind], disk: bool) -> Result<(), NemesisError> {
+    let refused: Vec<&str> = kinds
+        .iter()
+        .filter(|kind| kind.requires().is_some() && !disk)
+        .map(|kind| kind.name())
+        .collect();
+    match kinds.iter().find_map(|kind| kind.requires()) {
+        Some(requirement) if !refused.is_empty() => Err(NemesisError::Unsupported {
+            kinds: refused.join(", "),
+            reason: requirement.explain(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Something that happened while the schedule played.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// The fault's index in [`Schedule::faults`].
+    pub fault: usize,
+    /// Its kind.
+    pub kind: FaultKind,
+    /// When, since the run's start instant.
+    pub at: Duration,
+    /// What happened.
+    pub what: NoticeKind,
+}
+
+/// The kinds of [`Notice`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// The fault took effect; the event goes into the history.
+    Started(NemesisEvent),
+    /// A step within a fault that acts over time (`leader-churn` cut off the next leader,
+    /// `crash-restart-election` crashed a voter, a disk fault changed files), for logs and the
+    /// report; not a history event.
+    Step(String),
+    /// The fault ended; the event (same `value` as the start's) goes into the history.
+    Stopped(NemesisEvent),
+    /// The fault could not be applied (no start or stop follows), or not fully healed (a stop
+    /// follows), or a step failed.
+    Failed(String),
+}
+
+impl Notice {
+    /// The history event of a start or a stop.
+    pub fn history_event(&self) -> Option<&NemesisEvent> {
+        match &self.what {
+            NoticeKind::Started(event) | NoticeKind::Stopped(event) => Some(event),
+            NoticeKind::Step(_) | NoticeKind::Failed(_) => None,
+        }
+    }
+}
+
+/// Told of every [`Notice`] as it happens. Implemented by closures `FnMut(&Notice)` and by an
+/// unbounded tokio channel sender (a closed channel drops notices).
+pub trait Observer {
+    /// Called from the task that plays the schedule: keep it short.
+    fn notice(&mut self, notice: &Notice);
+}
+
+impl<F: FnMut(&Notice)> Observer for F {
+    fn notice(&mut self, notice: &Notice) {
+        self(notice)
+    }
+}
+
+impl Observer for tokio::sync::mpsc::UnboundedSender<Notice> {
+    fn notice(&mut self, notice: &Notice) {
+        // The receiver gone means nobody listens any more; the schedule still heals what it broke.
+        let _ = self.send(notice.clone());
+    }
+}
+
+/// One fault as it was played.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultInterval {
+    /// Its index in [`Schedule::faults`].
+    pub fault: usize,
+    /// Its kind; `kind.name()` is its `--nemesis` name.
+    pub kind: FaultKind,
+    /// What it did, leader resolved: the `value` of its history events.
+    pub description: String,
+    /// When it took effect, since the run's start instant.
+    pub start: Duration,
+    /// When it was healed (or its nodes were all back), since the run's start instant.
+    pub end: Duration,
+    /// The nodes it acted on: killed, paused, crashed, or cut off by `leader-churn`.
+    pub nodes: Vec<usize>,
+    /// Its steps, in order, for faults that act over time.
+    pub steps: Vec<String>,
+}
+
+/// A fault that could not be applied, healed or carried out in full.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultFailure {
+    /// Its index in [`Schedule::faults`].
+    pub fault: usize,
+    /// Its kind.
+    pub kind: FaultKind,
+    /// Which fault, as described when it failed.
+    pub description: String,
+    /// What went wrong.
+    pub error: String,
+    /// When, since the run's start instant.
+    pub at: Duration,
+}
+
+/// What [`run_schedule`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleReport {
+    /// Every fault that took effect, in order.
+    pub faults: Vec<FaultInterval>,
+    /// Every failure, in order (a fault may appear here and in `faults`).
+    pub errors: Vec<FaultFailure>,
+    /// True when the stop signal ended the schedule before its last fault was done.
+    pub interrupted: bool,
+}
+
+/// Plays `schedule` against the cluster in `targets`, fault windows relative to `started`, telling
+/// `observer` of everything as it happens. Returns when the schedule is done, or early when `stop`
+/// completes (healing the fault in effect first).
+///
+/// Fails before playing anything when the schedule holds a kind the targets cannot carry out (see
+/// [`check_supported`]); once it plays, failures of single faults are reported, not returned.
+pub async fn run_schedule<P, O, S>(
+    schedule: &Schedule,
+    started: Instant,
+    targets: &Targets<'_, P>,
+    observer: &mut O,
+    stop: S,
+) -> Result<ScheduleReport, NemesisError>
+where
+    P: Primary,
+    O: Observer,
+    S: Future<Output = ()>,
+{
+    check_supported(&schedule.kinds(), targets.disk.is_some())?;
+    tokio::pin!(stop);
+    let mut player = Player {
+        targets,
+        started,
+        observer,
+        stop,
+        stopped: false,
+        report: ScheduleReport::default(),
+    };
+    for (index, fault) in schedule.faults.iter().enumerate() {
+        if !player.sleep_until(started + fault.start()).await {
+            break;
+        }
+        player.play(index, fault).await;
+        if player.stopped {
+            break;
+        }
+    }
+    let mut report = player.report;
+    report.interrupted = player.stopped;
+    Ok(report)
+}
+
+/// The state of one [`run_schedule`].
+struct Player<'t, 'a, P, O, S> {
+    targets: &'t Targets<'a, P>,
+    /// The instant every offset is measured from.
+    started: Instant,
+    observer: &'t mut O,
+    /// The caller's stop signal, polled only until it fires once.
+    stop: Pin<&'t mut S>,
+    /// Whether it has fired.
+    stopped: bool,
+    report: ScheduleReport,
+}
+
+/// What a `disk` fault asks of the [`DiskControl`].
+#[derive(Clone, Copy, Debug)]
+enum DiskAction {
+    LoseUnsynced,
+    Tear(u64),
+    Corrupt(u64),
+}
+
+/// One process action of `crash-restart-election`'s timeline.
+#[derive(Clone, Copy, Debug)]
+enum Crash {
+    Kill { node: usize, down_ms: u64 },
+    Start { node: usize },
+}
+
+impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
+    /// Sleeps until `deadline`; false (at once) when the stop signal fired, before or meanwhile.
+    async fn sleep_until(&mut self, deadline: Instant) -> bool {
+        if self.stopped {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => true,
+            _ = self.stop.as_mut() => {
+                self.stopped = true;
+                false
+            }
+        }
+    }
+
+    /// Asks the system under test who leads; `None` at once when the stop signal fires first.
+    async fn ask_primary(&mut self) -> Option<usize> {
+        if self.stopped {
+            return None;
+        }
+        tokio::select! {
+            primary = self.targets.primary.primary() => primary,
+            _ = self.stop.as_mut() => {
+                self.stopped = true;
+                None
+            }
+        }
+    }
+
+    fn nodes(&self) -> usize {
+        self.targets.network.len()
+    }
+
+    fn notice(&mut self, fault: usize, kind: FaultKind, what: NoticeKind) {
+        let notice = Notice {
+            fault,
+            kind,
+            at: self.started.elapsed(),
+            what,
+        };
+        self.observer.notice(&notice);
+    }
+
+    fn fail(&mut self, fault: usize, kind: FaultKind, description: &str, error: &NemesisError) {
+        tracing::warn!(fault = description, %error, "nemesis fault failed");
+        self.report.errors.push(FaultFailure {
+            fault,
+            kind,
+            description: description.to_owned(),
+            error: error.to_string(),
+            at: self.started.elapsed(),
+        });
+        self.notice(fault, kind, NoticeKind::Failed(error.to_string()));
+    }
+
+    /// Records that a fault took effect and returns its interval, to be closed by [`Self::close`].
+    fn open(
+        &mut self,
+        fault: usize,
+        kind: FaultKind,
+        description: String,
+        nodes: Vec<usize>,
+    ) -> FaultInterval {
+        let event = NemesisEvent {
+            f: format!("start-{}", kind.family().name()),
+            value: description.clone(),
+        };
+        self.notice(fault, kind, NoticeKind::Started(event));
+        FaultInterval {
+            fault,
+            kind,
+            description,
+            start: self.started.elapsed(),
+            end: Duration::ZERO,
+            nodes,
+            steps: Vec::new(),
+        }
+    }
+
+    fn step(&mut self, interval: &mut FaultInterval, step: String) {
+        tracing::info!(fault = %interval.description, step, "nemesis step");
+        interval.steps.push(step.clone());
+        self.notice(interval.fault, interval.kind, NoticeKind::Step(step));
+    }
+
+    fn close(&mut self, mut interval: FaultInterval) {
+        let event = NemesisEvent {
+            f: format!("stop-{}", interval.kind.family().name()),
+            value: interval.description.clone(),
+        };
+        self.notice(interval.fault, interval.kind, NoticeKind::Stopped(event));
+        interval.end = self.started.elapsed();
+        self.report.faults.push(interval);
+    }
+
+    async fn play(&mut self, index: usize, fault: &ScheduledFault) {
+        let plan = &fault.plan;
+        let end = self.started + fault.end();
+        let leader = if plan.kind().targets_leader() {
+            self.ask_primary().await
+        } else {
+            None
+        };
+        if self.stopped {
+            return;
+        }
+        match plan {
+            FaultPlan::CrashRestartElection { .. } => {
+                self.crash_election(index, plan, leader, end).await
+            }
+            FaultPlan::LoseUnsynced { node } => {
+                self.disk_fault(index, plan, *node, DiskAction::LoseUnsynced)
+                    .await
+            }
+            FaultPlan::TornWrite { node, seed } => {
+                self.disk_fault(index, plan, *node, DiskAction::Tear(*seed))
+                    .await
+            }
+            FaultPlan::Corrupt { node, seed } => {
+                self.disk_fault(index, plan, *node, DiskAction::Corrupt(*seed))
+                    .await
+            }
+            _ => self.one_step(index, plan, leader, end).await,
+        }
+    }
+
+    /// The faults [`apply`] and [`heal`] carry out, healed at the end of the window, after the
+    /// downtime (crash-restart), or after the churn (leader-churn).
+    async fn one_step(
+        &mut self,
+        index: usize,
+        plan: &FaultPlan,
+        leader: Option<usize>,
+        end: Instant,
+    ) {
+        let applied = {
+            let mut supervisor = self.targets.supervisor.lock().await;
+            apply(plan, &mut supervisor, self.targets.network, leader).await
+        };
+        let active = match applied {
+            Ok(active) => active,
+            Err(e) => return self.fail(index, plan.kind(), &plan.describe(), &e),
+        };
+        let mut interval = self.open(
+            index,
+            plan.kind(),
+            active.description.clone(),
+            active.nodes.clone(),
+        );
+        match plan {
+            FaultPlan::CrashRestartOne { down_ms, .. }
+            | FaultPlan::CrashRestartLeader { down_ms, .. } => {
+                if !active.nodes.is_empty() {
+                    let back = Instant::now() + Duration::from_millis(*down_ms);
+                    self.sleep_until(back.min(end)).await;
+                }
+            }
+            FaultPlan::LeaderChurn { dwell_ms, .. } => {
+                if let Some(&first) = active.nodes.first() {
+                    self.churn(&mut interval, first, Duration::from_millis(*dwell_ms), end)
+                        .await;
+                }
+            }
+            _ => {
+                self.sleep_until(end).await;
+            }
+        }
+        self.heal_and_close(interval, &active).await;
+    }
+
+    async fn heal_and_close(&mut self, interval: FaultInterval, active: &ActiveFault) {
+        let healed = {
+            let mut supervisor = self.targets.supervisor.lock().await;
+            heal(active, &mut supervisor, self.targets.network).await
+        };
+        if let Err(e) = healed {
+            self.fail(interval.fault, interval.kind, &interval.description, &e);
+        }
+        self.close(interval);
+    }
+
+    /// `leader-churn` after its first cut: waits for the next leader among the nodes still
+    /// connected, lets it lead for `dwell`, cuts it off too (the longest cut off rejoins when a
+    /// minority is already cut off, so a majority can always elect), and so on until `end`.
+    async fn churn(
+        &mut self,
+        interval: &mut FaultInterval,
+        first: usize,
+        dwell: Duration,
+        end: Instant,
+    ) {
+        let nodes = self.nodes();
+        let most_cut_off = (nodes.saturating_sub(1) / 2).max(1);
+        let mut isolated = vec![first];
+        let mut candidate: Option<usize> = None;
+        loop {
+            let wait = if candidate.is_some() {
+                dwell
+            } else {
+                CHURN_POLL
+            };
+            if !self.sleep_until((Instant::now() + wait).min(end)).await || Instant::now() >= end {
+                return;
+            }
+            let primary = self
+                .ask_primary()
+                .await
+                .filter(|p| *p < nodes && !isolated.contains(p));
+            // A leader is cut off only once it has led for `dwell`: the first sighting starts
+            // the dwell, the next look cuts it off if it still leads.
+            let Some(next) = primary else {
+                candidate = None;
+                continue;
+            };
+            if candidate != Some(next) {
+                candidate = Some(next);
+                continue;
+            }
+            candidate = None;
+            isolated.push(next);
+            let rejoined = (isolated.len() > most_cut_off).then(|| isolated.remove(0));
+            self.targets
+                .network
+                .apply_cuts(&Cuts::isolate_each(nodes, &isolated));
+            interval.nodes.push(next);
+            let step = match rejoined {
+                Some(back) => format!(
+                    "cut off leader {}, {} rejoins",
+                    node_name(next),
+                    node_name(back)
+                ),
+                None => format!("cut off leader {}", node_name(next)),
+            };
+            self.step(interval, step);
+        }
+    }
+
+    /// `crash-restart-election`: crashes the leader, then the planned voters one after the other
+    /// while the others elect; every crashed node is started again after its downtime, also when
+    /// the window ends or the stop signal fires (then at once).
+    async fn crash_election(
+        &mut self,
+        index: usize,
+        plan: &FaultPlan,
+        leader: Option<usize>,
+        end: Instant,
+    ) {
+        let FaultPlan::CrashRestartElection {
+            down_ms,
+            voters,
+            crashes,
+            ..
+        } = plan
+        else {
+            return;
+        };
+        let kind = plan.kind();
+        let nodes = self.nodes();
+        let (target, description) = resolve_leader(plan, nodes, leader);
+        let Some(mut interval) = self.kill_and_open(index, kind, target, description).await else {
+            return;
+        };
+        let crashed_at = Instant::now();
+
+        // The timeline: the leader back after its downtime, each voter crash and its restart.
+        let voters: Vec<usize> = voters
+            .iter()
+            .copied()
+            .filter(|&v| v != target && v < nodes)
+            .collect();
+        let mut timeline = vec![(*down_ms, Crash::Start { node: target })];
+        for (k, crash) in crashes.iter().enumerate() {
+            let Some(&node) = voters.get(k % voters.len().max(1)) else {
+                break;
+            };
+            timeline.push((
+                crash.after_ms,
+                Crash::Kill {
+                    node,
+                    down_ms: crash.down_ms,
+                },
+            ));
+            timeline.push((crash.after_ms + crash.down_ms, Crash::Start { node }));
+        }
+        timeline.sort_by_key(|(at, _)| *at);
+
+        let mut down = vec![target];
+        for (at_ms, action) in timeline {
+            let on_time = self
+                .sleep_until(crashed_at + Duration::from_millis(at_ms))
+                .await;
+            match action {
+                // No new crash once the window is over or the schedule is stopping.
+                Crash::Kill { node, down_ms } if on_time && Instant::now() < end => {
+                    let killed = {
+                        let mut supervisor = self.targets.supervisor.lock().await;
+                        kill(&mut supervisor, &[node]).await
+                    };
+                    match killed {
+                        Ok(hit) if !hit.is_empty() => {
+                            down.push(node);
+                            interval.nodes.push(node);
+                            let step = format!(
+                                "crash-restart voter {} at +{at_ms} ms (down {down_ms} ms)",
+                                node_name(node)
+                            );
+                            self.step(&mut interval, step);
+                        }
+                        Ok(_) => {}
+                        Err(e) => self.fail(index, kind, &interval.description, &e),
+                    }
+                }
+                Crash::Kill { .. } => {}
+                Crash::Start { node } => {
+                    if let Some(pos) = down.iter().position(|&n| n == node) {
+                        down.remove(pos);
+                        self.start(index, kind, &interval.description, node).await;
+                    }
+                }
+            }
+        }
+        self.close(interval);
+    }
+
+    /// Kills `node` for fault `index` and opens its interval. `None` when there is nothing more to
+    /// do: the kill failed (reported), or the node was not running (the fault is recorded as
+    /// having done nothing).
+    async fn kill_and_open(
+        &mut self,
+        index: usize,
+        kind: FaultKind,
+        node: usize,
+        mut description: String,
+    ) -> Option<FaultInterval> {
+        let killed = {
+            let mut supervisor = self.targets.supervisor.lock().await;
+            kill(&mut supervisor, &[node]).await
+        };
+        match killed {
+            Ok(killed) if !killed.is_empty() => Some(self.open(index, kind, description, killed)),
+            Ok(_) => {
+                description.push_str(" (not running: nothing done)");
+                let interval = self.open(index, kind, description, Vec::new());
+                self.close(interval);
+                None
+            }
+            Err(e) => {
+                self.fail(index, kind, &description, &e);
+                None
+            }
+        }
+    }
+
+    /// Starts `node` again, reporting a failure (a node that is already running is fine).
+    async fn start(&mut self, index: usize, kind: FaultKind, description: &str, node: usize) {
+        let started = self.targets.supervisor.lock().await.start(node).await;
+        match started {
+            Ok(_) | Err(NemesisError::AlreadyRunning { .. }) => {}
+            Err(e) => self.fail(index, kind, description, &e),
+        }
+    }
+
+    /// The `disk` family: kill the node, let the filesystem layer act on its files, start it.
+    async fn disk_fault(
+        &mut self,
+        index: usize,
+        plan: &FaultPlan,
+        node: usize,
+        action: DiskAction,
+    ) {
+        let kind = plan.kind();
+        let description = plan.describe();
+        let Some(disk) = self.targets.disk else {
+            // `run_schedule` refused the schedule up front; kept for a direct call.
+            let error = NemesisError::Unsupported {
+                kinds: kind.name().to_owned(),
+                reason: crate::fault::Requirement::Disk.explain(),
+            };
+            return self.fail(index, kind, &description, &error);
+        };
+        let Some(mut interval) = self.kill_and_open(index, kind, node, description).await else {
+            return;
+        };
+        let effect = match action {
+            DiskAction::LoseUnsynced => disk.lose_unsynced(node),
+            DiskAction::Tear(seed) => disk.tear_last_write(node, seed),
+            DiskAction::Corrupt(seed) => disk.corrupt(node, seed),
+        };
+        match effect {
+            Ok(effect) => self.step(&mut interval, effect.detail),
+            Err(source) => {
+                let error = NemesisError::Disk {
+                    node,
+                    fault: kind.name(),
+                    source,
+                };
+                self.fail(index, kind, &interval.description, &error);
+            }
+        }
+        self.start(index, kind, &interval.description, node).await;
+        self.close(interval);
+    }
+}
