@@ -131,16 +131,11 @@ impl Storage {
                 why: "a snapshot exists, so the hard state file must too",
             });
         }
-        if !hs_exists && wal_exists {
-            let len = fs::metadata(&wal_path)
-                .map_err(|e| StorageError::io("stat", &wal_path, e))?
-                .len();
-            if len > 0 {
-                return Err(StorageError::Missing {
-                    path: hs_path,
-                    why: "the log holds entries, so the hard state file must exist",
-                });
-            }
+        if !hs_exists && wal_exists && !Wal::holds_no_record(&wal_path)? {
+            return Err(StorageError::Missing {
+                path: hs_path,
+                why: "the log holds entries, so the hard state file must exist",
+            });
         }
         if !hs_exists {
             Wal::create(&wal_path)?;
@@ -492,7 +487,7 @@ mod tests {
     fn installed_snapshot_replaces_the_whole_log_and_entries_continue_after_it() {
         let (dir, mut s) = dir_with_log(5);
         s.install_snapshot(&snapshot(40, 3)).unwrap();
-        assert_eq!((s.last_index(), s.wal_bytes()), (40, 0));
+        assert_eq!((s.last_index(), s.wal_bytes()), (40, wal::FILE_HEADER_LEN));
         s.persist(Some(&hard_state(3, 41)), &[entry(41, 3), entry(42, 3)])
             .unwrap();
         drop(s);
@@ -511,7 +506,7 @@ mod tests {
         assert_eq!(d.snapshot, Some(snapshot(40, 3)));
         assert!(d.log.is_empty());
         assert_eq!(d.hard_state.commit, 40);
-        assert_eq!(wal_len(dir.path()), 0);
+        assert_eq!(wal_len(dir.path()), wal::FILE_HEADER_LEN);
     }
 
     #[test]
