@@ -123,7 +123,7 @@ pub async fn run(
     peer_listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), NodeError> {
-    let (storage, mut durable) = Storage::open(&options.data_dir)?;
+    let (storage, mut durable) = Storage::open_with_bugs(&options.data_dir, options.bugs.wal)?;
     if options.bugs.forget_vote {
         // PLANTED BUG (forget-vote): restart from the log's last term with no vote, as if
         // term and vote had never been persisted.

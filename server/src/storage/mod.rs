@@ -110,6 +110,14 @@ impl Storage {
     /// Opens (or creates, when it is empty or absent) a data directory and returns exactly what
     /// was durable in it.
     pub fn open(dir: &Path) -> Result<(Storage, DurableState), StorageError> {
+        Storage::open_with_bugs(dir, wal::WalBugs::default())
+    }
+
+    /// [`Storage::open`] with the WAL's planted bugs on (test only; see [`crate::bugs`]).
+    pub fn open_with_bugs(
+        dir: &Path,
+        bugs: wal::WalBugs,
+    ) -> Result<(Storage, DurableState), StorageError> {
         fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
         let lock = lock_dir(dir)?;
         let hs_path = dir.join(HARD_STATE_FILE);
@@ -145,7 +153,7 @@ impl Storage {
         let (hard_state, mut hs) = HardStateFile::open(&hs_path)?;
         let (snapshot_file, snapshot) = SnapshotFile::open(&snapshot_path)?;
         let snapshot_meta = snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
-        let (mut wal, log) = Wal::open(&wal_path, snapshot_meta.index)?;
+        let (mut wal, log) = Wal::open_with_bugs(&wal_path, snapshot_meta.index, bugs)?;
         let log = match &snapshot {
             Some(snapshot) => continue_snapshot(&mut wal, log, snapshot.meta)?,
             None => log,

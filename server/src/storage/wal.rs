@@ -70,8 +70,8 @@ const KIND_COMMAND: u8 = 1;
 /// Planted bugs that live in the WAL (test only; see [`crate::bugs`]). All off by default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct WalBugs {
-    /// `no-fsync`: writes are never fsynced, so an acknowledged entry can be lost by a crash
-    /// of the machine (or a disk fault that drops unsynced writes).
+    /// `no-fsync`: appends and truncations are never fsynced, so an acknowledged entry can be
+    /// lost by a crash of the machine (or a disk fault that drops unsynced writes).
     pub no_fsync: bool,
     /// `wal-trusts-length`: recovery takes any bad record for a torn tail and cuts it off
     /// with everything after it, the behaviour before header checksums.
@@ -801,15 +801,24 @@ mod tests {
         offsets
     }
 
-    #[test]
-    fn bit_flip_in_the_length_of_a_middle_record_is_corruption_not_a_torn_tail() {
+    /// A WAL of 5 acknowledged records where a bit flip in the length's high byte makes
+    /// record 2 claim to run far past the end of the file; also returns the log and the
+    /// records' offsets.
+    fn five_records_with_a_flipped_length_in_the_second(
+    ) -> (tempfile::TempDir, PathBuf, Vec<Entry>, Vec<u64>) {
         let log: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
-        let (_dir, path) = wal_with(&log);
+        let (dir, path) = wal_with(&log);
         let offsets = record_offsets(&path);
         let mut bytes = fs::read(&path).unwrap();
-        // The length's high byte: record 2 now claims to run far past the end of the file.
         bytes[offsets[1] as usize + 3] ^= 0x40;
         fs::write(&path, &bytes).unwrap();
+        (dir, path, log, offsets)
+    }
+
+    #[test]
+    fn bit_flip_in_the_length_of_a_middle_record_is_corruption_not_a_torn_tail() {
+        let (_dir, path, _log, offsets) = five_records_with_a_flipped_length_in_the_second();
+        let bytes = fs::read(&path).unwrap();
         let err = Wal::open(&path, 0).unwrap_err();
         assert!(
             matches!(err, StorageError::Corrupt { offset, .. } if offset == offsets[1]),
@@ -863,6 +872,37 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("term"), "{err}");
+    }
+
+    #[test]
+    fn planted_no_fsync_acknowledges_appends_and_truncations_without_any_fsync() {
+        let (_dir, path) = wal_with(&(1..=4).map(|i| entry(i, 1)).collect::<Vec<_>>());
+        let bugs = WalBugs {
+            no_fsync: true,
+            ..WalBugs::default()
+        };
+        let (mut wal, _) = Wal::open_with_bugs(&path, 0, bugs).unwrap();
+        wal.append(&[entry(5, 1), entry(6, 1)]).unwrap();
+        wal.append(&[entry(3, 2)]).unwrap();
+        assert_eq!(wal.last_index(), 3);
+        assert_eq!(wal.fsync_count(), 0, "the planted bug fsynced");
+        let (mut healthy, _) = Wal::open(&path, 0).unwrap();
+        healthy.append(&[entry(4, 2)]).unwrap();
+        assert_eq!(healthy.fsync_count(), 1);
+    }
+
+    #[test]
+    fn planted_wal_trusts_length_cuts_acknowledged_records_after_a_bit_flip() {
+        let (_dir, path, log, offsets) = five_records_with_a_flipped_length_in_the_second();
+        let bugs = WalBugs {
+            trusts_length: true,
+            ..WalBugs::default()
+        };
+        let (wal, read) = Wal::open_with_bugs(&path, 0, bugs).unwrap();
+        // Records 2..5 were acknowledged, and are gone.
+        assert_eq!(read, log[..1].to_vec());
+        assert_eq!(wal.torn_tail().map(|t| t.offset), Some(offsets[1]));
+        assert_eq!(fs::metadata(&path).unwrap().len(), offsets[1]);
     }
 
     #[test]
