@@ -6,6 +6,7 @@
 //! `grep -rn "PLANTED BUG" server/src` lists them all; with no `--bug` every branch is dead.
 
 use crate::raft::CoreBugs;
+use crate::storage::wal::WalBugs;
 
 /// The bugs of `--bug`, each named after what it does; the doc is the rule it breaks (shown in
 /// `riptide-server --help`).
@@ -30,6 +31,13 @@ pub enum PlantedBug {
     ForgetVote,
     /// Breaks Figure 8: the leader commits entries of earlier terms by counting replicas.
     CommitOldTerm,
+    /// Breaks "an entry is durable before it is acknowledged or replicated": WAL writes are
+    /// never fsynced, so a disk fault that loses unsynced writes loses acknowledged entries.
+    NoFsync,
+    /// Breaks "corruption before the end of the WAL is an error, never a silent loss":
+    /// recovery takes any bad record (a bit flip in its length or data) for a torn tail and
+    /// cuts it off with every acknowledged record after it.
+    WalTrustsLength,
 }
 
 /// Which planted bugs are on in this node (all off by default).
@@ -46,6 +54,8 @@ pub struct PlantedBugs {
     /// The bugs that live in the sans-IO core (`leader-local-reads`, `skip-log-check`,
     /// `commit-old-term`).
     pub core: CoreBugs,
+    /// The bugs that live in the write-ahead log (`no-fsync`, `wal-trusts-length`).
+    pub wal: WalBugs,
 }
 
 impl PlantedBugs {
@@ -61,6 +71,8 @@ impl PlantedBugs {
                 PlantedBug::SkipLogCheck => out.core.skip_log_check = true,
                 PlantedBug::ForgetVote => out.forget_vote = true,
                 PlantedBug::CommitOldTerm => out.core.commit_old_term = true,
+                PlantedBug::NoFsync => out.wal.no_fsync = true,
+                PlantedBug::WalTrustsLength => out.wal.trusts_length = true,
             }
         }
         out
@@ -86,7 +98,7 @@ mod tests {
             assert!(!seen.contains(&set), "{bug:?} shares its flag");
             seen.push(set);
         }
-        assert_eq!(seen.len(), 7);
+        assert_eq!(seen.len(), 9);
         assert!(!PlantedBugs::default().any());
     }
 
@@ -125,7 +137,9 @@ mod tests {
                 "no-dedup",
                 "skip-log-check",
                 "forget-vote",
-                "commit-old-term"
+                "commit-old-term",
+                "no-fsync",
+                "wal-trusts-length"
             ]
         );
     }

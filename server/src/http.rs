@@ -251,9 +251,20 @@ async fn propose(node: &NodeHandle, uri: &Uri, request_id: Option<RequestId>, op
             })),
         )
             .into_response(),
+        OpResult::PreconditionFailedEarlier => (
+            StatusCode::PRECONDITION_FAILED,
+            Json(json!({
+                "error": "precondition failed when first applied (the value it saw is not kept)",
+                "index": index,
+                "duplicate": duplicate,
+            })),
+        )
+            .into_response(),
         OpResult::SessionExpired => error(
             StatusCode::CONFLICT,
-            "Request-Id is older than its client's session window; not applied",
+            "Request-Id is older than what its client's session remembers (the window moved on \
+             or the session was evicted): outcome unknown, it may have been applied before; \
+             not applied now",
         )
         .into_response(),
     }

@@ -82,6 +82,11 @@ struct Args {
     /// a follower only slightly behind is sent entries, not the whole snapshot.
     #[arg(long, default_value_t = 5_000)]
     snapshot_catchup_entries: u64,
+    /// Client sessions (Request-Id clients) kept for exactly-once retries; past it the least
+    /// recently used is evicted and its retries answer 409 (outcome unknown). Must be the same
+    /// on every node.
+    #[arg(long, default_value_t = riptide_server::kv::DEFAULT_MAX_SESSIONS)]
+    max_sessions: usize,
     /// How long a request may wait for commit or read confirmation before 504.
     #[arg(long, default_value_t = 3000)]
     request_timeout_ms: u64,
@@ -249,6 +254,7 @@ async fn serve(
         check_quorum: !args.no_check_quorum,
         snapshot_entries: args.snapshot_entries,
         snapshot_catchup_entries: args.snapshot_catchup_entries,
+        max_sessions: args.max_sessions,
         bugs: PlantedBugs::from_list(&args.bugs),
     };
     let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);

@@ -265,3 +265,37 @@ async fn without_a_leader_writes_get_503_with_retry_after_and_nothing_proposed()
     }
     assert_eq!(last_index(&cluster).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_from_an_evicted_session_gets_409_outcome_unknown_and_is_not_applied() {
+    let mut cluster = Cluster::new(1);
+    cluster.extra_args = vec!["--max-sessions=1".into()];
+    cluster.start(1);
+    cluster.wait_for_leader(&[1]).await;
+    let url = cluster.url(1);
+    let append = |id: &'static str| {
+        cluster
+            .http
+            .post(format!("{url}/kv/k/append"))
+            .header("Request-Id", id)
+            .body("x")
+            .send()
+    };
+    assert_eq!(append("a:1").await.unwrap().status(), StatusCode::OK);
+    // Client b's session evicts a's (--max-sessions 1).
+    assert_eq!(append("b:1").await.unwrap().status(), StatusCode::OK);
+    let retry = assert_json_error(append("a:1").await.unwrap(), StatusCode::CONFLICT).await;
+    let text = retry["error"].as_str().unwrap();
+    assert!(text.contains("outcome unknown"), "{text}");
+    let value = cluster
+        .http
+        .get(format!("{url}/kv/k"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        value.text().await.unwrap(),
+        "xx",
+        "the retry was applied again"
+    );
+}

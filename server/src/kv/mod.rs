@@ -12,13 +12,26 @@
 //! [`SESSION_WINDOW`] requests; a request older than that window cannot be told apart from a
 //! new one, so it is refused rather than risk applying it twice.
 //!
+//! Sessions are bounded by a rule every replica applies the same way (so every replica keeps
+//! the same sessions): past `max_sessions` (set with [`KvStore::set_max_sessions`], the same on
+//! every node; default [`DEFAULT_MAX_SESSIONS`]), the session used least recently, by the log
+//! index of its last request, is evicted. It leaves a tombstone (client id and highest
+//! sequence number, a few hundred bytes at most) in a table of [`TOMBSTONES_PER_SESSION`] x
+//! `max_sessions` tombstones, oldest evicted first out: a retry from an evicted client is
+//! refused as [`OpResult::SessionExpired`] (its outcome is unknown), and its newer requests
+//! start a fresh session that refuses the old ones. Exactly-once holds for a client while its
+//! session or its tombstone is kept. A stored result keeps no value: a failed cas is stored
+//! as [`OpResult::PreconditionFailedEarlier`], so a session costs at most
+//! [`SESSION_WINDOW`] small results whatever the values written.
+//!
 //! Reads do not go through the log; the node serves them with ReadIndex from [`KvStore::get`].
 //!
 //! [`KvStore::snapshot`] serialises the whole replicated state (data, client sessions and the
 //! applied index) for log compaction and InstallSnapshot; [`KvStore::restore`] reads it back.
 //! Sessions must be in it: a retry that arrives after the log entry of its first application
 //! was compacted away (or at a follower brought up by a snapshot) must still be recognised.
-//! The encoding is JSON (`{"format":1,"applied_index":..,"data":{..},"sessions":{..}}`).
+//! The encoding is JSON (`{"format":2,"applied_index":..,"data":{..},"sessions":{..},
+//! "tombstones":{..}}`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,6 +41,13 @@ use crate::raft::LogIndex;
 
 /// How many recent results each client session keeps for retries.
 pub const SESSION_WINDOW: usize = 256;
+
+/// Client sessions kept by default: thousands of clients, at most ~16 KiB each (a full window
+/// of small results), so 64 MiB in the worst case.
+pub const DEFAULT_MAX_SESSIONS: usize = 4096;
+
+/// Tombstones of evicted sessions kept per session slot (see the module docs).
+pub const TOMBSTONES_PER_SESSION: usize = 4;
 
 /// A client's request identity: `CLIENT:SEQ`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -130,9 +150,22 @@ pub enum OpResult {
     Deleted { existed: bool },
     /// An append; `length` is the value's length in bytes afterwards.
     Appended { length: usize },
-    /// The request id is older than its client's session window: it may or may not have been
-    /// applied before, so it is not applied now.
+    /// A retry of a cas that failed when first applied; the value it saw then is not kept.
+    PreconditionFailedEarlier,
+    /// The request id is older than what its client's session remembers (its window moved on,
+    /// or the session was evicted): it may or may not have been applied before, so its outcome
+    /// is unknown, and it is not applied now.
     SessionExpired,
+}
+
+impl OpResult {
+    /// The result as a session stores it for retries: without a value.
+    fn without_value(&self) -> OpResult {
+        match self {
+            OpResult::PreconditionFailed { .. } => OpResult::PreconditionFailedEarlier,
+            other => other.clone(),
+        }
+    }
 }
 
 /// The outcome of [`KvStore::apply`]: the result and where it was first applied.
@@ -149,12 +182,36 @@ pub struct Applied {
 /// Recent results of one client.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
-    /// seq -> result of its first application; at most [`SESSION_WINDOW`] entries.
+    /// seq -> result of its first application (without values); at most [`SESSION_WINDOW`]
+    /// entries.
     results: BTreeMap<u64, Applied>,
+    /// Sequence numbers up to this one that `results` does not hold are refused: they fell out
+    /// of the window, or out of an earlier, evicted session of the same client.
+    floor: u64,
+    /// Log index of this client's last request: the least recently used session is evicted.
+    last_used: LogIndex,
+}
+
+impl Session {
+    /// The highest sequence number this session has seen (or refuses).
+    fn highest_seq(&self) -> u64 {
+        self.results
+            .last_key_value()
+            .map_or(self.floor, |(&seq, _)| seq.max(self.floor))
+    }
+}
+
+/// What an evicted session leaves behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Tombstone {
+    /// The highest sequence number the session had seen: retries up to it are refused.
+    highest_seq: u64,
+    /// Log index of the request that evicted it: the oldest tombstone goes first.
+    evicted_at: LogIndex,
 }
 
 /// Version of the snapshot encoding, checked by [`KvStore::restore`].
-const SNAPSHOT_FORMAT: u32 = 1;
+const SNAPSHOT_FORMAT: u32 = 2;
 
 /// The snapshot encoding, borrowing the store's maps so taking a snapshot copies nothing but
 /// the output bytes.
@@ -164,6 +221,7 @@ struct SnapshotRef<'a> {
     applied_index: LogIndex,
     data: &'a HashMap<String, String>,
     sessions: &'a HashMap<String, Session>,
+    tombstones: &'a HashMap<String, Tombstone>,
 }
 
 /// The snapshot encoding, owned, as read back.
@@ -173,6 +231,8 @@ struct SnapshotOwned {
     applied_index: LogIndex,
     data: HashMap<String, String>,
     sessions: HashMap<String, Session>,
+    #[serde(default)]
+    tombstones: HashMap<String, Tombstone>,
 }
 
 /// Why snapshot bytes could not be restored.
@@ -187,20 +247,61 @@ pub enum RestoreError {
 }
 
 /// The replicated key-value state: data and client sessions.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvStore {
     data: HashMap<String, String>,
     sessions: HashMap<String, Session>,
+    /// `last_used` -> client of every session, to find the least recently used one (derived
+    /// from `sessions`; one request per log index keeps the keys unique).
+    sessions_by_use: BTreeMap<LogIndex, String>,
+    tombstones: HashMap<String, Tombstone>,
+    /// `evicted_at` -> client of every tombstone (derived from `tombstones`).
+    tombstones_by_age: BTreeMap<LogIndex, String>,
     /// Index of the last applied entry.
     applied_index: LogIndex,
+    /// Sessions kept before the least recently used is evicted (a setting, the same on every
+    /// node; not part of a snapshot).
+    max_sessions: usize,
     /// PLANTED BUG (no-dedup): when set, request ids are ignored and retries applied again.
     no_dedup: bool,
+}
+
+impl Default for KvStore {
+    fn default() -> KvStore {
+        KvStore {
+            data: HashMap::new(),
+            sessions: HashMap::new(),
+            sessions_by_use: BTreeMap::new(),
+            tombstones: HashMap::new(),
+            tombstones_by_age: BTreeMap::new(),
+            applied_index: 0,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            no_dedup: false,
+        }
+    }
 }
 
 impl KvStore {
     /// An empty store.
     pub fn new() -> KvStore {
         KvStore::default()
+    }
+
+    /// Sets how many client sessions are kept (at least 1); see the module docs. Every node
+    /// must use the same value, or their answers to retries differ.
+    pub fn set_max_sessions(&mut self, max_sessions: usize) {
+        self.max_sessions = max_sessions.max(1);
+        self.evict_sessions(self.applied_index);
+    }
+
+    /// How many client sessions are kept.
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions
+    }
+
+    /// Number of client sessions held.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
     }
 
     /// The current value of a key. Only linearizable when the caller has done ReadIndex.
@@ -237,13 +338,14 @@ impl KvStore {
             applied_index: self.applied_index,
             data: &self.data,
             sessions: &self.sessions,
+            tombstones: &self.tombstones,
         };
         // Maps of strings, integers and plain enums always serialise.
         serde_json::to_vec(&image).unwrap_or_default()
     }
 
-    /// The store a snapshot was taken of. Local settings (the planted `no-dedup` bug) are not
-    /// part of a snapshot: set them again on the result.
+    /// The store a snapshot was taken of. Local settings (`max_sessions`, the planted
+    /// `no-dedup` bug) are not part of a snapshot: set them again on the result.
     pub fn restore(bytes: &[u8]) -> Result<KvStore, RestoreError> {
         let image: SnapshotOwned = serde_json::from_slice(bytes)?;
         if image.format != SNAPSHOT_FORMAT {
@@ -251,11 +353,24 @@ impl KvStore {
                 found: image.format,
             });
         }
+        let sessions_by_use = image
+            .sessions
+            .iter()
+            .map(|(client, session)| (session.last_used, client.clone()))
+            .collect();
+        let tombstones_by_age = image
+            .tombstones
+            .iter()
+            .map(|(client, tombstone)| (tombstone.evicted_at, client.clone()))
+            .collect();
         Ok(KvStore {
             data: image.data,
             sessions: image.sessions,
+            sessions_by_use,
+            tombstones: image.tombstones,
+            tombstones_by_age,
             applied_index: image.applied_index,
-            no_dedup: false,
+            ..KvStore::default()
         })
     }
 
@@ -272,16 +387,14 @@ impl KvStore {
         let Some(id) = request_id else {
             return self.execute(index, &command.op);
         };
-        let session = self.sessions.entry(id.client.clone()).or_default();
+        let session = self.touch_session(&id.client, index);
         if let Some(first) = session.results.get(&id.seq) {
             return Applied {
                 duplicate: true,
                 ..first.clone()
             };
         }
-        let window_full = session.results.len() >= SESSION_WINDOW;
-        let oldest = session.results.keys().next().copied();
-        if window_full && oldest.is_some_and(|oldest| id.seq < oldest) {
+        if id.seq <= session.floor {
             return Applied {
                 result: OpResult::SessionExpired,
                 index,
@@ -289,12 +402,82 @@ impl KvStore {
             };
         }
         let applied = self.execute(index, &command.op);
-        let session = self.sessions.entry(id.client.clone()).or_default();
-        session.results.insert(id.seq, applied.clone());
-        if session.results.len() > SESSION_WINDOW {
-            session.results.pop_first();
+        if let Some(session) = self.sessions.get_mut(&id.client) {
+            session.results.insert(
+                id.seq,
+                Applied {
+                    result: applied.result.without_value(),
+                    ..applied.clone()
+                },
+            );
+            if session.results.len() > SESSION_WINDOW {
+                if let Some((dropped, _)) = session.results.pop_first() {
+                    session.floor = session.floor.max(dropped);
+                }
+            }
         }
         applied
+    }
+
+    /// The session of `client`, marked used at `index`: created (from its tombstone, if it has
+    /// one) when absent, evicting the least recently used session past `max_sessions`.
+    fn touch_session(&mut self, client: &str, index: LogIndex) -> &mut Session {
+        if let Some(session) = self.sessions.get(client) {
+            self.sessions_by_use.remove(&session.last_used);
+        } else {
+            let floor = match self.tombstones.remove(client) {
+                Some(tombstone) => {
+                    self.tombstones_by_age.remove(&tombstone.evicted_at);
+                    tombstone.highest_seq
+                }
+                None => 0,
+            };
+            self.sessions.insert(
+                client.to_string(),
+                Session {
+                    floor,
+                    ..Session::default()
+                },
+            );
+        }
+        self.sessions_by_use.insert(index, client.to_string());
+        self.evict_sessions(index);
+        let session = self.sessions.entry(client.to_string()).or_default();
+        session.last_used = index;
+        session
+    }
+
+    /// Evicts least recently used sessions past `max_sessions`, leaving tombstones, and the
+    /// oldest tombstones past their bound.
+    fn evict_sessions(&mut self, index: LogIndex) {
+        while self.sessions.len() > self.max_sessions {
+            let Some((_, client)) = self.sessions_by_use.pop_first() else {
+                break;
+            };
+            let Some(session) = self.sessions.remove(&client) else {
+                continue;
+            };
+            // Several evictions at one index (a lowered max_sessions) get distinct keys.
+            let mut evicted_at = index;
+            while self.tombstones_by_age.contains_key(&evicted_at) {
+                evicted_at += 1;
+            }
+            self.tombstones_by_age.insert(evicted_at, client.clone());
+            self.tombstones.insert(
+                client,
+                Tombstone {
+                    highest_seq: session.highest_seq(),
+                    evicted_at,
+                },
+            );
+        }
+        let max_tombstones = self.max_sessions.saturating_mul(TOMBSTONES_PER_SESSION);
+        while self.tombstones.len() > max_tombstones {
+            let Some((_, client)) = self.tombstones_by_age.pop_first() else {
+                break;
+            };
+            self.tombstones.remove(&client);
+        }
     }
 
     fn execute(&mut self, index: LogIndex, op: &Op) -> Applied {
@@ -525,6 +708,98 @@ mod tests {
         let mut again = KvStore::restore(&restored.snapshot()).unwrap();
         let old = again.apply(10_000, &with_id("c1", 1, append("w", "a")));
         assert_eq!(old.result, OpResult::SessionExpired);
+    }
+
+    fn cas(key: &str, expected: &str, new: &str) -> Op {
+        Op::Cas {
+            key: key.into(),
+            expected: expected.into(),
+            new: new.into(),
+        }
+    }
+
+    #[test]
+    fn sessions_past_the_limit_evict_the_least_recently_used_and_its_retry_is_refused() {
+        let mut kv = KvStore::new();
+        kv.set_max_sessions(3);
+        for (index, client) in ["a", "b", "c"].iter().enumerate() {
+            kv.apply(index as u64 + 1, &with_id(client, 1, append("k", client)));
+        }
+        // `a` is used again, so `b` is now the least recently used.
+        kv.apply(4, &with_id("a", 2, append("k", "a")));
+        kv.apply(5, &with_id("d", 1, append("k", "d")));
+        assert_eq!(kv.session_count(), 3);
+        let value = kv.get("k").map(str::to_string);
+        // `b`'s retry cannot be answered from a session any more: refused, not applied again.
+        let retry = kv.apply(6, &with_id("b", 1, append("k", "b")));
+        assert_eq!(retry.result, OpResult::SessionExpired);
+        assert_eq!(kv.get("k").map(str::to_string), value);
+        // `a` (used recently) still gets its first result.
+        assert!(kv.apply(7, &with_id("a", 1, append("k", "a"))).duplicate);
+        // A newer request of `b` is applied, and its old ones stay refused.
+        let newer = kv.apply(8, &with_id("b", 2, append("k", "b")));
+        assert_eq!(newer.result, OpResult::Appended { length: 6 });
+        let old = kv.apply(9, &with_id("b", 1, append("k", "b")));
+        assert_eq!(old.result, OpResult::SessionExpired);
+    }
+
+    #[test]
+    fn many_clients_keep_a_bounded_number_of_sessions_and_tombstones() {
+        let mut kv = KvStore::new();
+        kv.set_max_sessions(10);
+        for index in 1..=1000u64 {
+            kv.apply(index, &with_id(&format!("c{index}"), 1, write("k", "v")));
+        }
+        assert_eq!(kv.session_count(), 10);
+        assert_eq!(kv.tombstones.len(), 10 * TOMBSTONES_PER_SESSION);
+        let restored = KvStore::restore(&kv.snapshot()).unwrap();
+        assert_eq!(restored.session_count(), 10);
+        assert_eq!(restored.tombstones.len(), 10 * TOMBSTONES_PER_SESSION);
+    }
+
+    #[test]
+    fn eviction_is_the_same_on_every_replica_and_after_a_snapshot() {
+        let commands: Vec<Command> = (0..500u64)
+            .map(|i| with_id(&format!("c{}", (i * 7919) % 37), i, append("k", "x")))
+            .collect();
+        let mut replica_a = KvStore::new();
+        replica_a.set_max_sessions(5);
+        let mut replica_b = KvStore::new();
+        replica_b.set_max_sessions(5);
+        for (i, command) in commands.iter().enumerate() {
+            let index = i as u64 + 1;
+            assert_eq!(
+                replica_a.apply(index, command),
+                replica_b.apply(index, command)
+            );
+            if i == 250 {
+                replica_b = KvStore::restore(&replica_b.snapshot()).unwrap();
+                replica_b.set_max_sessions(5);
+            }
+        }
+        assert_eq!(replica_a, replica_b);
+    }
+
+    #[test]
+    fn a_session_keeps_no_value_of_a_failed_cas() {
+        let mut kv = KvStore::new();
+        let big = "v".repeat(100_000);
+        kv.apply(1, &cmd(write("k", &big)));
+        let first = kv.apply(2, &with_id("c", 1, cas("k", "other", "new")));
+        assert_eq!(
+            first.result,
+            OpResult::PreconditionFailed {
+                current: Some(big.clone())
+            }
+        );
+        let retry = kv.apply(3, &with_id("c", 1, cas("k", "other", "new")));
+        assert!(retry.duplicate);
+        assert_eq!(retry.result, OpResult::PreconditionFailedEarlier);
+        assert!(
+            kv.snapshot().len() < big.len() + 1000,
+            "the snapshot holds the value twice: {} bytes",
+            kv.snapshot().len()
+        );
     }
 
     #[test]

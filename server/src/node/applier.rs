@@ -281,6 +281,9 @@ pub struct Applier {
     last_snapshot_index: LogIndex,
     /// PLANTED BUG (no-dedup): kept on a store restored from a leader's snapshot too.
     no_dedup: bool,
+    /// The session bound of the store given at start, kept on a store restored from a
+    /// leader's snapshot too.
+    max_sessions: usize,
 }
 
 impl Applier {
@@ -295,6 +298,7 @@ impl Applier {
         bugs: crate::bugs::PlantedBugs,
     ) -> Applier {
         kv.set_no_dedup(bugs.no_dedup);
+        let max_sessions = kv.max_sessions();
         let last_snapshot_index = snapshots.file.durable_index();
         Applier {
             kv,
@@ -309,6 +313,7 @@ impl Applier {
             snapshots,
             last_snapshot_index,
             no_dedup: bugs.no_dedup,
+            max_sessions,
         }
     }
 
@@ -457,6 +462,7 @@ impl Applier {
     /// here (the client retries with its Request-Id, which the snapshot's sessions answer).
     fn restore(&mut self, meta: SnapshotMeta, mut kv: KvStore) {
         kv.set_no_dedup(self.no_dedup);
+        kv.set_max_sessions(self.max_sessions);
         self.kv = kv;
         self.applied_term = meta.term;
         self.speculative = None;

@@ -65,6 +65,8 @@ pub struct NodeOptions {
     /// Entries the core keeps in memory before its latest snapshot, so followers slightly
     /// behind get entries instead of a snapshot ([`Config::compaction_keep_entries`]).
     pub snapshot_catchup_entries: u64,
+    /// Client sessions the state machine keeps ([`crate::kv::KvStore::set_max_sessions`]).
+    pub max_sessions: usize,
     /// Planted bugs (test only, all off by default; see [`crate::bugs`]).
     pub bugs: crate::bugs::PlantedBugs,
 }
@@ -121,7 +123,7 @@ pub async fn run(
     peer_listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), NodeError> {
-    let (storage, mut durable) = Storage::open(&options.data_dir)?;
+    let (storage, mut durable) = Storage::open_with_bugs(&options.data_dir, options.bugs.wal)?;
     if options.bugs.forget_vote {
         // PLANTED BUG (forget-vote): restart from the log's last term with no vote, as if
         // term and vote had never been persisted.
@@ -141,10 +143,11 @@ pub async fn run(
         "storage opened"
     );
     // The state machine starts from the snapshot; the core delivers the entries after it.
-    let kv = match &durable.snapshot {
+    let mut kv = match &durable.snapshot {
         Some(snapshot) => raft_loop::restore_kv(snapshot)?,
         None => crate::kv::KvStore::new(),
     };
+    kv.set_max_sessions(options.max_sessions);
     let applied = kv.applied_index();
     let snapshot_meta = durable
         .snapshot

@@ -110,6 +110,14 @@ impl Storage {
     /// Opens (or creates, when it is empty or absent) a data directory and returns exactly what
     /// was durable in it.
     pub fn open(dir: &Path) -> Result<(Storage, DurableState), StorageError> {
+        Storage::open_with_bugs(dir, wal::WalBugs::default())
+    }
+
+    /// [`Storage::open`] with the WAL's planted bugs on (test only; see [`crate::bugs`]).
+    pub fn open_with_bugs(
+        dir: &Path,
+        bugs: wal::WalBugs,
+    ) -> Result<(Storage, DurableState), StorageError> {
         fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
         let lock = lock_dir(dir)?;
         let hs_path = dir.join(HARD_STATE_FILE);
@@ -131,16 +139,11 @@ impl Storage {
                 why: "a snapshot exists, so the hard state file must too",
             });
         }
-        if !hs_exists && wal_exists {
-            let len = fs::metadata(&wal_path)
-                .map_err(|e| StorageError::io("stat", &wal_path, e))?
-                .len();
-            if len > 0 {
-                return Err(StorageError::Missing {
-                    path: hs_path,
-                    why: "the log holds entries, so the hard state file must exist",
-                });
-            }
+        if !hs_exists && wal_exists && !Wal::holds_no_record(&wal_path)? {
+            return Err(StorageError::Missing {
+                path: hs_path,
+                why: "the log holds entries, so the hard state file must exist",
+            });
         }
         if !hs_exists {
             Wal::create(&wal_path)?;
@@ -150,7 +153,7 @@ impl Storage {
         let (hard_state, mut hs) = HardStateFile::open(&hs_path)?;
         let (snapshot_file, snapshot) = SnapshotFile::open(&snapshot_path)?;
         let snapshot_meta = snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
-        let (mut wal, log) = Wal::open(&wal_path, snapshot_meta.index)?;
+        let (mut wal, log) = Wal::open_with_bugs(&wal_path, snapshot_meta.index, bugs)?;
         let log = match &snapshot {
             Some(snapshot) => continue_snapshot(&mut wal, log, snapshot.meta)?,
             None => log,
@@ -492,7 +495,7 @@ mod tests {
     fn installed_snapshot_replaces_the_whole_log_and_entries_continue_after_it() {
         let (dir, mut s) = dir_with_log(5);
         s.install_snapshot(&snapshot(40, 3)).unwrap();
-        assert_eq!((s.last_index(), s.wal_bytes()), (40, 0));
+        assert_eq!((s.last_index(), s.wal_bytes()), (40, wal::FILE_HEADER_LEN));
         s.persist(Some(&hard_state(3, 41)), &[entry(41, 3), entry(42, 3)])
             .unwrap();
         drop(s);
@@ -511,7 +514,7 @@ mod tests {
         assert_eq!(d.snapshot, Some(snapshot(40, 3)));
         assert!(d.log.is_empty());
         assert_eq!(d.hard_state.commit, 40);
-        assert_eq!(wal_len(dir.path()), 0);
+        assert_eq!(wal_len(dir.path()), wal::FILE_HEADER_LEN);
     }
 
     #[test]

@@ -1,18 +1,28 @@
 //! The write-ahead log: Raft log entries as an append-only sequence of checksummed records.
 //!
-//! Record framing (little endian):
+//! File layout (little endian), format version 2:
 //!
 //! ```text
-//! +-----------+-----------+--------------------------------------------------+
-//! | len: u32  | crc32: u32| payload (len bytes):                             |
-//! |           | of payload| index: u64 | term: u64 | kind: u8 | data: bytes   |
-//! +-----------+-----------+--------------------------------------------------+
+//! +----------------------------+  file header, 8 bytes
+//! | magic "RTWL" | version: u32|
+//! +----------------------------+----------------------------------------------+
+//! | len: u32 | payload crc32: u32 | header crc32: u32 (of len and payload crc)  |  record
+//! +----------+--------------------+----------------------------------------------+
+//! | payload (len bytes): index: u64 | term: u64 | kind: u8 | data: bytes        |
+//! +------------------------------------------------------------------------------+
 //! ```
 //!
 //! `kind` 0 is a no-op entry, 1 a command whose bytes are `data`. Records are contiguous by
-//! index. A conflicting suffix (Raft's "delete the existing entry and all that follow it") is
-//! removed physically: the file is truncated at the offset of the first conflicting record, then
-//! the new entries are appended, and one fsync covers both.
+//! index and their terms never decrease. The header has its own checksum so a bit flip in a
+//! length is seen as such instead of making the record "run past the end of the file" (which
+//! would look like a torn write and cut acknowledged records). A file with another magic or
+//! version (version 1 had no file header and no header checksum) is refused, never guessed at.
+//!
+//! A conflicting suffix (Raft's "delete the existing entry and all that follow it") is
+//! removed physically: the file is truncated at the offset of the first conflicting record and
+//! the truncation is fsynced, then the new entries are written and fsynced. Two fsyncs, so a
+//! crash can never keep a replacement record while losing the truncation (a log mixing two
+//! histories); conflicts are rare, so the second fsync costs little.
 //!
 //! Log compaction (after a snapshot) drops a prefix by rewriting the file with the suffix only:
 //! the kept records are copied to `wal.log.tmp`, which is fsynced and renamed over `wal.log`,
@@ -23,12 +33,18 @@
 //! Since the first record's index is no longer 1 after compaction, the file's first index is
 //! the first record's; an empty file starts right after the snapshot the caller says it has.
 //!
-//! Recovery rules on open, from the first byte on:
-//! - a record that runs past the end of the file, or whose checksum fails and which is the last
-//!   record (or is followed only by zero bytes), is a torn write from a crash: it and everything
-//!   after it are cut off, with a warning. It was never fsynced, so never acknowledged;
-//! - a checksum failure with valid-looking data after it, a record that does not decode, or an
-//!   index out of sequence is corruption: open fails naming the file and the byte offset.
+//! Recovery rules on open, from the first record on. A record is *bad* when its header is
+//! short or fails its checksum, when its (checksummed) length runs past the end of the file, or
+//! when its payload fails its checksum.
+//! - a bad record after which no valid record starts at any byte offset is a torn write from a
+//!   crash (a half-written last batch, with zeros or stale bytes after it): it and everything
+//!   after it are cut off, with a warning, and the cut is fsynced. It was never fsynced, so
+//!   never acknowledged;
+//! - a bad record followed somewhere by a valid one is corruption (a bit flip in cold data, or
+//!   a disk that persisted a later part of an unsynced batch but not an earlier one: the two
+//!   look the same, and only the first loses acknowledged records); so is a valid record that
+//!   does not decode, an index out of sequence or a term lower than the one before: open fails
+//!   naming the file and the byte offset, and changes nothing.
 
 use std::fs;
 use std::io::Write;
@@ -38,12 +54,29 @@ use std::path::{Path, PathBuf};
 use super::StorageError;
 use crate::raft::{Entry, EntryPayload, LogIndex};
 
-/// Bytes of the frame header: length and checksum.
-const HEADER_LEN: usize = 8;
+/// The first bytes of every WAL file.
+const MAGIC: &[u8; 4] = b"RTWL";
+/// The format this code writes and the only one it reads (see the module docs).
+const FORMAT_VERSION: u32 = 2;
+/// Bytes of the file header: magic and version.
+pub const FILE_HEADER_LEN: u64 = 8;
+/// Bytes of a record header: length, payload checksum and header checksum.
+const HEADER_LEN: usize = 12;
 /// Bytes of a payload before the entry's data: index, term and kind.
 const PAYLOAD_FIXED_LEN: usize = 17;
 const KIND_NOOP: u8 = 0;
 const KIND_COMMAND: u8 = 1;
+
+/// Planted bugs that live in the WAL (test only; see [`crate::bugs`]). All off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct WalBugs {
+    /// `no-fsync`: appends and truncations are never fsynced, so an acknowledged entry can be
+    /// lost by a crash of the machine (or a disk fault that drops unsynced writes).
+    pub no_fsync: bool,
+    /// `wal-trusts-length`: recovery takes any bad record for a torn tail and cuts it off
+    /// with everything after it, the behaviour before header checksums.
+    pub trusts_length: bool,
+}
 
 /// What recovery cut off the end of the file on open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,14 +102,27 @@ pub struct Wal {
     torn_tail: Option<TornTail>,
     /// Fsyncs done since open, for metrics.
     fsyncs: u64,
+    /// Planted bugs (all off outside of tests of the harness).
+    bugs: WalBugs,
 }
 
 impl Wal {
-    /// Creates an empty WAL file (and fsyncs it; the caller fsyncs the directory).
+    /// Creates an empty WAL file holding only the file header (and fsyncs it; the caller
+    /// fsyncs the directory).
     pub fn create(path: &Path) -> Result<(), StorageError> {
-        let file = fs::File::create(path).map_err(|e| StorageError::io("create", path, e))?;
+        let mut file = fs::File::create(path).map_err(|e| StorageError::io("create", path, e))?;
+        file.write_all(&file_header())
+            .map_err(|e| StorageError::io("write", path, e))?;
         file.sync_all()
             .map_err(|e| StorageError::io("fsync", path, e))
+    }
+
+    /// True when the file at `path` holds no record (only a header, or nothing at all).
+    pub fn holds_no_record(path: &Path) -> Result<bool, StorageError> {
+        let len = fs::metadata(path)
+            .map_err(|e| StorageError::io("stat", path, e))?
+            .len();
+        Ok(len <= FILE_HEADER_LEN)
     }
 
     /// Opens an existing WAL, recovers it (see the module docs) and returns its entries.
@@ -84,6 +130,15 @@ impl Wal {
     /// starts right after it. Entries the snapshot already covers are returned too; the caller
     /// drops them with [`Wal::compact_through`].
     pub fn open(path: &Path, snapshot_index: LogIndex) -> Result<(Wal, Vec<Entry>), StorageError> {
+        Wal::open_with_bugs(path, snapshot_index, WalBugs::default())
+    }
+
+    /// [`Wal::open`] with planted bugs on (test only).
+    pub fn open_with_bugs(
+        path: &Path,
+        snapshot_index: LogIndex,
+        bugs: WalBugs,
+    ) -> Result<(Wal, Vec<Entry>), StorageError> {
         let tmp = tmp_path(path);
         if tmp.exists() {
             tracing::warn!(file = %tmp.display(), "removing an unfinished log compaction left by a crash");
@@ -104,7 +159,7 @@ impl Wal {
                 }
             })?;
         let bytes = fs::read(path).map_err(|e| StorageError::io("read", path, e))?;
-        let scan = scan(path, &bytes)?;
+        let scan = scan(path, &bytes, bugs)?;
         let mut wal = Wal {
             path: path.to_path_buf(),
             file,
@@ -113,6 +168,7 @@ impl Wal {
             end: scan.valid_len,
             torn_tail: None,
             fsyncs: 0,
+            bugs,
         };
         if scan.valid_len < bytes.len() as u64 {
             let torn = TornTail {
@@ -129,16 +185,14 @@ impl Wal {
             wal.file
                 .set_len(torn.offset)
                 .map_err(|e| StorageError::io("truncate", path, e))?;
-            wal.file
-                .sync_all()
-                .map_err(|e| StorageError::io("fsync", path, e))?;
+            wal.sync(true)?;
             wal.torn_tail = Some(torn);
         }
         Ok((wal, scan.entries))
     }
 
     /// Appends entries, first cutting off the durable suffix from `entries[0].index` on if the
-    /// log already reaches that far, then fsyncs once.
+    /// log already reaches that far (fsynced on its own), then fsyncs once.
     pub fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         let Some(first) = entries.first() else {
             return Ok(());
@@ -151,10 +205,8 @@ impl Wal {
                 )));
             }
         }
-        let mut truncated = false;
         if first.index <= self.last_index() {
             self.truncate_from(first.index)?;
-            truncated = true;
         }
         if first.index != self.last_index() + 1 {
             return Err(self.invalid(format!(
@@ -172,22 +224,32 @@ impl Wal {
         self.file
             .write_all_at(&buf, self.end)
             .map_err(|e| StorageError::io("write", &self.path, e))?;
-        // A truncation changed the file size, which fdatasync covers too, but sync_all is the
-        // conservative choice for a rare event.
-        let synced = if truncated {
+        self.sync(false)?;
+        self.end += buf.len() as u64;
+        self.offsets.extend(offsets);
+        Ok(())
+    }
+
+    /// Fsyncs the file: `sync_all` when its size changed in a way fdatasync may not cover
+    /// (a truncation), `sync_data` otherwise.
+    fn sync(&mut self, size_changed: bool) -> Result<(), StorageError> {
+        if self.bugs.no_fsync {
+            // PLANTED BUG (no-fsync): the write is left in the page cache and acknowledged as
+            // durable anyway.
+            return Ok(());
+        }
+        let synced = if size_changed {
             self.file.sync_all()
         } else {
             self.file.sync_data()
         };
         synced.map_err(|e| StorageError::io("fsync", &self.path, e))?;
         self.fsyncs += 1;
-        self.end += buf.len() as u64;
-        self.offsets.extend(offsets);
         Ok(())
     }
 
-    /// Cuts the log so that it ends just before `index` (not fsynced on its own: the append
-    /// that follows fsyncs).
+    /// Cuts the log so that it ends just before `index`, and fsyncs the cut before anything
+    /// is written in its place.
     fn truncate_from(&mut self, index: LogIndex) -> Result<(), StorageError> {
         if index < self.first_index {
             return Err(self.invalid(format!(
@@ -208,6 +270,7 @@ impl Wal {
         self.file
             .set_len(offset)
             .map_err(|e| StorageError::io("truncate", &self.path, e))?;
+        self.sync(true)?;
         self.offsets.truncate(keep);
         self.end = offset;
         Ok(())
@@ -228,7 +291,7 @@ impl Wal {
         self.first_index
     }
 
-    /// Size of the valid part of the file in bytes.
+    /// Size of the valid part of the file in bytes (the file header included).
     pub fn bytes(&self) -> u64 {
         self.end
     }
@@ -259,13 +322,14 @@ impl Wal {
         first_index: LogIndex,
     ) -> Result<(), StorageError> {
         let start = self.offsets.get(dropped).copied().unwrap_or(self.end);
-        let mut suffix = vec![0u8; (self.end - start) as usize];
+        let mut image = file_header().to_vec();
+        image.resize(FILE_HEADER_LEN as usize + (self.end - start) as usize, 0);
         self.file
-            .read_exact_at(&mut suffix, start)
+            .read_exact_at(&mut image[FILE_HEADER_LEN as usize..], start)
             .map_err(|e| StorageError::io("read", &self.path, e))?;
         let tmp = tmp_path(&self.path);
         let mut file = fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
-        file.write_all(&suffix)
+        file.write_all(&image)
             .map_err(|e| StorageError::io("write", &tmp, e))?;
         file.sync_all()
             .map_err(|e| StorageError::io("fsync", &tmp, e))?;
@@ -280,9 +344,9 @@ impl Wal {
             .map_err(|e| StorageError::io("open", &self.path, e))?;
         self.offsets = self.offsets[dropped..]
             .iter()
-            .map(|offset| offset - start)
+            .map(|offset| offset - start + FILE_HEADER_LEN)
             .collect();
-        self.end -= start;
+        self.end = self.end - start + FILE_HEADER_LEN;
         self.first_index = first_index;
         Ok(())
     }
@@ -312,6 +376,14 @@ fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The file header: magic and format version.
+fn file_header() -> [u8; FILE_HEADER_LEN as usize] {
+    let mut header = [0u8; FILE_HEADER_LEN as usize];
+    header[..4].copy_from_slice(MAGIC);
+    header[4..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header
+}
+
 /// Appends the framed record of `entry` to `buf`.
 fn encode_record(entry: &Entry, buf: &mut Vec<u8>) {
     let (kind, data): (u8, &[u8]) = match &entry.payload {
@@ -321,13 +393,59 @@ fn encode_record(entry: &Entry, buf: &mut Vec<u8>) {
     let payload_len = PAYLOAD_FIXED_LEN + data.len();
     let start = buf.len();
     buf.extend_from_slice(&(payload_len as u32).to_le_bytes());
-    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&[0; 8]);
     buf.extend_from_slice(&entry.index.to_le_bytes());
     buf.extend_from_slice(&entry.term.to_le_bytes());
     buf.push(kind);
     buf.extend_from_slice(data);
-    let crc = crc32fast::hash(&buf[start + HEADER_LEN..]);
-    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let payload_crc = crc32fast::hash(&buf[start + HEADER_LEN..]);
+    buf[start + 4..start + 8].copy_from_slice(&payload_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&buf[start..start + 8]);
+    buf[start + 8..start + 12].copy_from_slice(&header_crc.to_le_bytes());
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// Checks the record starting at `bytes[pos..]`: its payload when it is valid, why it is bad
+/// otherwise (see the module docs).
+fn check_record(bytes: &[u8], pos: usize) -> Result<&[u8], String> {
+    let rest = &bytes[pos..];
+    if rest.len() < HEADER_LEN {
+        return Err(format!("short record header ({} bytes)", rest.len()));
+    }
+    if crc32fast::hash(&rest[..8]) != read_u32(rest, 8) {
+        return Err("record header fails its checksum".to_string());
+    }
+    let len = read_u32(rest, 0) as usize;
+    if HEADER_LEN + len > rest.len() {
+        return Err(format!(
+            "record of {len} bytes runs past the end of the file ({} bytes left)",
+            rest.len() - HEADER_LEN
+        ));
+    }
+    let payload = &rest[HEADER_LEN..HEADER_LEN + len];
+    if crc32fast::hash(payload) != read_u32(rest, 4) {
+        return Err("record fails its checksum".to_string());
+    }
+    if len < PAYLOAD_FIXED_LEN {
+        return Err(format!("record of {len} bytes is too short for an entry"));
+    }
+    Ok(payload)
+}
+
+/// The first byte offset after `from` where a valid record starts, if any.
+fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len().saturating_sub(HEADER_LEN - 1)).find(|&pos| check_record(bytes, pos).is_ok())
 }
 
 /// The result of reading a WAL image.
@@ -341,50 +459,56 @@ struct Scan {
 }
 
 /// Reads every record of a WAL image, telling a torn tail from corruption.
-fn scan(path: &Path, bytes: &[u8]) -> Result<Scan, StorageError> {
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut offsets = Vec::new();
-    let mut pos = 0usize;
+fn scan(path: &Path, bytes: &[u8], bugs: WalBugs) -> Result<Scan, StorageError> {
     let corrupt = |offset: usize, why: String| StorageError::Corrupt {
         path: path.to_path_buf(),
         offset: offset as u64,
         why,
     };
+    let header = file_header();
+    if bytes.len() < header.len() || bytes[..4] != header[..4] {
+        return Err(corrupt(
+            0,
+            "no write-ahead log header (a file of another program, or written by a \
+             riptide-server older than WAL format 2)"
+                .to_string(),
+        ));
+    }
+    let version = read_u32(bytes, 4);
+    if version != FORMAT_VERSION {
+        return Err(corrupt(
+            4,
+            format!("WAL format version {version}; this node reads version {FORMAT_VERSION}"),
+        ));
+    }
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut offsets = Vec::new();
+    let mut pos = header.len();
     let torn_reason = loop {
-        let rest = &bytes[pos..];
-        if rest.is_empty() {
+        if pos == bytes.len() {
             break String::new();
         }
-        if rest.len() < HEADER_LEN {
-            break format!("short record header ({} bytes)", rest.len());
-        }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let stored_crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        if HEADER_LEN + len > rest.len() {
-            break format!(
-                "record of {len} bytes runs past the end of the file ({} bytes left)",
-                rest.len() - HEADER_LEN
-            );
-        }
-        let payload = &rest[HEADER_LEN..HEADER_LEN + len];
-        let record_end = pos + HEADER_LEN + len;
-        let only_zeros_follow = rest.iter().all(|&b| b == 0);
-        if len < PAYLOAD_FIXED_LEN || crc32fast::hash(payload) != stored_crc {
-            if record_end == bytes.len() || only_zeros_follow {
-                break "last record fails its checksum".to_string();
+        let payload = match check_record(bytes, pos) {
+            Ok(payload) => payload,
+            Err(why) if bugs.trusts_length => {
+                // PLANTED BUG (wal-trusts-length): any bad record is taken for a torn tail and
+                // cut off with everything after it, acknowledged records included.
+                break why;
             }
-            return Err(corrupt(
-                pos,
-                format!(
-                    "record fails its checksum and {} bytes follow it",
-                    bytes.len() - record_end
-                ),
-            ));
-        }
-        let index = u64::from_le_bytes(payload[0..8].try_into().unwrap_or_default());
-        let term = u64::from_le_bytes(payload[8..16].try_into().unwrap_or_default());
+            Err(why) => match next_valid_record(bytes, pos + 1) {
+                None => break why,
+                Some(next) => {
+                    return Err(corrupt(
+                        pos,
+                        format!("{why}, and a valid record follows at byte offset {next}"),
+                    ))
+                }
+            },
+        };
+        let index = read_u64(payload, 0);
+        let term = read_u64(payload, 8);
         let data = &payload[PAYLOAD_FIXED_LEN..];
-        let payload = match payload[16] {
+        let payload_value = match payload[16] {
             KIND_NOOP if data.is_empty() => EntryPayload::Noop,
             KIND_COMMAND => EntryPayload::Command(data.to_vec()),
             other => return Err(corrupt(pos, format!("unknown record kind {other}"))),
@@ -396,16 +520,25 @@ fn scan(path: &Path, bytes: &[u8]) -> Result<Scan, StorageError> {
                     format!("entry index {index} follows index {}", prev.index),
                 ));
             }
+            if term < prev.term {
+                return Err(corrupt(
+                    pos,
+                    format!(
+                        "entry {index} has term {term}, below the term {} of the entry before",
+                        prev.term
+                    ),
+                ));
+            }
         } else if index == 0 {
             return Err(corrupt(pos, "entry index 0".to_string()));
         }
         entries.push(Entry {
             index,
             term,
-            payload,
+            payload: payload_value,
         });
         offsets.push(pos as u64);
-        pos = record_end;
+        pos += HEADER_LEN + payload.len();
     };
     Ok(Scan {
         entries,
@@ -614,16 +747,162 @@ mod tests {
     fn index_out_of_sequence_is_corruption() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.log");
-        let mut bytes = Vec::new();
-        encode_record(&entry(1, 1), &mut bytes);
-        let second = bytes.len() as u64;
-        encode_record(&entry(5, 1), &mut bytes);
-        fs::write(&path, &bytes).unwrap();
+        let offsets = write_raw_wal(&path, &[entry(1, 1), entry(5, 1)]);
         let err = Wal::open(&path, 0).unwrap_err();
         assert!(
-            matches!(err, StorageError::Corrupt { offset, .. } if offset == second),
+            matches!(err, StorageError::Corrupt { offset, .. } if offset == offsets[1]),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_file_of_another_format_version_or_without_a_header_is_refused() {
+        let (_dir, path) = wal_with(&[entry(1, 1)]);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[4] = 9;
+        fs::write(&path, &bytes).unwrap();
+        let err = Wal::open(&path, 0).unwrap_err();
+        assert!(err.to_string().contains("version 9"), "{err}");
+        // A version 1 file: records straight from byte 0.
+        fs::write(&path, &bytes[FILE_HEADER_LEN as usize..]).unwrap();
+        let err = Wal::open(&path, 0).unwrap_err();
+        assert!(
+            matches!(err, StorageError::Corrupt { offset: 0, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("wal.log"), "{err}");
+    }
+
+    #[test]
+    fn bad_last_record_followed_by_stale_bytes_that_hold_no_record_is_a_torn_tail() {
+        let log: Vec<_> = (1..=3).map(|i| entry(i, 1)).collect();
+        let (_dir, path) = wal_with(&log);
+        let offsets = record_offsets(&path);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[offsets[2] as usize + HEADER_LEN + 2] ^= 1;
+        bytes.extend((0..300u32).map(|i| (i * 7 + 3) as u8));
+        fs::write(&path, &bytes).unwrap();
+        let (wal, read) = Wal::open(&path, 0).unwrap();
+        assert_eq!(read, log[..2].to_vec());
+        assert_eq!(wal.torn_tail().map(|t| t.offset), Some(offsets[2]));
+    }
+
+    /// Writes a WAL file holding exactly the records of `entries`, in that order, bypassing the
+    /// checks `append` makes (to build images a buggy or damaged writer could leave).
+    fn write_raw_wal(path: &Path, entries: &[Entry]) -> Vec<u64> {
+        Wal::create(path).unwrap();
+        let mut bytes = fs::read(path).unwrap();
+        let mut offsets = Vec::new();
+        for entry in entries {
+            offsets.push(bytes.len() as u64);
+            encode_record(entry, &mut bytes);
+        }
+        fs::write(path, &bytes).unwrap();
+        offsets
+    }
+
+    /// A WAL of 5 acknowledged records where a bit flip in the length's high byte makes
+    /// record 2 claim to run far past the end of the file; also returns the log and the
+    /// records' offsets.
+    fn five_records_with_a_flipped_length_in_the_second(
+    ) -> (tempfile::TempDir, PathBuf, Vec<Entry>, Vec<u64>) {
+        let log: Vec<_> = (1..=5).map(|i| entry(i, 1)).collect();
+        let (dir, path) = wal_with(&log);
+        let offsets = record_offsets(&path);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[offsets[1] as usize + 3] ^= 0x40;
+        fs::write(&path, &bytes).unwrap();
+        (dir, path, log, offsets)
+    }
+
+    #[test]
+    fn bit_flip_in_the_length_of_a_middle_record_is_corruption_not_a_torn_tail() {
+        let (_dir, path, _log, offsets) = five_records_with_a_flipped_length_in_the_second();
+        let bytes = fs::read(&path).unwrap();
+        let err = Wal::open(&path, 0).unwrap_err();
+        assert!(
+            matches!(err, StorageError::Corrupt { offset, .. } if offset == offsets[1]),
+            "{err}"
+        );
+        // Records 2..5 were fsynced and acknowledged: nothing may be cut.
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+    }
+
+    #[test]
+    fn half_written_last_record_followed_by_zeros_is_a_torn_tail() {
+        let log: Vec<_> = (1..=3).map(|i| entry(i, 1)).collect();
+        let (_dir, path) = wal_with(&log);
+        let torn_at = fs::metadata(&path).unwrap().len();
+        let mut record = Vec::new();
+        encode_record(&entry(4, 1), &mut record);
+        // A crash mid-write: the first half of the record reached the disk, the rest of the
+        // block (pre-allocated by the file system) reads as zeros.
+        record.truncate(record.len() / 2);
+        record.resize(4096, 0);
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&record)
+            .unwrap();
+        let (wal, read) = Wal::open(&path, 0).unwrap();
+        assert_eq!(read, log);
+        assert_eq!(wal.torn_tail().map(|t| t.offset), Some(torn_at));
+        assert_eq!(fs::metadata(&path).unwrap().len(), torn_at);
+    }
+
+    #[test]
+    fn truncating_a_conflicting_suffix_is_fsynced_before_the_replacement_is_written() {
+        let (_dir, path) = wal_with(&(1..=6).map(|i| entry(i, 1)).collect::<Vec<_>>());
+        let (mut wal, _) = Wal::open(&path, 0).unwrap();
+        wal.append(&[entry(4, 2)]).unwrap();
+        // One fsync for the shorter file, one for the replacement records: a crash cannot keep
+        // the replacement and lose the truncation.
+        assert_eq!(wal.fsync_count(), 2);
+    }
+
+    #[test]
+    fn terms_that_decrease_along_the_log_are_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.log");
+        let offsets = write_raw_wal(&path, &[entry(1, 2), entry(2, 2), entry(3, 1)]);
+        let err = Wal::open(&path, 0).unwrap_err();
+        assert!(
+            matches!(err, StorageError::Corrupt { offset, .. } if offset == offsets[2]),
+            "{err}"
+        );
+        assert!(err.to_string().contains("term"), "{err}");
+    }
+
+    #[test]
+    fn planted_no_fsync_acknowledges_appends_and_truncations_without_any_fsync() {
+        let (_dir, path) = wal_with(&(1..=4).map(|i| entry(i, 1)).collect::<Vec<_>>());
+        let bugs = WalBugs {
+            no_fsync: true,
+            ..WalBugs::default()
+        };
+        let (mut wal, _) = Wal::open_with_bugs(&path, 0, bugs).unwrap();
+        wal.append(&[entry(5, 1), entry(6, 1)]).unwrap();
+        wal.append(&[entry(3, 2)]).unwrap();
+        assert_eq!(wal.last_index(), 3);
+        assert_eq!(wal.fsync_count(), 0, "the planted bug fsynced");
+        let (mut healthy, _) = Wal::open(&path, 0).unwrap();
+        healthy.append(&[entry(4, 2)]).unwrap();
+        assert_eq!(healthy.fsync_count(), 1);
+    }
+
+    #[test]
+    fn planted_wal_trusts_length_cuts_acknowledged_records_after_a_bit_flip() {
+        let (_dir, path, log, offsets) = five_records_with_a_flipped_length_in_the_second();
+        let bugs = WalBugs {
+            trusts_length: true,
+            ..WalBugs::default()
+        };
+        let (wal, read) = Wal::open_with_bugs(&path, 0, bugs).unwrap();
+        // Records 2..5 were acknowledged, and are gone.
+        assert_eq!(read, log[..1].to_vec());
+        assert_eq!(wal.torn_tail().map(|t| t.offset), Some(offsets[1]));
+        assert_eq!(fs::metadata(&path).unwrap().len(), offsets[1]);
     }
 
     #[test]
@@ -656,7 +935,7 @@ mod tests {
         wal.compact_through(9).unwrap();
         assert_eq!(
             (wal.first_index(), wal.last_index(), wal.bytes()),
-            (10, 9, 0)
+            (10, 9, FILE_HEADER_LEN)
         );
         let err = wal.append(&[entry(5, 1)]).unwrap_err();
         assert!(matches!(err, StorageError::InvalidAppend { .. }), "{err}");
