@@ -37,6 +37,7 @@ fn seed_with_partition_and_kill() -> u64 {
                 faults: faults.clone(),
                 nodes: 3,
                 interval_ms: INTERVAL_MS,
+                quiet_ms: None,
                 options: Default::default(),
             };
             let s = Schedule::generate(spec, Duration::from_millis(TIME_LIMIT_MS)).unwrap();

@@ -392,6 +392,7 @@ mod tests {
             description: String::new(),
             start_ns: start,
             end_ns: end,
+            steps: Vec::new(),
         };
         let faults = vec![f("isolate-leader", 10, Some(20)), f("kill-one", 30, None)];
         assert_eq!(exposing_fault(&faults, 5).as_deref(), Some("none"));

@@ -878,6 +878,7 @@ mod tests {
             description: "halves [n1] [n2 n3]".into(),
             start_ns: 5_000_000,
             end_ns: Some(35_000_000),
+            steps: Vec::new(),
         }];
         let cx = CounterexampleView {
             key: Some("k1".into()),

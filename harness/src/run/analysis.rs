@@ -555,6 +555,7 @@ mod tests {
                     description: name.to_string(),
                     start_ns: s * 1_000_000,
                     end_ns: Some(e * 1_000_000),
+                    steps: Vec::new(),
                 })
                 .collect(),
             healed_ns: Some(100 * 1_000_000),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use riptide_nemesis::{Network, ProcessState, Supervisor};
+use tokio::sync::Mutex;
 
 use crate::system::{Db, NodeSlot, NodeState};
 
@@ -51,8 +52,9 @@ pub struct ClusterSpec {
 
 /// The running cluster.
 pub struct Cluster {
-    /// The node processes, index `i` is node id `i + 1`.
-    pub supervisor: Supervisor,
+    /// The node processes, index `i` is node id `i + 1`. Behind a mutex so the nemesis and
+    /// the harness share it; nobody holds it across a wait.
+    pub supervisor: Mutex<Supervisor>,
     /// The proxies of every directed peer link.
     pub network: Network,
     pub nodes: Vec<NodeSlot>,
@@ -161,7 +163,7 @@ impl Cluster {
             .connect_timeout(Duration::from_millis(300))
             .build()?;
         let mut cluster = Cluster {
-            supervisor,
+            supervisor: Mutex::new(supervisor),
             network,
             nodes,
             db: spec.db.clone(),
@@ -170,7 +172,7 @@ impl Cluster {
         };
         drop(reserved);
         for i in 0..spec.nodes {
-            cluster.supervisor.start(i).await?;
+            cluster.supervisor.get_mut().start(i).await?;
         }
         for i in 0..spec.nodes {
             cluster.wait_ready(i).await?;
@@ -178,23 +180,43 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Waits until node `i` is ready (its system says so).
+    /// Waits until node `i` is ready (its system says so), or fails when its process exits
+    /// first or the ready timeout passes.
     pub async fn wait_ready(&self, i: usize) -> Result<(), ClusterError> {
         let deadline = tokio::time::Instant::now() + self.ready_timeout;
-        let node = self.nodes[i].clone();
-        let probe = || {
-            let (db, http, node) = (self.db.clone(), self.http.clone(), node.clone());
-            async move { db.ready(&node, &http).await }
+        let node = &self.nodes[i];
+        let failed = |why: String| ClusterError::NodeStart {
+            node: node.id,
+            why,
+            log: node.log.clone(),
+            tail: log_tail(&node.log, 20).join("\n"),
         };
-        self.supervisor
-            .wait_ready(i, probe, deadline)
-            .await
-            .map_err(|e| ClusterError::NodeStart {
-                node: self.nodes[i].id,
-                why: e.to_string(),
-                log: self.nodes[i].log.clone(),
-                tail: log_tail(&self.nodes[i].log, 20).join("\n"),
-            })
+        loop {
+            let state = self.supervisor.lock().await.state(i);
+            match state {
+                Ok(ProcessState::Exited(info)) => {
+                    return Err(failed(format!(
+                        "exited before it was ready: {}",
+                        info.describe()
+                    )))
+                }
+                Err(e) => return Err(failed(e.to_string())),
+                Ok(_) => {}
+            }
+            if matches!(
+                tokio::time::timeout_at(deadline, self.db.ready(node, &self.http)).await,
+                Ok(true)
+            ) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(failed(format!(
+                    "not ready within {} ms",
+                    self.ready_timeout.as_millis()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// What every node that answers says of itself, by index, asked concurrently (a paused
@@ -253,8 +275,14 @@ impl Cluster {
             if let Some(leader) = leader {
                 // A node that is not running (it died on its own; that is reported
                 // separately) cannot catch up: only the live ones are waited for.
+                let alive: Vec<bool> = {
+                    let supervisor = self.supervisor.lock().await;
+                    (0..self.nodes.len())
+                        .map(|i| supervisor.is_alive(i).unwrap_or(false))
+                        .collect()
+                };
                 let all_caught_up = statuses.iter().enumerate().all(|(i, s)| {
-                    !self.supervisor.is_alive(i).unwrap_or(false)
+                    !alive[i]
                         || s.as_ref()
                             .is_some_and(|s| s.applied_index >= leader.commit_index)
                 });
@@ -271,29 +299,32 @@ impl Cluster {
 
     /// Ends every fault: heals every link, resumes paused nodes, starts nodes that the nemesis
     /// killed, and waits until each is ready. Errors are collected, not fatal.
-    pub async fn heal_everything(&mut self) -> Vec<String> {
+    pub async fn heal_everything(&self) -> Vec<String> {
         let mut problems = Vec::new();
         self.network.heal_all();
+        let mut supervisor = self.supervisor.lock().await;
         for i in 0..self.nodes.len() {
-            match self.supervisor.state(i) {
+            match supervisor.state(i) {
                 Ok(ProcessState::Paused { .. }) => {
-                    if let Err(e) = self.supervisor.resume(i) {
+                    if let Err(e) = supervisor.resume(i) {
                         problems.push(format!("cannot resume n{}: {e}", i + 1));
                     }
                 }
                 Ok(ProcessState::Exited(info)) if info.ended_by_supervisor() => {
-                    if let Err(e) = self.supervisor.start(i).await {
+                    if let Err(e) = supervisor.start(i).await {
                         problems.push(format!("cannot restart n{}: {e}", i + 1));
                     }
                 }
                 _ => {}
             }
         }
-        for i in 0..self.nodes.len() {
-            if matches!(self.supervisor.state(i), Ok(ProcessState::Running { .. })) {
-                if let Err(e) = self.wait_ready(i).await {
-                    problems.push(e.to_string());
-                }
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| matches!(supervisor.state(i), Ok(ProcessState::Running { .. })))
+            .collect();
+        drop(supervisor);
+        for i in running {
+            if let Err(e) = self.wait_ready(i).await {
+                problems.push(e.to_string());
             }
         }
         problems
@@ -301,9 +332,10 @@ impl Cluster {
 
     /// Nodes that exited on their own (not by a signal the supervisor sent): each is a problem
     /// that makes the run fail. Returns `(index, description)`.
-    pub fn unexpected_exits(&self) -> Vec<(usize, String)> {
+    pub async fn unexpected_exits(&self) -> Vec<(usize, String)> {
+        let supervisor = self.supervisor.lock().await;
         (0..self.nodes.len())
-            .filter_map(|i| match self.supervisor.state(i) {
+            .filter_map(|i| match supervisor.state(i) {
                 Ok(ProcessState::Exited(info)) if !info.ended_by_supervisor() => {
                     Some((i, format!("exited on its own: {}", info.describe())))
                 }
@@ -313,8 +345,12 @@ impl Cluster {
     }
 
     /// Stops every node (SIGTERM, then SIGKILL after a grace period).
-    pub async fn stop(&mut self) {
-        self.supervisor.shutdown(Duration::from_secs(5)).await;
+    pub async fn stop(&self) {
+        self.supervisor
+            .lock()
+            .await
+            .shutdown(Duration::from_secs(5))
+            .await;
     }
 }
 

@@ -8,14 +8,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use riptide_nemesis::Schedule;
-use tokio::sync::{watch, Mutex};
+use riptide_nemesis::{NoticeKind, Targets};
+use tokio::sync::watch;
 
 use super::cluster::{crash_line, log_tail, Cluster, ClusterSpec};
 use super::recorder::Recorder;
 use super::workers::{self, WorkerContext};
 use super::workload::{Generator, KnownValues};
 use super::Recording;
+use crate::cli::progress::Counters;
 use crate::cli::progress::Progress;
+use crate::store::FaultInterval;
 use crate::store::{NodeProblem, RunConfig, RunDir};
 use crate::system::{ClientOptions, ClientTimeouts, Completion, Db, NodeSlot};
 
@@ -50,7 +53,7 @@ pub async fn drive(
         .context("starting the cluster")?;
     let slots = cluster.nodes.clone();
     let node_logs: Vec<PathBuf> = cluster.nodes.iter().map(|n| n.log.clone()).collect();
-    let cluster = Arc::new(Mutex::new(cluster));
+    let cluster = Arc::new(cluster);
     let result = drive_cluster(
         config,
         schedule,
@@ -65,16 +68,14 @@ pub async fn drive(
 
     // Whatever happened, look for misbehaving nodes, then stop every node.
     progress.phase("stopping cluster");
-    let mut guard = cluster.lock().await;
-    for (i, what) in guard.unexpected_exits() {
+    for (i, what) in cluster.unexpected_exits().await {
         collected.node_problems.push(NodeProblem {
             node: i as u64 + 1,
             what,
             last_log_lines: log_tail(&node_logs[i], 40),
         });
     }
-    guard.stop().await;
-    drop(guard);
+    cluster.stop().await;
     for (i, log) in node_logs.iter().enumerate() {
         if let Some(line) = crash_line(db.as_ref(), log) {
             if !collected
@@ -107,13 +108,13 @@ async fn drive_cluster(
     progress: &Progress,
     stop_rx: watch::Receiver<bool>,
     collected: &mut Recording,
-    cluster: &Arc<Mutex<Cluster>>,
+    cluster: &Arc<Cluster>,
     slots: &[NodeSlot],
 ) -> anyhow::Result<()> {
     progress.phase("waiting for leader");
     let mut interrupt = stop_rx.clone();
     let leader = tokio::select! {
-        leader = async { cluster.lock().await.wait_for_leader(Duration::from_secs(30)).await } => leader,
+        leader = cluster.wait_for_leader(Duration::from_secs(30)) => leader,
         _ = interrupt.wait_for(|s| *s) => anyhow::bail!("interrupted while waiting for a leader"),
     };
     if leader.is_none() {
@@ -127,7 +128,7 @@ async fn drive_cluster(
         attempt: Duration::from_millis(config.attempt_timeout_ms().max(1)),
         ..ClientTimeouts::default()
     };
-    let db = cluster.lock().await.db.clone();
+    let db = cluster.db.clone();
     let client = db
         .open_client(
             slots,
@@ -156,7 +157,7 @@ async fn drive_cluster(
     });
     // The workload and the nemesis stop at the time limit, or on Ctrl-C.
     let (phase_stop_tx, phase_stop_rx) = watch::channel(false);
-    let nemesis = tokio::spawn(workers::nemesis(
+    let nemesis = tokio::spawn(play_nemesis(
         schedule.clone(),
         cluster.clone(),
         recorder.clone(),
@@ -185,7 +186,7 @@ async fn drive_cluster(
             let mut reported = std::collections::HashSet::new();
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                let exits = cluster.lock().await.unexpected_exits();
+                let exits = cluster.unexpected_exits().await;
                 for (i, what) in exits {
                     if reported.insert(i) {
                         if let Ok(mut a) = counters.active.lock() {
@@ -223,7 +224,7 @@ async fn drive_cluster(
     }
     monitor.abort();
     progress.counters.set_active(Vec::new());
-    let heal_problems = cluster.lock().await.heal_everything().await;
+    let heal_problems = cluster.heal_everything().await;
     if !heal_problems.is_empty() {
         collected.run_problem = true;
         collected.reasons.extend(heal_problems);
@@ -233,8 +234,6 @@ async fn drive_cluster(
     if !*stop_rx.borrow() {
         progress.phase("recovering");
         let recovered = cluster
-            .lock()
-            .await
             .wait_converged(Duration::from_millis(config.recovery_timeout_ms))
             .await;
         if !recovered {
@@ -267,4 +266,83 @@ async fn drive_cluster(
     }
     collected.events = recorder.snapshot();
     Ok(())
+}
+
+/// What the nemesis did, as the run records it.
+#[derive(Debug, Default)]
+pub struct NemesisReport {
+    pub faults: Vec<FaultInterval>,
+    /// Faults that could not be applied or healed (not fatal: the run goes on).
+    pub errors: Vec<String>,
+}
+
+/// Plays `schedule` with the nemesis crate's driver: every start and stop goes into the
+/// history the moment it happens, the live display shows the fault in effect, and the
+/// driver's intervals become the run's (times since `t0`, the history's origin).
+async fn play_nemesis(
+    schedule: Schedule,
+    cluster: Arc<Cluster>,
+    recorder: Recorder,
+    counters: Arc<Counters>,
+    t0: Instant,
+    mut stop: watch::Receiver<bool>,
+) -> NemesisReport {
+    let primary = || {
+        let cluster = cluster.clone();
+        async move { cluster.leader().await }
+    };
+    let targets = Targets {
+        supervisor: &cluster.supervisor,
+        network: &cluster.network,
+        primary: &primary,
+        disk: None,
+    };
+    let mut observer = |notice: &riptide_nemesis::Notice| match &notice.what {
+        NoticeKind::Started(event) => {
+            workers::record_nemesis(&recorder, event.f.clone(), event.value.clone());
+            counters
+                .faults
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            counters.set_active(vec![event.value.clone()]);
+        }
+        NoticeKind::Step(step) => counters.set_active(vec![step.clone()]),
+        NoticeKind::Stopped(event) => {
+            workers::record_nemesis(&recorder, event.f.clone(), event.value.clone());
+            counters.set_active(Vec::new());
+        }
+        NoticeKind::Failed(_) => {}
+    };
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let started = tokio::time::Instant::from_std(t0);
+    match riptide_nemesis::run_schedule(&schedule, started, &targets, &mut observer, stopped).await
+    {
+        Ok(report) => NemesisReport {
+            faults: report
+                .faults
+                .iter()
+                .map(|f| FaultInterval {
+                    name: f.kind.name().to_string(),
+                    description: f.description.clone(),
+                    start_ns: duration_ns(f.start),
+                    end_ns: Some(duration_ns(f.end)),
+                    steps: f.steps.clone(),
+                })
+                .collect(),
+            errors: report
+                .errors
+                .iter()
+                .map(|e| format!("nemesis: {}: {}", e.description, e.error))
+                .collect(),
+        },
+        Err(e) => NemesisReport {
+            faults: Vec::new(),
+            errors: vec![format!("nemesis: {e}")],
+        },
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -12,14 +12,11 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use riptide_checker::history::{EventType, Process};
-use riptide_nemesis::{Schedule, ScheduledFault};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::watch;
 
-use super::cluster::Cluster;
 use super::recorder::{EventBody, Recorder};
 use super::workload::{Generator, KnownValues, Op};
 use crate::cli::progress::Counters;
-use crate::store::FaultInterval;
 use crate::system::{Client, Completion, Request};
 
 /// What every worker shares.
@@ -180,15 +177,8 @@ pub async fn final_reads(
     out
 }
 
-/// What the nemesis did.
-#[derive(Debug, Default)]
-pub struct NemesisReport {
-    pub faults: Vec<FaultInterval>,
-    /// Faults that could not be applied or healed (not fatal: the run goes on).
-    pub errors: Vec<String>,
-}
-
-fn record_nemesis(recorder: &Recorder, f: String, value: String) -> u64 {
+/// Writes a nemesis event into the history; returns its time.
+pub fn record_nemesis(recorder: &Recorder, f: String, value: String) -> u64 {
     recorder
         .record(EventBody {
             process: Process::NEMESIS,
@@ -199,77 +189,4 @@ fn record_nemesis(recorder: &Recorder, f: String, value: String) -> u64 {
             error: None,
         })
         .time
-}
-
-/// Plays `schedule` against the cluster, times relative to `t0`. Stops early (healing the
-/// active fault) when `stop` fires.
-pub async fn nemesis(
-    schedule: Schedule,
-    cluster: Arc<Mutex<Cluster>>,
-    recorder: Recorder,
-    counters: Arc<Counters>,
-    t0: Instant,
-    mut stop: watch::Receiver<bool>,
-) -> NemesisReport {
-    let mut report = NemesisReport::default();
-    for ScheduledFault {
-        start_ms,
-        end_ms,
-        plan,
-    } in schedule.faults
-    {
-        if !sleep_until_or_stop(t0 + Duration::from_millis(start_ms), &mut stop).await {
-            break;
-        }
-        let applied = {
-            let mut guard = cluster.lock().await;
-            let c = &mut *guard;
-            let leader = c.leader().await;
-            riptide_nemesis::apply(&plan, &mut c.supervisor, &c.network, leader).await
-        };
-        let active = match applied {
-            Ok(active) => active,
-            Err(e) => {
-                report
-                    .errors
-                    .push(format!("could not apply {}: {e}", plan.describe()));
-                continue;
-            }
-        };
-        let start_event = active.start_event();
-        let start_ns = record_nemesis(&recorder, start_event.f, start_event.value);
-        counters.faults.fetch_add(1, Ordering::Relaxed);
-        counters.set_active(vec![active.description.clone()]);
-        let mut interval = FaultInterval {
-            name: plan.kind().name().to_string(),
-            description: active.description.clone(),
-            start_ns,
-            end_ns: None,
-        };
-        // Heal at the planned end, or at once when the run is stopping.
-        let _ = sleep_until_or_stop(t0 + Duration::from_millis(end_ms), &mut stop).await;
-        let healed = {
-            let mut guard = cluster.lock().await;
-            let c = &mut *guard;
-            riptide_nemesis::heal(&active, &mut c.supervisor, &c.network).await
-        };
-        match healed {
-            Ok(stop_event) => {
-                interval.end_ns = Some(record_nemesis(&recorder, stop_event.f, stop_event.value));
-            }
-            Err(e) => {
-                let stop_event = active.stop_event();
-                interval.end_ns = Some(record_nemesis(&recorder, stop_event.f, stop_event.value));
-                report
-                    .errors
-                    .push(format!("could not fully heal {}: {e}", active.description));
-            }
-        }
-        counters.set_active(Vec::new());
-        report.faults.push(interval);
-        if *stop.borrow() {
-            break;
-        }
-    }
-    report
 }

@@ -165,6 +165,10 @@ pub struct FaultInterval {
     pub start_ns: u64,
     /// `None` when the run ended (or was interrupted) with the fault still active.
     pub end_ns: Option<u64>,
+    /// What a fault that acts over time did within its window (`leader-churn` cut off the
+    /// next leader, a crash restarted a node, a disk fault dropped writes), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
 }
 
 /// The counterexample of a failing partition, reduced to what the report draws.
