@@ -290,6 +290,20 @@ pub fn plan(args: &TestArgs) -> anyhow::Result<RunPlan> {
     let server_bin = resolve_server_bin(args.server_bin.as_deref()).map_err(anyhow::Error::msg)?;
     let (config, replayed) = make_config(args, server_bin)?;
     let schedule = make_schedule(&config, replayed).map_err(anyhow::Error::msg)?;
+    // A fault this machine cannot apply is refused now, never skipped silently.
+    if schedule
+        .kinds()
+        .iter()
+        .any(|k| k.family() == riptide_nemesis::FaultFamily::Disk)
+    {
+        riptide_faultfs::check_available().map_err(|e| {
+            anyhow::anyhow!(
+                "--nemesis {} has disk faults, which need FUSE on this machine: {e} \
+                 (or leave the disk family out of --nemesis)",
+                config.nemesis
+            )
+        })?;
+    }
     Ok(RunPlan {
         db: Arc::new(RiptideDb {
             server_bin: config.server_bin.clone(),

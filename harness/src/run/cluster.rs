@@ -13,6 +13,7 @@ use std::time::Duration;
 use riptide_nemesis::{Network, ProcessState, Supervisor};
 use tokio::sync::Mutex;
 
+use super::disk::NodeDisks;
 use crate::system::{Db, NodeSlot, NodeState};
 
 /// Why the cluster could not be started or driven: each is a "run failed" (exit 3).
@@ -36,6 +37,8 @@ pub enum ClusterError {
     },
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("disk faults: {0}")]
+    Disk(#[from] riptide_faultfs::FaultFsError),
 }
 
 /// How to start the cluster.
@@ -48,6 +51,9 @@ pub struct ClusterSpec {
     pub run_dir: crate::store::RunDir,
     /// How long a node may take to answer after it is started.
     pub ready_timeout: Duration,
+    /// Put every node's data directory on the fault-injecting filesystem (the schedule has
+    /// disk faults).
+    pub disks: bool,
 }
 
 /// The running cluster.
@@ -59,6 +65,8 @@ pub struct Cluster {
     pub network: Network,
     pub nodes: Vec<NodeSlot>,
     pub db: Arc<dyn Db>,
+    /// The nodes' fault-injecting filesystems, when the run has disk faults.
+    pub disks: Option<NodeDisks>,
     http: reqwest::Client,
     ready_timeout: Duration,
 }
@@ -145,6 +153,18 @@ impl Cluster {
                 log: spec.run_dir.node_log(id),
             });
         }
+        // With disk faults a node writes through its mount; its durable data stays in the
+        // run folder's `nodes/<id>/`.
+        let disks = if spec.disks {
+            let (disks, points) =
+                NodeDisks::mount(nodes.iter().map(|n| n.data_dir.clone()).collect())?;
+            for (node, point) in nodes.iter_mut().zip(points) {
+                node.data_dir = point;
+            }
+            Some(disks)
+        } else {
+            None
+        };
         let network = Network::start(nodes.iter().map(|n| n.peer_addr).collect()).await?;
         let mut supervisor = Supervisor::new();
         for node in &nodes {
@@ -167,6 +187,7 @@ impl Cluster {
             network,
             nodes,
             db: spec.db.clone(),
+            disks,
             http,
             ready_timeout: spec.ready_timeout,
         };

@@ -44,6 +44,10 @@ pub async fn drive(
         db: db.clone(),
         run_dir: run_dir.clone(),
         ready_timeout: Duration::from_secs(20),
+        disks: schedule
+            .kinds()
+            .iter()
+            .any(|k| k.family() == riptide_nemesis::FaultFamily::Disk),
     };
     // An empty history exists even when the cluster never starts.
     let recorder_path = run_dir.history();
@@ -68,14 +72,37 @@ pub async fn drive(
 
     // Whatever happened, look for misbehaving nodes, then stop every node.
     progress.phase("stopping cluster");
+    // A node that refuses to start on data a `corrupt` fault damaged, naming what is damaged,
+    // does what it must; any other exit of its own is a problem.
+    let corrupted: Vec<usize> = schedule
+        .faults
+        .iter()
+        .filter_map(|f| match f.plan {
+            riptide_nemesis::FaultPlan::Corrupt { node, .. } => Some(node),
+            _ => None,
+        })
+        .collect();
     for (i, what) in cluster.unexpected_exits().await {
-        collected.node_problems.push(NodeProblem {
-            node: i as u64 + 1,
-            what,
-            last_log_lines: log_tail(&node_logs[i], 40),
-        });
+        let tail = log_tail(&node_logs[i], 40);
+        match db.damaged_data_refusal(&tail) {
+            Some(line) if corrupted.contains(&i) => collected.reasons.push(format!(
+                "node n{} refused to start on its corrupted data, as it must: {line}",
+                i + 1
+            )),
+            _ => collected.node_problems.push(NodeProblem {
+                node: i as u64 + 1,
+                what,
+                last_log_lines: tail,
+            }),
+        }
     }
     cluster.stop().await;
+    if let Some(disks) = &cluster.disks {
+        for problem in disks.unmount_all() {
+            collected.reasons.push(problem);
+            collected.run_problem = true;
+        }
+    }
     for (i, log) in node_logs.iter().enumerate() {
         if let Some(line) = crash_line(db.as_ref(), log) {
             if !collected
@@ -182,12 +209,16 @@ async fn drive_cluster(
     let monitor = {
         let cluster = cluster.clone();
         let counters = progress.counters.clone();
+        let recorder = recorder.clone();
         tokio::spawn(async move {
             let mut reported = std::collections::HashSet::new();
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let exits = cluster.unexpected_exits().await;
                 for (i, what) in exits {
+                    if repair_refused_disk(&cluster, &recorder, i).await {
+                        continue;
+                    }
                     if reported.insert(i) {
                         if let Ok(mut a) = counters.active.lock() {
                             a.push(format!("n{} DIED: {what}", i + 1));
@@ -268,6 +299,39 @@ async fn drive_cluster(
     Ok(())
 }
 
+/// When node `i` refused to start on data a `corrupt` fault damaged (its log names what is
+/// damaged), undoes the corruption, as an operator restores a disk from its mirror, and
+/// starts the node again: the refusal was the check, and the run goes on with every node.
+/// Both are recorded as a nemesis event. Returns whether it repaired the node.
+async fn repair_refused_disk(cluster: &Cluster, recorder: &Recorder, i: usize) -> bool {
+    let Some(disks) = &cluster.disks else {
+        return false;
+    };
+    let Some(refusal) = cluster
+        .db
+        .damaged_data_refusal(&log_tail(&cluster.nodes[i].log, 20))
+    else {
+        return false;
+    };
+    let restored = match disks.restore(i) {
+        Ok(Some(what)) => what,
+        Ok(None) => return false,
+        Err(e) => {
+            tracing::warn!("n{}: {e}", i + 1);
+            return false;
+        }
+    };
+    workers::record_nemesis(
+        recorder,
+        "repair-disk".into(),
+        format!(
+            "n{} refused its corrupted data ({refusal}); {restored}",
+            i + 1
+        ),
+    );
+    cluster.supervisor.lock().await.start(i).await.is_ok()
+}
+
 /// What the nemesis did, as the run records it.
 #[derive(Debug, Default)]
 pub struct NemesisReport {
@@ -295,7 +359,10 @@ async fn play_nemesis(
         supervisor: &cluster.supervisor,
         network: &cluster.network,
         primary: &primary,
-        disk: None,
+        disk: cluster
+            .disks
+            .as_ref()
+            .map(|d| d as &dyn riptide_nemesis::DiskControl),
     };
     let mut observer = |notice: &riptide_nemesis::Notice| match &notice.what {
         NoticeKind::Started(event) => {

@@ -25,6 +25,7 @@ use crate::system::Db;
 
 pub mod analysis;
 pub mod cluster;
+pub mod disk;
 pub mod engine;
 pub mod ops;
 pub mod recorder;

@@ -86,6 +86,10 @@ pub trait Db: Send + Sync {
     async fn state(&self, node: &NodeSlot, http: &reqwest::Client) -> Option<NodeState>;
     /// Whether a line of the node's log means it crashed on its own (a panic, an assertion).
     fn is_crash_line(&self, line: &str) -> bool;
+    /// The line of a node's log (its last lines) in which it refused to start because its data
+    /// is damaged, naming what is damaged; `None` when the log says no such thing. After a
+    /// `corrupt` fault that refusal is what a correct node must do, not a crash.
+    fn damaged_data_refusal(&self, log_tail: &[String]) -> Option<String>;
     /// Whether the log of a node that did not start says its port was taken (the harness
     /// then starts the cluster again on fresh ports).
     fn is_port_taken(&self, log_tail: &str) -> bool;

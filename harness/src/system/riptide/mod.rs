@@ -118,6 +118,16 @@ impl Db for RiptideDb {
         line.contains("panicked at")
     }
 
+    fn damaged_data_refusal(&self, log_tail: &[String]) -> Option<String> {
+        // `riptide-server: error: node 2 (data dir ...): storage failed: corrupt ... at byte
+        // offset 25: ...`: the node names the file and the offset and exits non-zero.
+        log_tail
+            .iter()
+            .rev()
+            .find(|l| l.contains("riptide-server: error:") && l.contains("storage failed"))
+            .cloned()
+    }
+
     fn is_port_taken(&self, log_tail: &str) -> bool {
         log_tail.contains("Address already in use")
     }
