@@ -123,6 +123,22 @@ pub const PLANTED_BUGS: &[PlantedBug] = &[
         args: &["--nodes", "5", "--keys", "16", "--nemesis-interval", "1s"],
         why: "needs the Figure 8 sequence of leaders crashing with partly replicated entries",
     },
+    PlantedBug {
+        name: "no-fsync",
+        rule: "a node acknowledges and replicates entries only once they are on stable storage (fsync)",
+        workload: "kv",
+        nemesis: "lose-unsynced,torn-write,kill-leader",
+        args: &["--nemesis-interval", "1s", "--nemesis-quiet", "500ms"],
+        why: "only a power cut shows it: a node that acknowledged entries it never fsynced forgets them when its unsynced writes are lost, and the entries a majority acknowledged can be gone once the leader dies too",
+    },
+    PlantedBug {
+        name: "wal-trusts-length",
+        rule: "WAL recovery cuts only a torn tail; a damaged record followed by valid ones is an error, never a silent loss",
+        workload: "append",
+        nemesis: "corrupt,crash-restart-leader",
+        args: &["--keys", "16", "--nemesis-interval", "1s", "--nemesis-quiet", "500ms"],
+        why: "only a bit flip at rest shows it: a node cuts acknowledged records after a damaged length as if they were a torn tail and restarts without them; with the leader crashing too, an acknowledged append can be lost",
+    },
 ];
 
 /// The name used for the runs with no bug.

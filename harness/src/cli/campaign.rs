@@ -81,7 +81,7 @@ pub struct RunCampaignArgs {
     #[arg(long, value_delimiter = ',')]
     pub workload: Vec<String>,
     /// A nemesis of the matrix, as `riptide test --nemesis` takes it; repeat for several
-    /// (default: partition, kill, pause).
+    /// (default: partition, kill, pause, crash, churn and the default nemesis).
     #[arg(long)]
     pub nemesis: Vec<String>,
     /// Seeds per combination (default 1; with --bugs: see --runs).
@@ -277,11 +277,13 @@ fn plan(args: &RunCampaignArgs) -> anyhow::Result<Plan> {
     }
     if file.workloads.is_empty() && file.nemeses.is_empty() && file.tests.is_empty() {
         file.workloads = vec!["kv".into(), "append".into()];
-        file.nemeses = vec!["partition".into(), "kill".into(), "pause".into()];
+        file.nemeses = ["partition", "kill", "pause", "crash", "churn", "default"]
+            .map(String::from)
+            .to_vec();
     } else if file.workloads.is_empty() && !file.nemeses.is_empty() {
         file.workloads = vec!["kv".into()];
     } else if file.nemeses.is_empty() && !file.workloads.is_empty() {
-        file.nemeses = vec!["partition,kill,pause".into()];
+        file.nemeses = vec![crate::cli::test::DEFAULT_NEMESIS_NAME.into()];
     }
     if let Some(s) = args.seeds {
         file.seeds = Some(s);
@@ -579,12 +581,12 @@ mod tests {
     }
 
     #[test]
-    fn the_default_matrix_crosses_two_workloads_with_three_nemesis_families() {
+    fn the_default_matrix_crosses_two_workloads_with_five_families_and_the_default_nemesis() {
         let p = plan(&args(&[])).unwrap();
-        assert_eq!(p.entries.len(), 6);
+        assert_eq!(p.entries.len(), 12);
         let p = plan(&args(&["--workload", "register", "--seeds", "2"])).unwrap();
         assert_eq!(p.entries.len(), 2);
-        assert_eq!(p.entries[0].nemesis, "partition,kill,pause");
+        assert_eq!(p.entries[0].nemesis, "default");
     }
 
     #[test]

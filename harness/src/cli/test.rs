@@ -39,18 +39,21 @@ pub struct TestArgs {
     /// Number of keys for the kv and append workloads.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub keys: u64,
-    /// Faults: a comma-separated list of fault names (partition-halves, isolate-one,
-    /// isolate-leader, majorities-ring, bridge, slow-links, throttle-links, kill-one,
-    /// kill-minority, kill-leader, pause-one, pause-leader), families (partition, link, kill,
-    /// pause), `all` or `none`.
-    #[arg(long, default_value = "partition,kill,pause")]
+    /// Faults: `default` (every family this machine can apply: partition, kill, pause,
+    /// crash, churn, and disk when FUSE is usable), or a comma-separated list of fault names
+    /// (partition-halves, isolate-one, isolate-leader, majorities-ring, bridge, slow-links,
+    /// throttle-links, kill-one, kill-minority, kill-leader, pause-one, pause-leader,
+    /// crash-restart-one, crash-restart-leader, crash-restart-election, leader-churn,
+    /// lose-unsynced, torn-write, corrupt), families (partition, link, kill, pause, crash,
+    /// churn, disk), `all` (every kind but disk) or `none`.
+    #[arg(long, default_value = DEFAULT_NEMESIS_NAME)]
     pub nemesis: String,
-    /// Length of each fault and of the quiet period between two faults.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    /// Length of each fault.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub nemesis_interval: Duration,
-    /// Length of the quiet period before each fault, when it should differ from
-    /// --nemesis-interval (e.g. long pauses with short recoveries, so more faults fit in a run).
-    #[arg(long, value_parser = parse_duration)]
+    /// Length of the quiet period before each fault (short: more faults fit in a run, and
+    /// every family gets its turn in 30 s).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub nemesis_quiet: Option<Duration>,
     /// Seed of every random choice (workload and faults); random when absent.
     #[arg(long)]
@@ -152,6 +155,37 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
 /// clients, far below anything useful, far above what overflows.
 pub const MIN_RATE: f64 = 0.0001;
 
+/// What `--nemesis default` means.
+pub const DEFAULT_NEMESIS_NAME: &str = "default";
+
+/// The families of the default nemesis, strongest first: the default run is the strongest
+/// test we know, not the gentlest.
+pub const DEFAULT_FAMILIES: &[&str] = &["partition", "kill", "pause", "crash", "churn", "disk"];
+
+/// `--nemesis` as the run will use it: `default` becomes [`DEFAULT_FAMILIES`], without `disk`
+/// where this machine cannot mount FUSE, which a note then says (printed at start and kept in
+/// config.json), so nothing is left out silently. Anything else is kept as given (and an
+/// explicit disk fault where FUSE is unusable is refused later).
+pub fn expand_nemesis(given: &str) -> (String, Vec<String>) {
+    if given.trim() != DEFAULT_NEMESIS_NAME {
+        return (given.to_string(), Vec::new());
+    }
+    match riptide_faultfs::check_available() {
+        Ok(()) => (DEFAULT_FAMILIES.join(","), Vec::new()),
+        Err(e) => (
+            DEFAULT_FAMILIES
+                .iter()
+                .filter(|f| **f != "disk")
+                .copied()
+                .collect::<Vec<_>>()
+                .join(","),
+            vec![format!(
+                "the default nemesis leaves out the disk faults on this machine: {e}"
+            )],
+        ),
+    }
+}
+
 /// Finds the node binary: the flag, else next to this executable, else on PATH.
 pub fn resolve_server_bin(flag: Option<&Path>) -> Result<PathBuf, String> {
     const NAME: &str = "riptide-server";
@@ -225,11 +259,15 @@ pub fn make_config(
         // Short seeds are easier to read and type.
         (nanos ^ u64::from(std::process::id())) % 1_000_000
     });
+    let (nemesis, notes) = expand_nemesis(&args.nemesis);
+    for note in &notes {
+        eprintln!("note: {note}");
+    }
     let test_name = args.name.clone().unwrap_or_else(|| {
         format!(
             "{}-{}",
             args.workload.name(),
-            args.nemesis.replace(',', "+").replace(' ', "")
+            nemesis.replace(',', "+").replace(' ', "")
         )
     });
     let config = RunConfig {
@@ -242,7 +280,8 @@ pub fn make_config(
         rate: args.rate.max(0.0),
         workload: args.workload,
         keys: args.keys as usize,
-        nemesis: args.nemesis.clone(),
+        nemesis,
+        notes,
         nemesis_interval_ms: args.nemesis_interval.as_millis() as u64,
         nemesis_quiet_ms: args.nemesis_quiet.map(|q| q.as_millis() as u64),
         op_timeout_ms: args.op_timeout.as_millis() as u64,

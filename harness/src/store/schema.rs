@@ -25,8 +25,12 @@ pub struct RunConfig {
     pub rate: f64,
     pub workload: Workload,
     pub keys: usize,
-    /// The fault list as given (`--nemesis`).
+    /// The fault list (`--nemesis`, with `default` expanded).
     pub nemesis: String,
+    /// What the run had to leave out of what was asked, and why (e.g. disk faults where FUSE
+    /// is unusable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub nemesis_interval_ms: u64,
     /// The quiet period before each fault when it differs from the interval (`--nemesis-quiet`).
     #[serde(default)]
