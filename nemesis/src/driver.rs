@@ -198,7 +198,8 @@ pub struct ScheduleReport {
     pub interrupted: bool,
 }
 
-/// Plays `schedule` against the cluster in `targets`, fault windows relative to `started`, telling
+/// Plays `schedule` against the cluster in `targets`, fault windows relative to `started` (a tokio or
+/// a std instant), telling
 /// `observer` of everything as it happens. Returns when the schedule is done, or early when `stop`
 /// completes (healing the fault in effect first).
 ///
@@ -206,7 +207,7 @@ pub struct ScheduleReport {
 /// [`check_supported`]); once it plays, failures of single faults are reported, not returned.
 pub async fn run_schedule<P, O, S>(
     schedule: &Schedule,
-    started: Instant,
+    started: impl Into<Instant>,
     targets: &Targets<'_, P>,
     observer: &mut O,
     stop: S,
@@ -217,6 +218,7 @@ where
     S: Future<Output = ()>,
 {
     check_supported(&schedule.kinds(), targets.disk.is_some())?;
+    let started = started.into();
     tokio::pin!(stop);
     let mut player = Player {
         targets,

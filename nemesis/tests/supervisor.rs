@@ -8,13 +8,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use riptide_nemesis::{
     apply, heal, FaultPlan, NemesisError, ProcessSpec, ProcessState, Supervisor,
 };
+use tokio::time::Instant;
 
 mod common;
 use common::{eventually, is_not_running, network_to_nowhere, process_state, sleeper, PROMPTLY};
