@@ -279,6 +279,21 @@ impl Cluster {
 }
 
 /// The test state machine restored from a snapshot: the entries applied up to its index.
+/// Every test cluster is held to state-machine safety: no two nodes apply different entries at
+/// one index. A test that expects a violation (a planted bug) takes it out of
+/// `safety_violations` before the cluster drops.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert!(
+                self.safety_violations.is_empty(),
+                "state-machine safety violated: {:?}",
+                self.safety_violations
+            );
+        }
+    }
+}
+
 fn restore(snapshot: &Snapshot) -> Vec<Entry> {
     serde_json::from_slice(&snapshot.data).unwrap()
 }
@@ -753,7 +768,7 @@ fn planted_commit_old_term_bug_loses_a_committed_entry_in_figure8() {
     cluster.tick(5);
     cluster.deliver_all();
     assert!(
-        !cluster.safety_violations.is_empty(),
+        !std::mem::take(&mut cluster.safety_violations).is_empty(),
         "the planted bug went unnoticed"
     );
 }
@@ -770,14 +785,20 @@ fn planted_skip_log_check_bug_breaks_log_matching() {
         cluster.elect(1);
         cluster.tick(1);
         cluster.deliver_all();
-        (cluster.log(1), cluster.log(2))
+        let violations = std::mem::take(&mut cluster.safety_violations);
+        (cluster.log(1), cluster.log(2), violations)
     };
-    let (leader, follower) = run(CoreBugs::default());
+    let (leader, follower, violations) = run(CoreBugs::default());
     assert_eq!(leader, follower);
-    let (leader, follower) = run(CoreBugs {
+    assert!(violations.is_empty(), "{violations:?}");
+    let (leader, follower, violations) = run(CoreBugs {
         skip_log_check: true,
         ..CoreBugs::default()
     });
+    assert!(
+        !violations.is_empty(),
+        "the follower applies entries it never matched"
+    );
     assert_eq!(
         follower.last().map(|e| e.term),
         leader.last().map(|e| e.term)
