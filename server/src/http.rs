@@ -208,19 +208,35 @@ fn unknown_outcome(why: &str) -> Response {
         .into_response()
 }
 
+/// Hands a request to the Raft loop, waiting for room in its queue no later than `deadline`
+/// (the request's whole `--request-timeout-ms` budget); `503` when it never got in: nothing
+/// was proposed.
+async fn enqueue(
+    node: &NodeHandle,
+    request: ClientRequest,
+    deadline: tokio::time::Instant,
+) -> Result<(), Response> {
+    match tokio::time::timeout_at(deadline, node.to_raft.send(request)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(unavailable(node, "node is shutting down")),
+        Err(_) => Err(unavailable(
+            node,
+            "the node's request queue stayed full for the whole request timeout; nothing was \
+             proposed",
+        )),
+    }
+}
+
 /// Hands a write to the Raft loop and turns its outcome into a response.
 async fn propose(node: &NodeHandle, uri: &Uri, request_id: Option<RequestId>, op: Op) -> Response {
+    let deadline = tokio::time::Instant::now() + node.request_timeout;
     let (reply, outcome) = oneshot::channel();
     let command = Command { request_id, op };
-    if node
-        .to_raft
-        .send(ClientRequest::Propose { command, reply })
-        .await
-        .is_err()
+    if let Err(response) = enqueue(node, ClientRequest::Propose { command, reply }, deadline).await
     {
-        return unavailable(node, "node is shutting down");
+        return response;
     }
-    let outcome = match tokio::time::timeout(node.request_timeout, outcome).await {
+    let outcome = match tokio::time::timeout_at(deadline, outcome).await {
         Err(_) => return unknown_outcome("not committed before the request timeout"),
         // The loop dropped the request (shutdown); it may have been proposed.
         Ok(Err(_)) => return unknown_outcome("node stopped while the write was pending"),
@@ -300,31 +316,25 @@ async fn get_kv(
             .into_response()
         }
     };
+    let deadline = tokio::time::Instant::now() + node.request_timeout;
     let value = if stale {
         let (reply, value) = oneshot::channel();
-        if node
-            .to_raft
-            .send(ClientRequest::StaleRead { key, reply })
-            .await
-            .is_err()
+        if let Err(response) =
+            enqueue(&node, ClientRequest::StaleRead { key, reply }, deadline).await
         {
-            return unavailable(&node, "node is shutting down");
+            return response;
         }
-        match value.await {
-            Ok(value) => value,
-            Err(_) => return unavailable(&node, "node is shutting down"),
+        match tokio::time::timeout_at(deadline, value).await {
+            Ok(Ok(value)) => value,
+            Ok(Err(_)) => return unavailable(&node, "node is shutting down"),
+            Err(_) => return unavailable(&node, "no answer before the request timeout"),
         }
     } else {
         let (reply, outcome) = oneshot::channel();
-        if node
-            .to_raft
-            .send(ClientRequest::Read { key, reply })
-            .await
-            .is_err()
-        {
-            return unavailable(&node, "node is shutting down");
+        if let Err(response) = enqueue(&node, ClientRequest::Read { key, reply }, deadline).await {
+            return response;
         }
-        let outcome = match tokio::time::timeout(node.request_timeout, outcome).await {
+        let outcome = match tokio::time::timeout_at(deadline, outcome).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => return unavailable(&node, "node is shutting down"),
             Err(_) => {
@@ -458,4 +468,59 @@ async fn metrics(State(node): State<NodeHandle>) -> Response {
         node.metrics.render(&status),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeStatus;
+    use std::time::Duration;
+
+    /// The ends a test keeps so the node's channels stay open.
+    type Kept = (
+        tokio::sync::mpsc::Receiver<ClientRequest>,
+        tokio::sync::watch::Sender<NodeStatus>,
+    );
+
+    /// A handle whose Raft loop never takes anything from its queue of one, already full.
+    fn handle_with_a_full_queue(request_timeout: Duration) -> (NodeHandle, Kept) {
+        let (to_raft, queue) = tokio::sync::mpsc::channel(1);
+        let (reply, _) = oneshot::channel();
+        to_raft
+            .try_send(ClientRequest::StaleRead {
+                key: "k".into(),
+                reply,
+            })
+            .unwrap();
+        let (status_tx, status) = tokio::sync::watch::channel(NodeStatus::fresh_leader());
+        let node = NodeHandle {
+            id: 1,
+            to_raft,
+            status,
+            metrics: Default::default(),
+            client_urls: Default::default(),
+            peers: Vec::new(),
+            request_timeout,
+        };
+        (node, (queue, status_tx))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_cannot_enter_a_full_queue_gets_503_at_its_timeout() {
+        let timeout = Duration::from_millis(3000);
+        let (node, _kept) = handle_with_a_full_queue(timeout);
+        let started = tokio::time::Instant::now();
+        let op = Op::Write {
+            key: "k".into(),
+            value: "v".into(),
+        };
+        let answer = tokio::time::timeout(
+            3 * timeout,
+            propose(&node, &Uri::from_static("/kv/k"), None, op),
+        )
+        .await
+        .expect("the write waited for the queue past its request timeout");
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(started.elapsed() >= timeout && started.elapsed() < 2 * timeout);
+    }
 }

@@ -118,9 +118,21 @@ async fn follower_with_a_bogus_tail_converges_to_the_leaders_log_on_disk() {
 
     let on_leader = durable_log(cluster.data_dir(1));
     let on_follower = durable_log(cluster.data_dir(2));
+    // Stopping with its follower already gone, the leader's handover is given up after an
+    // election timeout, which appends a no-op no one else has: past the follower's end the
+    // leader's log holds only such no-ops.
+    assert!(on_leader.len() >= on_follower.len());
     assert_eq!(
-        on_follower, on_leader,
+        on_follower[..],
+        on_leader[..on_follower.len()],
         "the follower's WAL differs from the leader's"
+    );
+    assert!(
+        on_leader[on_follower.len()..]
+            .iter()
+            .all(|e| e.payload == EntryPayload::Noop),
+        "{:?}",
+        &on_leader[on_follower.len()..]
     );
     assert_eq!(
         on_leader[..5],

@@ -263,7 +263,20 @@ async fn without_a_leader_writes_get_503_with_retry_after_and_nothing_proposed()
         let body = assert_json_error(response, StatusCode::SERVICE_UNAVAILABLE).await;
         assert_eq!(body["proposed"], false);
     }
-    assert_eq!(last_index(&cluster).await, 0);
+    // "Nothing proposed" must hold once a leader exists too: the refused write was not kept
+    // somewhere and proposed later. The leader's log holds its no-op only.
+    cluster.start(2);
+    let leader = cluster.wait_for_leader(&[1, 2]).await;
+    let status = common::poll("the leader's no-op to commit", common::DEADLINE, || async {
+        cluster
+            .status(leader)
+            .await
+            .filter(|s| s["commit_index"].as_u64() >= Some(1))
+    })
+    .await;
+    assert_eq!(status["last_index"], 1, "{status}");
+    let get = cluster.http.get(format!("{}/kv/k", cluster.url(leader)));
+    assert_eq!(get.send().await.unwrap().status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -611,7 +611,6 @@ impl Applier {
 mod tests {
     use super::*;
     use crate::kv::{Op, OpResult};
-    use crate::raft::{Role, Status};
     use oneshot::error::TryRecvError;
 
     /// An applier over an empty store, with its status and the snapshots it writes.
@@ -625,19 +624,7 @@ mod tests {
 
     fn harness(snapshot_every: u64, bugs: crate::bugs::PlantedBugs) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let raft = Status {
-            id: 1,
-            role: Role::Leader,
-            term: 1,
-            leader: Some(1),
-            commit_index: 0,
-            last_index: 0,
-            snapshot_index: 0,
-        };
-        let (status_tx, status) = watch::channel(NodeStatus {
-            raft,
-            applied_index: 0,
-        });
+        let (status_tx, status) = watch::channel(NodeStatus::fresh_leader());
         let file = SnapshotFileLock::new(0);
         let (written_tx, written) = mpsc::unbounded_channel();
         let policy = spawn_snapshot_writer(

@@ -319,6 +319,25 @@ pub async fn run(
     result
 }
 
+#[cfg(test)]
+impl NodeStatus {
+    /// The view of node 1 leading a fresh cluster alone in term 1, for unit tests.
+    pub(crate) fn fresh_leader() -> NodeStatus {
+        NodeStatus {
+            raft: Status {
+                id: 1,
+                role: Role::Leader,
+                term: 1,
+                leader: Some(1),
+                commit_index: 0,
+                last_index: 0,
+                snapshot_index: 0,
+            },
+            applied_index: 0,
+        }
+    }
+}
+
 impl NodeStatus {
     /// True when this node believes it leads.
     pub fn is_leader(&self) -> bool {

@@ -333,6 +333,11 @@ impl RaftLoop {
                     Err(RaftError::NotLeader { leader }) => {
                         let _ = reply.send(ProposeOutcome::NotLeader { leader });
                     }
+                    // The core refuses a proposal only with NotLeader; were it to refuse with
+                    // the read bound, nothing was proposed either.
+                    Err(RaftError::TooManyPendingReads { .. }) => {
+                        let _ = reply.send(ProposeOutcome::NotLeader { leader: None });
+                    }
                 }
             }
             // PLANTED BUG (stale-follower-reads): a follower answers from its own state.
@@ -358,6 +363,11 @@ impl RaftLoop {
                     }
                     Err(RaftError::NotLeader { leader }) => {
                         let _ = reply.send(ReadOutcome::NotLeader { leader });
+                    }
+                    Err(RaftError::TooManyPendingReads { .. }) => {
+                        let _ = reply.send(ReadOutcome::Failed {
+                            reason: "too many reads wait for the leader's confirmation",
+                        });
                     }
                 }
             }

@@ -245,8 +245,13 @@ pub enum MessageBody {
         granted: bool,
     },
     /// Leadership transfer: the leader tells an up-to-date follower to campaign now, without
-    /// waiting for its election timeout or asking for pre-votes.
-    TimeoutNow,
+    /// waiting for its election timeout or asking for pre-votes. `last_log_index` is the
+    /// leader's last index, frozen while it hands over: a follower holding an entry of the
+    /// leader's term past it knows the handover was abandoned (the leader appends a no-op when
+    /// it gives up), so a late TimeoutNow starts no election.
+    TimeoutNow {
+        last_log_index: LogIndex,
+    },
     AppendEntries {
         prev_log_index: LogIndex,
         prev_log_term: Term,
@@ -388,6 +393,11 @@ pub struct Config {
     /// only that far behind is sent entries rather than the whole snapshot. Memory only: the
     /// driver still drops every entry up to the snapshot's index from its log on disk.
     pub compaction_keep_entries: u64,
+    /// Reads the leader holds while they wait for confirmation; past it `read_index` refuses
+    /// with [`RaftError::TooManyPendingReads`], so a leader that can never confirm them
+    /// (cut off, without check-quorum) holds bounded memory. Default 65536, the driver's
+    /// client queue.
+    pub max_pending_reads: usize,
     /// Planted bugs (all off by default).
     pub bugs: CoreBugs,
 }
@@ -411,6 +421,7 @@ impl Config {
             check_quorum: true,
             snapshot_chunk_bytes: 256 * 1024,
             compaction_keep_entries: 5000,
+            max_pending_reads: 65536,
             bugs: CoreBugs::default(),
         }
     }
@@ -422,6 +433,10 @@ pub enum RaftError {
     /// Only the leader takes proposals and reads; `leader` is the best known leader.
     #[error("not the leader (leader hint: {leader:?})")]
     NotLeader { leader: Option<NodeId> },
+    /// [`Config::max_pending_reads`] reads already wait for confirmation (a leader that
+    /// cannot reach a majority without check-quorum never confirms them).
+    #[error("{limit} reads already wait for confirmation")]
+    TooManyPendingReads { limit: usize },
 }
 
 /// Why [`RaftNode::compact`] refused a snapshot. All leave the core unchanged; none is fatal.

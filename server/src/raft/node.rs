@@ -154,6 +154,10 @@ impl RaftNode {
                     if self.transfer_elapsed >= self.config.election_ticks.max(1) {
                         tracing::info!(id = self.config.id, "leadership transfer timed out");
                         self.lead_transferee = None;
+                        // An entry past the index every TimeoutNow of the handover carries:
+                        // followers that get it ignore a late TimeoutNow.
+                        self.log.append(self.term, EntryPayload::Noop);
+                        self.replicate_wanted = true;
                     }
                 }
                 self.heartbeat_elapsed += 1;
@@ -231,7 +235,9 @@ impl RaftNode {
                 installed,
                 match_index,
             } => self.handle_snapshot_response(msg.from, meta, next_offset, installed, match_index),
-            MessageBody::TimeoutNow => self.handle_timeout_now(msg.from),
+            MessageBody::TimeoutNow { last_log_index } => {
+                self.handle_timeout_now(msg.from, last_log_index)
+            }
             MessageBody::RequestVote {
                 last_log_index,
                 last_log_term,
@@ -300,7 +306,7 @@ impl RaftNode {
         self.lead_transferee = Some(transferee);
         self.transfer_elapsed = 0;
         if caught_up {
-            self.send(transferee, MessageBody::TimeoutNow);
+            self.send_timeout_now(transferee);
         } else {
             self.send_append_while_allowed(transferee);
         }
@@ -339,6 +345,11 @@ impl RaftNode {
                 index: self.log.commit(),
             });
             return Ok(());
+        }
+        if self.read_only.len() >= self.config.max_pending_reads {
+            return Err(RaftError::TooManyPendingReads {
+                limit: self.config.max_pending_reads,
+            });
         }
         if self.committed_in_current_term() {
             self.read_only
@@ -695,15 +706,31 @@ impl RaftNode {
             ),
             MessageBody::RequestVoteResponse { .. }
             | MessageBody::PreVoteResponse { .. }
-            | MessageBody::TimeoutNow
+            | MessageBody::TimeoutNow { .. }
             | MessageBody::AppendEntriesResponse { .. }
             | MessageBody::InstallSnapshotResponse { .. } => {}
         }
     }
 
-    /// The leader of our term hands leadership to us: campaign now, skipping pre-vote.
-    fn handle_timeout_now(&mut self, from: NodeId) {
+    /// Tells the transferee to campaign now, with the last index the handover froze.
+    fn send_timeout_now(&mut self, transferee: NodeId) {
+        let last_log_index = self.log.last_index();
+        self.send(transferee, MessageBody::TimeoutNow { last_log_index });
+    }
+
+    /// The leader of our term hands leadership to us: campaign now, skipping pre-vote, unless
+    /// we hold an entry of its term past `last_log_index` (the handover was given up since).
+    fn handle_timeout_now(&mut self, from: NodeId, last_log_index: LogIndex) {
         if self.role != Role::Follower || self.leader != Some(from) {
+            return;
+        }
+        if self.log.last_index() > last_log_index && self.log.last_term() == self.term {
+            tracing::info!(
+                id = self.config.id,
+                from,
+                last_log_index,
+                "ignoring a TimeoutNow of an abandoned handover"
+            );
             return;
         }
         tracing::info!(
@@ -727,16 +754,21 @@ impl RaftNode {
         last_log_term: Term,
         pre: bool,
     ) {
+        // A pre-candidate has not voted for itself (a pre-vote changes no term), so it can
+        // grant a real vote in its term, like a follower (etcd does too).
         let can_vote = if pre {
             term > self.term
         } else {
-            self.role == Role::Follower
+            matches!(self.role, Role::Follower | Role::PreCandidate)
                 && (self.voted_for.is_none() || self.voted_for == Some(candidate))
         };
         let up_to_date =
             (last_log_term, last_log_index) >= (self.log.last_term(), self.log.last_index());
         let granted = can_vote && up_to_date;
         if granted && !pre {
+            if self.role == Role::PreCandidate {
+                self.become_follower(self.term, None);
+            }
             self.voted_for = Some(candidate);
             self.reset_election_timer();
         }
@@ -1059,7 +1091,7 @@ impl RaftNode {
         if self.lead_transferee == Some(follower) && success && caught_up {
             // Also on later acknowledgements (heartbeats), in case a TimeoutNow was lost; one
             // that arrives after the transferee campaigned is of an older term and ignored.
-            self.send(follower, MessageBody::TimeoutNow);
+            self.send_timeout_now(follower);
         }
         self.confirm_reads();
         if self.role == Role::Leader {

@@ -43,6 +43,11 @@ impl ReadOnly {
         self.waiting_for_commit.push(id);
     }
 
+    /// Reads held, admitted or waiting for the first commit.
+    pub(crate) fn len(&self) -> usize {
+        self.waiting_for_commit.len() + self.pending.len()
+    }
+
     pub(crate) fn has_waiting_for_commit(&self) -> bool {
         !self.waiting_for_commit.is_empty()
     }

@@ -279,6 +279,21 @@ impl Cluster {
 }
 
 /// The test state machine restored from a snapshot: the entries applied up to its index.
+/// Every test cluster is held to state-machine safety: no two nodes apply different entries at
+/// one index. A test that expects a violation (a planted bug) takes it out of
+/// `safety_violations` before the cluster drops.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert!(
+                self.safety_violations.is_empty(),
+                "state-machine safety violated: {:?}",
+                self.safety_violations
+            );
+        }
+    }
+}
+
 fn restore(snapshot: &Snapshot) -> Vec<Entry> {
     serde_json::from_slice(&snapshot.data).unwrap()
 }
@@ -753,7 +768,7 @@ fn planted_commit_old_term_bug_loses_a_committed_entry_in_figure8() {
     cluster.tick(5);
     cluster.deliver_all();
     assert!(
-        !cluster.safety_violations.is_empty(),
+        !std::mem::take(&mut cluster.safety_violations).is_empty(),
         "the planted bug went unnoticed"
     );
 }
@@ -770,14 +785,20 @@ fn planted_skip_log_check_bug_breaks_log_matching() {
         cluster.elect(1);
         cluster.tick(1);
         cluster.deliver_all();
-        (cluster.log(1), cluster.log(2))
+        let violations = std::mem::take(&mut cluster.safety_violations);
+        (cluster.log(1), cluster.log(2), violations)
     };
-    let (leader, follower) = run(CoreBugs::default());
+    let (leader, follower, violations) = run(CoreBugs::default());
     assert_eq!(leader, follower);
-    let (leader, follower) = run(CoreBugs {
+    assert!(violations.is_empty(), "{violations:?}");
+    let (leader, follower, violations) = run(CoreBugs {
         skip_log_check: true,
         ..CoreBugs::default()
     });
+    assert!(
+        !violations.is_empty(),
+        "the follower applies entries it never matched"
+    );
     assert_eq!(
         follower.last().map(|e| e.term),
         leader.last().map(|e| e.term)
@@ -2061,4 +2082,107 @@ fn a_follower_restarted_with_an_empty_data_dir_catches_up_from_the_log() {
         cluster.node(3).status().commit_index,
         cluster.node(1).status().commit_index
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 13: pre-candidates, stale handovers, bounded reads
+
+#[test]
+fn a_pre_candidate_grants_a_real_vote_in_its_own_term_when_it_has_not_voted() {
+    let durable = vec![durable(2, &[1]), durable(2, &[1]), durable(2, &[1])];
+    let mut cluster = Cluster::with_state(&[1, 2, 3], durable, |c| c.pre_vote = true);
+    for _ in 0..100 {
+        cluster.tick(3);
+        if cluster.node(3).status().role == Role::PreCandidate {
+            break;
+        }
+    }
+    assert_eq!(cluster.node(3).status().role, Role::PreCandidate);
+    assert_eq!(
+        cluster.node(3).status().term,
+        2,
+        "a pre-vote changes no term"
+    );
+    cluster.queue.clear();
+    // Node 2 campaigns in term 2 (it got there first): node 3 has voted for no one in it.
+    cluster.node_mut(3).step(vote_request(2, 3, 2, (1, 1)));
+    let ready = cluster.node_mut(3).ready();
+    assert_eq!(vote_answer(&ready), Some(true), "{:?}", ready.messages);
+    cluster.node_mut(3).advance();
+    // And it keeps to that one vote in term 2.
+    cluster.node_mut(3).step(vote_request(1, 3, 2, (1, 1)));
+    let ready = cluster.node_mut(3).ready();
+    assert_eq!(vote_answer(&ready), Some(false));
+    cluster.node_mut(3).advance();
+}
+
+#[test]
+fn a_timeout_now_delayed_past_an_abandoned_transfer_starts_no_election() {
+    let mut cluster = settled_robust_cluster(true);
+    let term = cluster.node(1).status().term;
+    // Every TimeoutNow is held back in the network.
+    let held: std::rc::Rc<std::cell::RefCell<Vec<Message>>> = Default::default();
+    let hold = held.clone();
+    cluster.drop_rule = Box::new(move |m| {
+        let timeout_now = matches!(m.body, MessageBody::TimeoutNow { .. });
+        if timeout_now {
+            hold.borrow_mut().push(m.clone());
+        }
+        timeout_now
+    });
+    let transferee = cluster.node_mut(1).transfer_leadership().unwrap();
+    cluster.process(1);
+    cluster.deliver_all();
+    for _ in 0..=cluster.configs[&1].election_ticks {
+        cluster.tick(1);
+        cluster.deliver_all();
+    }
+    assert!(
+        cluster.node_mut(1).propose(b"again".to_vec()).is_ok(),
+        "the transfer was not abandoned"
+    );
+    cluster.process(1);
+    cluster.deliver_all();
+    assert!(!held.borrow().is_empty());
+    // The handover's TimeoutNow arrives long after it was given up.
+    cluster.drop_rule = Box::new(|_| false);
+    let late: Vec<Message> = held.borrow_mut().drain(..).collect();
+    for msg in late {
+        cluster.deliver(msg);
+    }
+    cluster.deliver_all();
+    assert_eq!(
+        cluster.node(transferee).status().term,
+        term,
+        "needless election"
+    );
+    assert_eq!(cluster.leaders(), vec![1]);
+}
+
+#[test]
+fn a_cut_off_leader_holds_a_bounded_number_of_pending_reads() {
+    let mut cluster = Cluster::with_state(&[1, 2, 3], vec![DurableState::default(); 3], |c| {
+        c.max_pending_reads = 3
+    });
+    cluster.elect(1);
+    cluster.tick(1);
+    cluster.deliver_all();
+    // Without check-quorum the leader keeps leading, and its reads are never confirmed.
+    cluster.drop_rule = Box::new(|m| m.from == 1 || m.to == 1);
+    for id in 0..3 {
+        cluster.node_mut(1).read_index(id).unwrap();
+    }
+    assert_eq!(
+        cluster.node_mut(1).read_index(3),
+        Err(RaftError::TooManyPendingReads { limit: 3 })
+    );
+    // A deposed leader fails the three: the bound frees again.
+    cluster.process(1);
+    let term = cluster.node(1).status().term;
+    cluster.drop_rule = Box::new(|_| false);
+    cluster
+        .node_mut(1)
+        .step(vote_request(2, 1, term + 1, (1, term)));
+    cluster.process(1);
+    assert_eq!(cluster.failed_reads[&1], vec![0, 1, 2]);
 }

@@ -179,19 +179,26 @@ impl Storage {
         ))
     }
 
-    /// Makes a `Ready`'s hard state and entries durable. Entries go first (one fsync for all of
-    /// them), then the hard state file when its term or vote changed. When the first entry's
-    /// index is not right after the durable log's end, the conflicting suffix is cut off first.
+    /// Makes a `Ready`'s hard state and entries durable. The hard state file goes first when
+    /// its term or vote changed, then the entries (one fsync for all of them). When the first
+    /// entry's index is not right after the durable log's end, the conflicting suffix is cut
+    /// off first.
+    ///
+    /// Hard state first closes a crash window: entries of a new term in the log under the
+    /// hard state of an older term would let the restarted node vote again in the new term
+    /// (for itself, after voting for that term's leader), and so two leaders in one term. A
+    /// crash after the hard state and before the entries only loses entries nobody was told
+    /// about; a commit index ahead of the log is clamped at open.
     pub fn persist(
         &mut self,
         hard_state: Option<&HardState>,
         entries: &[Entry],
     ) -> Result<(), StorageError> {
-        if !entries.is_empty() {
-            self.wal.append(entries)?;
-        }
         if let Some(hs) = hard_state {
             self.hard_state.save(*hs)?;
+        }
+        if !entries.is_empty() {
+            self.wal.append(entries)?;
         }
         Ok(())
     }
@@ -395,6 +402,30 @@ mod tests {
         let (_s, d) = Storage::open(dir.path()).unwrap();
         assert_eq!(d.hard_state, hs);
         assert_eq!(d.log, vec![entry(1, 1), entry(2, 3)]);
+    }
+
+    #[test]
+    fn entries_of_a_new_term_never_reach_the_log_before_the_term_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = Storage::open(dir.path()).unwrap();
+        s.persist(Some(&hard_state(1, 1)), &[entry(1, 1)]).unwrap();
+        // The hard state cannot be written (its temp file's name is taken by a directory),
+        // as if the node crashed between the two writes of a Ready.
+        let blocker = dir.path().join("hardstate.json.tmp");
+        fs::create_dir(&blocker).unwrap();
+        let new_term = HardState {
+            term: 2,
+            voted_for: Some(3),
+            commit: 1,
+        };
+        assert!(s.persist(Some(&new_term), &[entry(2, 2)]).is_err());
+        drop(s);
+        fs::remove_dir(&blocker).unwrap();
+        let (_s, d) = Storage::open(dir.path()).unwrap();
+        // A log holding term 2 under a hard state of term 1 would let the restarted node
+        // vote for itself in term 2 after voting for node 3 there: two leaders in one term.
+        assert_eq!(d.hard_state.term, 1);
+        assert_eq!(d.log, vec![entry(1, 1)]);
     }
 
     #[test]
