@@ -384,6 +384,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                 self.disk_fault(index, plan, *node, DiskAction::LoseUnsynced)
                     .await
             }
+            FaultPlan::PowerCut => self.power_cut(index, plan).await,
             FaultPlan::TornWrite { node, seed } => {
                 self.disk_fault(index, plan, *node, DiskAction::Tear(*seed))
                     .await
@@ -630,6 +631,49 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
             Ok(_) | Err(NemesisError::AlreadyRunning { .. }) => {}
             Err(e) => self.fail(index, kind, description, &e),
         }
+    }
+
+    /// `power-cut`: kill every node at once, drop every node's unsynced writes, start them all.
+    async fn power_cut(&mut self, index: usize, plan: &FaultPlan) {
+        let kind = plan.kind();
+        let description = plan.describe();
+        let Some(disk) = self.targets.disk else {
+            let error = NemesisError::Unsupported {
+                kinds: kind.name().to_owned(),
+                reason: crate::fault::Requirement::Disk.explain(),
+            };
+            return self.fail(index, kind, &description, &error);
+        };
+        let all: Vec<usize> = (0..self.nodes()).collect();
+        let killed = {
+            let mut supervisor = self.targets.supervisor.lock().await;
+            kill(&mut supervisor, &all).await
+        };
+        let killed = match killed {
+            Ok(killed) => killed,
+            Err(e) => return self.fail(index, kind, &description, &e),
+        };
+        let mut interval = self.open(index, kind, description, killed.clone());
+        for &node in &killed {
+            match disk.lose_unsynced(node) {
+                Ok(effect) => self.step(
+                    &mut interval,
+                    format!("{}: {}", node_name(node), effect.detail),
+                ),
+                Err(source) => {
+                    let error = NemesisError::Disk {
+                        node,
+                        fault: kind.name(),
+                        source,
+                    };
+                    self.fail(index, kind, &interval.description, &error);
+                }
+            }
+        }
+        for &node in &killed {
+            self.start(index, kind, &interval.description, node).await;
+        }
+        self.close(interval);
     }
 
     /// The `disk` family: kill the node, let the filesystem layer act on its files, start it.

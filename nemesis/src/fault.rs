@@ -83,11 +83,14 @@ pub enum FaultKind {
     /// `corrupt`: `SIGKILL` one node, flip bits in one of its data files, start it again. Needs a
     /// [`crate::DiskControl`].
     Corrupt,
+    /// `power-cut`: `SIGKILL` every node at once, drop every unsynced write of every node, start
+    /// them all again. Needs a [`crate::DiskControl`].
+    PowerCut,
 }
 
 /// Every fault kind, in vocabulary order, those that need a [`crate::DiskControl`] included (the
 /// name `all` in a fault list leaves those out: see [`parse_fault_list`]).
-pub const ALL_KINDS: [FaultKind; 19] = [
+pub const ALL_KINDS: [FaultKind; 20] = [
     FaultKind::PartitionHalves,
     FaultKind::IsolateOne,
     FaultKind::IsolateLeader,
@@ -107,6 +110,7 @@ pub const ALL_KINDS: [FaultKind; 19] = [
     FaultKind::LoseUnsynced,
     FaultKind::TornWrite,
     FaultKind::Corrupt,
+    FaultKind::PowerCut,
 ];
 
 /// A group of fault kinds, also usable as a name in a fault list, and the stem of the history
@@ -207,6 +211,7 @@ impl FaultKind {
             FaultKind::CrashRestartElection => "crash-restart-election",
             FaultKind::LeaderChurn => "leader-churn",
             FaultKind::LoseUnsynced => "lose-unsynced",
+            FaultKind::PowerCut => "power-cut",
             FaultKind::TornWrite => "torn-write",
             FaultKind::Corrupt => "corrupt",
         }
@@ -229,9 +234,10 @@ impl FaultKind {
             | FaultKind::CrashRestartLeader
             | FaultKind::CrashRestartElection => FaultFamily::Crash,
             FaultKind::LeaderChurn => FaultFamily::Churn,
-            FaultKind::LoseUnsynced | FaultKind::TornWrite | FaultKind::Corrupt => {
-                FaultFamily::Disk
-            }
+            FaultKind::LoseUnsynced
+            | FaultKind::TornWrite
+            | FaultKind::Corrupt
+            | FaultKind::PowerCut => FaultFamily::Disk,
         }
     }
 
@@ -419,6 +425,10 @@ pub enum FaultPlan {
     LeaderChurn { fallback: usize, dwell_ms: u64 },
     /// Kill `node`, drop its unsynced writes, start it again.
     LoseUnsynced { node: usize },
+    /// Every node loses power at once: all are killed, every unsynced write of every node is
+    /// dropped, all start again (what a data-centre power cut does; a store that acknowledges
+    /// before fsync loses acknowledged writes on a majority).
+    PowerCut,
     /// Kill `node`, tear its last unsynced write (which part survives comes from `seed`), start it
     /// again.
     TornWrite { node: usize, seed: u64 },
@@ -531,6 +541,7 @@ impl FaultPlan {
                 dwell_ms: options.churn_dwell_ms,
             },
             FaultKind::LoseUnsynced => FaultPlan::LoseUnsynced { node: one },
+            FaultKind::PowerCut => FaultPlan::PowerCut,
             FaultKind::TornWrite => FaultPlan::TornWrite {
                 node: one,
                 seed: rng.gen(),
@@ -563,6 +574,7 @@ impl FaultPlan {
             FaultPlan::CrashRestartElection { .. } => FaultKind::CrashRestartElection,
             FaultPlan::LeaderChurn { .. } => FaultKind::LeaderChurn,
             FaultPlan::LoseUnsynced { .. } => FaultKind::LoseUnsynced,
+            FaultPlan::PowerCut => FaultKind::PowerCut,
             FaultPlan::TornWrite { .. } => FaultKind::TornWrite,
             FaultPlan::Corrupt { .. } => FaultKind::Corrupt,
         }
@@ -666,6 +678,7 @@ impl FaultPlan {
             FaultPlan::LoseUnsynced { node } => {
                 format!("lose unsynced writes of {}", node_name(*node))
             }
+            FaultPlan::PowerCut => "power cut: every node killed, every unsynced write lost".into(),
             FaultPlan::TornWrite { node, .. } => {
                 format!("tear the last unsynced write of {}", node_name(*node))
             }
@@ -742,7 +755,7 @@ mod tests {
     #[test]
     fn all_is_every_kind_that_needs_nothing_beyond_processes_and_proxies() {
         let all = parse_fault_list("all").unwrap();
-        assert_eq!(all.len(), ALL_KINDS.len() - 3);
+        assert_eq!(all.len(), ALL_KINDS.len() - 4);
         for kind in ALL_KINDS {
             assert_eq!(all.contains(&kind), kind.requires().is_none(), "{kind}");
         }
@@ -751,7 +764,8 @@ mod tests {
             vec![
                 FaultKind::LoseUnsynced,
                 FaultKind::TornWrite,
-                FaultKind::Corrupt
+                FaultKind::Corrupt,
+                FaultKind::PowerCut
             ]
         );
         assert_eq!(

@@ -195,6 +195,7 @@ pub async fn apply(
             | FaultPlan::LeaderChurn { .. }
             | FaultPlan::CrashRestartElection { .. }
             | FaultPlan::LoseUnsynced { .. }
+            | FaultPlan::PowerCut
             | FaultPlan::TornWrite { .. }
             | FaultPlan::Corrupt { .. } => {}
         }

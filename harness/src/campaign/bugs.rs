@@ -127,9 +127,9 @@ pub const PLANTED_BUGS: &[PlantedBug] = &[
         name: "no-fsync",
         rule: "a node acknowledges and replicates entries only once they are on stable storage (fsync)",
         workload: "kv",
-        nemesis: "lose-unsynced,torn-write,kill-leader",
+        nemesis: "power-cut,lose-unsynced,kill-leader",
         args: &["--nemesis-interval", "1s", "--nemesis-quiet", "500ms"],
-        why: "only a power cut shows it: a node that acknowledged entries it never fsynced forgets them when its unsynced writes are lost, and the entries a majority acknowledged can be gone once the leader dies too",
+        why: "only a power cut shows it: nodes that acknowledged entries they never fsynced forget them all at once, so writes a majority acknowledged are gone",
     },
     PlantedBug {
         name: "wal-trusts-length",
