@@ -133,6 +133,12 @@ impl Cache {
         self.files.remove(&ino)
     }
 
+    /// Puts back ops [`Cache::take`] took out but could not persist (a failed fsync keeps them,
+    /// as the page cache keeps dirty pages after a failed writeback).
+    pub(crate) fn restore(&mut self, ino: u64, dirty: DirtyFile) {
+        self.files.insert(ino, dirty);
+    }
+
     /// Takes every file's pending ops out (a power cut, or a clean unmount that persists them).
     pub(crate) fn take_all(&mut self) -> Vec<(u64, DirtyFile)> {
         let mut all: Vec<_> = self.files.drain().collect();

@@ -584,6 +584,7 @@ impl Filesystem for FaultFilesystem {
             };
             if let Some(dirty) = state.cache.take(ino.0) {
                 if let Err(e) = cache::apply(&file, &dirty.ops) {
+                    state.cache.restore(ino.0, dirty);
                     return reply.error(errno(&e));
                 }
             }
