@@ -29,6 +29,7 @@ mod keyset;
 mod model;
 pub mod models;
 mod search;
+mod value;
 
 pub use check::{
     check, check_builtin, Candidate, CheckError, CheckOptions, CheckResult, Counterexample,
@@ -39,6 +40,7 @@ pub use history::{parse_jsonl, Completion, Event, History, HistoryError, Operati
 pub use html::{esc as escape_html, render_html};
 pub use model::{Model, PreparedOp};
 pub use models::BuiltinModel;
+pub use value::ExactValue;
 
 /// The formats a history file can be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

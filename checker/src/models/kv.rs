@@ -4,6 +4,7 @@
 use super::json_text;
 use crate::history::{Completion, Operation};
 use crate::model::{Model, PreparedOp};
+use crate::value::ExactValue;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -58,7 +59,7 @@ impl KvModel {
     }
 }
 
-fn datum(value: &serde_json::Value) -> Datum {
+fn datum(value: &ExactValue) -> Datum {
     if value.is_null() {
         None
     } else {
@@ -84,7 +85,7 @@ impl Model for KvModel {
             "read" | "get" => KvInput::Read,
             "write" | "put" => KvInput::Write(datum(&op.input)),
             "delete" => KvInput::Delete,
-            "cas" => match op.input.as_array().map(Vec::as_slice) {
+            "cas" => match op.input.as_array() {
                 Some([from, to]) => KvInput::Cas {
                     from: datum(from),
                     to: datum(to),
@@ -392,8 +393,8 @@ mod tests {
             process: 1,
             f: "cas".into(),
             key: None,
-            input: serde_json::json!(["1", "2"]),
-            output: serde_json::Value::Null,
+            input: ExactValue::from(serde_json::json!(["1", "2"])),
+            output: ExactValue::Null,
             completion: Completion::Fail {
                 error: Some("precondition-failed".into()),
             },

@@ -8,6 +8,7 @@ pub use append::{AppendInput, AppendModel, AppendOutput};
 pub use kv::{Datum, KvInput, KvModel, KvOutput};
 pub use set::{SetInput, SetModel, SetOutput};
 
+use crate::value::ExactValue;
 use std::sync::Arc;
 
 /// A built-in model, chosen by name on the command line.
@@ -66,7 +67,8 @@ impl std::fmt::Display for BuiltinModel {
     }
 }
 
-/// A JSON value as an exact, hashable datum: its compact JSON text (`"a"` and `1` stay distinct).
-pub(crate) fn json_text(value: &serde_json::Value) -> Arc<str> {
-    Arc::from(value.to_string())
+/// A value as an exact, hashable datum: its compact JSON text with numbers as written (`"a"`
+/// and `1` stay distinct, and so do `18446744073709551616` and `18446744073709551617`).
+pub(crate) fn json_text(value: &ExactValue) -> Arc<str> {
+    Arc::from(value.text())
 }
