@@ -1,5 +1,6 @@
-//! The `register` / `kv` model: registers holding a value or nothing, with read, write, cas and
-//! delete. One register per key (P-compositionality: keys are checked independently).
+//! The `register` / `kv` model: registers holding a value or nothing, with read, write, cas,
+//! delete and append: everything the node's API does to a key. One register per key
+//! (P-compositionality: keys are checked independently).
 
 use super::json_text;
 use crate::history::{Completion, Operation};
@@ -27,6 +28,8 @@ pub enum KvInput {
     },
     /// Remove the value.
     Delete,
+    /// Add a suffix to a string value, creating the key (as that string) when absent.
+    Append(Arc<str>),
 }
 
 /// What a register operation returned.
@@ -67,6 +70,25 @@ fn datum(value: &ExactValue) -> Datum {
     }
 }
 
+/// A string's JSON text.
+fn json_string(s: &str) -> String {
+    ExactValue::String(s.to_string()).text()
+}
+
+/// The register after appending `suffix`: the string it holds (or the empty string when
+/// absent) followed by `suffix`; `None` when it holds something other than a string.
+fn appended(state: &Datum, suffix: &str) -> Option<Datum> {
+    let mut text = match state {
+        None => String::new(),
+        Some(json) => match ExactValue::from_json_text(json) {
+            Ok(ExactValue::String(s)) => s,
+            _ => return None,
+        },
+    };
+    text.push_str(suffix);
+    Some(Some(Arc::from(json_string(&text))))
+}
+
 fn show(d: &Datum) -> &str {
     d.as_deref().unwrap_or("null")
 }
@@ -85,6 +107,10 @@ impl Model for KvModel {
             "read" | "get" => KvInput::Read,
             "write" | "put" => KvInput::Write(datum(&op.input)),
             "delete" => KvInput::Delete,
+            "append" => match &op.input {
+                ExactValue::String(suffix) => KvInput::Append(Arc::from(suffix.as_str())),
+                other => return Err(format!("an append's value must be a string, got {other}")),
+            },
             "cas" => match op.input.as_array() {
                 Some([from, to]) => KvInput::Cas {
                     from: datum(from),
@@ -94,7 +120,8 @@ impl Model for KvModel {
             },
             other => {
                 return Err(format!(
-                    "unknown f `{other}` for the {} model (expected read, write, cas or delete)",
+                    "unknown f `{other}` for the {} model (expected read, write, cas, delete or \
+                     append)",
                     self.name
                 ))
             }
@@ -134,6 +161,9 @@ impl Model for KvModel {
             (KvInput::Read, None) => vec![state.clone()],
             (KvInput::Write(v), None | Some(KvOutput::Done)) => vec![v.clone()],
             (KvInput::Delete, None | Some(KvOutput::Done)) => vec![None],
+            (KvInput::Append(suffix), None | Some(KvOutput::Done)) => {
+                appended(state, suffix).map_or_else(Vec::new, |next| vec![next])
+            }
             (KvInput::Cas { from, to }, Some(KvOutput::Done)) => {
                 if from == state {
                     vec![to.clone()]
@@ -165,6 +195,7 @@ impl Model for KvModel {
             KvInput::Read => "read".to_string(),
             KvInput::Write(v) => format!("write({})", show(v)),
             KvInput::Delete => "delete".to_string(),
+            KvInput::Append(suffix) => format!("append({})", json_string(suffix)),
             KvInput::Cas { from, to } => format!("cas({} -> {})", show(from), show(to)),
         };
         match output {
@@ -185,6 +216,11 @@ impl Model for KvModel {
     /// of those remain it may as well never have happened. Unknown reads are never observable;
     /// unknown deletes are kept (absence is not a unique value).
     fn observation_horizons(&self, ops: &[PreparedOp<KvInput, KvOutput>]) -> Vec<Option<u64>> {
+        if ops.iter().any(|op| matches!(op.input, KvInput::Append(_))) {
+            // Appends make values that no write wrote (a read of `v` + suffix also observes the
+            // write of `v`), so the unique-value reasoning below does not hold: drop nothing.
+            return vec![Some(u64::MAX); ops.len()];
+        }
         let mut last_observer: HashMap<&Arc<str>, u64> = HashMap::new();
         for op in ops {
             let Some(done) = op.complete else { continue };
@@ -208,9 +244,10 @@ impl Model for KvModel {
                 }
                 match &op.input {
                     KvInput::Read => None,
-                    KvInput::Delete | KvInput::Write(None) | KvInput::Cas { to: None, .. } => {
-                        Some(u64::MAX)
-                    }
+                    KvInput::Delete
+                    | KvInput::Append(_)
+                    | KvInput::Write(None)
+                    | KvInput::Cas { to: None, .. } => Some(u64::MAX),
                     KvInput::Write(Some(v)) | KvInput::Cas { to: Some(v), .. } => {
                         last_observer.get(v).copied().max(refused)
                     }
@@ -383,6 +420,21 @@ mod tests {
         // Unknown outcome: swaps when it can, else changes nothing.
         assert_eq!(m.step(&d("1"), &cas, None), vec![d("2")]);
         assert_eq!(m.step(&None, &cas, None), vec![None]);
+    }
+
+    #[test]
+    fn append_extends_a_string_and_creates_an_absent_key() {
+        let m = KvModel::kv();
+        let append = KvInput::Append(Arc::from("b"));
+        assert_eq!(
+            m.step(&None, &append, Some(&KvOutput::Done)),
+            vec![d(r#""b""#)]
+        );
+        assert_eq!(m.step(&d(r#""a""#), &append, None), vec![d(r#""ab""#)]);
+        assert!(
+            m.step(&d("7"), &append, Some(&KvOutput::Done)).is_empty(),
+            "a number is not a string to append to"
+        );
     }
 
     #[test]
