@@ -86,7 +86,9 @@ fn a_read_all_listing_an_element_twice_is_refused_with_its_line() {
                 {:type :ok, :f :read-all, :value [1 1], :process 1}\n";
     let history = parse_edn(text).unwrap();
     let err = check_builtin(&history, BuiltinModel::Set, &CheckOptions::default()).unwrap_err();
-    let CheckError::BadOperation { line, message } = &err;
+    let CheckError::BadOperation { line, message } = &err else {
+        panic!("expected a bad operation, got {err}");
+    };
     assert_eq!(*line, 4, "the line of the read-all's result: {err}");
     assert!(message.contains("twice"), "{err}");
 }

@@ -48,21 +48,30 @@ pub enum KvOutput {
 pub struct KvModel {
     /// The name it was selected by (`register` or `kv`), for messages.
     pub name: &'static str,
+    /// Every register's value before any operation (`None`: absent).
+    pub initial: Datum,
 }
 
 impl KvModel {
     /// The `kv` model.
     pub fn kv() -> Self {
-        KvModel { name: "kv" }
+        KvModel {
+            name: "kv",
+            initial: None,
+        }
     }
 
     /// The `register` model.
     pub fn register() -> Self {
-        KvModel { name: "register" }
+        KvModel {
+            name: "register",
+            initial: None,
+        }
     }
 }
 
-fn datum(value: &ExactValue) -> Datum {
+/// A value as a register holds it: `null` is absence.
+pub(crate) fn datum(value: &ExactValue) -> Datum {
     if value.is_null() {
         None
     } else {
@@ -146,7 +155,7 @@ impl Model for KvModel {
     }
 
     fn init(&self) -> Datum {
-        None
+        self.initial.clone()
     }
 
     fn step(&self, state: &Datum, input: &KvInput, output: Option<&KvOutput>) -> Vec<Datum> {
@@ -216,9 +225,10 @@ impl Model for KvModel {
     /// of those remain it may as well never have happened. Unknown reads are never observable;
     /// unknown deletes are kept (absence is not a unique value).
     fn observation_horizons(&self, ops: &[PreparedOp<KvInput, KvOutput>]) -> Vec<Option<u64>> {
-        if ops.iter().any(|op| matches!(op.input, KvInput::Append(_))) {
+        if self.initial.is_some() || ops.iter().any(|op| matches!(op.input, KvInput::Append(_))) {
             // Appends make values that no write wrote (a read of `v` + suffix also observes the
-            // write of `v`), so the unique-value reasoning below does not hold: drop nothing.
+            // write of `v`), and an initial value is one no operation wrote, so the
+            // unique-value reasoning below does not hold: drop nothing.
             return vec![Some(u64::MAX); ops.len()];
         }
         let mut last_observer: HashMap<&Arc<str>, u64> = HashMap::new();
