@@ -361,7 +361,28 @@ pub fn check<M: Model>(
             .into_par_iter()
             .map(|(name, ops)| {
                 let t0 = Instant::now();
-                let outcome = search::check_partition(model, ops.clone(), &budget, step_limit);
+                // A partition the short attempt did not decide may have a proof found without
+                // search (Knossos likewise races other algorithms beside its search).
+                let refuted = step_limit
+                    .is_none()
+                    .then(|| model.refute(&ops))
+                    .flatten()
+                    .map(|(earlier, later, impossible)| {
+                        let state = model
+                            .step(&model.init(), &ops[later].input, ops[later].output.as_ref())
+                            .first()
+                            .map(|s| model.describe_state(s))
+                            .unwrap_or_default();
+                        Outcome::NotLinearizable(search::Failure {
+                            prefix: vec![ops[earlier].op_id, ops[later].op_id],
+                            states: vec![state],
+                            blocked_by: Some(ops[impossible].op_id),
+                            candidates: vec![(ops[impossible].op_id, false)],
+                        })
+                    });
+                let outcome = refuted.unwrap_or_else(|| {
+                    search::check_partition(model, ops.clone(), &budget, step_limit)
+                });
                 if matches!(outcome, Outcome::NotLinearizable(_)) && !options.all_partitions {
                     budget.stop.store(true, Ordering::Relaxed);
                 }

@@ -6,7 +6,10 @@
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use riptide_checker::history::{Event, EventType, Process};
+mod common;
+
+use common::timed::{client_event, history_of};
+use riptide_checker::history::{Event, EventType};
 use riptide_checker::{check_builtin, BuiltinModel, CheckOptions, History, Verdict};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
 
@@ -204,16 +207,8 @@ fn to_history(ops: &[GenOp]) -> History {
             RegOp::Cas(a, b) => ("cas", serde_json::json!([a.to_string(), b.to_string()])),
             RegOp::Delete => ("delete", serde_json::Value::Null),
         };
-        let event = |kind, value, error: Option<&str>| Event {
-            index: 0,
-            time: 0,
-            process: Process::Client(op.process),
-            kind,
-            f: f.to_string(),
-            key: None,
-            value,
-            error: error.map(str::to_string),
-        };
+        let event =
+            |kind, value, error: Option<&str>| client_event(op.process, f, kind, value, error);
         timed.push((op.invoke, event(EventType::Invoke, input.clone(), None)));
         if let Some(c) = op.complete {
             let completion = if op.failed {
@@ -230,8 +225,7 @@ fn to_history(ops: &[GenOp]) -> History {
             timed.push((c, completion));
         }
     }
-    timed.sort_by_key(|(t, _)| *t);
-    History::from_events(timed.into_iter().enumerate().map(|(i, (_, e))| (i + 1, e))).unwrap()
+    history_of(timed)
 }
 
 /// Brute force: tries every order (and every subset of unknown-outcome operations) that
