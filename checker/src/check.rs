@@ -3,8 +3,11 @@
 
 use crate::history::{History, Operation};
 use crate::model::{Model, PreparedOp};
-use crate::models::{AppendModel, BuiltinModel, KvModel, SetModel};
+use crate::models::{
+    key_name, AppendModel, BuiltinModel, CasRegisterModel, KvModel, MultiRegisterModel, SetModel,
+};
 use crate::search::{self, Budget, Outcome};
+use crate::value::ExactValue;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -144,26 +147,154 @@ pub enum CheckError {
         /// What is wrong.
         message: String,
     },
+    /// The model's arguments do not fit it (e.g. an initial value for `set`).
+    #[error("{message}")]
+    BadModel {
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl CheckError {
-    /// The 1-based line at fault.
+    /// The 1-based line at fault (0 when the error concerns no line).
     pub fn line(&self) -> usize {
         match self {
             CheckError::BadOperation { line, .. } => *line,
+            CheckError::BadModel { .. } => 0,
         }
     }
 }
 
-/// Checks a history against a built-in model.
+/// Checks a history against a built-in model with its defaults (initial value absent; a
+/// `jepsen.independent` history detected for the register models).
 pub fn check_builtin(
     history: &History,
     model: BuiltinModel,
     options: &CheckOptions,
 ) -> Result<CheckResult, CheckError> {
-    match model {
-        BuiltinModel::Register => check(history, &KvModel::register(), options),
-        BuiltinModel::Kv => check(history, &KvModel::kv(), options),
+    check_with(history, &ModelSpec::new(model), options)
+}
+
+/// Whether operation values are `jepsen.independent` `[key v]` tuples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Independent {
+    /// When [`crate::looks_independent`] says so, for `register`, `kv` and `cas-register`.
+    #[default]
+    Detect,
+    /// Always: every value must be a tuple.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// A built-in model with its arguments.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ModelSpec {
+    /// The model.
+    pub model: BuiltinModel,
+    /// The initial value (`register`, `kv`, `cas-register`: every key's value; `multi-register`:
+    /// an object of key -> value). `None`: absent / `nil` / empty.
+    pub initial: Option<ExactValue>,
+    /// How to read `[key v]` tuples.
+    pub independent: Independent,
+}
+
+/// Why a [`ModelSpec`] cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ModelSpecError(String);
+
+impl ModelSpec {
+    /// The model with its defaults.
+    pub fn new(model: BuiltinModel) -> ModelSpec {
+        ModelSpec {
+            model,
+            ..ModelSpec::default()
+        }
+    }
+
+    fn initial_datum(&self) -> Option<std::sync::Arc<str>> {
+        self.initial
+            .as_ref()
+            .filter(|v| !v.is_null())
+            .map(|v| v.text().into())
+    }
+
+    /// Checks that the arguments fit the model.
+    pub fn validate(&self) -> Result<(), ModelSpecError> {
+        match (&self.model, &self.initial) {
+            (_, None | Some(ExactValue::Null)) => Ok(()),
+            (BuiltinModel::Register | BuiltinModel::Kv | BuiltinModel::CasRegister, _) => Ok(()),
+            (BuiltinModel::MultiRegister, Some(ExactValue::Object(_))) => Ok(()),
+            (BuiltinModel::MultiRegister, Some(other)) => Err(ModelSpecError(format!(
+                "the multi-register model's initial value must be an object of key -> value, \
+                 got {other}"
+            ))),
+            (model, Some(_)) => Err(ModelSpecError(format!(
+                "the {model} model takes no initial value (every key starts empty)"
+            ))),
+        }
+    }
+}
+
+/// Checks a history against a built-in model with its arguments.
+pub fn check_with(
+    history: &History,
+    spec: &ModelSpec,
+    options: &CheckOptions,
+) -> Result<CheckResult, CheckError> {
+    spec.validate().map_err(|err| CheckError::BadModel {
+        message: err.to_string(),
+    })?;
+    let register_like = matches!(
+        spec.model,
+        BuiltinModel::Register | BuiltinModel::Kv | BuiltinModel::CasRegister
+    );
+    let split = match spec.independent {
+        Independent::Always => true,
+        Independent::Detect => register_like && crate::independent::looks_independent(history),
+        Independent::Never => false,
+    };
+    let split_history;
+    let history = if split {
+        split_history = crate::independent::split_independent(history)?;
+        &split_history
+    } else {
+        history
+    };
+    let initial = spec.initial_datum();
+    match spec.model {
+        BuiltinModel::Register => check(
+            history,
+            &KvModel {
+                initial,
+                ..KvModel::register()
+            },
+            options,
+        ),
+        BuiltinModel::Kv => check(
+            history,
+            &KvModel {
+                initial,
+                ..KvModel::kv()
+            },
+            options,
+        ),
+        BuiltinModel::CasRegister => check(history, &CasRegisterModel { initial }, options),
+        BuiltinModel::MultiRegister => {
+            let registers = match &spec.initial {
+                Some(ExactValue::Object(entries)) => entries
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (key_name(&ExactValue::String(k.clone())), v.text().into()))
+                    .collect(),
+                _ => Default::default(),
+            };
+            let model = MultiRegisterModel {
+                initial: std::sync::Arc::new(registers),
+            };
+            check(history, &model, options)
+        }
         BuiltinModel::Append => check(history, &AppendModel, options),
         BuiltinModel::Set => check(history, &SetModel, options),
     }
@@ -230,7 +361,28 @@ pub fn check<M: Model>(
             .into_par_iter()
             .map(|(name, ops)| {
                 let t0 = Instant::now();
-                let outcome = search::check_partition(model, ops.clone(), &budget, step_limit);
+                // A partition the short attempt did not decide may have a proof found without
+                // search (Knossos likewise races other algorithms beside its search).
+                let refuted = step_limit
+                    .is_none()
+                    .then(|| model.refute(&ops))
+                    .flatten()
+                    .map(|(earlier, later, impossible)| {
+                        let state = model
+                            .step(&model.init(), &ops[later].input, ops[later].output.as_ref())
+                            .first()
+                            .map(|s| model.describe_state(s))
+                            .unwrap_or_default();
+                        Outcome::NotLinearizable(search::Failure {
+                            prefix: vec![ops[earlier].op_id, ops[later].op_id],
+                            states: vec![state],
+                            blocked_by: Some(ops[impossible].op_id),
+                            candidates: vec![(ops[impossible].op_id, false)],
+                        })
+                    });
+                let outcome = refuted.unwrap_or_else(|| {
+                    search::check_partition(model, ops.clone(), &budget, step_limit)
+                });
                 if matches!(outcome, Outcome::NotLinearizable(_)) && !options.all_partitions {
                     budget.stop.store(true, Ordering::Relaxed);
                 }

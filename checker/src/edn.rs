@@ -5,17 +5,19 @@
 //! reader (maps, vectors, lists, sets, keywords, strings, numbers, `nil`, booleans; tagged
 //! literals such as `#jepsen.history.Op{...}` are read as their value) and the conversion of each
 //! map into an [`Event`], keywords becoming strings (`:cas` -> `"cas"`, `nil` -> `null`).
+//! Numbers keep their literal text, suffix included ([`ExactValue`]): `12345678901234567890123N`
+//! and `...124N` differ, and `1M` (a decimal) is not `1`.
 
 use crate::history::{Event, EventType, History, HistoryError, NemesisTag, Process};
-use serde_json::Value as Json;
+use crate::value::ExactValue;
 
 /// An EDN value, as much of EDN as histories use.
 #[derive(Debug, Clone, PartialEq)]
 enum Edn {
     Nil,
     Bool(bool),
-    Int(i64),
-    Float(f64),
+    /// A number's literal text (`12`, `-1.5e3`, `123N`, `1M`).
+    Number(String),
     Str(String),
     Keyword(String),
     Symbol(String),
@@ -39,15 +41,14 @@ pub fn parse_edn(text: &str) -> Result<History, HistoryError> {
         }
         let line = reader.line;
         match reader.value()? {
-            Edn::Map(entries) => events.push((line, event_of(line, entries)?)),
+            Edn::Map(entries) => events.push(event_of(line, entries)?),
             Edn::Vector(items) => {
-                // A whole history as one vector: line numbers are those of the vector's start,
-                // refined below by the reader's record of where each map started.
-                for (item, item_line) in items.into_iter().zip(reader.take_map_lines()) {
+                // A whole history as one vector: the reader recorded where each item started.
+                let item_lines = reader.take_map_lines();
+                for (i, item) in items.into_iter().enumerate() {
+                    let item_line = item_lines.get(i).copied().unwrap_or(line);
                     match item {
-                        Edn::Map(entries) => {
-                            events.push((item_line, event_of(item_line, entries)?))
-                        }
+                        Edn::Map(entries) => events.push(event_of(item_line, entries)?),
                         other => {
                             return Err(syntax(
                                 item_line,
@@ -66,19 +67,23 @@ pub fn parse_edn(text: &str) -> Result<History, HistoryError> {
         }
         reader.take_map_lines();
     }
-    History::from_events(events)
+    History::from_exact_events(events)
 }
 
 fn syntax(line: usize, message: String) -> HistoryError {
     HistoryError::Syntax { line, message }
 }
 
-fn event_of(line: usize, entries: Vec<(Edn, Edn)>) -> Result<Event, HistoryError> {
+/// The event of one operation map, with its value exactly and its line.
+fn event_of(
+    line: usize,
+    entries: Vec<(Edn, Edn)>,
+) -> Result<(usize, Event, ExactValue), HistoryError> {
     let mut process = None;
     let mut kind = None;
     let mut f = None;
     let mut key = None;
-    let mut value = Json::Null;
+    let mut value = ExactValue::Null;
     let mut time = 0u64;
     let mut index = None;
     let mut error = None;
@@ -87,7 +92,9 @@ fn event_of(line: usize, entries: Vec<(Edn, Edn)>) -> Result<Event, HistoryError
         match k.as_str() {
             "process" => {
                 process = Some(match v {
-                    Edn::Int(p) if p >= 0 => Process::Client(p as u64),
+                    Edn::Number(ref n) if integer(n).is_some() => {
+                        Process::Client(integer(n).unwrap_or_default())
+                    }
                     Edn::Keyword(ref n) | Edn::Symbol(ref n) | Edn::Str(ref n)
                         if n == "nemesis" =>
                     {
@@ -119,25 +126,25 @@ fn event_of(line: usize, entries: Vec<(Edn, Edn)>) -> Result<Event, HistoryError
             "key" => {
                 key = match v {
                     Edn::Nil => None,
-                    Edn::Int(i) => Some(i.to_string()),
+                    Edn::Number(n) => Some(n),
                     other => name_of(&other),
                 }
             }
-            "value" => value = to_json(v),
+            "value" => value = to_exact(v),
             "time" => {
-                if let Edn::Int(t) = v {
-                    time = t.max(0) as u64;
+                if let Edn::Number(t) = v {
+                    time = integer(&t).unwrap_or(0);
                 }
             }
             "index" => {
-                if let Edn::Int(i) = v {
-                    index = Some(i.max(0) as u64);
+                if let Edn::Number(i) = v {
+                    index = integer(&i);
                 }
             }
             "error" => {
                 error = match v {
                     Edn::Nil => None,
-                    other => Some(name_of(&other).unwrap_or_else(|| to_json(other).to_string())),
+                    other => Some(name_of(&other).unwrap_or_else(|| to_exact(other).text())),
                 }
             }
             _ => {}
@@ -146,16 +153,26 @@ fn event_of(line: usize, entries: Vec<(Edn, Edn)>) -> Result<Event, HistoryError
     let process = process.ok_or_else(|| syntax(line, "operation map without :process".into()))?;
     let kind = kind.ok_or_else(|| syntax(line, "operation map without :type".into()))?;
     let f = f.ok_or_else(|| syntax(line, "operation map without :f".into()))?;
-    Ok(Event {
+    let event = Event {
         index: index.unwrap_or(0),
         time,
         process,
         kind,
         f,
         key,
-        value,
+        // Nemesis values are only drawn: the lossy JSON form is enough for them.
+        value: match process {
+            Process::Nemesis(_) => serde_json::to_value(&value).unwrap_or_default(),
+            Process::Client(_) => serde_json::Value::Null,
+        },
         error,
-    })
+    };
+    Ok((line, event, value))
+}
+
+/// A non-negative integer literal (an `N` suffix allowed), for `:process`, `:time` and `:index`.
+fn integer(literal: &str) -> Option<u64> {
+    literal.strip_suffix('N').unwrap_or(literal).parse().ok()
 }
 
 /// The name of a keyword, symbol or string.
@@ -166,25 +183,29 @@ fn name_of(v: &Edn) -> Option<String> {
     }
 }
 
-fn to_json(v: Edn) -> Json {
+fn to_exact(v: Edn) -> ExactValue {
     match v {
-        Edn::Nil => Json::Null,
-        Edn::Bool(b) => Json::Bool(b),
-        Edn::Int(i) => Json::from(i),
-        Edn::Float(x) => serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number),
-        Edn::Str(s) | Edn::Keyword(s) | Edn::Symbol(s) => Json::String(s),
-        Edn::Vector(items) => Json::Array(items.into_iter().map(to_json).collect()),
-        Edn::Map(entries) => Json::Object(
-            entries
+        Edn::Nil => ExactValue::Null,
+        Edn::Bool(b) => ExactValue::Bool(b),
+        Edn::Number(n) => ExactValue::Number(n.into()),
+        Edn::Str(s) | Edn::Keyword(s) | Edn::Symbol(s) => ExactValue::String(s),
+        Edn::Vector(items) => ExactValue::Array(items.into_iter().map(to_exact).collect()),
+        Edn::Map(entries) => {
+            let mut entries: Vec<(String, ExactValue)> = entries
                 .into_iter()
                 .map(|(k, v)| {
                     (
-                        name_of(&k).unwrap_or_else(|| to_json(k).to_string()),
-                        to_json(v),
+                        name_of(&k).unwrap_or_else(|| to_exact(k).text()),
+                        to_exact(v),
                     )
                 })
-                .collect(),
-        ),
+                .collect();
+            // Sorted by key, a repeated key keeping its last value, as JSON objects are read.
+            entries.reverse();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            entries.dedup_by(|a, b| a.0 == b.0);
+            ExactValue::Object(entries)
+        }
     }
 }
 
@@ -193,8 +214,8 @@ struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
     line: usize,
-    /// Lines where the maps nested directly in a top-level vector started, so that an error in a
-    /// history written as one vector still names the line of the operation at fault.
+    /// Lines where the items nested directly in a top-level form started, so that an error in a
+    /// history written as one vector still names the line of the item at fault.
     map_lines: Vec<usize>,
 }
 
@@ -239,9 +260,6 @@ impl Reader<'_> {
         };
         match b {
             b'{' => {
-                if depth == 1 {
-                    self.map_lines.push(self.line);
-                }
                 self.pos += 1;
                 let items = self.seq(b'}', depth)?;
                 if items.len() % 2 != 0 {
@@ -314,7 +332,12 @@ impl Reader<'_> {
                     self.pos += 1;
                     return Ok(items);
                 }
-                Some(_) => items.push(self.value_at(depth + 1)?),
+                Some(_) => {
+                    if depth == 0 {
+                        self.map_lines.push(self.line);
+                    }
+                    items.push(self.value_at(depth + 1)?)
+                }
             }
         }
     }
@@ -391,14 +414,10 @@ fn atom(t: String) -> Edn {
         "false" => return Edn::Bool(false),
         _ => {}
     }
-    let digits = t.trim_end_matches(['N', 'M']);
-    if let Ok(i) = digits.parse::<i64>() {
-        return Edn::Int(i);
-    }
-    if let Ok(x) = digits.parse::<f64>() {
-        if digits.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+' || c == '.') {
-            return Edn::Float(x);
-        }
+    let unsigned = t.strip_prefix(['-', '+']).unwrap_or(&t);
+    if unsigned.starts_with(|c: char| c.is_ascii_digit()) {
+        // Kept as written: exactness matters more than a numeric form here.
+        return Edn::Number(t);
     }
     Edn::Symbol(t)
 }
@@ -418,7 +437,7 @@ mod tests {
         assert_eq!(h.operations.len(), 1);
         let op = &h.operations[0];
         assert_eq!(op.f, "cas");
-        assert_eq!(op.input, serde_json::json!([1, 4]));
+        assert_eq!(op.input.text(), "[1,4]");
         assert_eq!(op.invoke_line, 1);
         assert_eq!(op.complete_line, Some(2));
         assert_eq!(h.nemesis.len(), 1);
@@ -430,7 +449,7 @@ mod tests {
             "[{:type :invoke, :f :read, :value nil, :process 0}\n #jepsen.history.Op{:type :ok, :f :read, :value \"a\", :process 0}]",
         )
         .unwrap();
-        assert_eq!(h.operations[0].output, serde_json::json!("a"));
+        assert_eq!(h.operations[0].output, ExactValue::String("a".into()));
         assert_eq!(h.operations[0].complete_line, Some(2));
     }
 
@@ -438,5 +457,31 @@ mod tests {
     fn names_the_line_of_a_syntax_error() {
         let err = parse_edn("{:type :invoke, :f :read, :process 0}\n{:type :ok :f\n").unwrap_err();
         assert!(err.line().is_some(), "{err}");
+    }
+
+    #[test]
+    fn numbers_keep_their_literal_text_and_suffix() {
+        let h = parse_edn(
+            "{:type :invoke, :f :write, :value 9223372036854775808, :process 0}\n\
+             {:type :ok, :f :write, :value 12345678901234567890123N, :process 0}\n\
+             {:type :invoke, :f :write, :value 1M, :process 1}\n\
+             {:type :ok, :f :write, :value 1, :process 1}\n",
+        )
+        .unwrap();
+        assert_eq!(h.operations[0].input.text(), "9223372036854775808");
+        assert_eq!(h.operations[0].output.text(), "12345678901234567890123N");
+        assert_ne!(h.operations[1].input, h.operations[1].output);
+    }
+
+    #[test]
+    fn a_vector_history_with_trailing_non_maps_is_refused_with_the_line() {
+        let err = parse_edn(
+            "[{:type :invoke, :f :read, :value nil, :process 0}\n\
+             {:type :ok, :f :read, :value nil, :process 0}\n\
+             5 6]",
+        )
+        .unwrap_err();
+        assert_eq!(err.line(), Some(3), "{err}");
+        assert!(err.to_string().contains("operation map"), "{err}");
     }
 }

@@ -4,7 +4,9 @@
 //! `invoke`, then exactly one of `ok`, `fail` or `info` for the same process. Events of the
 //! process `"nemesis"` record faults; the checker ignores them and reports draw them.
 
+use crate::value::ExactValue;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// Who produced an event: a logical client process or the nemesis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -99,10 +101,10 @@ pub struct Operation {
     /// The key it touches, absent for a single register.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// The `value` of the invoke: the argument.
-    pub input: serde_json::Value,
-    /// The `value` of the completion: the result (`null` when unknown).
-    pub output: serde_json::Value,
+    /// The `value` of the invoke: the argument, numbers as written.
+    pub input: ExactValue,
+    /// The `value` of the completion: the result (`null` when unknown), numbers as written.
+    pub output: ExactValue,
     /// How it ended.
     pub completion: Completion,
     /// Position of the invoke among all events of the file (real-time order).
@@ -180,10 +182,21 @@ impl History {
     pub fn from_events(
         events: impl IntoIterator<Item = (usize, Event)>,
     ) -> Result<History, HistoryError> {
+        History::from_exact_events(events.into_iter().map(|(line, event)| {
+            let value = ExactValue::from(&event.value);
+            (line, event, value)
+        }))
+    }
+
+    /// Like [`History::from_events`], with each client event's value given exactly (the
+    /// event's own `value` is then only kept for nemesis events).
+    pub(crate) fn from_exact_events(
+        events: impl IntoIterator<Item = (usize, Event, ExactValue)>,
+    ) -> Result<History, HistoryError> {
         let mut history = History::default();
         // Open operation of each process: index into `history.operations`.
         let mut open: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
-        for (seq, (line, event)) in events.into_iter().enumerate() {
+        for (seq, (line, event, value)) in events.into_iter().enumerate() {
             let seq = seq as u64;
             let process = match event.process {
                 Process::Nemesis(_) => {
@@ -212,8 +225,8 @@ impl History {
                         process,
                         f: event.f,
                         key: event.key,
-                        input: event.value,
-                        output: serde_json::Value::Null,
+                        input: value,
+                        output: ExactValue::Null,
                         completion: Completion::Unknown { error: None },
                         invoke_seq: seq,
                         complete_seq: None,
@@ -259,12 +272,12 @@ impl History {
                     match event.kind {
                         EventType::Ok => {
                             op.completion = Completion::Ok;
-                            op.output = event.value;
+                            op.output = value;
                             op.complete_seq = Some(seq);
                         }
                         EventType::Fail => {
                             op.completion = Completion::Fail { error: event.error };
-                            op.output = event.value;
+                            op.output = value;
                             op.complete_seq = Some(seq);
                         }
                         _ => {
@@ -287,7 +300,26 @@ fn type_name(kind: EventType) -> &'static str {
     }
 }
 
-/// Reads a JSON Lines history (one [`Event`] per line; blank lines are skipped).
+/// An [`Event`] as read from a line, its `value` still as text so that numbers keep their
+/// literal text.
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    index: u64,
+    time: u64,
+    process: Process,
+    #[serde(rename = "type")]
+    kind: EventType,
+    f: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default, borrow)]
+    value: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// Reads a JSON Lines history (one [`Event`] per line; blank lines are skipped). Values keep
+/// their literal text ([`ExactValue`]).
 pub fn parse_jsonl(reader: impl std::io::BufRead) -> Result<History, HistoryError> {
     let mut events = Vec::new();
     for (i, line) in reader.lines().enumerate() {
@@ -296,13 +328,35 @@ pub fn parse_jsonl(reader: impl std::io::BufRead) -> Result<History, HistoryErro
         if line.trim().is_empty() {
             continue;
         }
-        let event: Event = serde_json::from_str(&line).map_err(|err| HistoryError::Syntax {
+        let syntax = |err: serde_json::Error| HistoryError::Syntax {
             line: line_no,
             message: format!("not a history event: {err}"),
-        })?;
-        events.push((line_no, event));
+        };
+        let raw: RawEvent<'_> = serde_json::from_str(&line).map_err(syntax)?;
+        let exact = match raw.value {
+            Some(text) => ExactValue::from_json_text(text.get()).map_err(syntax)?,
+            None => ExactValue::Null,
+        };
+        // Nemesis values are only drawn, so the lossy `serde_json::Value` is enough there.
+        let value = match (raw.process, raw.value) {
+            (Process::Nemesis(_), Some(text)) => {
+                serde_json::from_str(text.get()).map_err(syntax)?
+            }
+            _ => serde_json::Value::Null,
+        };
+        let event = Event {
+            index: raw.index,
+            time: raw.time,
+            process: raw.process,
+            kind: raw.kind,
+            f: raw.f,
+            key: raw.key,
+            value,
+            error: raw.error,
+        };
+        events.push((line_no, event, exact));
     }
-    History::from_events(events)
+    History::from_exact_events(events)
 }
 
 #[cfg(test)]
@@ -349,8 +403,20 @@ mod tests {
         let h = parse_jsonl(text.as_bytes()).unwrap();
         assert_eq!(h.nemesis.len(), 1);
         assert_eq!(h.operations.len(), 2);
-        assert_eq!(h.operations[0].output, serde_json::json!("7"));
+        assert_eq!(h.operations[0].output, ExactValue::String("7".into()));
         assert_eq!(h.operations[0].complete_line, Some(3));
         assert!(h.operations[1].is_unknown());
+    }
+
+    #[test]
+    fn numbers_keep_their_literal_text() {
+        let text = concat!(
+            r#"{"index":0,"time":0,"process":0,"type":"invoke","f":"write","value":18446744073709551616}"#,
+            "\n",
+            r#"{"index":1,"time":1,"process":0,"type":"ok","f":"write","value":1e400}"#,
+        );
+        let h = parse_jsonl(text.as_bytes()).unwrap();
+        assert_eq!(h.operations[0].input.text(), "18446744073709551616");
+        assert_eq!(h.operations[0].output.text(), "1e400");
     }
 }

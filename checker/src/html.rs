@@ -269,7 +269,7 @@ fn timeline(
 }
 
 fn short(op: &Operation) -> String {
-    let v = |x: &serde_json::Value| {
+    let v = |x: &crate::ExactValue| {
         if x.is_null() {
             String::new()
         } else {

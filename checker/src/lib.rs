@@ -2,7 +2,8 @@
 //!
 //! Data path: a recorded [`history`] of events is paired into operations
 //! ([`parse_jsonl`], [`parse_edn`], [`read_history`]), each operation is read by a [`Model`]
-//! (built-in: [`BuiltinModel`] `register`, `kv`, `append`, `set`), the operations are split into
+//! (built-in: [`BuiltinModel`] `register`, `kv`, `append`, `set`, Knossos's `cas-register`
+//! and `multi-register`, chosen with their arguments in a [`ModelSpec`]), the operations are split into
 //! independent partitions (per key for `kv`), each partition is searched for a linearization in
 //! parallel (Wing & Gong with Lowe's cache, as Porcupine does, cut into segments at quiescent
 //! points), and the verdicts are gathered in a [`CheckResult`] with a readable [`Counterexample`].
@@ -25,20 +26,24 @@ mod edn;
 mod fxhash;
 pub mod history;
 mod html;
+mod independent;
 mod keyset;
 mod model;
 pub mod models;
 mod search;
+mod value;
 
 pub use check::{
-    check, check_builtin, Candidate, CheckError, CheckOptions, CheckResult, Counterexample,
-    OpSummary, PartitionResult, Verdict,
+    check, check_builtin, check_with, Candidate, CheckError, CheckOptions, CheckResult,
+    Counterexample, Independent, ModelSpec, ModelSpecError, OpSummary, PartitionResult, Verdict,
 };
 pub use edn::parse_edn;
 pub use history::{parse_jsonl, Completion, Event, History, HistoryError, Operation};
 pub use html::{esc as escape_html, render_html};
+pub use independent::{looks_independent, split_independent};
 pub use model::{Model, PreparedOp};
 pub use models::BuiltinModel;
+pub use value::ExactValue;
 
 /// The formats a history file can be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

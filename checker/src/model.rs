@@ -89,4 +89,17 @@ pub trait Model: Send + Sync {
     ) -> Vec<Option<u64>> {
         vec![Some(u64::MAX); ops.len()]
     }
+
+    /// A proof, found without searching, that no linearization exists: indices into `ops` of
+    /// `(earlier, later, impossible)`, where `earlier` and `later` must both precede the
+    /// completed operation `impossible` in real time and together rule out its output. The
+    /// check asks only for partitions the search did not decide quickly. The default finds
+    /// nothing. An implementation must only answer when the proof holds.
+    fn refute(
+        &self,
+        ops: &[PreparedOp<Self::Input, Self::Output>],
+    ) -> Option<(usize, usize, usize)> {
+        let _ = ops;
+        None
+    }
 }

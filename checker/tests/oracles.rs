@@ -1,11 +1,15 @@
 //! The checker agrees with two independent oracles on thousands of small random register
-//! histories (concurrent operations, unknown outcomes, refused cas, valid and corrupted ones):
+//! histories mixing everything the node does to a key (read, write, cas, delete, append;
+//! concurrent operations, unknown outcomes, refused cas, valid and corrupted ones):
 //! stateright's `LinearizabilityTester` and a brute-force search over every order.
 
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use riptide_checker::history::{Event, EventType, Process};
+mod common;
+
+use common::timed::{client_event, history_of};
+use riptide_checker::history::{Event, EventType};
 use riptide_checker::{check_builtin, BuiltinModel, CheckOptions, History, Verdict};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
 
@@ -16,12 +20,14 @@ enum RegOp {
     Write(u8),
     Cas(u8, u8),
     Delete,
+    /// Appends the suffix `,N` (creating the key when absent).
+    Append(u8),
 }
 
 /// What it returned.
 #[derive(Debug, Clone, PartialEq)]
 enum RegRet {
-    Read(Option<u8>),
+    Read(Option<String>),
     Done,
     CasRefused,
 }
@@ -29,7 +35,7 @@ enum RegRet {
 /// The register as stateright's sequential specification (written independently of the
 /// checker's model).
 #[derive(Debug, Clone, Default)]
-struct Register(Option<u8>);
+struct Register(Option<String>);
 
 impl SequentialSpec for Register {
     type Op = RegOp;
@@ -37,9 +43,15 @@ impl SequentialSpec for Register {
 
     fn invoke(&mut self, op: &RegOp) -> RegRet {
         match *op {
-            RegOp::Read => RegRet::Read(self.0),
+            RegOp::Read => RegRet::Read(self.0.clone()),
             RegOp::Write(v) => {
-                self.0 = Some(v);
+                self.0 = Some(v.to_string());
+                RegRet::Done
+            }
+            RegOp::Append(v) => {
+                let mut s = self.0.take().unwrap_or_default();
+                s.push_str(&format!(",{v}"));
+                self.0 = Some(s);
                 RegRet::Done
             }
             RegOp::Delete => {
@@ -47,8 +59,8 @@ impl SequentialSpec for Register {
                 RegRet::Done
             }
             RegOp::Cas(from, to) => {
-                if self.0 == Some(from) {
-                    self.0 = Some(to);
+                if self.0 == Some(from.to_string()) {
+                    self.0 = Some(to.to_string());
                     RegRet::Done
                 } else {
                     RegRet::CasRefused
@@ -95,11 +107,16 @@ fn generate(seed: u64) -> Vec<GenOp> {
             None if started < total_ops => {
                 let op = match rng.gen_range(0..10) {
                     0..=3 => RegOp::Read,
-                    4..=6 if unique => {
+                    4..=5 if unique => {
                         next_unique += 1;
                         RegOp::Write(next_unique)
                     }
-                    4..=6 => RegOp::Write(rng.gen_range(0..values)),
+                    4..=5 => RegOp::Write(rng.gen_range(0..values)),
+                    6 if unique => {
+                        next_unique += 1;
+                        RegOp::Append(next_unique)
+                    }
+                    6 => RegOp::Append(rng.gen_range(0..values)),
                     7..=8 if unique => {
                         next_unique += 1;
                         RegOp::Cas(rng.gen_range(0..next_unique), next_unique)
@@ -159,9 +176,9 @@ fn generate(seed: u64) -> Vec<GenOp> {
             ops[i].ret = Some(match (&ops[i].op, &ops[i].ret) {
                 (RegOp::Read, Some(RegRet::Read(v))) => {
                     let other = rng.gen_range(0..=values);
-                    let w = if other == values { None } else { Some(other) };
+                    let w = (other < values).then(|| other.to_string());
                     RegRet::Read(if w == *v {
-                        w.map_or(Some(0), |_| None)
+                        w.map_or(Some("0".to_string()), |_| None)
                     } else {
                         w
                     })
@@ -175,10 +192,8 @@ fn generate(seed: u64) -> Vec<GenOp> {
     ops
 }
 
-fn json(v: Option<u8>) -> serde_json::Value {
-    v.map_or(serde_json::Value::Null, |v| {
-        serde_json::Value::from(v.to_string())
-    })
+fn json(v: Option<String>) -> serde_json::Value {
+    v.map_or(serde_json::Value::Null, serde_json::Value::String)
 }
 
 /// The generated operations as history events, in time order.
@@ -187,27 +202,20 @@ fn to_history(ops: &[GenOp]) -> History {
     for op in ops {
         let (f, input) = match op.op {
             RegOp::Read => ("read", serde_json::Value::Null),
-            RegOp::Write(v) => ("write", json(Some(v))),
+            RegOp::Write(v) => ("write", json(Some(v.to_string()))),
+            RegOp::Append(v) => ("append", json(Some(format!(",{v}")))),
             RegOp::Cas(a, b) => ("cas", serde_json::json!([a.to_string(), b.to_string()])),
             RegOp::Delete => ("delete", serde_json::Value::Null),
         };
-        let event = |kind, value, error: Option<&str>| Event {
-            index: 0,
-            time: 0,
-            process: Process::Client(op.process),
-            kind,
-            f: f.to_string(),
-            key: None,
-            value,
-            error: error.map(str::to_string),
-        };
+        let event =
+            |kind, value, error: Option<&str>| client_event(op.process, f, kind, value, error);
         timed.push((op.invoke, event(EventType::Invoke, input.clone(), None)));
         if let Some(c) = op.complete {
             let completion = if op.failed {
                 event(EventType::Fail, input.clone(), Some("timeout"))
             } else {
                 match &op.ret {
-                    Some(RegRet::Read(v)) => event(EventType::Ok, json(*v), None),
+                    Some(RegRet::Read(v)) => event(EventType::Ok, json(v.clone()), None),
                     Some(RegRet::CasRefused) => {
                         event(EventType::Fail, input.clone(), Some("precondition-failed"))
                     }
@@ -217,15 +225,14 @@ fn to_history(ops: &[GenOp]) -> History {
             timed.push((c, completion));
         }
     }
-    timed.sort_by_key(|(t, _)| *t);
-    History::from_events(timed.into_iter().enumerate().map(|(i, (_, e))| (i + 1, e))).unwrap()
+    history_of(timed)
 }
 
 /// Brute force: tries every order (and every subset of unknown-outcome operations) that
 /// respects real time.
 fn brute_force(ops: &[GenOp]) -> bool {
     let ops: Vec<&GenOp> = ops.iter().filter(|o| !o.failed).collect();
-    fn go(ops: &[&GenOp], used: &mut Vec<bool>, state: Option<u8>) -> bool {
+    fn go(ops: &[&GenOp], used: &mut Vec<bool>, state: Option<String>) -> bool {
         if ops
             .iter()
             .zip(used.iter())
@@ -245,7 +252,7 @@ fn brute_force(ops: &[GenOp]) -> bool {
             if blocked {
                 continue;
             }
-            let mut reg = Register(state);
+            let mut reg = Register(state.clone());
             let ret = reg.invoke(&ops[i].op);
             if ops[i].ret.as_ref().is_some_and(|want| *want != ret) {
                 continue;
@@ -309,10 +316,14 @@ proptest! {
 
 #[test]
 fn generated_histories_include_both_verdicts_and_unknown_outcomes() {
-    let (mut good, mut bad, mut unknown) = (0, 0, 0);
+    let (mut good, mut bad, mut unknown, mut appends) = (0, 0, 0, 0);
     for seed in 0..500 {
         let ops = generate(seed);
         unknown += ops.iter().filter(|o| o.complete.is_none()).count();
+        appends += ops
+            .iter()
+            .filter(|o| matches!(o.op, RegOp::Append(_)))
+            .count();
         if brute_force(&ops) {
             good += 1;
         } else {
@@ -320,7 +331,7 @@ fn generated_histories_include_both_verdicts_and_unknown_outcomes() {
         }
     }
     assert!(
-        good > 100 && bad > 50 && unknown > 50,
-        "good {good} bad {bad} unknown {unknown}"
+        good > 100 && bad > 50 && unknown > 50 && appends > 100,
+        "good {good} bad {bad} unknown {unknown} appends {appends}"
     );
 }

@@ -4,6 +4,7 @@
 
 use crate::history::{Completion, Operation};
 use crate::model::{Model, PreparedOp};
+use crate::value::ExactValue;
 use std::sync::Arc;
 
 /// What an append-model operation asks for.
@@ -30,10 +31,10 @@ pub enum AppendOutput {
 #[derive(Debug, Clone, Default)]
 pub struct AppendModel;
 
-fn string_of(value: &serde_json::Value, what: &str) -> Result<Arc<str>, String> {
+fn string_of(value: &ExactValue, what: &str) -> Result<Arc<str>, String> {
     match value {
-        serde_json::Value::String(s) => Ok(Arc::from(s.as_str())),
-        serde_json::Value::Null => Ok(Arc::from("")),
+        ExactValue::String(s) => Ok(Arc::from(s.as_str())),
+        ExactValue::Null => Ok(Arc::from("")),
         other => Err(format!("{what} must be a string, got {other}")),
     }
 }

@@ -1,9 +1,11 @@
-//! The `register` / `kv` model: registers holding a value or nothing, with read, write, cas and
-//! delete. One register per key (P-compositionality: keys are checked independently).
+//! The `register` / `kv` model: registers holding a value or nothing, with read, write, cas,
+//! delete and append: everything the node's API does to a key. One register per key
+//! (P-compositionality: keys are checked independently).
 
 use super::json_text;
 use crate::history::{Completion, Operation};
 use crate::model::{Model, PreparedOp};
+use crate::value::ExactValue;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -26,6 +28,8 @@ pub enum KvInput {
     },
     /// Remove the value.
     Delete,
+    /// Add a suffix to a string value, creating the key (as that string) when absent.
+    Append(Arc<str>),
 }
 
 /// What a register operation returned.
@@ -44,26 +48,54 @@ pub enum KvOutput {
 pub struct KvModel {
     /// The name it was selected by (`register` or `kv`), for messages.
     pub name: &'static str,
+    /// Every register's value before any operation (`None`: absent).
+    pub initial: Datum,
 }
 
 impl KvModel {
     /// The `kv` model.
     pub fn kv() -> Self {
-        KvModel { name: "kv" }
+        KvModel {
+            name: "kv",
+            initial: None,
+        }
     }
 
     /// The `register` model.
     pub fn register() -> Self {
-        KvModel { name: "register" }
+        KvModel {
+            name: "register",
+            initial: None,
+        }
     }
 }
 
-fn datum(value: &serde_json::Value) -> Datum {
+/// A value as a register holds it: `null` is absence.
+pub(crate) fn datum(value: &ExactValue) -> Datum {
     if value.is_null() {
         None
     } else {
         Some(json_text(value))
     }
+}
+
+/// A string's JSON text.
+fn json_string(s: &str) -> String {
+    ExactValue::String(s.to_string()).text()
+}
+
+/// The register after appending `suffix`: the string it holds (or the empty string when
+/// absent) followed by `suffix`; `None` when it holds something other than a string.
+fn appended(state: &Datum, suffix: &str) -> Option<Datum> {
+    let mut text = match state {
+        None => String::new(),
+        Some(json) => match ExactValue::from_json_text(json) {
+            Ok(ExactValue::String(s)) => s,
+            _ => return None,
+        },
+    };
+    text.push_str(suffix);
+    Some(Some(Arc::from(json_string(&text))))
 }
 
 fn show(d: &Datum) -> &str {
@@ -84,7 +116,11 @@ impl Model for KvModel {
             "read" | "get" => KvInput::Read,
             "write" | "put" => KvInput::Write(datum(&op.input)),
             "delete" => KvInput::Delete,
-            "cas" => match op.input.as_array().map(Vec::as_slice) {
+            "append" => match &op.input {
+                ExactValue::String(suffix) => KvInput::Append(Arc::from(suffix.as_str())),
+                other => return Err(format!("an append's value must be a string, got {other}")),
+            },
+            "cas" => match op.input.as_array() {
                 Some([from, to]) => KvInput::Cas {
                     from: datum(from),
                     to: datum(to),
@@ -93,7 +129,8 @@ impl Model for KvModel {
             },
             other => {
                 return Err(format!(
-                    "unknown f `{other}` for the {} model (expected read, write, cas or delete)",
+                    "unknown f `{other}` for the {} model (expected read, write, cas, delete or \
+                     append)",
                     self.name
                 ))
             }
@@ -118,7 +155,7 @@ impl Model for KvModel {
     }
 
     fn init(&self) -> Datum {
-        None
+        self.initial.clone()
     }
 
     fn step(&self, state: &Datum, input: &KvInput, output: Option<&KvOutput>) -> Vec<Datum> {
@@ -133,6 +170,9 @@ impl Model for KvModel {
             (KvInput::Read, None) => vec![state.clone()],
             (KvInput::Write(v), None | Some(KvOutput::Done)) => vec![v.clone()],
             (KvInput::Delete, None | Some(KvOutput::Done)) => vec![None],
+            (KvInput::Append(suffix), None | Some(KvOutput::Done)) => {
+                appended(state, suffix).map_or_else(Vec::new, |next| vec![next])
+            }
             (KvInput::Cas { from, to }, Some(KvOutput::Done)) => {
                 if from == state {
                     vec![to.clone()]
@@ -164,6 +204,7 @@ impl Model for KvModel {
             KvInput::Read => "read".to_string(),
             KvInput::Write(v) => format!("write({})", show(v)),
             KvInput::Delete => "delete".to_string(),
+            KvInput::Append(suffix) => format!("append({})", json_string(suffix)),
             KvInput::Cas { from, to } => format!("cas({} -> {})", show(from), show(to)),
         };
         match output {
@@ -179,50 +220,120 @@ impl Model for KvModel {
     }
 
     /// An unknown write or cas of value `v` can only be observed by a completed read of `v` or
-    /// cas from `v` (or, in a chain, through an unknown cas from `v`), or by a refused cas whose
-    /// `from` could still be the value it overwrites (see [`refused_cas_horizons`]); once none
-    /// of those remain it may as well never have happened. Unknown reads are never observable;
-    /// unknown deletes are kept (absence is not a unique value).
+    /// cas from `v` that completes after it began (or, in a chain, through an unknown cas from
+    /// `v`), or by a refused cas whose `from` could still be the value it overwrites (see
+    /// [`refused_cas_horizons`]); once none of those remain it may as well never have happened.
+    /// Absence is treated the same way: an unknown delete, `write(null)` or cas to `null` is
+    /// observed only by reads of `null` and cas from `null` (and refused cas), so long histories
+    /// with unknown deletes stay near-linear. Unknown reads are never observable.
+    /// A stale read: a completed read of `u` whose only producer `P` (a write or cas to `u`)
+    /// completed before a completed write, delete or successful cas `C` began, and `C`
+    /// completed before the read began. Real time orders `P`, `C`, the read; `C` leaves a value
+    /// other than `u` and nothing else produces `u`, so the read cannot see it. Polynomial, and
+    /// decides the long histories with many unknown outcomes that the search cannot finish.
+    fn refute(&self, ops: &[PreparedOp<KvInput, KvOutput>]) -> Option<(usize, usize, usize)> {
+        if ops.iter().any(|op| matches!(op.input, KvInput::Append(_))) {
+            return None;
+        }
+        // Producers of each value (a refused cas produces nothing).
+        let mut producers: HashMap<&Arc<str>, (usize, usize)> = HashMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            let produced = match (&op.input, &op.output) {
+                (KvInput::Write(Some(v)), _) => v,
+                (KvInput::Cas { to: Some(v), .. }, None | Some(KvOutput::Done)) => v,
+                _ => continue,
+            };
+            let entry = producers.entry(produced).or_insert((0, i));
+            entry.0 += 1;
+        }
+        if let Some(initial) = &self.initial {
+            producers
+                .entry(initial)
+                .and_modify(|e| e.0 += 1)
+                .or_insert((2, 0));
+        }
+        // Completed unconditional changes and successful cas, by completion.
+        let mut changes: Vec<(u64, u64, usize)> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| match (&op.input, &op.output, op.complete) {
+                (
+                    KvInput::Write(_) | KvInput::Delete | KvInput::Cas { .. },
+                    Some(KvOutput::Done),
+                    Some(done),
+                ) => Some((done, op.invoke, i)),
+                _ => None,
+            })
+            .collect();
+        changes.sort_unstable();
+        for (r, read) in ops.iter().enumerate() {
+            let (KvInput::Read, Some(KvOutput::Value(Some(u)))) = (&read.input, &read.output)
+            else {
+                continue;
+            };
+            let Some(&(1, p)) = producers.get(u) else {
+                continue;
+            };
+            let Some(p_done) = ops[p].complete else {
+                continue;
+            };
+            // A change invoked after P completed and completed before the read began.
+            let before_read = changes.partition_point(|&(done, _, _)| done < read.invoke);
+            if let Some(&(_, _, c)) = changes[..before_read]
+                .iter()
+                .find(|&&(_, invoke, c)| invoke > p_done && c != p)
+            {
+                return Some((p, c, r));
+            }
+        }
+        None
+    }
+
     fn observation_horizons(&self, ops: &[PreparedOp<KvInput, KvOutput>]) -> Vec<Option<u64>> {
-        let mut last_observer: HashMap<&Arc<str>, u64> = HashMap::new();
+        if self.initial.is_some() || ops.iter().any(|op| matches!(op.input, KvInput::Append(_))) {
+            // Appends make values that no write wrote (a read of `v` + suffix also observes the
+            // write of `v`), and an initial value is one no operation wrote, so the
+            // unique-value reasoning below does not hold: drop nothing.
+            return vec![Some(u64::MAX); ops.len()];
+        }
+        // Absence (`None`) is observed like any value: by a read of `null` or a cas from `null`.
+        let mut last_observer: HashMap<Option<&Arc<str>>, u64> = HashMap::new();
         for op in ops {
             let Some(done) = op.complete else { continue };
             let observed = match (&op.input, &op.output) {
-                (KvInput::Read, Some(KvOutput::Value(Some(v)))) => Some(v),
-                (KvInput::Cas { from: Some(v), .. }, Some(KvOutput::Done)) => Some(v),
-                _ => None,
+                (KvInput::Read, Some(KvOutput::Value(v))) => v.as_ref(),
+                (KvInput::Cas { from, .. }, Some(KvOutput::Done)) => from.as_ref(),
+                _ => continue,
             };
-            if let Some(v) = observed {
-                let e = last_observer.entry(v).or_insert(done);
-                *e = (*e).max(done);
-            }
+            let e = last_observer.entry(observed).or_insert(done);
+            *e = (*e).max(done);
         }
         let refused = refused_cas_horizons(ops);
         let mut horizons: Vec<Option<u64>> = ops
             .iter()
             .zip(refused)
             .map(|(op, refused)| {
-                if op.output.is_some() {
+                if op.output.is_some() || matches!(op.input, KvInput::Append(_)) {
                     return Some(u64::MAX);
                 }
-                match &op.input {
-                    KvInput::Read => None,
-                    KvInput::Delete | KvInput::Write(None) | KvInput::Cas { to: None, .. } => {
-                        Some(u64::MAX)
-                    }
-                    KvInput::Write(Some(v)) | KvInput::Cas { to: Some(v), .. } => {
-                        last_observer.get(v).copied().max(refused)
-                    }
-                }
+                let Some(produced) = produced_value(&op.input) else {
+                    return None; // An unknown read.
+                };
+                // Only an observer completing after this operation began can see its effect.
+                let observed = last_observer
+                    .get(&produced)
+                    .copied()
+                    .filter(|&done| done > op.invoke);
+                observed.max(refused)
             })
             .collect();
         // An unknown cas from `v` also observes `v`, and hands it on to whoever observes its
         // own `to`: propagate horizons along such chains until nothing changes.
-        let unknown_cas_from: Vec<(usize, &Arc<str>)> = ops
+        let unknown_cas_from: Vec<(usize, Option<&Arc<str>>)> = ops
             .iter()
             .enumerate()
             .filter_map(|(i, op)| match (&op.input, &op.output) {
-                (KvInput::Cas { from: Some(v), .. }, None) => Some((i, v)),
+                (KvInput::Cas { from, .. }, None) => Some((i, from.as_ref())),
                 _ => None,
             })
             .collect();
@@ -231,15 +342,14 @@ impl Model for KvModel {
             while changed {
                 changed = false;
                 for (i, op) in ops.iter().enumerate() {
-                    let (KvInput::Write(Some(v)) | KvInput::Cas { to: Some(v), .. }) = &op.input
-                    else {
-                        continue;
-                    };
                     if op.output.is_some() {
                         continue;
                     }
+                    let Some(produced) = produced_value(&op.input) else {
+                        continue;
+                    };
                     for &(j, from) in &unknown_cas_from {
-                        if from == v && horizons[j] > horizons[i] {
+                        if from == produced && horizons[j] > horizons[i] {
                             horizons[i] = horizons[j];
                             changed = true;
                         }
@@ -248,6 +358,17 @@ impl Model for KvModel {
             }
         }
         horizons
+    }
+}
+
+/// The value an operation leaves when it takes effect (`Some(None)`: absence); `None` for a
+/// read, which changes nothing, and for an append, whose result depends on the state (the
+/// callers keep unknown appends).
+fn produced_value(input: &KvInput) -> Option<Option<&Arc<str>>> {
+    match input {
+        KvInput::Read | KvInput::Append(_) => None,
+        KvInput::Write(v) | KvInput::Cas { to: v, .. } => Some(v.as_ref()),
+        KvInput::Delete => Some(None),
     }
 }
 
@@ -385,6 +506,21 @@ mod tests {
     }
 
     #[test]
+    fn append_extends_a_string_and_creates_an_absent_key() {
+        let m = KvModel::kv();
+        let append = KvInput::Append(Arc::from("b"));
+        assert_eq!(
+            m.step(&None, &append, Some(&KvOutput::Done)),
+            vec![d(r#""b""#)]
+        );
+        assert_eq!(m.step(&d(r#""a""#), &append, None), vec![d(r#""ab""#)]);
+        assert!(
+            m.step(&d("7"), &append, Some(&KvOutput::Done)).is_empty(),
+            "a number is not a string to append to"
+        );
+    }
+
+    #[test]
     fn only_refused_cas_fails_are_kept() {
         let m = KvModel::kv();
         let mut op = Operation {
@@ -392,8 +528,8 @@ mod tests {
             process: 1,
             f: "cas".into(),
             key: None,
-            input: serde_json::json!(["1", "2"]),
-            output: serde_json::Value::Null,
+            input: ExactValue::from(serde_json::json!(["1", "2"])),
+            output: ExactValue::Null,
             completion: Completion::Fail {
                 error: Some("precondition-failed".into()),
             },

@@ -4,6 +4,7 @@
 use super::json_text;
 use crate::history::{Completion, Operation};
 use crate::model::{Model, PreparedOp};
+use crate::value::ExactValue;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -56,10 +57,20 @@ impl Model for SetModel {
             Completion::Unknown { .. } => None,
             Completion::Ok => Some(match input {
                 SetInput::ReadAll => match &op.output {
-                    serde_json::Value::Array(items) => {
-                        SetOutput::Elements(Arc::new(items.iter().map(json_text).collect()))
+                    ExactValue::Array(items) => {
+                        let mut elements = BTreeSet::new();
+                        for item in items {
+                            let text = json_text(item);
+                            if !elements.insert(text.clone()) {
+                                return Err(format!(
+                                    "a read-all's result lists {text} twice (a set has each \
+                                     element once)"
+                                ));
+                            }
+                        }
+                        SetOutput::Elements(Arc::new(elements))
                     }
-                    serde_json::Value::Null => SetOutput::Elements(Arc::default()),
+                    ExactValue::Null => SetOutput::Elements(Arc::default()),
                     other => {
                         return Err(format!("a read-all's result must be an array, got {other}"))
                     }

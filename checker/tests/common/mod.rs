@@ -1,1 +1,2 @@
 pub mod porcupine;
+pub mod timed;

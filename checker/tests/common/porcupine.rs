@@ -1,4 +1,4 @@
-//! Loading Porcupine's test-data corpus (`../shared/corpus/porcupine`), shared by the corpus
+//! Loading Porcupine's test-data corpus (vendored in `tests/data/porcupine`), shared by the corpus
 //! test and the benchmark. The `jepsen/etcd_NNN.log` text logs are converted here into history
 //! events with the semantics upstream's parser gives them (see the corpus README); the
 //! `kv/*.txt` files are EDN and go through the library's own EDN reader.
@@ -19,13 +19,13 @@ pub struct CorpusFile {
     pub expected: String,
 }
 
-/// The corpus directory, beside the repository as CI lays it out; panics clearly if missing.
+/// The corpus directory, part of the repository; panics clearly if it is incomplete.
 pub fn corpus_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/porcupine");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/porcupine");
     assert!(
         dir.join("expected.tsv").is_file(),
-        "Porcupine corpus not found at {}: clone the repository beside `shared/` \
-         (the corpus lives in shared/corpus/porcupine)",
+        "Porcupine corpus not found at {} (it is part of the repository: is the checkout \
+         complete?)",
         dir.display()
     );
     dir

@@ -7,8 +7,8 @@
 
 use anyhow::Context;
 use riptide_checker::{
-    check_builtin, read_history, render_html, BuiltinModel, CheckOptions, CheckResult, Format,
-    PartitionResult, Verdict,
+    check_with, read_history, render_html, BuiltinModel, CheckOptions, CheckResult, ExactValue,
+    Format, Independent, ModelSpec, PartitionResult, Verdict,
 };
 use std::path::{Path, PathBuf};
 
@@ -20,9 +20,17 @@ pub struct CheckArgs {
     /// History files (JSON Lines, or Jepsen EDN for `.edn` files).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Model to check against: register, kv, append or set.
+    /// Model to check against: register, kv, append, set, cas-register or multi-register.
     #[arg(long, short, default_value = "kv")]
     pub model: BuiltinModel,
+    /// Initial value, as JSON (register, kv, cas-register: every key's; multi-register: an
+    /// object of key -> value). Default: absent / nil.
+    #[arg(long, value_name = "JSON")]
+    pub initial: Option<String>,
+    /// Read every value as a jepsen.independent `[key value]` tuple (detected by default for
+    /// register, kv and cas-register).
+    #[arg(long)]
+    pub independent: bool,
     /// History format; default from the extension (`.edn` is EDN, anything else JSON Lines).
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
@@ -83,6 +91,22 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         memory_budget: Some(args.memory_mib << 20),
         all_partitions: args.all_partitions,
     };
+    let initial = args
+        .initial
+        .as_deref()
+        .map(ExactValue::from_json_text)
+        .transpose()
+        .context("--initial must be a JSON value")?;
+    let spec = ModelSpec {
+        model: args.model,
+        initial,
+        independent: if args.independent {
+            Independent::Always
+        } else {
+            Independent::Detect
+        },
+    };
+    spec.validate()?;
     let several = args.files.len() > 1;
     for dir in [&args.html, &args.results]
         .into_iter()
@@ -96,7 +120,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         let checked = read_history(file, format)
             .map_err(|e| e.to_string())
             .and_then(|history| {
-                check_builtin(&history, args.model, &options)
+                check_with(&history, &spec, &options)
                     .map(|result| (history, result))
                     .map_err(|e| e.to_string())
             });
