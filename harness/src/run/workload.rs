@@ -19,7 +19,7 @@ use crate::system::Request;
 pub enum Workload {
     /// One register (one key): read, write, cas.
     Register,
-    /// `--keys` independent registers: read, write, cas, delete.
+    /// `--keys` keys, everything the node can do to each: read, write, cas, delete, append.
     Kv,
     /// Strings per key grown by append (the classic Raft lab model): read, write, append.
     Append,
@@ -132,25 +132,34 @@ impl Generator {
         };
         let roll: u32 = rng.gen_range(0..100);
         match self.workload {
-            Workload::Register | Workload::Kv => {
-                let delete_share = if self.workload == Workload::Kv { 5 } else { 0 };
+            Workload::Register => {
                 if roll < 45 {
                     read_op(hist_key, node_key)
                 } else if roll < 75 {
                     write_op(hist_key, node_key, unique)
-                } else if roll < 100 - delete_share {
-                    match known.get(&node_key) {
-                        Some(from) => Op {
-                            f: "cas",
-                            key: hist_key,
-                            value: serde_json::json!([from, unique]),
-                            request: Request::Cas {
-                                key: node_key,
-                                from,
-                                to: unique,
-                            },
+                } else {
+                    cas_or_write(hist_key, node_key, unique, known)
+                }
+            }
+            // Everything the node's API can do to a key, so one workload exercises it all:
+            // a duplicated append or a lost delete shows as plainly as a stale read.
+            Workload::Kv => {
+                if roll < 40 {
+                    read_op(hist_key, node_key)
+                } else if roll < 65 {
+                    write_op(hist_key, node_key, unique)
+                } else if roll < 85 {
+                    cas_or_write(hist_key, node_key, unique, known)
+                } else if roll < 95 {
+                    let piece = format!("+{unique}");
+                    Op {
+                        f: "append",
+                        key: hist_key,
+                        value: serde_json::Value::String(piece.clone()),
+                        request: Request::Append {
+                            key: node_key,
+                            suffix: piece,
                         },
-                        None => write_op(hist_key, node_key, unique),
                     }
                 } else {
                     Op {
@@ -197,7 +206,31 @@ impl Generator {
             }
         }
     }
+}
 
+/// A cas from the value the key is known to have had, or a write when none is known yet.
+fn cas_or_write(
+    hist_key: Option<String>,
+    node_key: String,
+    unique: String,
+    known: &KnownValues,
+) -> Op {
+    match known.get(&node_key) {
+        Some(from) => Op {
+            f: "cas",
+            key: hist_key,
+            value: serde_json::json!([from, unique]),
+            request: Request::Cas {
+                key: node_key,
+                from,
+                to: unique,
+            },
+        },
+        None => write_op(hist_key, node_key, unique),
+    }
+}
+
+impl Generator {
     /// The read of `node_key` done once the cluster has healed.
     pub fn final_read(&self, node_key: &str) -> Op {
         match self.workload {
