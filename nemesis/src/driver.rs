@@ -242,6 +242,14 @@ where
     Ok(report)
 }
 
+/// The error of a disk fault played without a [`DiskControl`].
+fn no_disk(kind: FaultKind) -> NemesisError {
+    NemesisError::Unsupported {
+        kinds: kind.name().to_owned(),
+        reason: crate::fault::Requirement::Disk.explain(),
+    }
+}
+
 /// The state of one [`run_schedule`].
 struct Player<'t, 'a, P, O, S> {
     targets: &'t Targets<'a, P>,
@@ -638,11 +646,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         let kind = plan.kind();
         let description = plan.describe();
         let Some(disk) = self.targets.disk else {
-            let error = NemesisError::Unsupported {
-                kinds: kind.name().to_owned(),
-                reason: crate::fault::Requirement::Disk.explain(),
-            };
-            return self.fail(index, kind, &description, &error);
+            return self.fail(index, kind, &description, &no_disk(kind));
         };
         let all: Vec<usize> = (0..self.nodes()).collect();
         let killed = {
@@ -688,11 +692,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         let description = plan.describe();
         let Some(disk) = self.targets.disk else {
             // `run_schedule` refused the schedule up front; kept for a direct call.
-            let error = NemesisError::Unsupported {
-                kinds: kind.name().to_owned(),
-                reason: crate::fault::Requirement::Disk.explain(),
-            };
-            return self.fail(index, kind, &description, &error);
+            return self.fail(index, kind, &description, &no_disk(kind));
         };
         let Some(mut interval) = self.kill_and_open(index, kind, node, description).await else {
             return;

@@ -152,15 +152,7 @@ impl Generator {
                     cas_or_write(hist_key, node_key, unique, known)
                 } else if roll < 95 {
                     let piece = format!("+{unique}");
-                    Op {
-                        f: "append",
-                        key: hist_key,
-                        value: serde_json::Value::String(piece.clone()),
-                        request: Request::Append {
-                            key: node_key,
-                            suffix: piece,
-                        },
-                    }
+                    append_op(hist_key, node_key, piece)
                 } else {
                     Op {
                         f: "delete",
@@ -176,15 +168,7 @@ impl Generator {
                 if roll < 40 {
                     read_op(hist_key, node_key)
                 } else if roll < 90 {
-                    Op {
-                        f: "append",
-                        key: hist_key,
-                        value: serde_json::Value::String(piece.clone()),
-                        request: Request::Append {
-                            key: node_key,
-                            suffix: piece,
-                        },
-                    }
+                    append_op(hist_key, node_key, piece)
                 } else {
                     write_op(hist_key, node_key, piece)
                 }
@@ -205,6 +189,19 @@ impl Generator {
                 }
             }
         }
+    }
+}
+
+/// An append of `piece` to `node_key`.
+fn append_op(hist_key: Option<String>, node_key: String, piece: String) -> Op {
+    Op {
+        f: "append",
+        key: hist_key,
+        value: serde_json::Value::String(piece.clone()),
+        request: Request::Append {
+            key: node_key,
+            suffix: piece,
+        },
     }
 }
 
