@@ -310,6 +310,7 @@ mod tests {
             let written = match &op.request {
                 Request::Write { value, .. } => Some(value.clone()),
                 Request::Cas { to, .. } => Some(to.clone()),
+                Request::Append { suffix, .. } => Some(suffix.clone()),
                 _ => None,
             };
             if let Some(v) = written {
@@ -329,7 +330,7 @@ mod tests {
         };
         assert_eq!(
             fs(Workload::Kv).into_iter().collect::<Vec<_>>(),
-            ["cas", "delete", "read", "write"]
+            ["append", "cas", "delete", "read", "write"]
         );
         assert_eq!(
             fs(Workload::Append).into_iter().collect::<Vec<_>>(),
