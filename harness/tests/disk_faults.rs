@@ -100,24 +100,14 @@ fn a_power_cut_finds_a_node_that_acknowledges_without_fsync() {
 /// A seed whose 12 s schedule of 1 s faults with 500 ms quiet plays each of the three new
 /// families at least once.
 fn seed_with_every_family() -> u64 {
-    use riptide_nemesis::{parse_fault_list, FaultFamily, Schedule, ScheduleSpec};
-    let faults = parse_fault_list("crash,churn,disk").unwrap();
-    (0..1000)
-        .find(|&seed| {
-            let spec = ScheduleSpec {
-                seed,
-                faults: faults.clone(),
-                nodes: 3,
-                interval_ms: 1000,
-                quiet_ms: Some(500),
-                options: Default::default(),
-            };
-            let s = Schedule::generate(spec, Duration::from_secs(12)).unwrap();
-            [FaultFamily::Crash, FaultFamily::Churn, FaultFamily::Disk]
-                .iter()
-                .all(|f| s.faults.iter().any(|x| x.plan.kind().family() == *f))
-        })
-        .expect("a seed with every new family")
+    use riptide_nemesis::FaultFamily;
+    common::seed_playing(
+        "crash,churn,disk",
+        1000,
+        Some(500),
+        Duration::from_secs(12),
+        &[FaultFamily::Crash, FaultFamily::Churn, FaultFamily::Disk],
+    )
 }
 
 #[test]

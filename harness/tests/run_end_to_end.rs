@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use riptide_checker::history::{Event, Process};
 use riptide_checker::{check_builtin, read_history, BuiltinModel, CheckOptions};
-use riptide_nemesis::{parse_fault_list, FaultFamily, Schedule, ScheduleSpec};
+use riptide_nemesis::{FaultFamily, Schedule};
 
 const TIME_LIMIT_MS: u64 = 12_000;
 const INTERVAL_MS: u64 = 2_000;
@@ -29,23 +29,13 @@ struct SharedRun {
 
 /// A seed whose schedule has both a partition and a kill, so the run exercises both.
 fn seed_with_partition_and_kill() -> u64 {
-    let faults = parse_fault_list("partition,kill").unwrap();
-    (0..1000)
-        .find(|&seed| {
-            let spec = ScheduleSpec {
-                seed,
-                faults: faults.clone(),
-                nodes: 3,
-                interval_ms: INTERVAL_MS,
-                quiet_ms: None,
-                options: Default::default(),
-            };
-            let s = Schedule::generate(spec, Duration::from_millis(TIME_LIMIT_MS)).unwrap();
-            let families: Vec<FaultFamily> =
-                s.faults.iter().map(|f| f.plan.kind().family()).collect();
-            families.contains(&FaultFamily::Partition) && families.contains(&FaultFamily::Kill)
-        })
-        .expect("some seed mixes partitions and kills")
+    common::seed_playing(
+        "partition,kill",
+        INTERVAL_MS,
+        None,
+        Duration::from_millis(TIME_LIMIT_MS),
+        &[FaultFamily::Partition, FaultFamily::Kill],
+    )
 }
 
 fn shared_run() -> &'static SharedRun {

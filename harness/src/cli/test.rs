@@ -330,11 +330,7 @@ pub fn plan(args: &TestArgs) -> anyhow::Result<RunPlan> {
     let (config, replayed) = make_config(args, server_bin)?;
     let schedule = make_schedule(&config, replayed).map_err(anyhow::Error::msg)?;
     // A fault this machine cannot apply is refused now, never skipped silently.
-    if schedule
-        .kinds()
-        .iter()
-        .any(|k| k.family() == riptide_nemesis::FaultFamily::Disk)
-    {
+    if crate::run::disk::schedule_needs_disks(&schedule) {
         riptide_faultfs::check_available().map_err(|e| {
             anyhow::anyhow!(
                 "--nemesis {} has disk faults, which need FUSE on this machine: {e} \

@@ -28,7 +28,16 @@ pub struct NodeDisks {
     backing: Vec<PathBuf>,
 }
 
-/// Where node `id`'s mount goes, beside its durable data.
+/// Whether `schedule` holds disk faults, so the nodes' data dirs must be on the layer (and the
+/// run is refused where FUSE is unusable).
+pub fn schedule_needs_disks(schedule: &riptide_nemesis::Schedule) -> bool {
+    schedule
+        .kinds()
+        .iter()
+        .any(|k| k.family() == riptide_nemesis::FaultFamily::Disk)
+}
+
+/// Where a node's mount goes, beside its durable data.
 pub fn mountpoint_of(backing: &Path) -> PathBuf {
     let mut name = backing.file_name().unwrap_or_default().to_os_string();
     name.push(".mnt");

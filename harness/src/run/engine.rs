@@ -44,10 +44,7 @@ pub async fn drive(
         db: db.clone(),
         run_dir: run_dir.clone(),
         ready_timeout: Duration::from_secs(20),
-        disks: schedule
-            .kinds()
-            .iter()
-            .any(|k| k.family() == riptide_nemesis::FaultFamily::Disk),
+        disks: super::disk::schedule_needs_disks(schedule),
     };
     // An empty history exists even when the cluster never starts.
     let recorder_path = run_dir.history();

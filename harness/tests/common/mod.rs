@@ -108,3 +108,33 @@ pub fn run_bin(bin: &Path, args: &[&str], env: &[(&str, &str)], limit: Duration)
         stderr: err_thread.join().unwrap_or_default(),
     }
 }
+
+/// The first seed below 1,000 whose schedule (`faults` on 3 nodes, `interval_ms` faults with
+/// `quiet_ms` of quiet, over `run`) plays every family in `families`, so a short test run
+/// exercises each of them.
+pub fn seed_playing(
+    faults: &str,
+    interval_ms: u64,
+    quiet_ms: Option<u64>,
+    run: Duration,
+    families: &[riptide_nemesis::FaultFamily],
+) -> u64 {
+    use riptide_nemesis::{parse_fault_list, Schedule, ScheduleSpec};
+    let faults = parse_fault_list(faults).expect("a valid fault list");
+    (0..1000)
+        .find(|&seed| {
+            let spec = ScheduleSpec {
+                seed,
+                faults: faults.clone(),
+                nodes: 3,
+                interval_ms,
+                quiet_ms,
+                options: Default::default(),
+            };
+            let s = Schedule::generate(spec, run).expect("a schedule");
+            families
+                .iter()
+                .all(|f| s.faults.iter().any(|x| x.plan.kind().family() == *f))
+        })
+        .unwrap_or_else(|| panic!("no seed below 1000 plays every one of {families:?}"))
+}
