@@ -428,6 +428,9 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
             active.description.clone(),
             active.nodes.clone(),
         );
+        if plan.kind().kills() {
+            self.crash_disks(&mut interval, &active.nodes);
+        }
         match plan {
             FaultPlan::CrashRestartOne { down_ms, .. }
             | FaultPlan::CrashRestartLeader { down_ms, .. } => {
@@ -541,6 +544,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         let Some(mut interval) = self.kill_and_open(index, kind, target, description).await else {
             return;
         };
+        self.crash_disks(&mut interval, &[target]);
         let crashed_at = Instant::now();
 
         // The timeline: the leader back after its downtime, each voter crash and its restart.
@@ -586,6 +590,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                                 node_name(node)
                             );
                             self.step(&mut interval, step);
+                            self.crash_disks(&mut interval, &[node]);
                         }
                         Ok(_) => {}
                         Err(e) => self.fail(index, kind, &interval.description, &e),
@@ -641,6 +646,39 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         }
     }
 
+    /// With a filesystem layer under the nodes, a kill is the crash of a machine, not only of a
+    /// process: the killed nodes lose every write they had not fsynced, as Jepsen's `--lazyfs`
+    /// makes its kill nemesis do. Without one, a kill leaves the page cache as it was.
+    fn crash_disks(&mut self, interval: &mut FaultInterval, killed: &[usize]) {
+        if let Some(disk) = self.targets.disk {
+            self.lose_unsynced_of(disk, interval, killed);
+        }
+    }
+
+    /// Drops the unsynced writes of every node of `killed`, one step each.
+    fn lose_unsynced_of(
+        &mut self,
+        disk: &dyn DiskControl,
+        interval: &mut FaultInterval,
+        killed: &[usize],
+    ) {
+        for &node in killed {
+            match disk.lose_unsynced(node) {
+                Ok(effect) => {
+                    self.step(interval, format!("{}: {}", node_name(node), effect.detail))
+                }
+                Err(source) => {
+                    let error = NemesisError::Disk {
+                        node,
+                        fault: interval.kind.name(),
+                        source,
+                    };
+                    self.fail(interval.fault, interval.kind, &interval.description, &error);
+                }
+            }
+        }
+    }
+
     /// `power-cut`: kill every node at once, drop every node's unsynced writes, start them all.
     async fn power_cut(&mut self, index: usize, plan: &FaultPlan) {
         let kind = plan.kind();
@@ -658,22 +696,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
             Err(e) => return self.fail(index, kind, &description, &e),
         };
         let mut interval = self.open(index, kind, description, killed.clone());
-        for &node in &killed {
-            match disk.lose_unsynced(node) {
-                Ok(effect) => self.step(
-                    &mut interval,
-                    format!("{}: {}", node_name(node), effect.detail),
-                ),
-                Err(source) => {
-                    let error = NemesisError::Disk {
-                        node,
-                        fault: kind.name(),
-                        source,
-                    };
-                    self.fail(index, kind, &interval.description, &error);
-                }
-            }
-        }
+        self.lose_unsynced_of(disk, &mut interval, &killed);
         for &node in &killed {
             self.start(index, kind, &interval.description, node).await;
         }

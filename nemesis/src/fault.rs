@@ -255,6 +255,13 @@ impl FaultKind {
         )
     }
 
+    /// True when the fault `SIGKILL`s nodes and no more (the `kill` and `crash` families): with a
+    /// filesystem layer under the nodes, the driver makes such a kill lose the unsynced writes of
+    /// the nodes it kills. The `disk` family's kinds do their own damage.
+    pub fn kills(self) -> bool {
+        matches!(self.family(), FaultFamily::Kill | FaultFamily::Crash)
+    }
+
     /// What the kind needs beyond processes and proxies, if anything.
     pub fn requires(self) -> Option<Requirement> {
         (self.family() == FaultFamily::Disk).then_some(Requirement::Disk)
