@@ -70,31 +70,30 @@ fn test_args<'a>(store: &'a str, server: &'a str, nemesis: &'a str, seed: &'a st
 #[test]
 fn a_power_cut_finds_a_node_that_acknowledges_without_fsync() {
     require_fuse();
-    let server = server_bin();
-    let mut verdicts = Vec::new();
-    for seed in ["1", "2", "3"] {
-        let store = tempfile::tempdir().unwrap();
-        let s = store.path().to_str().unwrap();
-        let mut args = test_args(s, server.to_str().unwrap(), "power-cut,kill-leader", seed);
-        args.extend(["--node-arg=--unsafe", "--node-arg=--bug=no-fsync"]);
-        let out = run_riptide(&args, &[], Duration::from_secs(180));
-        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_no_mounts_left(store.path(), "after a run");
-        if out.status.code() == Some(1) {
-            assert_eq!(stdout, "not linearizable", "{stderr}");
-            // The kind of failure: acknowledged writes gone, a read that cannot be placed.
-            assert!(stderr.contains("is not linearizable"), "{stderr}");
-            return;
-        }
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "seed {seed}: {stdout}\n{stderr}"
-        );
-        verdicts.push(format!("seed {seed}: {stdout}"));
-    }
-    panic!("no-fsync was not found by power cuts in 3 runs: {verdicts:?}");
+    let found = common::not_linearizable_within_seeds(
+        "no-fsync under power-cut,kill-leader",
+        &[
+            "--nemesis",
+            "power-cut,kill-leader",
+            "--nemesis-interval",
+            "1s",
+            "--nemesis-quiet",
+            "500ms",
+            "--time-limit",
+            "8s",
+            "--node-arg=--unsafe",
+            "--node-arg=--bug=no-fsync",
+        ],
+        &["1", "2", "3"],
+        Duration::from_secs(180),
+        &|store| assert_no_mounts_left(store, "after a run"),
+    );
+    // The kind of failure: acknowledged writes gone, a read that cannot be placed.
+    assert!(
+        found.stderr.contains("is not linearizable"),
+        "{}",
+        found.stderr
+    );
 }
 
 /// A seed whose 12 s schedule of 1 s faults with 500 ms quiet plays each of the three new

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 use crate::disk::DiskControl;
 use crate::error::NemesisError;
-use crate::fault::{node_name, FaultKind, FaultPlan, NemesisEvent};
+use crate::fault::{node_list, node_name, FaultKind, FaultPlan, NemesisEvent};
 use crate::nemesis::{apply, heal, kill, resolve_leader, ActiveFault};
 use crate::network::{Cuts, Network};
 use crate::schedule::{Schedule, ScheduledFault};
@@ -437,6 +437,36 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                 if !active.nodes.is_empty() {
                     let back = Instant::now() + Duration::from_millis(*down_ms);
                     self.sleep_until(back.min(end)).await;
+                }
+            }
+            FaultPlan::StallLeader { cut_off_ms, .. } => {
+                // Resume it still cut off, at most half-way through the window.
+                let window = end.saturating_duration_since(Instant::now());
+                let cut_off = Duration::from_millis(*cut_off_ms).min(window / 2);
+                if self
+                    .sleep_until(end.checked_sub(cut_off).unwrap_or(end))
+                    .await
+                    && !active.nodes.is_empty()
+                {
+                    let resumed = {
+                        let mut supervisor = self.targets.supervisor.lock().await;
+                        active
+                            .nodes
+                            .iter()
+                            .try_for_each(|&node| supervisor.resume(node))
+                    };
+                    match resumed {
+                        Ok(()) | Err(NemesisError::NotRunning { .. }) => {
+                            let step = format!(
+                                "resumed {}, still cut off for {} ms",
+                                node_list(&active.nodes),
+                                cut_off.as_millis()
+                            );
+                            self.step(&mut interval, step);
+                        }
+                        Err(e) => self.fail(index, plan.kind(), &active.description, &e),
+                    }
+                    self.sleep_until(end).await;
                 }
             }
             FaultPlan::LeaderChurn { dwell_ms, .. } => {

@@ -55,12 +55,21 @@ pub enum FaultKind {
     KillOne,
     /// `kill-minority`: `SIGKILL` a random minority at once; restart them when the fault ends.
     KillMinority,
+    /// `kill-majority`: `SIGKILL` a random majority at once (the cluster stops until they are
+    /// back); restart them when the fault ends.
+    KillMajority,
     /// `kill-leader`: `SIGKILL` the current leader; restart it when the fault ends.
     KillLeader,
     /// `pause-one`: `SIGSTOP` one random node; `SIGCONT` when the fault ends.
     PauseOne,
     /// `pause-leader`: `SIGSTOP` the current leader; `SIGCONT` when the fault ends.
     PauseLeader,
+    /// `stall-leader`: `SIGSTOP` the current leader and cut it off; `SIGCONT` it while it is still
+    /// cut off, and let it rejoin at the end: a leader back from a long stall (a GC pause, a VM
+    /// migration) before its network is. Its clock stood still, so it wakes believing it leads
+    /// and keeps believing it until check-quorum runs out, while the others have long elected a
+    /// new leader and taken writes: whatever it answers from its own state then is stale.
+    StallLeader,
     /// `crash-restart-one`: `SIGKILL` one random node and start it again after a seeded downtime
     /// (0-300 ms by default): a crash and a quick recovery, not a long absence.
     CrashRestartOne,
@@ -90,7 +99,7 @@ pub enum FaultKind {
 
 /// Every fault kind, in vocabulary order, those that need a [`crate::DiskControl`] included (the
 /// name `all` in a fault list leaves those out: see [`parse_fault_list`]).
-pub const ALL_KINDS: [FaultKind; 20] = [
+pub const ALL_KINDS: [FaultKind; 22] = [
     FaultKind::PartitionHalves,
     FaultKind::IsolateOne,
     FaultKind::IsolateLeader,
@@ -100,9 +109,11 @@ pub const ALL_KINDS: [FaultKind; 20] = [
     FaultKind::ThrottleLinks,
     FaultKind::KillOne,
     FaultKind::KillMinority,
+    FaultKind::KillMajority,
     FaultKind::KillLeader,
     FaultKind::PauseOne,
     FaultKind::PauseLeader,
+    FaultKind::StallLeader,
     FaultKind::CrashRestartOne,
     FaultKind::CrashRestartLeader,
     FaultKind::CrashRestartElection,
@@ -203,9 +214,11 @@ impl FaultKind {
             FaultKind::ThrottleLinks => "throttle-links",
             FaultKind::KillOne => "kill-one",
             FaultKind::KillMinority => "kill-minority",
+            FaultKind::KillMajority => "kill-majority",
             FaultKind::KillLeader => "kill-leader",
             FaultKind::PauseOne => "pause-one",
             FaultKind::PauseLeader => "pause-leader",
+            FaultKind::StallLeader => "stall-leader",
             FaultKind::CrashRestartOne => "crash-restart-one",
             FaultKind::CrashRestartLeader => "crash-restart-leader",
             FaultKind::CrashRestartElection => "crash-restart-election",
@@ -226,10 +239,13 @@ impl FaultKind {
             | FaultKind::MajoritiesRing
             | FaultKind::Bridge => FaultFamily::Partition,
             FaultKind::SlowLinks | FaultKind::ThrottleLinks => FaultFamily::Link,
-            FaultKind::KillOne | FaultKind::KillMinority | FaultKind::KillLeader => {
-                FaultFamily::Kill
+            FaultKind::KillOne
+            | FaultKind::KillMinority
+            | FaultKind::KillMajority
+            | FaultKind::KillLeader => FaultFamily::Kill,
+            FaultKind::PauseOne | FaultKind::PauseLeader | FaultKind::StallLeader => {
+                FaultFamily::Pause
             }
-            FaultKind::PauseOne | FaultKind::PauseLeader => FaultFamily::Pause,
             FaultKind::CrashRestartOne
             | FaultKind::CrashRestartLeader
             | FaultKind::CrashRestartElection => FaultFamily::Crash,
@@ -249,6 +265,7 @@ impl FaultKind {
             FaultKind::IsolateLeader
                 | FaultKind::KillLeader
                 | FaultKind::PauseLeader
+                | FaultKind::StallLeader
                 | FaultKind::CrashRestartLeader
                 | FaultKind::CrashRestartElection
                 | FaultKind::LeaderChurn
@@ -275,7 +292,10 @@ impl FaultKind {
             | FaultKind::KillMinority
             | FaultKind::CrashRestartElection
             | FaultKind::LeaderChurn => 3,
-            FaultKind::PartitionHalves | FaultKind::IsolateOne | FaultKind::IsolateLeader => 2,
+            FaultKind::PartitionHalves
+            | FaultKind::IsolateOne
+            | FaultKind::IsolateLeader
+            | FaultKind::StallLeader => 2,
             _ => 1,
         }
     }
@@ -359,6 +379,10 @@ pub struct FaultOptions {
     /// How long `leader-churn` lets each new leader lead (and take writes) before cutting it off,
     /// in milliseconds.
     pub churn_dwell_ms: u64,
+    /// How long a `stall-leader` node runs again, still cut off, before it rejoins at the end of
+    /// the fault, in milliseconds (at most half the window): longer than check-quorum takes to
+    /// depose it (two election timeouts), so it is no longer leader when it rejoins.
+    pub stall_cut_off_ms: u64,
 }
 
 impl Default for FaultOptions {
@@ -371,6 +395,7 @@ impl Default for FaultOptions {
             election_crashes: 3,
             election_window_ms: 600,
             churn_dwell_ms: 400,
+            stall_cut_off_ms: 500,
         }
     }
 }
@@ -408,12 +433,17 @@ pub enum FaultPlan {
     KillOne { node: usize },
     /// Kill all of `nodes` (a minority), restart them at the end.
     KillMinority { nodes: Vec<usize> },
+    /// Kill all of `nodes` (a majority), restart them at the end.
+    KillMajority { nodes: Vec<usize> },
     /// Kill the leader (`fallback` when unknown), restart it at the end.
     KillLeader { fallback: usize },
     /// Pause `node`, resume it at the end.
     PauseOne { node: usize },
     /// Pause the leader (`fallback` when unknown), resume it at the end.
     PauseLeader { fallback: usize },
+    /// Pause the leader (`fallback` when unknown) and cut it off; resume it `cut_off_ms` before
+    /// the end, still cut off; heal its links at the end.
+    StallLeader { fallback: usize, cut_off_ms: u64 },
     /// Kill `node`, start it again `down_ms` later.
     CrashRestartOne { node: usize, down_ms: u64 },
     /// Kill the leader (`fallback` when unknown), start it again `down_ms` later.
@@ -513,9 +543,19 @@ impl FaultPlan {
                     nodes: sorted(shuffled),
                 }
             }
+            FaultKind::KillMajority => {
+                shuffled.truncate(nodes / 2 + 1);
+                FaultPlan::KillMajority {
+                    nodes: sorted(shuffled),
+                }
+            }
             FaultKind::KillLeader => FaultPlan::KillLeader { fallback: one },
             FaultKind::PauseOne => FaultPlan::PauseOne { node: one },
             FaultKind::PauseLeader => FaultPlan::PauseLeader { fallback: one },
+            FaultKind::StallLeader => FaultPlan::StallLeader {
+                fallback: one,
+                cut_off_ms: options.stall_cut_off_ms,
+            },
             FaultKind::CrashRestartOne => FaultPlan::CrashRestartOne {
                 node: one,
                 down_ms: downtime(rng),
@@ -573,9 +613,11 @@ impl FaultPlan {
             FaultPlan::ThrottleLinks { .. } => FaultKind::ThrottleLinks,
             FaultPlan::KillOne { .. } => FaultKind::KillOne,
             FaultPlan::KillMinority { .. } => FaultKind::KillMinority,
+            FaultPlan::KillMajority { .. } => FaultKind::KillMajority,
             FaultPlan::KillLeader { .. } => FaultKind::KillLeader,
             FaultPlan::PauseOne { .. } => FaultKind::PauseOne,
             FaultPlan::PauseLeader { .. } => FaultKind::PauseLeader,
+            FaultPlan::StallLeader { .. } => FaultKind::StallLeader,
             FaultPlan::CrashRestartOne { .. } => FaultKind::CrashRestartOne,
             FaultPlan::CrashRestartLeader { .. } => FaultKind::CrashRestartLeader,
             FaultPlan::CrashRestartElection { .. } => FaultKind::CrashRestartElection,
@@ -593,6 +635,7 @@ impl FaultPlan {
             FaultPlan::IsolateLeader { fallback }
             | FaultPlan::KillLeader { fallback }
             | FaultPlan::PauseLeader { fallback }
+            | FaultPlan::StallLeader { fallback, .. }
             | FaultPlan::CrashRestartLeader { fallback, .. }
             | FaultPlan::CrashRestartElection { fallback, .. }
             | FaultPlan::LeaderChurn { fallback, .. } => Some(*fallback),
@@ -656,11 +699,19 @@ impl FaultPlan {
             } => format!("throttle {} {bytes_per_sec}B/s", links(nodes)),
             FaultPlan::KillOne { node } => format!("kill {}", node_name(*node)),
             FaultPlan::KillMinority { nodes } => format!("kill minority {}", node_list(nodes)),
+            FaultPlan::KillMajority { nodes } => format!("kill majority {}", node_list(nodes)),
             FaultPlan::KillLeader { fallback } => format!("kill leader {}", leader_name(*fallback)),
             FaultPlan::PauseOne { node } => format!("pause {}", node_name(*node)),
             FaultPlan::PauseLeader { fallback } => {
                 format!("pause leader {}", leader_name(*fallback))
             }
+            FaultPlan::StallLeader {
+                fallback,
+                cut_off_ms,
+            } => format!(
+                "stall leader {}: paused and cut off, resumed {cut_off_ms} ms before it rejoins",
+                leader_name(*fallback)
+            ),
             FaultPlan::CrashRestartOne { node, down_ms } => {
                 format!("crash-restart {} (down {down_ms} ms)", node_name(*node))
             }
@@ -747,7 +798,9 @@ mod tests {
                 FaultKind::KillOne,
                 FaultKind::PauseOne,
                 FaultKind::PauseLeader,
+                FaultKind::StallLeader,
                 FaultKind::KillMinority,
+                FaultKind::KillMajority,
                 FaultKind::KillLeader,
             ]
         );
@@ -840,6 +893,47 @@ mod tests {
         );
         assert_eq!(FaultKind::Corrupt.requires(), Some(Requirement::Disk));
         assert_eq!(FaultKind::LeaderChurn.family().name(), "churn");
+    }
+
+    #[test]
+    fn kill_majority_kills_more_than_half_of_the_nodes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for nodes in [1, 2, 3, 5] {
+            let plan = FaultPlan::choose(
+                FaultKind::KillMajority,
+                nodes,
+                &FaultOptions::default(),
+                &mut rng,
+            )
+            .unwrap();
+            let FaultPlan::KillMajority { nodes: killed } = plan else {
+                panic!("wrong plan {plan:?}");
+            };
+            assert_eq!(killed.len(), nodes / 2 + 1, "{nodes} nodes: {killed:?}");
+            assert!(killed.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+
+    #[test]
+    fn stall_leader_is_a_leader_pause_that_cuts_links() {
+        let kind = FaultKind::StallLeader;
+        assert_eq!(kind.family(), FaultFamily::Pause);
+        assert!(kind.targets_leader() && !kind.kills());
+        let plan = FaultPlan::choose(
+            kind,
+            3,
+            &FaultOptions::default(),
+            &mut ChaCha8Rng::seed_from_u64(1),
+        )
+        .unwrap();
+        assert!(matches!(
+            plan,
+            FaultPlan::StallLeader {
+                cut_off_ms: 500,
+                ..
+            }
+        ));
+        assert!(plan.describe().starts_with("stall leader (fallback n"));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! | `partition` | black-hole the cut links, heal the others  | heal every link                    |
 //! | `link`      | delay / throttle the chosen links          | heal every link                    |
 //! | `kill`      | `SIGKILL` the nodes, wait until reaped     | start the killed nodes again       |
-//! | `pause`     | `SIGSTOP` the nodes                        | `SIGCONT` them                     |
+//! | `pause`     | `SIGSTOP` the nodes (and cut off a stalled leader) | `SIGCONT` them (heal every link) |
 //! | `crash`     | `SIGKILL` the node, wait until reaped      | start it again (after its downtime)|
 //! | `churn`     | isolate the leader (the first step)        | heal every link                    |
 //!
@@ -39,6 +39,8 @@ pub enum Undo {
     Restart { nodes: Vec<usize> },
     /// Resume these (paused) nodes.
     Resume { nodes: Vec<usize> },
+    /// Resume these nodes (if still paused) and heal every link (`stall-leader`).
+    ResumeAndHeal { nodes: Vec<usize> },
 }
 
 /// A fault that is in effect, with what it takes to end it.
@@ -90,9 +92,9 @@ pub fn cuts_of(
     Ok(Some(match plan {
         FaultPlan::PartitionHalves { left, right } => Cuts::between(nodes, left, right),
         FaultPlan::IsolateOne { node } => Cuts::isolate(nodes, *node),
-        FaultPlan::IsolateLeader { .. } | FaultPlan::LeaderChurn { .. } => {
-            Cuts::isolate(nodes, target)
-        }
+        FaultPlan::IsolateLeader { .. }
+        | FaultPlan::LeaderChurn { .. }
+        | FaultPlan::StallLeader { .. } => Cuts::isolate(nodes, target),
         FaultPlan::MajoritiesRing { ring } => Cuts::majorities_ring(ring)?,
         FaultPlan::Bridge {
             left,
@@ -149,8 +151,11 @@ pub async fn apply(
     if let Some(cuts) = cuts_of(plan, network.len(), target)? {
         network.apply_cuts(&cuts);
         active.cut_links = cuts.links().collect();
-        if matches!(plan, FaultPlan::LeaderChurn { .. }) {
-            active.nodes = vec![target];
+        match plan {
+            FaultPlan::LeaderChurn { .. } => active.nodes = vec![target],
+            // Paused after the cut: it never sees a message that would tell it it was deposed.
+            FaultPlan::StallLeader { .. } => active.nodes = pause(supervisor, &[target])?,
+            _ => {}
         }
     } else {
         match plan {
@@ -175,7 +180,9 @@ pub async fn apply(
                 network.set_links(&links_of(network, hit.as_deref()), fault)?;
             }
             FaultPlan::KillOne { node } => active.nodes = kill(supervisor, &[*node]).await?,
-            FaultPlan::KillMinority { nodes } => active.nodes = kill(supervisor, nodes).await?,
+            FaultPlan::KillMinority { nodes } | FaultPlan::KillMajority { nodes } => {
+                active.nodes = kill(supervisor, nodes).await?
+            }
             FaultPlan::KillLeader { .. } => active.nodes = kill(supervisor, &[target]).await?,
             FaultPlan::PauseOne { node } => active.nodes = pause(supervisor, &[*node])?,
             FaultPlan::PauseLeader { .. } => active.nodes = pause(supervisor, &[target])?,
@@ -193,6 +200,7 @@ pub async fn apply(
             | FaultPlan::MajoritiesRing { .. }
             | FaultPlan::Bridge { .. }
             | FaultPlan::LeaderChurn { .. }
+            | FaultPlan::StallLeader { .. }
             | FaultPlan::CrashRestartElection { .. }
             | FaultPlan::LoseUnsynced { .. }
             | FaultPlan::PowerCut
@@ -210,6 +218,9 @@ pub async fn apply(
     active.undo = match active.family() {
         FaultFamily::Partition | FaultFamily::Link | FaultFamily::Churn => Undo::HealLinks,
         FaultFamily::Kill | FaultFamily::Crash | FaultFamily::Disk => Undo::Restart {
+            nodes: active.nodes.clone(),
+        },
+        FaultFamily::Pause if !active.cut_links.is_empty() => Undo::ResumeAndHeal {
             nodes: active.nodes.clone(),
         },
         FaultFamily::Pause => Undo::Resume {
@@ -243,21 +254,29 @@ pub async fn heal(
                 }
             }
         }
-        Undo::Resume { nodes } => {
-            for &node in nodes {
-                match supervisor.resume(node) {
-                    Ok(()) | Err(NemesisError::NotRunning { .. }) => {}
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
+        Undo::Resume { nodes } => resume(supervisor, nodes, &mut first_error),
+        Undo::ResumeAndHeal { nodes } => {
+            resume(supervisor, nodes, &mut first_error);
+            network.heal_all();
         }
     }
     tracing::info!(fault = %active.description, "nemesis stop");
     match first_error {
         Some(e) => Err(e),
         None => Ok(active.stop_event()),
+    }
+}
+
+/// Resumes every node of `nodes` that is alive (a paused node that died meanwhile is left alone),
+/// keeping the first error.
+fn resume(supervisor: &mut Supervisor, nodes: &[usize], first_error: &mut Option<NemesisError>) {
+    for &node in nodes {
+        match supervisor.resume(node) {
+            Ok(()) | Err(NemesisError::NotRunning { .. }) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
     }
 }
 

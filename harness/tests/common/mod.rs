@@ -138,3 +138,72 @@ pub fn seed_playing(
         })
         .unwrap_or_else(|| panic!("no seed below 1000 plays every one of {families:?}"))
 }
+
+/// A run that ended `not linearizable`, kept until dropped.
+pub struct NotLinearizableRun {
+    _store: tempfile::TempDir,
+    /// What `riptide` printed on stderr (the violation's summary).
+    pub stderr: String,
+    /// Its `results.json`, with a counterexample.
+    pub results: serde_json::Value,
+}
+
+/// Runs `riptide test` with `args` (the store, node binary, seed and `--quiet` are added) for
+/// each seed in turn until one run ends `not linearizable`, and returns that run's store (a
+/// temporary folder) with its stderr. A run that ends `linearizable` is bad luck and the next
+/// seed is tried; anything else (unknown, a failed run) fails the test at once, and so does no
+/// seed finding the bug: a harness that stopped seeing it passes every run. `after_each` sees
+/// every run's store (e.g. to check that no mount is left). The run found must have a
+/// `results.json` with the verdict and a counterexample.
+pub fn not_linearizable_within_seeds(
+    what: &str,
+    args: &[&str],
+    seeds: &[&str],
+    limit: Duration,
+    after_each: &dyn Fn(&Path),
+) -> NotLinearizableRun {
+    let server = server_bin();
+    let server = server.to_str().expect("a UTF-8 path");
+    let mut verdicts = Vec::new();
+    for seed in seeds {
+        let store = tempfile::tempdir().expect("a temporary store");
+        let store_path = store.path().to_str().expect("a UTF-8 path").to_string();
+        let mut full: Vec<&str> = vec!["test"];
+        full.extend_from_slice(args);
+        full.extend([
+            "--seed",
+            seed,
+            "--store",
+            &store_path,
+            "--server-bin",
+            server,
+            "--quiet",
+        ]);
+        let out = run_riptide(&full, &[], limit);
+        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        after_each(store.path());
+        if out.status.code() == Some(1) {
+            assert_eq!(stdout, "not linearizable", "{what}, seed {seed}: {stderr}");
+            // The run folder holds the evidence: a results.json naming the violation.
+            let results = std::fs::read_to_string(store.path().join("latest/results.json"))
+                .expect("results.json of the run");
+            let results: serde_json::Value =
+                serde_json::from_str(&results).expect("results.json is JSON");
+            assert_eq!(results["verdict"], "not linearizable");
+            assert!(results["counterexample"].is_object(), "{results}");
+            return NotLinearizableRun {
+                _store: store,
+                stderr,
+                results,
+            };
+        }
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{what}, seed {seed}: {stdout}\n{stderr}"
+        );
+        verdicts.push(format!("seed {seed}: {stdout}"));
+    }
+    panic!("{what}: not found in {} runs: {verdicts:?}", seeds.len());
+}
