@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,16 +29,10 @@ fn server_bin() -> PathBuf {
     server
 }
 
-/// A port on 127.0.0.1 held (bound with SO_REUSEADDR, not listening) for the test's lifetime,
-/// so nothing else takes it between the node's runs; the node binds it with SO_REUSEADDR too.
-fn reserve_port() -> (tokio::net::TcpSocket, u16) {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
-    socket
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .expect("bind 127.0.0.1:0");
-    let port = socket.local_addr().expect("bound address").port();
-    (socket, port)
+/// A port on 127.0.0.1 held for the test's lifetime, so nothing else takes it between the
+/// node's runs (the node binds it with SO_REUSEADDR).
+fn reserve() -> riptide_nemesis::ReservedPort {
+    riptide_nemesis::ReservedPort::new().expect("reserving a loopback port")
 }
 
 /// A running node, killed (SIGKILL) on drop.
@@ -117,7 +110,7 @@ struct Rig {
     log: PathBuf,
     client_port: u16,
     peer_port: u16,
-    _port_holds: [tokio::net::TcpSocket; 2],
+    _port_holds: [riptide_nemesis::ReservedPort; 2],
     url: String,
     http: reqwest::Client,
 }
@@ -126,8 +119,8 @@ impl Rig {
     fn new() -> Rig {
         let mounted = Mounted::new();
         let log = mounted.dir.path().join("node1.log");
-        let (client_hold, client_port) = reserve_port();
-        let (peer_hold, peer_port) = reserve_port();
+        let (client_hold, peer_hold) = (reserve(), reserve());
+        let (client_port, peer_port) = (client_hold.port(), peer_hold.port());
         Rig {
             mounted,
             log,

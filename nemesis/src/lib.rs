@@ -82,6 +82,7 @@ pub mod error;
 pub mod fault;
 pub mod nemesis;
 pub mod network;
+pub mod ports;
 pub mod proxy;
 pub mod schedule;
 pub mod supervisor;
@@ -98,6 +99,7 @@ pub use fault::{
 };
 pub use nemesis::{apply, cuts_of, heal, ActiveFault, Undo};
 pub use network::{Cuts, Network};
+pub use ports::{free_port, ReservedPort};
 pub use proxy::{LinkFault, LinkProxy, LinkStats};
 pub use schedule::{Schedule, ScheduleSpec, ScheduledFault};
 pub use supervisor::{ExitInfo, ProcessSpec, ProcessState, Supervisor};

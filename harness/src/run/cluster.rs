@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use riptide_nemesis::{Network, ProcessState, Supervisor};
+use riptide_nemesis::{Network, ProcessState, ReservedPort, Supervisor};
 use tokio::sync::Mutex;
 
 use super::disk::NodeDisks;
@@ -69,18 +69,17 @@ pub struct Cluster {
     pub disks: Option<NodeDisks>,
     http: reqwest::Client,
     ready_timeout: Duration,
+    /// The nodes' client and peer ports, held until the cluster is dropped.
+    _ports: Vec<ReservedPort>,
 }
 
-/// Asks the OS for a free loopback port. The port is released before the node binds it, so
-/// another process could take it in between; the node then fails with a clear "port taken"
-/// error and [`Cluster::start`] tries again on fresh ports.
-///
-/// The listener is returned too: holding it until the nodes are about to start keeps the
-/// proxies (which bind their own ephemeral ports meanwhile) from being handed the same port.
-fn free_addr() -> Result<(SocketAddr, std::net::TcpListener), ClusterError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(ClusterError::Port)?;
-    let addr = listener.local_addr().map_err(ClusterError::Port)?;
-    Ok((addr, listener))
+/// A loopback port for a node, reserved for the cluster's lifetime (also while the node is
+/// killed and before it is started again), so no proxy, client connection or other run is
+/// handed it meanwhile. A node that still finds it taken fails with a clear "port taken" error
+/// and [`Cluster::start`] tries again on fresh ports.
+fn free_addr() -> Result<(SocketAddr, ReservedPort), ClusterError> {
+    let port = ReservedPort::new().map_err(ClusterError::Port)?;
+    Ok((port.addr(), port))
 }
 
 /// The last `n` lines of a file (empty when it cannot be read).
@@ -190,8 +189,8 @@ impl Cluster {
             disks,
             http,
             ready_timeout: spec.ready_timeout,
+            _ports: reserved,
         };
-        drop(reserved);
         for i in 0..spec.nodes {
             cluster.supervisor.get_mut().start(i).await?;
         }

@@ -46,11 +46,7 @@ pub fn sleeper(dir: &Path, name: &str) -> ProcessSpec {
 /// and for watching which links a fault cuts, which the proxies report.
 pub async fn network_to_nowhere(nodes: usize) -> Network {
     let unused: Vec<std::net::SocketAddr> = (0..nodes)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|listener| listener.local_addr())
-                .expect("cannot bind a loopback port")
-        })
+        .map(|_| std::net::SocketAddr::from(([127, 0, 0, 1], riptide_nemesis::free_port())))
         .collect();
     Network::start(unused)
         .await

@@ -12,7 +12,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -28,30 +27,11 @@ pub fn server_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_riptide-server")))
 }
 
-/// A free port on 127.0.0.1, reserved for this test process until it exits.
-///
-/// The OS picks it (bind to port 0), and the socket stays bound, never listening, with
-/// SO_REUSEADDR. A node binds the port anyway (its listener sets SO_REUSEADDR too, and the
-/// reservation does not listen), and connecting to it while no node listens is refused, as for
-/// a free port. But as long as the reservation holds it, the OS hands the port to nobody else:
-/// not to another test's bind to port 0, in this process or another, and not as the source
-/// port of an outgoing connection. A port merely released after the OS picked it was taken
-/// that way now and then (by a parallel test's node, or by a connection made before the node
-/// bound it, or while it was stopped), and the node then could not start.
-pub fn free_port() -> u16 {
-    static RESERVED: Mutex<Vec<tokio::net::TcpSocket>> = Mutex::new(Vec::new());
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
-    socket
-        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .expect("bind 127.0.0.1:0");
-    let port = socket.local_addr().expect("bound address").port();
-    RESERVED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .push(socket);
-    port
-}
+/// A free port on 127.0.0.1, reserved for this test process until it exits (the project's one
+/// port helper, [`riptide_nemesis::free_port`]: a port merely released after the OS picked it
+/// was taken now and then by a parallel test's node or an outgoing connection, and the node
+/// then could not start).
+pub use riptide_nemesis::free_port;
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
