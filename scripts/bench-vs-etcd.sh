@@ -117,6 +117,8 @@ failover_pid=""
 
 # shellcheck source=SCRIPTDIR/lib/procs.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
+# shellcheck source=SCRIPTDIR/lib/nodes.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/nodes.sh"
 
 cleanup() {
     local status=$?
@@ -130,49 +132,19 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Prints N distinct free loopback ports (sockets held open until all are chosen).
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-held = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    held.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in held))
-EOF
-}
-
 declare -A client_port=() peer_port=()
 
-allocate_ports() {
-    local ports
-    read -r -a ports <<<"$(free_ports 6)"
-    for i in 1 2 3; do
-        client_port[$i]="${ports[$((i - 1))]}"
-        peer_port[$i]="${ports[$((i + 2))]}"
-    done
-}
-
 start_riptide() {
-    allocate_ports
+    allocate_ports 3
     for i in 1 2 3; do
-        local args=(--id "$i" --data-dir "$workdir/riptide/$i"
-            --listen-client "127.0.0.1:${client_port[$i]}"
-            --listen-peer "127.0.0.1:${peer_port[$i]}" --log-level warn)
-        for j in 1 2 3; do
-            ((j == i)) && continue
-            args+=(--peer "$j=127.0.0.1:${peer_port[$j]}"
-                --peer-client-url "$j=http://127.0.0.1:${client_port[$j]}")
-        done
-        mkdir -p "$workdir/riptide/$i"
-        "$server" "${args[@]}" "${riptide_extra[@]}" >"$workdir/riptide/$i.log" 2>&1 &
+        start_riptide_node "$server" "$i" 3 "$workdir/riptide/$i" "$workdir/riptide/$i.log" \
+            --log-level warn "${riptide_extra[@]}"
         node_pid[$i]=$!
     done
 }
 
 start_etcd() {
-    allocate_ports
+    allocate_ports 3
     local initial="" token
     token="bench-vs-etcd-$$-$RANDOM"
     for i in 1 2 3; do

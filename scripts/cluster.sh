@@ -21,6 +21,12 @@ server="${RIPTIDE_SERVER:-$repo/target/release/riptide-server}"
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 
+# shellcheck source=SCRIPTDIR/lib/nodes.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/nodes.sh"
+# Nodes outlive this script: they run until `stop`.
+node_launcher=(nohup)
+declare -A client_port=() peer_port=()
+
 # The ports of a started cluster are remembered, so status and start-node need no environment.
 if [[ "${1:-}" != start && -f "$cluster_dir/ports" ]]; then
     # shellcheck disable=SC1091
@@ -49,18 +55,15 @@ pid_alive() {
 
 # Starts node $1 of an $2-node cluster in the background and records its PID.
 launch_node() {
-    local i="$1" n="$2"
-    local args=(--id "$i" --data-dir "$cluster_dir/$i/data"
-        --listen-client "127.0.0.1:$((client_base + i))"
-        --listen-peer "127.0.0.1:$((peer_base + i))")
+    local i="$1" n="$2" j
     for ((j = 1; j <= n; j++)); do
-        (( j == i )) && continue
-        args+=(--peer "$j=127.0.0.1:$((peer_base + j))"
-            --peer-client-url "$j=http://127.0.0.1:$((client_base + j))")
+        client_port[$j]=$((client_base + j))
+        peer_port[$j]=$((peer_base + j))
     done
     mkdir -p "$cluster_dir/$i"
     # shellcheck disable=SC2086
-    nohup "$server" "${args[@]}" ${RIPTIDE_ARGS:-} >>"$cluster_dir/$i/node.log" 2>&1 &
+    start_riptide_node "$server" "$i" "$n" "$cluster_dir/$i/data" "$cluster_dir/$i/node.log" \
+        ${RIPTIDE_ARGS:-}
     echo $! > "$cluster_dir/$i/pid"
 }
 

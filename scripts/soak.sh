@@ -77,6 +77,8 @@ server="$workdir/riptide-server"
 
 # shellcheck source=SCRIPTDIR/lib/procs.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
+# shellcheck source=SCRIPTDIR/lib/nodes.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/nodes.sh"
 
 cleanup() {
     local status=$?
@@ -90,27 +92,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-read -r -a ports <<<"$(python3 -c '
-import socket
-held = [socket.socket() for _ in range(6)]
-for s in held: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in held))')"
-for i in 1 2 3; do
-    client_port[$i]="${ports[$((i - 1))]}"
-    peer_port[$i]="${ports[$((i + 2))]}"
-done
+allocate_ports 3
 
 launch() {
     local i="$1"
-    local args=(--id "$i" --data-dir "$workdir/$i"
-        --listen-client "127.0.0.1:${client_port[$i]}"
-        --listen-peer "127.0.0.1:${peer_port[$i]}" --log-level warn)
-    for j in 1 2 3; do
-        ((j == i)) && continue
-        args+=(--peer "$j=127.0.0.1:${peer_port[$j]}"
-            --peer-client-url "$j=http://127.0.0.1:${client_port[$j]}")
-    done
-    "$server" "${args[@]}" "${node_extra[@]}" >>"$workdir/$i.log" 2>&1 &
+    start_riptide_node "$server" "$i" 3 "$workdir/$i" "$workdir/$i.log" --log-level warn \
+        "${node_extra[@]}"
     node_pid[$i]=$!
 }
 
