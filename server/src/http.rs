@@ -16,6 +16,12 @@
 //! with `"proposed": true` when a write was proposed but its outcome is unknown; `4xx` JSON for
 //! bad input, which never reaches the log. A `Request-Id: CLIENT:SEQ` header makes a write
 //! exactly-once (see [`crate::kv`]).
+//!
+//! Every answer, whatever its status, carries the node's view when it answered: `Raft-Node`
+//! (its id), `Raft-Term`, `Raft-Index` (its commit index) and `Raft-Role` (`leader`,
+//! `follower`, `candidate`, `precandidate`, as in `/status`). A client that followed redirects
+//! learns which node served it and whether that node thought it led: what a history needs so
+//! that a stale read from a follower and one from a deposed leader can be told apart.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -31,7 +37,7 @@ use crate::kv::{Command, Op, OpResult, RequestId};
 use crate::node::metrics::Metrics;
 use crate::node::raft_loop::{ClientRequest, ProposeOutcome, ReadOutcome};
 use crate::node::NodeHandle;
-use crate::raft::NodeId;
+use crate::raft::{NodeId, Role};
 
 /// Longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -52,7 +58,32 @@ pub fn router(node: NodeHandle) -> Router {
         // gets our JSON 413 on a healthy connection. Beyond that axum stops reading and answers
         // 413 itself; the connection then closes and the client may see a reset instead.
         .layer(DefaultBodyLimit::max(4 * MAX_VALUE_BYTES))
+        .layer(axum::middleware::map_response_with_state(
+            node.clone(),
+            with_raft_headers,
+        ))
         .with_state(node)
+}
+
+/// Adds the node's id, term, commit index and role to an answer (see the module docs).
+async fn with_raft_headers(State(node): State<NodeHandle>, mut response: Response) -> Response {
+    let (term, commit, role) = {
+        let status = node.status.borrow();
+        let raft = &status.raft;
+        (raft.term, raft.commit_index, raft.role)
+    };
+    let role = match role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::PreCandidate => "precandidate",
+    };
+    let headers = response.headers_mut();
+    headers.insert("raft-node", HeaderValue::from(node.id));
+    headers.insert("raft-term", HeaderValue::from(term));
+    headers.insert("raft-index", HeaderValue::from(commit));
+    headers.insert("raft-role", HeaderValue::from_static(role));
+    response
 }
 
 /// A refusal of bad input (or a plain error), answered as `{"error": ...}` JSON.

@@ -312,3 +312,65 @@ async fn a_retry_from_an_evicted_session_gets_409_outcome_unknown_and_is_not_app
         "the retry was applied again"
     );
 }
+
+/// The `Raft-*` headers of one answer: node, term, commit index, role.
+fn raft_headers(response: &reqwest::Response) -> (u64, u64, u64, String) {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .unwrap_or_else(|| panic!("answer {} lacks {name}", response.status()))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let number = |name: &str| header(name).parse::<u64>().expect("a number");
+    (
+        number("raft-node"),
+        number("raft-term"),
+        number("raft-index"),
+        header("raft-role"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_says_which_node_served_it_in_which_term_and_role() {
+    let mut cluster = Cluster::new(3);
+    cluster.start_all();
+    let leader = cluster.wait_for_leader(&[1, 2, 3]).await;
+    let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    let term = cluster.status(leader).await.unwrap()["term"]
+        .as_u64()
+        .unwrap();
+    let http = &cluster.http_no_redirect;
+
+    let put = http
+        .put(format!("{}/kv/k", cluster.url(leader)))
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    let (node, put_term, put_index, role) = raft_headers(&put);
+    assert_eq!((node, put_term, role.as_str()), (leader, term, "leader"));
+    let written: Value = put.json().await.unwrap();
+    // The commit index it reports covers the write it acknowledged.
+    assert!(put_index >= written["index"].as_u64().unwrap(), "{written}");
+
+    // A follower's redirect and a refusal carry them too, with the follower's own view.
+    let redirect = http
+        .get(format!("{}/kv/k", cluster.url(follower)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), StatusCode::TEMPORARY_REDIRECT);
+    let (node, _, _, role) = raft_headers(&redirect);
+    assert_eq!((node, role.as_str()), (follower, "follower"));
+    let missing = http
+        .get(format!("{}/kv/absent", cluster.url(leader)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(raft_headers(&missing).0, leader);
+}
