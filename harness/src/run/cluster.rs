@@ -77,7 +77,7 @@ pub struct Cluster {
 ///
 /// The listener is returned too: holding it until the nodes are about to start keeps the
 /// proxies (which bind their own ephemeral ports meanwhile) from being handed the same port.
-fn free_addr() -> Result<(SocketAddr, std::net::TcpListener), ClusterError> {
+pub(crate) fn free_addr() -> Result<(SocketAddr, std::net::TcpListener), ClusterError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(ClusterError::Port)?;
     let addr = listener.local_addr().map_err(ClusterError::Port)?;
     Ok((addr, listener))
