@@ -139,3 +139,24 @@ fn a_one_way_cut_and_disk_faults_are_refused_for_etcd_with_exit_3() {
         assert!(stderr.contains(reason), "{nemesis}: {stderr}");
     }
 }
+
+#[test]
+fn etcd_flags_without_system_etcd_are_a_usage_error() {
+    let store = tempfile::tempdir().unwrap();
+    let out = common::run_riptide(
+        &[
+            "test",
+            "--etcd-reads",
+            "serializable",
+            "--time-limit",
+            "2s",
+            "--store",
+            store.path().to_str().unwrap(),
+        ],
+        &[],
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("need --system etcd"), "{stderr}");
+}

@@ -399,6 +399,11 @@ pub fn plan(args: &TestArgs) -> anyhow::Result<RunPlan> {
         Some(dir) => replayed_system(dir)?,
         None => args.system,
     };
+    if system == SystemKind::Riptide
+        && (args.etcd_reads != EtcdReads::Linearizable || args.etcd_bin.is_some())
+    {
+        anyhow::bail!("--etcd-reads and --etcd-bin need --system etcd");
+    }
     let server_bin = match system {
         SystemKind::Riptide => resolve_server_bin(args.server_bin.as_deref()),
         SystemKind::Etcd => resolve_etcd_bin(args.etcd_bin.as_deref()),

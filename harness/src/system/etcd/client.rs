@@ -161,8 +161,10 @@ pub struct EtcdClient {
     http: reqwest::Client,
     /// Client base URLs of the members (`http://127.0.0.1:PORT`), in node order.
     nodes: Arc<Vec<String>>,
-    /// Round-robin cursor ([`Route::Any`]), or the pinned member ([`Route::Leader`]).
+    /// Round-robin cursor ([`Route::Any`]).
     next: Arc<AtomicUsize>,
+    /// The pinned member ([`Route::Leader`]).
+    pinned: Arc<AtomicUsize>,
     timeouts: ClientTimeouts,
     reads: EtcdReads,
     read_from: Route,
@@ -181,6 +183,7 @@ impl EtcdClient {
             http,
             nodes: Arc::new(nodes),
             next: Arc::new(AtomicUsize::new(0)),
+            pinned: Arc::new(AtomicUsize::new(0)),
             timeouts,
             reads,
             read_from: Route::Any,
@@ -199,7 +202,7 @@ impl EtcdClient {
     fn first_target(&self, route: Route) -> usize {
         match route {
             Route::Any => self.next.fetch_add(1, Ordering::Relaxed) % self.nodes.len(),
-            Route::Leader => self.next.load(Ordering::Relaxed) % self.nodes.len(),
+            Route::Leader => self.pinned.load(Ordering::Relaxed) % self.nodes.len(),
         }
     }
 
@@ -207,9 +210,9 @@ impl EtcdClient {
     fn move_on(&self, route: Route, failed: usize) -> usize {
         let next = (failed + 1) % self.nodes.len();
         if route == Route::Leader {
-            let _ = self
-                .next
-                .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed);
+            let _ =
+                self.pinned
+                    .compare_exchange(failed, next, Ordering::Relaxed, Ordering::Relaxed);
         }
         next
     }
