@@ -108,33 +108,36 @@ fn etcd_with_serializable_reads_is_not_linearizable_within_three_seeds() {
     panic!("serializable reads were never caught: {verdicts:?}");
 }
 
+/// A `riptide test` that must be refused while planning: (exit code, stderr).
+fn refused_run(extra: &[&str]) -> (Option<i32>, String) {
+    let store = tempfile::tempdir().unwrap();
+    let mut args = vec!["test", "--time-limit", "2s", "--store"];
+    args.push(store.path().to_str().unwrap());
+    args.extend_from_slice(extra);
+    let out = common::run_riptide(&args, &[], Duration::from_secs(60));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn a_one_way_cut_and_disk_faults_are_refused_for_etcd_with_exit_3() {
     // Refused while planning, before etcd would start: any existing file stands in for it.
-    let store = tempfile::tempdir().unwrap();
+    let stand_in = common::riptide_bin();
     for (nemesis, reason) in [
         ("majorities-ring", "one-way"),
         ("kill-one,lose-unsynced", "disk faults"),
     ] {
-        let out = common::run_riptide(
-            &[
-                "test",
-                "--system",
-                "etcd",
-                "--etcd-bin",
-                common::riptide_bin().to_str().unwrap(),
-                "--nemesis",
-                nemesis,
-                "--time-limit",
-                "2s",
-                "--store",
-                store.path().to_str().unwrap(),
-            ],
-            &[],
-            Duration::from_secs(60),
-        );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{nemesis}: {stderr}");
+        let (code, stderr) = refused_run(&[
+            "--system",
+            "etcd",
+            "--etcd-bin",
+            stand_in.to_str().unwrap(),
+            "--nemesis",
+            nemesis,
+        ]);
+        assert_eq!(code, Some(3), "{nemesis}: {stderr}");
         assert!(stderr.contains("--system etcd cannot apply"), "{stderr}");
         assert!(stderr.contains(reason), "{nemesis}: {stderr}");
     }
@@ -142,21 +145,7 @@ fn a_one_way_cut_and_disk_faults_are_refused_for_etcd_with_exit_3() {
 
 #[test]
 fn etcd_flags_without_system_etcd_are_a_usage_error() {
-    let store = tempfile::tempdir().unwrap();
-    let out = common::run_riptide(
-        &[
-            "test",
-            "--etcd-reads",
-            "serializable",
-            "--time-limit",
-            "2s",
-            "--store",
-            store.path().to_str().unwrap(),
-        ],
-        &[],
-        Duration::from_secs(60),
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let (code, stderr) = refused_run(&["--etcd-reads", "serializable"]);
+    assert_eq!(code, Some(3), "{stderr}");
     assert!(stderr.contains("need --system etcd"), "{stderr}");
 }
