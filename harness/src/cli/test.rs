@@ -14,8 +14,9 @@ use crate::run::schedule::make_schedule;
 use crate::run::workload::Workload;
 use crate::run::RunPlan;
 use crate::store::{RunConfig, RunVerdict};
+use crate::system::etcd::{EtcdDb, EtcdReads};
 use crate::system::riptide::RiptideDb;
-use crate::system::Route;
+use crate::system::{Db, Route, SystemKind};
 
 /// Arguments of `riptide test`.
 #[derive(Debug, Clone, clap::Args)]
@@ -106,6 +107,18 @@ pub struct TestArgs {
     /// No live progress display.
     #[arg(long)]
     pub quiet: bool,
+    /// The system under test: `riptide` nodes, or a local `etcd` cluster (etcd-server 3.4;
+    /// network faults except a 3-node majorities-ring, no disk faults).
+    #[arg(long, value_enum, default_value_t = SystemKind::Riptide)]
+    pub system: SystemKind,
+    /// With --system etcd: `linearizable` reads (etcd's default, through the leader's read
+    /// index) or `serializable` ones (answered by the member from its own state: stale reads
+    /// are possible, and documented).
+    #[arg(long, value_enum, default_value_t = EtcdReads::Linearizable)]
+    pub etcd_reads: EtcdReads,
+    /// With --system etcd: the etcd binary (default /usr/bin/etcd, else etcd on PATH).
+    #[arg(long)]
+    pub etcd_bin: Option<PathBuf>,
 }
 
 /// Parses `30`, `30s`, `500ms`, `2m`, `1h`.
@@ -233,6 +246,47 @@ pub fn resolve_server_bin(flag: Option<&Path>) -> Result<PathBuf, String> {
     ))
 }
 
+/// The system a stored run tested (its `config.json`), for `--replay`.
+fn replayed_system(dir: &Path) -> anyhow::Result<SystemKind> {
+    let text = std::fs::read_to_string(dir.join(crate::store::CONFIG_FILE))
+        .with_context(|| format!("reading the run to replay in {}", dir.display()))?;
+    let config: RunConfig = serde_json::from_str(&text)
+        .with_context(|| format!("parsing {}/config.json", dir.display()))?;
+    Ok(config.system)
+}
+
+/// Finds the etcd binary: the flag, else /usr/bin/etcd, else `etcd` on PATH.
+pub fn resolve_etcd_bin(flag: Option<&Path>) -> Result<PathBuf, String> {
+    let on_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("etcd"))
+                .find(|p| p.is_file())
+        })
+    };
+    match flag {
+        Some(given) if given.is_file() => Ok(given.to_path_buf()),
+        Some(given) => Err(format!(
+            "the etcd binary {} does not exist (install etcd-server: apt-get install etcd-server)",
+            given.display()
+        )),
+        None => {
+            let default = Path::new(crate::system::etcd::DEFAULT_ETCD_BIN);
+            if default.is_file() {
+                Ok(default.to_path_buf())
+            } else {
+                on_path().ok_or_else(|| {
+                    format!(
+                        "cannot find the etcd binary at {} or on PATH (install etcd-server: \
+                         apt-get install etcd-server, or pass --etcd-bin PATH)",
+                        default.display()
+                    )
+                })
+            }
+        }
+    }
+}
+
 /// Builds the run's configuration from the flags (or from the run being replayed).
 pub fn make_config(
     args: &TestArgs,
@@ -262,16 +316,29 @@ pub fn make_config(
         // Short seeds are easier to read and type.
         (nanos ^ u64::from(std::process::id())) % 1_000_000
     });
-    let (nemesis, notes) = expand_nemesis(&args.nemesis);
+    let (nemesis, notes) = match args.system {
+        SystemKind::Riptide => expand_nemesis(&args.nemesis),
+        SystemKind::Etcd if args.nemesis.trim() == DEFAULT_NEMESIS_NAME => {
+            let (list, note) = crate::system::etcd::default_nemesis(args.nodes as usize);
+            (list, vec![note])
+        }
+        SystemKind::Etcd => (args.nemesis.clone(), Vec::new()),
+    };
     for note in &notes {
         eprintln!("note: {note}");
     }
-    let test_name = args.name.clone().unwrap_or_else(|| {
-        format!(
+    let test_name = args.name.clone().unwrap_or_else(|| match args.system {
+        SystemKind::Riptide => format!(
             "{}-{}",
             args.workload.name(),
             nemesis.replace(',', "+").replace(' ', "")
-        )
+        ),
+        // etcd's default is a long list of kinds: its name says `default` instead.
+        SystemKind::Etcd => format!(
+            "etcd-{}-{}",
+            args.workload.name(),
+            args.nemesis.trim().replace(',', "+").replace(' ', "")
+        ),
     });
     let config = RunConfig {
         test_name,
@@ -296,6 +363,8 @@ pub fn make_config(
         read_from: args.read_from,
         write_to: args.write_to,
         closed_loop: args.closed_loop.min(args.concurrency) as usize,
+        system: args.system,
+        etcd_reads: (args.system == SystemKind::Etcd).then_some(args.etcd_reads),
         replay_of: None,
         riptide_version: env!("CARGO_PKG_VERSION").to_string(),
         rerun: String::new(),
@@ -329,9 +398,50 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
 /// The run plan of `riptide test`'s flags (or of the run being replayed): the configuration,
 /// the fault schedule and the system under test. An error is a run that cannot start.
 pub fn plan(args: &TestArgs) -> anyhow::Result<RunPlan> {
-    let server_bin = resolve_server_bin(args.server_bin.as_deref()).map_err(anyhow::Error::msg)?;
+    let system = match &args.replay {
+        Some(dir) => replayed_system(dir)?,
+        None => args.system,
+    };
+    if system == SystemKind::Riptide
+        && (args.etcd_reads != EtcdReads::Linearizable || args.etcd_bin.is_some())
+    {
+        anyhow::bail!("--etcd-reads and --etcd-bin need --system etcd");
+    }
+    let server_bin = match system {
+        SystemKind::Riptide => resolve_server_bin(args.server_bin.as_deref()),
+        SystemKind::Etcd => resolve_etcd_bin(args.etcd_bin.as_deref()),
+    }
+    .map_err(anyhow::Error::msg)?;
     let (config, replayed) = make_config(args, server_bin)?;
     let schedule = make_schedule(&config, replayed).map_err(anyhow::Error::msg)?;
+    let db: Arc<dyn Db> = match config.system {
+        SystemKind::Riptide => Arc::new(RiptideDb {
+            server_bin: config.server_bin.clone(),
+            node_args: config.node_args.clone(),
+        }),
+        SystemKind::Etcd => Arc::new(EtcdDb::new(
+            config.server_bin.clone(),
+            config.node_args.clone(),
+            config.etcd_reads.unwrap_or_default(),
+        )),
+    };
+    // A fault the system cannot be given is refused now, naming it and why, never played
+    // as if it worked.
+    let mut kinds = riptide_nemesis::parse_fault_list(&config.nemesis).unwrap_or_default();
+    kinds.extend(schedule.faults.iter().map(|f| f.plan.kind()));
+    let refused = db.unsupported_faults(&kinds, config.nodes);
+    if !refused.is_empty() {
+        let list: Vec<String> = refused
+            .iter()
+            .map(|(kind, why)| format!("{}: {why}", kind.name()))
+            .collect();
+        anyhow::bail!(
+            "--system {} cannot apply --nemesis {}: {}",
+            db.name(),
+            config.nemesis,
+            list.join("; ")
+        );
+    }
     // A fault this machine cannot apply is refused now, never skipped silently.
     if crate::run::disk::schedule_needs_disks(&schedule) {
         riptide_faultfs::check_available().map_err(|e| {
@@ -343,10 +453,7 @@ pub fn plan(args: &TestArgs) -> anyhow::Result<RunPlan> {
         })?;
     }
     Ok(RunPlan {
-        db: Arc::new(RiptideDb {
-            server_bin: config.server_bin.clone(),
-            node_args: config.node_args.clone(),
-        }),
+        db,
         config,
         schedule,
         store: args.store.clone(),

@@ -10,7 +10,8 @@ use riptide_checker::CheckResult;
 use serde::{Deserialize, Serialize};
 
 use crate::run::workload::Workload;
-use crate::system::Route;
+use crate::system::etcd::EtcdReads;
+use crate::system::{Route, SystemKind};
 
 /// Everything needed to re-run a run: written as `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +54,12 @@ pub struct RunConfig {
     /// How many clients ignore the rate (`--closed-loop`); 0 in runs made before the flag.
     #[serde(default)]
     pub closed_loop: usize,
+    /// The system under test (`--system`); absent for Riptide.
+    #[serde(default, skip_serializing_if = "SystemKind::is_riptide")]
+    pub system: SystemKind,
+    /// How etcd serves reads (`--etcd-reads`); absent unless the system is etcd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_reads: Option<EtcdReads>,
     /// The run this one replays, if any.
     #[serde(default)]
     pub replay_of: Option<PathBuf>,

@@ -6,15 +6,17 @@
 //! it with the [`Client`] the `Db` opens (invoke one operation with a request id and a
 //! deadline, get `ok`, `fail` or `info`). Kill, pause and links stay in the nemesis crate,
 //! which acts on processes and TCP links of any system. [`riptide`] implements both seams for
-//! `riptide-server`; another store needs one module like it.
+//! `riptide-server` and [`etcd`] for an etcd cluster; another store needs one module like
+//! them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use riptide_nemesis::ProcessSpec;
+use riptide_nemesis::{FaultKind, ProcessSpec};
 
+pub mod etcd;
 pub mod riptide;
 
 /// Where node `index` of the cluster lives: its ports and files, chosen by the harness.
@@ -67,6 +69,34 @@ pub struct ClientOptions {
     pub write_to: Route,
 }
 
+/// Which system a run tests (`--system`). Stored in `config.json` only when it is not
+/// Riptide, so Riptide's runs are stored as before.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemKind {
+    /// `riptide-server` nodes.
+    #[default]
+    Riptide,
+    /// A local etcd cluster (the `etcd` binary of etcd-server 3.4).
+    Etcd,
+}
+
+impl SystemKind {
+    pub fn is_riptide(&self) -> bool {
+        *self == SystemKind::Riptide
+    }
+}
+
 /// How the harness starts and watches the nodes of one system (Jepsen's `db` protocol).
 #[async_trait::async_trait]
 pub trait Db: Send + Sync {
@@ -93,6 +123,12 @@ pub trait Db: Send + Sync {
     /// Whether the log of a node that did not start says its port was taken (the harness
     /// then starts the cluster again on fresh ports).
     fn is_port_taken(&self, log_tail: &str) -> bool;
+    /// The fault kinds of `kinds` this system cannot be given on a cluster of `nodes`, each
+    /// with why (the run is refused before it starts, naming them); empty when all can.
+    fn unsupported_faults(&self, kinds: &[FaultKind], nodes: usize) -> Vec<(FaultKind, String)> {
+        let _ = (kinds, nodes);
+        Vec::new()
+    }
     /// A client of the whole cluster, shared by every worker.
     fn open_client(
         &self,
@@ -208,4 +244,59 @@ impl Default for ClientTimeouts {
             backoff: Duration::from_millis(50),
         }
     }
+}
+
+/// What a transport error says of a request that got no HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportFailure {
+    /// Certainly not sent (the connection could not be made), or a read: try again.
+    NotSent(String),
+    /// Sent, perhaps applied (timeout, reset after sending): unknown for a write.
+    MaybeApplied(String),
+    /// The request could not be built: retrying cannot help.
+    Invalid(String),
+}
+
+/// Classifies a transport error: nothing was sent when the connection could not be made;
+/// anything else (timeout, reset after sending) is unknown for a write.
+pub fn transport_failure(request_is_read: bool, err: &reqwest::Error) -> TransportFailure {
+    let text = if err.is_timeout() {
+        "timeout".to_string()
+    } else if err.is_connect() {
+        "connection refused".to_string()
+    } else {
+        let mut s = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(inner) = source {
+            s = format!("{s}: {inner}");
+            source = inner.source();
+        }
+        s
+    };
+    if err.is_builder() {
+        TransportFailure::Invalid(text)
+    } else if err.is_connect() || request_is_read {
+        TransportFailure::NotSent(text)
+    } else {
+        TransportFailure::MaybeApplied(text)
+    }
+}
+
+/// The HTTP client of a cluster client: no redirects followed (a client decides), short
+/// connects; fails on an empty node list.
+pub fn cluster_http_client(
+    nodes: &[String],
+    timeouts: &ClientTimeouts,
+) -> Result<reqwest::Client, SystemError> {
+    if nodes.is_empty() {
+        return Err(SystemError::Setup(
+            "a client needs at least one node".into(),
+        ));
+    }
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeouts.connect)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(10))
+        .build()?)
 }

@@ -19,7 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::system::{Client, ClientTimeouts, Completion, Request, Route, SystemError};
+use crate::system::{
+    cluster_http_client, transport_failure, Client, ClientTimeouts, Completion, Request, Route,
+    SystemError, TransportFailure,
+};
 
 /// How one HTTP attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,25 +100,10 @@ pub fn classify_response(
 /// Classifies a transport error: nothing was sent when the connection could not be made;
 /// anything else (timeout, reset after sending) is unknown for a write.
 pub fn classify_transport(request_is_read: bool, err: &reqwest::Error) -> Reply {
-    let text = if err.is_timeout() {
-        "timeout".to_string()
-    } else if err.is_connect() {
-        "connection refused".to_string()
-    } else {
-        let mut s = err.to_string();
-        let mut source = std::error::Error::source(err);
-        while let Some(inner) = source {
-            s = format!("{s}: {inner}");
-            source = inner.source();
-        }
-        s
-    };
-    if err.is_builder() {
-        Reply::Rejected(text)
-    } else if err.is_connect() || request_is_read {
-        Reply::Refused(text)
-    } else {
-        Reply::Ambiguous(text)
+    match transport_failure(request_is_read, err) {
+        TransportFailure::NotSent(text) => Reply::Refused(text),
+        TransportFailure::MaybeApplied(text) => Reply::Ambiguous(text),
+        TransportFailure::Invalid(text) => Reply::Rejected(text),
     }
 }
 
@@ -189,17 +177,7 @@ pub struct RiptideClient {
 impl RiptideClient {
     /// A client of the nodes at `nodes` (client base URLs); at least one.
     pub fn new(nodes: Vec<String>, timeouts: ClientTimeouts) -> Result<RiptideClient, SystemError> {
-        if nodes.is_empty() {
-            return Err(SystemError::Setup(
-                "a client needs at least one node".into(),
-            ));
-        }
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeouts.connect)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(10))
-            .build()?;
+        let http = cluster_http_client(&nodes, &timeouts)?;
         Ok(RiptideClient {
             http,
             nodes: Arc::new(nodes),
