@@ -145,4 +145,26 @@ fn a_correct_node_passes_stalled_leaders_and_killed_majorities() {
     for fault in ["stall leader n", "kill majority ["] {
         assert!(history.contains(fault), "{fault} never played");
     }
+    // cluster.jsonl has every node's view over the run: each node answered as follower or
+    // leader at some point, and was seen not answering (killed or stalled) at another.
+    let samples = std::fs::read_to_string(store.path().join("latest/cluster.jsonl")).unwrap();
+    let samples: Vec<serde_json::Value> = samples
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(samples.iter().any(|s| s["role"] == "leader"));
+    for node in ["n1", "n2", "n3"] {
+        let of_node: Vec<&serde_json::Value> =
+            samples.iter().filter(|s| s["node"] == node).collect();
+        assert!(
+            of_node
+                .iter()
+                .any(|s| s["answered"] == true && s["term"].is_u64()),
+            "{node} never answered"
+        );
+    }
+    assert!(
+        samples.iter().any(|s| s["answered"] == false),
+        "no node was ever seen down"
+    );
 }

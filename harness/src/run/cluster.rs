@@ -239,6 +239,12 @@ impl Cluster {
         }
     }
 
+    /// What node `i` says of itself; `None` when it does not answer.
+    pub async fn state_of(&self, i: usize) -> Option<NodeState> {
+        let node = self.nodes.get(i)?;
+        self.db.state(node, &self.http).await
+    }
+
     /// What every node that answers says of itself, by index, asked concurrently (a paused
     /// node would otherwise hold up the others for a whole timeout).
     pub async fn states(&self) -> Vec<Option<NodeState>> {

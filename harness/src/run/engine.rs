@@ -59,6 +59,7 @@ pub async fn drive(
         config,
         schedule,
         &recorder_path,
+        &run_dir.cluster_samples(),
         progress,
         stop_rx,
         collected,
@@ -129,6 +130,7 @@ async fn drive_cluster(
     config: &RunConfig,
     schedule: &Schedule,
     recorder_path: &Path,
+    samples_path: &Path,
     progress: &Progress,
     stop_rx: watch::Receiver<bool>,
     collected: &mut Recording,
@@ -189,6 +191,13 @@ async fn drive_cluster(
         t0,
         phase_stop_rx.clone(),
     ));
+    let mut sampler = match super::sampler::start(cluster.clone(), recorder.clone(), samples_path) {
+        Ok(tasks) => Some(tasks),
+        Err(e) => {
+            tracing::warn!("cannot write cluster.jsonl: {e}; the run goes on without it");
+            None
+        }
+    };
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..config.concurrency {
         workers.spawn(workers::worker(ctx.clone(), w, phase_stop_rx.clone()));
@@ -251,6 +260,10 @@ async fn drive_cluster(
         Err(e) => collected.reasons.push(format!("nemesis task failed: {e}")),
     }
     monitor.abort();
+    if let Some(tasks) = sampler.as_mut() {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
     progress.counters.set_active(Vec::new());
     let heal_problems = cluster.heal_everything().await;
     if !heal_problems.is_empty() {

@@ -29,6 +29,7 @@ pub mod disk;
 pub mod engine;
 pub mod ops;
 pub mod recorder;
+pub mod sampler;
 pub mod schedule;
 pub mod workers;
 pub mod workload;

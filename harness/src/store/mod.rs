@@ -19,6 +19,7 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const RESULTS_FILE: &str = "results.json";
 pub const REPORT_FILE: &str = "report.html";
 pub const SCHEDULE_FILE: &str = "schedule.json";
+pub const CLUSTER_FILE: &str = "cluster.jsonl";
 pub const NODES_DIR: &str = "nodes";
 /// The symlink at the top of the store that names the newest run.
 pub const LATEST_LINK: &str = "latest";
@@ -104,6 +105,11 @@ impl RunDir {
     }
     pub fn schedule(&self) -> PathBuf {
         self.path.join(SCHEDULE_FILE)
+    }
+    /// `cluster.jsonl`: every node's own view (role, term, leader, commit and applied index),
+    /// sampled about every 100 ms during the run.
+    pub fn cluster_samples(&self) -> PathBuf {
+        self.path.join(CLUSTER_FILE)
     }
     /// `nodes/<id>.log`: the node's stdout and stderr.
     pub fn node_log(&self, id: u64) -> PathBuf {

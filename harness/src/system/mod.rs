@@ -48,6 +48,11 @@ pub struct NodeState {
     pub commit_index: u64,
     /// What it has applied to its state machine.
     pub applied_index: u64,
+    /// Its role in its own words (`leader`, `follower`, `candidate`, ...), as recorded in
+    /// `cluster.jsonl`.
+    pub role: String,
+    /// The node (1-based id) it believes leads, when it knows one.
+    pub leader: Option<u64>,
 }
 
 /// Why a system could not be set up.

@@ -218,8 +218,12 @@ fn number(field: &Option<String>) -> u64 {
 /// A member's state from its status: it leads when the leader it names is itself. In etcd
 /// 3.4 `raftIndex` is the committed index.
 fn node_state(status: &StatusResponse) -> NodeState {
+    let primary = status.leader.as_deref() == Some(status.header.member_id.as_str());
     NodeState {
-        primary: status.leader.as_deref() == Some(status.header.member_id.as_str()),
+        primary,
+        role: if primary { "leader" } else { "follower" }.to_string(),
+        // etcd names its leader by member id, not by our node number.
+        leader: None,
         term: number(&status.raft_term),
         commit_index: number(&status.raft_index),
         applied_index: number(&status.raft_applied_index),
@@ -541,7 +545,9 @@ mod tests {
                 primary: true,
                 term: 2,
                 commit_index: 8,
-                applied_index: 7
+                applied_index: 7,
+                role: "leader".into(),
+                leader: None,
             }
         );
     }

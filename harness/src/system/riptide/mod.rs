@@ -39,6 +39,8 @@ pub struct NodeStatus {
     pub commit_index: u64,
     #[serde(default)]
     pub applied_index: u64,
+    #[serde(default)]
+    pub leader: Option<u64>,
 }
 
 impl NodeStatus {
@@ -111,6 +113,8 @@ impl Db for RiptideDb {
             term: status.term,
             commit_index: status.commit_index,
             applied_index: status.applied_index,
+            role: status.role.as_str().unwrap_or("unknown").to_string(),
+            leader: status.leader,
         })
     }
 
