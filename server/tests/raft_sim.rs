@@ -634,8 +634,11 @@ impl Sim {
         if cold_end == 0 {
             return Ok(());
         }
-        let intact = Storage::open_on(Arc::new(disk.deep_copy()), dir, self.wal_bugs)
-            .map(|(_, durable)| durable);
+        let Ok((_, intact)) = Storage::open_on(Arc::new(disk.deep_copy()), dir, self.wal_bugs)
+        else {
+            // Refused as it is (a reordered power loss, cut when the node restarts).
+            return Ok(());
+        };
         let offset = self.rng.gen_range(0..cold_end);
         let bit = self.rng.gen_range(0..8u8);
         disk.flip_bit(&path, offset, bit);
@@ -648,14 +651,14 @@ impl Sim {
             Err(e) => Err(format!(
                 "storage: node {id} refuses a bit flip in {file} without naming the file: {e}"
             )),
-            Ok((_, durable)) if intact.as_ref().is_ok_and(|d| *d == durable) => Ok(()),
+            Ok((_, durable)) if durable == intact => Ok(()),
             Ok((_, durable)) => Err(format!(
                 "amnesia: node {id} opens a disk with bit {bit} of byte {offset} of {file} \
                  flipped instead of refusing it: {} entries after the snapshot at {:?}, the \
-                 intact disk gives {:?}",
+                 intact disk gives {} entries",
                 durable.log.len(),
                 durable.snapshot.map(|s| s.meta),
-                intact.map(|d| d.log.len())
+                intact.log.len()
             )),
         }
     }
