@@ -155,7 +155,7 @@ impl Weather {
             long_delay: rng.gen_range(0.0..0.05),
             fault: rng.gen_range(0.01..0.1),
             crash_in_ready: rng.gen_range(0.0..0.004),
-            crash_in_persist: rng.gen_range(0.0..0.01),
+            crash_in_persist: rng.gen_range(0.0..0.02),
             client: rng.gen_range(0.3..0.9),
             depose: *[0.0, 0.3, 0.7].choose(rng).unwrap_or(&0.0),
             max_entries_per_message: *[1, 2, 3, 8, 64].choose(rng).unwrap_or(&8),
@@ -664,10 +664,16 @@ impl Sim {
     }
 
     /// Maybe arms a crash of the node's disk within its next `max_changes` changing calls
-    /// (a crash between any two system calls of what follows).
+    /// (a crash between any two system calls of what follows). Half the time among the
+    /// first two: a write and its fsync, where a power loss tears or reorders the write.
     fn arm_crash(&mut self, id: NodeId, probability: f64, max_changes: u64) {
         if self.rng.gen_bool(probability.min(1.0)) {
-            let changes = self.rng.gen_range(0..max_changes);
+            let first = if self.rng.gen_bool(0.5) {
+                2
+            } else {
+                max_changes
+            };
+            let changes = self.rng.gen_range(0..first.min(max_changes));
             self.node(id).disk.fs.arm_crash(changes);
         }
     }
