@@ -13,7 +13,9 @@
 #   2. runs the same wrk load against the leader, each point for --duration seconds (default 20):
 #      PUT of 16-byte values over 1,000 keys at 1, 8 and 64 connections, then linearizable GET at
 #      64 connections (Riptide: GET /kv/k, a ReadIndex read; etcd: GET /v2/keys/k?quorum=true),
-#      checking that the leader and its term stay the same during the load,
+#      checking that the leader and its term stay the same during the load, and counting the
+#      bytes the three nodes send each other meanwhile (their peer-bytes counters in /metrics;
+#      the table shows them per write at 64 connections),
 #   3. stops that cluster and measures failover with scripts/failover.py (its own fresh cluster,
 #      the same client for both systems): kill -9 of the leader under write load, time during
 #      which no write succeeds, over --trials trials (default 10). The client is 8 closed-loop
@@ -220,16 +222,34 @@ leadership_epoch() {
     fi
 }
 
-# Runs one wrk point and stores its JSON summary (plus whether leadership stayed put).
+# Bytes all three nodes have written to their peers so far (Riptide:
+# riptide_peer_bytes_sent_total, the frames of the peer transport; etcd:
+# etcd_network_peer_sent_bytes_total, summed over its peers).
+peer_bytes() {
+    local system="$1" metric=riptide_peer_bytes_sent_total total=0 i n
+    [[ "$system" == etcd ]] && metric=etcd_network_peer_sent_bytes_total
+    for i in 1 2 3; do
+        n="$(curl -sf "http://127.0.0.1:${client_port[$i]}/metrics" |
+            awk -v m="$metric" '$1 == m || index($1, m "{") == 1 {s += $2} END {printf "%.0f", s}')"
+        total=$((total + ${n:-0}))
+    done
+    echo "$total"
+}
+
+# Runs one wrk point and stores its JSON summary (plus whether leadership stayed put, and the
+# bytes the nodes sent each other during it).
 run_point() {
     local system="$1" name="$2" script="$3" connections="$4" leader="$5"
     local threads=2 url="http://127.0.0.1:${client_port[$leader]}" out="$workdir/$system-$name"
     ((connections == 1)) && threads=1
     local epoch_before epoch_after leader_after
     epoch_before="$(leadership_epoch "$system")"
+    local peer_before peer_after
+    peer_before="$(peer_bytes "$system")"
     say "$system: $name, $connections connections, ${duration} s against leader $url"
     WRK_API="$system" wrk -t"$threads" -c"$connections" -d"${duration}s" -s "$repo/scripts/$script" \
         "$url" >"$out.txt" 2>&1 || die "wrk failed: $(cat "$out.txt")"
+    peer_after="$(peer_bytes "$system")"
     epoch_after="$(leadership_epoch "$system")"
     leader_after="$(leader_of "$system")"
     grep -v '^json: ' "$out.txt" | sed 's/^/    /' >&2
@@ -237,8 +257,8 @@ run_point() {
     [[ "$epoch_before" == "$epoch_after" && "$leader_after" == "$leader" ]] || stable=false
     $stable || echo "    LEADERSHIP CHANGED during the load (epoch $epoch_before -> $epoch_after, leader $leader -> ${leader_after:-none})" >&2
     sed -n 's/^json: //p' "$out.txt" |
-        python3 -c 'import json,sys; d=json.load(sys.stdin); d["connections"]=int(sys.argv[1]); d["leader_stable"]=sys.argv[2]=="true"; print(json.dumps(d))' \
-            "$connections" "$stable" >"$workdir/result-$system-$name.json"
+        python3 -c 'import json,sys; d=json.load(sys.stdin); d["connections"]=int(sys.argv[1]); d["leader_stable"]=sys.argv[2]=="true"; d["peer_bytes"]=int(sys.argv[3]); ok=d["requests"]-d["non_2xx"]; d["peer_bytes_per_op"]=d["peer_bytes"]/ok if ok else None; print(json.dumps(d))' \
+            "$connections" "$stable" "$((peer_after - peer_before))" >"$workdir/result-$system-$name.json"
 }
 
 bench_system() {
@@ -316,6 +336,8 @@ def fmt(v, unit):
         return "-"
     if unit == "/s":
         return f"{v:,.0f}/s"
+    if unit == "B":
+        return f"{v:,.0f} B"
     return f"{v:,.1f} ms" if v < 100 else f"{v:,.0f} ms"
 
 # (label, getter, unit, higher is better, target as (ratio or absolute check, text))
@@ -329,6 +351,7 @@ rows = [
     ("PUT, 64 connections, p50", lambda r: r["put-64"]["p50_ms"], "ms", False, None),
     ("PUT, 64 connections, p99", lambda r: r["put-64"]["p99_ms"], "ms", False,
      (lambda rip, etc: etc and rip <= etc, "<= etcd")),
+    ("PUT, 64 connections, peer bytes per write", lambda r: r["put-64"].get("peer_bytes_per_op"), "B", False, None),
     ("linearizable GET, 64 connections", lambda r: r["get-64"]["ok_per_s"], "/s", True,
      (lambda rip, etc: etc and rip / etc >= 2, ">= 2x etcd")),
     ("linearizable GET, 64 connections, p99", lambda r: r["get-64"]["p99_ms"], "ms", False, None),

@@ -10,13 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 async fn get(cluster: &Cluster, id: u64, key: &str) -> (StatusCode, String) {
-    let response = cluster
-        .http
-        .get(format!("{}/kv/{key}", cluster.url(id)))
-        .send()
-        .await
-        .expect("GET");
-    (response.status(), response.text().await.unwrap_or_default())
+    cluster.get_text(id, &format!("kv/{key}")).await
 }
 
 async fn append_with_id(

@@ -8,10 +8,22 @@
 //! and ReadIndex reads all along. Drivers snapshot their state machine (at a per-seed
 //! threshold and at random points) and compact the log, keeping a per-seed catch-up window in
 //! memory (0 to a few dozen entries, so followers are served both from the window and by
-//! snapshot, and leaders compact while transfers are under way); the disk is modelled as a
-//! hard state, a snapshot file and a log file, so crashes hit before a snapshot is durable,
-//! after it but before the log prefix is dropped, and in the middle of installing one
-//! received from the leader; snapshots travel in chunks of a few bytes; and in half the seeds
+//! snapshot, and leaders compact while transfers are under way).
+//!
+//! Every node's disk is the node's real storage code (`Storage`: `wal.rs`, `hard_state.rs`,
+//! `snapshot.rs`) on an in-memory file system (`storage::memfs::MemFs`) that keeps only what
+//! was fsynced (names only after a directory fsync). A crash is either the death of the
+//! process (every write survives) or a power loss, which per file drops the unsynced writes,
+//! keeps them up to a torn last one, or keeps a random subset of their 16-byte sectors
+//! (reordering); crashes also fall between any two system calls of persisting a Ready,
+//! writing a snapshot, rewriting the WAL after it and installing a leader's snapshot. A WAL
+//! refused after a reordering power loss (the documented refusal) is cut where the error
+//! says, as an operator would. At some crashes a copy of the disk gets one bit flipped in cold
+//! data and must be refused at open naming the file, or open to what the intact disk gives.
+//! The network also cuts single links one way, and inputs are fed between `ready()` and
+//! `advance()`, as the driver contract allows.
+//!
+//! Snapshots travel in chunks of a few bytes; and in half the seeds
 //! one node is restarted with an empty data dir (when that is safe, see `Sim::try_wipe`) and
 //! must catch up by snapshot. Pre-vote and check-quorum are drawn per seed (each on in about
 //! three seeds of four), so both the production and the classic paths are exercised.
@@ -37,21 +49,35 @@
 //! (nightly; `RIPTIDE_SIM_FIRST_SEED=F` starts them at F, so successive nights can explore new
 //! seeds), `RIPTIDE_SIM_SEED=S` replays one seed with a trace of its last events.
 //!
-//! The checks are proven able to fail: each planted [`CoreBugs`] flag is caught, by random
-//! seeds (skip_log_check, leader_local_reads) or by Raft's Figure 8 played as a script on the
-//! same simulator (commit_old_term, which random schedules hit in well under one seed in a
-//! thousand).
+//! The checks are proven able to fail, each with the kind of violation it must give: each
+//! planted [`CoreBugs`] flag is caught, by random seeds (skip_log_check, leader_local_reads)
+//! or by Raft's Figure 8 played as a script on the same simulator (commit_old_term, which
+//! random schedules hit in well under one seed in a thousand); so are the WAL's planted bugs
+//! (no-fsync: an acknowledged entry lost to a power loss; wal-trusts-length: a bit flip cut
+//! instead of refused, "amnesia").
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::Arc;
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use riptide_server::raft::{
-    Config, CoreBugs, DurableState, Entry, EntryPayload, HardState, LogIndex, Message, MessageBody,
-    NodeId, RaftNode, Role, Snapshot, SnapshotMeta, Term,
+    Config, CoreBugs, DurableState, Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId,
+    RaftNode, Role, Snapshot, SnapshotMeta, Term,
 };
+use riptide_server::storage::fs::Fs;
+use riptide_server::storage::memfs::{Crash, MemFs};
+use riptide_server::storage::wal::{self, WalBugs};
+use riptide_server::storage::{Storage, StorageError, HARD_STATE_FILE, SNAPSHOT_FILE, WAL_FILE};
+
+/// Where every simulated node keeps its data, on its own in-memory disk.
+const DATA_DIR: &str = "/data";
+/// Bytes a power loss keeps or loses together: small, so that it reorders within the few
+/// records of one batch (a WAL record here is 30-40 bytes).
+const SECTOR_BYTES: usize = 16;
 
 const ELECTION_TICKS: u32 = 10;
 const HEARTBEAT_TICKS: u32 = 2;
@@ -76,6 +102,8 @@ struct Weather {
     fault: f64,
     /// Probability per Ready of crashing before or after persisting it.
     crash_in_ready: f64,
+    /// Probability per Ready of crashing between two system calls of persisting it.
+    crash_in_persist: f64,
     /// Probability per tick that a client proposes (and, half as often, reads).
     client: f64,
     /// Probability that a new leader is isolated or crashed a few ticks after its election,
@@ -106,6 +134,17 @@ struct Weather {
     /// Tick from which one node is wiped (restarted with an empty data dir) as soon as that
     /// is safe (see `Sim::try_wipe`); None: no wipe in this seed.
     wipe_from: Option<u64>,
+    /// Probability that a crash is a power loss (unsynced writes lost, torn or reordered)
+    /// rather than the death of the process (the page cache survives).
+    power_loss: f64,
+    /// Probability per crash that a copy of the node's disk gets a bit flipped in cold data
+    /// and must be refused at open (see `Sim::check_bit_flip`).
+    bit_flip: f64,
+    /// One-way link cuts: a fault may cut messages from one node to another only.
+    one_way: bool,
+    /// Probability per Ready that an input (a due message, a proposal or a tick) is fed to
+    /// the node between `ready()` and `advance()`, as the driver contract allows.
+    interleave: f64,
 }
 
 impl Weather {
@@ -116,6 +155,7 @@ impl Weather {
             long_delay: rng.gen_range(0.0..0.05),
             fault: rng.gen_range(0.01..0.1),
             crash_in_ready: rng.gen_range(0.0..0.004),
+            crash_in_persist: rng.gen_range(0.0..0.02),
             client: rng.gen_range(0.3..0.9),
             depose: *[0.0, 0.3, 0.7].choose(rng).unwrap_or(&0.0),
             max_entries_per_message: *[1, 2, 3, 8, 64].choose(rng).unwrap_or(&8),
@@ -132,6 +172,10 @@ impl Weather {
             wipe_from: rng
                 .gen_bool(0.5)
                 .then(|| rng.gen_range(FAULT_TICKS / 4..FAULT_TICKS * 3 / 4)),
+            power_loss: rng.gen_range(0.3..0.9),
+            bit_flip: rng.gen_range(0.0..0.5),
+            one_way: rng.gen_bool(0.5),
+            interleave: *[0.0, 0.1, 0.4].choose(rng).unwrap_or(&0.0),
         }
     }
 
@@ -147,12 +191,17 @@ impl Weather {
             compaction_keep_entries: self.compaction_keep_entries,
             crash_in_snapshot: 0.0,
             wipe_from: None,
+            power_loss: self.power_loss,
+            bit_flip: 0.0,
+            one_way: false,
+            interleave: 0.0,
             depose: 0.0,
             drop: 0.0,
             duplicate: 0.0,
             long_delay: 0.0,
             fault: 0.0,
             crash_in_ready: 0.0,
+            crash_in_persist: 0.0,
             client: 0.0,
         }
     }
@@ -164,59 +213,35 @@ struct Flight {
     deliver_at: u64,
 }
 
-/// What survives a crash, modelled file by file like the node's storage, so that crashes can
-/// fall between the steps of a snapshot: the hard state, the snapshot file (replaced
-/// atomically) and the log file (WAL), which is compacted or reset only after the snapshot
-/// file is durable.
-#[derive(Debug, Clone, Default)]
+/// One node's disk: an in-memory file system that loses, tears and reorders unsynced
+/// writes (`MemFs`), with the node's real storage code on it while the node runs. What
+/// survives a crash is exactly what that code made durable there.
+#[derive(Debug)]
 struct SimDisk {
-    hard_state: HardState,
-    snapshot: Option<Snapshot>,
-    /// Contiguous entries; after a crash it may still begin inside the snapshot (or, after a
-    /// crash mid-install, hold the history the snapshot replaced): `open` sorts that out.
-    wal: Vec<Entry>,
+    fs: MemFs,
+    /// The open storage (None while the node is down).
+    storage: Option<Storage>,
+    /// The last crash was a power loss that kept a later sector of an unsynced WAL write
+    /// without an earlier one: the WAL may then refuse to open (documented; see `open_disk`).
+    wal_reordered: bool,
+}
+
+impl Default for SimDisk {
+    fn default() -> SimDisk {
+        SimDisk {
+            fs: MemFs::with_sector(SECTOR_BYTES),
+            storage: None,
+            wal_reordered: false,
+        }
+    }
 }
 
 impl SimDisk {
-    fn snapshot_meta(&self) -> SnapshotMeta {
-        self.snapshot
+    fn snapshot_index(&self) -> LogIndex {
+        self.storage
             .as_ref()
-            .map_or(SnapshotMeta::default(), |s| s.meta)
-    }
-
-    /// What the storage layer hands the core at start, by the node's rules: WAL entries the
-    /// snapshot covers are dropped; a WAL whose entry at the snapshot index has another term
-    /// is the history a received snapshot replaced (crash between writing the snapshot and
-    /// resetting the WAL) and is dropped whole; a WAL that does not continue the snapshot is
-    /// corrupt.
-    fn open(&self) -> Result<DurableState, String> {
-        let meta = self.snapshot_meta();
-        let replaced = self
-            .wal
-            .iter()
-            .any(|e| e.index == meta.index && e.term != meta.term);
-        let log: Vec<Entry> = if replaced {
-            Vec::new()
-        } else {
-            self.wal
-                .iter()
-                .filter(|e| e.index > meta.index)
-                .cloned()
-                .collect()
-        };
-        if let Some(first) = log.first() {
-            if first.index != meta.index + 1 {
-                return Err(format!(
-                    "disk: the log starts at {} after a snapshot at {}",
-                    first.index, meta.index
-                ));
-            }
-        }
-        Ok(DurableState {
-            hard_state: self.hard_state,
-            snapshot: self.snapshot.clone(),
-            log,
-        })
+            .and_then(|s| s.snapshot_meta())
+            .map_or(0, |m| m.index)
     }
 }
 
@@ -312,6 +337,14 @@ struct Stats {
     snapshot_crashes: u64,
     wipes: u64,
     wipes_caught_up_by_snapshot: u64,
+    /// Crashes that were power losses; bit flips checked on copies of disks; WAL refusals
+    /// after a power loss that reordered unsynced writes (cut by the operator); inputs fed
+    /// between `ready()` and `advance()`.
+    power_losses: u64,
+    crashes_in_storage: u64,
+    bit_flips: u64,
+    reorder_refusals: u64,
+    interleaved_inputs: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -333,6 +366,11 @@ impl std::ops::AddAssign for Stats {
         self.snapshot_crashes += other.snapshot_crashes;
         self.wipes += other.wipes;
         self.wipes_caught_up_by_snapshot += other.wipes_caught_up_by_snapshot;
+        self.power_losses += other.power_losses;
+        self.crashes_in_storage += other.crashes_in_storage;
+        self.bit_flips += other.bit_flips;
+        self.reorder_refusals += other.reorder_refusals;
+        self.interleaved_inputs += other.interleaved_inputs;
     }
 }
 
@@ -381,6 +419,12 @@ struct Sim {
     /// Wipe a node whenever the wipe is due, ignoring the operator rule (see `try_wipe`):
     /// shows that the rule is needed and that the checks see its breach.
     careless_wipes: bool,
+    /// The WAL's planted bugs, on every node (the storage bugs the simulation must catch).
+    wal_bugs: WalBugs,
+    /// One-way link cuts: messages from the first node to the second are lost.
+    cut: HashSet<(NodeId, NodeId)>,
+    /// A violation found where it cannot be returned at once (inside a crash).
+    deferred: Option<String>,
     trace: Option<Vec<String>>,
     stats: Stats,
 }
@@ -428,6 +472,9 @@ impl Sim {
             match_advances: 0,
             strip_above: None,
             careless_wipes: false,
+            wal_bugs: WalBugs::default(),
+            cut: HashSet::new(),
+            deferred: None,
             trace: trace.then(Vec::new),
             stats: Stats {
                 pre_vote_seeds: u64::from(weather.pre_vote),
@@ -474,9 +521,7 @@ impl Sim {
     /// Starts (or restarts) a node from its disk only: the state machine from the snapshot
     /// file, the core from the snapshot and the log after it.
     fn start(&mut self, id: NodeId) -> Check {
-        let durable = self.nodes[id as usize - 1].disk.open()?;
-        // The storage layer also rewrites the log file to what it kept.
-        self.node(id).disk.wal = durable.log.clone();
+        let durable = self.open_disk(id)?;
         let state = match &durable.snapshot {
             Some(snapshot) => self.restore(id, snapshot)?,
             None => SimState::default(),
@@ -518,6 +563,144 @@ impl Sim {
         Ok(())
     }
 
+    /// Opens the node's storage on its disk. A refusal is a violation, except the one the
+    /// storage documents after a power loss that reordered an unsynced WAL write (a bad record
+    /// followed by a valid one, which a bit flip would also give): then the operator cuts the
+    /// WAL where the error says, which loses only unsynced entries (the checks would see
+    /// anything more), and the node starts.
+    fn open_disk(&mut self, id: NodeId) -> Result<DurableState, String> {
+        let fs = self.nodes[id as usize - 1].disk.fs.clone();
+        let open = |bugs| Storage::open_on(Arc::new(fs.clone()), Path::new(DATA_DIR), bugs);
+        let opened = match open(self.wal_bugs) {
+            Err(StorageError::Corrupt { path, offset, why })
+                if path.ends_with(WAL_FILE) && self.nodes[id as usize - 1].disk.wal_reordered =>
+            {
+                self.stats.reorder_refusals += 1;
+                self.note(|| format!("{id} refuses its WAL ({why} at {offset}): operator cuts it"));
+                let cut = fs.open(&path).and_then(|mut file| {
+                    file.set_len(offset)?;
+                    file.sync(true)
+                });
+                cut.map_err(|e| format!("operator: cannot cut {}: {e}", path.display()))?;
+                open(self.wal_bugs)
+            }
+            other => other,
+        };
+        let disk = &mut self.node(id).disk;
+        disk.wal_reordered = false;
+        match opened {
+            Ok((storage, durable)) => {
+                disk.storage = Some(storage);
+                Ok(durable)
+            }
+            Err(e) => Err(format!(
+                "storage: node {id} refuses to start from its disk: {e}"
+            )),
+        }
+    }
+
+    /// A bit flipped in cold data on a copy of the node's disk (a durable byte of the hard
+    /// state, the snapshot, or a WAL record followed by another one) must make the storage
+    /// refuse to open it, naming the file, or open to exactly what the intact disk gives (a
+    /// flip in a JSON key the state does not depend on): never start having forgotten. The
+    /// run goes on from the intact disk. A flip in the WAL's last record is the one fault the
+    /// WAL cannot tell from a torn write (see the README), so it is not drawn.
+    fn check_bit_flip(&mut self, id: NodeId) -> Check {
+        let disk = self.nodes[id as usize - 1].disk.fs.deep_copy();
+        let dir = Path::new(DATA_DIR);
+        if !disk.exists(&dir.join(HARD_STATE_FILE)).unwrap_or(false) {
+            return Ok(());
+        }
+        let files: Vec<&str> = [HARD_STATE_FILE, SNAPSHOT_FILE, WAL_FILE]
+            .into_iter()
+            .filter(|f| disk.exists(&dir.join(f)).unwrap_or(false))
+            .collect();
+        let Some(&file) = files.choose(&mut self.rng) else {
+            return Ok(());
+        };
+        let path = dir.join(file);
+        let Ok(bytes) = disk.read(&path) else {
+            return Ok(());
+        };
+        let cold_end = if file == WAL_FILE {
+            match wal::record_offsets(&path, &bytes) {
+                Ok(offsets) => offsets.last().copied().unwrap_or(wal::FILE_HEADER_LEN),
+                // Already refused as it is (a reordered power loss): nothing to add.
+                Err(_) => return Ok(()),
+            }
+        } else {
+            bytes.len() as u64
+        };
+        if cold_end == 0 {
+            return Ok(());
+        }
+        let Ok((_, intact)) = Storage::open_on(Arc::new(disk.deep_copy()), dir, self.wal_bugs)
+        else {
+            // Refused as it is (a reordered power loss, cut when the node restarts).
+            return Ok(());
+        };
+        let offset = self.rng.gen_range(0..cold_end);
+        let bit = self.rng.gen_range(0..8u8);
+        disk.flip_bit(&path, offset, bit);
+        self.stats.bit_flips += 1;
+        self.note(|| {
+            format!("bit {bit} of byte {offset} of {file} flipped on a copy of {id}'s disk")
+        });
+        match Storage::open_on(Arc::new(disk), dir, self.wal_bugs) {
+            Err(e) if e.to_string().contains(file) => Ok(()),
+            Err(e) => Err(format!(
+                "storage: node {id} refuses a bit flip in {file} without naming the file: {e}"
+            )),
+            Ok((_, durable)) if durable == intact => Ok(()),
+            Ok((_, durable)) => Err(format!(
+                "amnesia: node {id} opens a disk with bit {bit} of byte {offset} of {file} \
+                 flipped instead of refusing it: {} entries after the snapshot at {:?}, the \
+                 intact disk gives {} entries",
+                durable.log.len(),
+                durable.snapshot.map(|s| s.meta),
+                intact.log.len()
+            )),
+        }
+    }
+
+    /// Maybe arms a crash of the node's disk within its next `max_changes` changing calls
+    /// (a crash between any two system calls of what follows). Half the time among the
+    /// first two: a write and its fsync, where a power loss tears or reorders the write.
+    fn arm_crash(&mut self, id: NodeId, probability: f64, max_changes: u64) {
+        if self.rng.gen_bool(probability.min(1.0)) {
+            let first = if self.rng.gen_bool(0.5) {
+                2
+            } else {
+                max_changes
+            };
+            let changes = self.rng.gen_range(0..first.min(max_changes));
+            self.node(id).disk.fs.arm_crash(changes);
+        }
+    }
+
+    /// The outcome of a storage call: `Ok(true)` when it is done, `Ok(false)` when the node
+    /// crashed in the middle (an armed crash) and is now down, an error for a storage failure
+    /// no crash explains.
+    fn storage_done(
+        &mut self,
+        id: NodeId,
+        result: Result<(), StorageError>,
+        what: &str,
+    ) -> Result<bool, String> {
+        let fs = &self.node(id).disk.fs;
+        let crashed = fs.crashed();
+        fs.disarm();
+        if crashed {
+            self.stats.crashes_in_storage += 1;
+            self.note(|| format!("{id} crashes {what}"));
+            self.crash(id);
+            return Ok(false);
+        }
+        result
+            .map(|()| true)
+            .map_err(|e| format!("storage: node {id} failed {what}: {e}"))
+    }
+
     /// A state machine restored from a snapshot: it must be exactly the state the entries up
     /// to its index gave wherever they were applied.
     fn restore(&self, id: NodeId, snapshot: &Snapshot) -> Result<SimState, String> {
@@ -542,7 +725,7 @@ impl Sim {
     fn maybe_snapshot(&mut self, id: NodeId) -> Check {
         let node = &self.nodes[id as usize - 1];
         let state = node.state;
-        let since = state.index - node.disk.snapshot_meta().index;
+        let since = state.index - node.disk.snapshot_index();
         let due = self
             .weather
             .snapshot_every
@@ -569,17 +752,12 @@ impl Sim {
             },
             data: state.encode(),
         };
-        if self.rng.gen_bool(self.weather.crash_in_snapshot) {
+        // A crash may fall between any two calls of writing the snapshot (temp file, write,
+        // fsync, rename, directory fsync) and then of rewriting the WAL without the prefix.
+        self.arm_crash(id, 2.0 * self.weather.crash_in_snapshot, 6);
+        let saved = self.storage(id).save_snapshot(&snapshot);
+        if !self.storage_done(id, saved, "writing its snapshot")? {
             self.stats.snapshot_crashes += 1;
-            self.note(|| format!("{id} crashes before its snapshot is durable"));
-            self.crash(id);
-            return Ok(());
-        }
-        self.node(id).disk.snapshot = Some(snapshot.clone());
-        if self.rng.gen_bool(self.weather.crash_in_snapshot) {
-            self.stats.snapshot_crashes += 1;
-            self.note(|| format!("{id} crashes before dropping the log its snapshot covers"));
-            self.crash(id);
             return Ok(());
         }
         let node = self.node(id);
@@ -588,20 +766,53 @@ impl Sim {
         };
         raft.compact(snapshot)
             .map_err(|e| format!("node {id}: compact at {}: {e}", state.index))?;
-        node.disk.wal.retain(|e| e.index > state.index);
+        self.arm_crash(id, 2.0 * self.weather.crash_in_snapshot, 6);
+        let compacted = self.storage(id).compact_log(state.index);
+        if !self.storage_done(id, compacted, "dropping the log its snapshot covers")? {
+            self.stats.snapshot_crashes += 1;
+            return Ok(());
+        }
         self.stats.snapshots_taken += 1;
         self.note(|| format!("{id} snapshots and compacts at {}@{term}", state.index));
         Ok(())
     }
 
+    /// The node goes down: a process crash or a power loss (what its disk keeps of unsynced
+    /// writes is drawn by `MemFs::crash`), and now and then a bit flip checked on a copy.
     fn crash(&mut self, id: NodeId) {
+        let kind = if self.rng.gen_bool(self.weather.power_loss) {
+            Crash::PowerLoss
+        } else {
+            Crash::Process
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(self.rng.gen());
         let node = self.node(id);
         node.raft = None;
+        node.disk.storage = None;
+        let reordered = node.disk.fs.crash(kind, &mut rng);
+        node.disk.wal_reordered = reordered.iter().any(|p| p.ends_with(WAL_FILE));
         node.proposals.clear();
         node.reads.clear();
         node.led_term = None;
         self.stats.crashes += 1;
-        self.note(|| format!("crash {id}"));
+        if kind == Crash::PowerLoss {
+            self.stats.power_losses += 1;
+        }
+        self.note(|| format!("crash {id} ({kind:?})"));
+        if self.rng.gen_bool(self.weather.bit_flip) {
+            if let Err(violation) = self.check_bit_flip(id) {
+                self.deferred.get_or_insert(violation);
+            }
+        }
+    }
+
+    /// The storage of a live node.
+    fn storage(&mut self, id: NodeId) -> &mut Storage {
+        self.node(id)
+            .disk
+            .storage
+            .as_mut()
+            .expect("a live node has its storage open")
     }
 
     fn alive(&self, id: NodeId) -> bool {
@@ -651,14 +862,14 @@ impl Sim {
                 return Ok(());
             }
             if let Some(snapshot) = &ready.snapshot {
-                // Installing a snapshot from the leader: the snapshot file first, then the
-                // log reset; the state machine restored before anything is applied.
+                // Installing a snapshot from the leader (the snapshot file first, then the
+                // log reset, a crash possible between any two calls); the state machine
+                // restored before anything is applied.
                 let state = self.restore(id, snapshot)?;
-                self.node(id).disk.snapshot = Some(snapshot.clone());
-                if self.rng.gen_bool(self.weather.crash_in_snapshot) {
+                self.arm_crash(id, 3.0 * self.weather.crash_in_snapshot, 11);
+                let installed = self.storage(id).install_snapshot(snapshot);
+                if !self.storage_done(id, installed, "installing a snapshot")? {
                     self.stats.snapshot_crashes += 1;
-                    self.note(|| format!("{id} crashes installing a snapshot, log not reset"));
-                    self.crash(id);
                     return Ok(());
                 }
                 let leader_snapshot = self
@@ -670,7 +881,6 @@ impl Sim {
                     self.stats.pinned_installs += 1;
                 }
                 let node = self.node(id);
-                node.disk.wal.clear();
                 node.state = state;
                 node.proposals.retain(|&index, _| index > state.index);
                 self.stats.snapshots_installed += 1;
@@ -680,25 +890,14 @@ impl Sim {
                 }
                 self.note(|| format!("{id} installs a snapshot at {:?}", snapshot.meta));
             }
-            let disk = &mut self.node(id).disk;
-            if let Some(hard_state) = ready.hard_state {
-                disk.hard_state = hard_state;
-            }
-            if let Some(first) = ready.entries.first() {
-                let snapshot_index = disk.snapshot_meta().index;
-                let end = disk.wal.last().map_or(snapshot_index, |e| e.index);
-                if first.index <= snapshot_index
-                    || first.index > end + 1
-                    || disk.wal.first().is_some_and(|e| e.index <= snapshot_index)
-                {
-                    return Err(format!(
-                        "node {id}: Ready entries start at {} after a snapshot at \
-                         {snapshot_index} and a log ending at {end}",
-                        first.index
-                    ));
-                }
-                disk.wal.retain(|e| e.index < first.index);
-                disk.wal.extend(ready.entries.iter().cloned());
+            // The hard state, then the entries (a conflicting suffix cut and fsynced first),
+            // with a crash possible between any two calls.
+            self.arm_crash(id, self.weather.crash_in_persist, 10);
+            let persisted = self
+                .storage(id)
+                .persist(ready.hard_state.as_ref(), &ready.entries);
+            if !self.storage_done(id, persisted, "persisting a Ready")? {
+                return Ok(());
             }
             if self.rng.gen_bool(self.weather.crash_in_ready) {
                 self.crash(id); // after the fsync, before sending or advancing
@@ -728,11 +927,61 @@ impl Sim {
                 self.node(id).reads.remove(&read);
             }
             self.maybe_snapshot(id)?;
+            if self.alive(id) && self.rng.gen_bool(self.weather.interleave) {
+                self.feed_before_advance(id);
+            }
             if let Some(raft) = self.node(id).raft.as_mut() {
                 raft.advance();
             }
         }
         self.check_node(id)
+    }
+
+    /// Feeds the node one input between `ready()` and `advance()` (the driver contract allows
+    /// it: what it produces goes into the next Ready): a message due for it, a proposal or a
+    /// tick. Not `process`: the Ready just taken is not advanced yet.
+    fn feed_before_advance(&mut self, id: NodeId) {
+        let now = self.now;
+        let due = self.net.iter().position(|f| {
+            f.deliver_at <= now
+                && f.msg.to == id
+                && self.group[f.msg.from as usize - 1] == self.group[id as usize - 1]
+                && !self.cut.contains(&(f.msg.from, id))
+        });
+        self.stats.interleaved_inputs += 1;
+        match (due, self.rng.gen_range(0..3)) {
+            (Some(at), 0 | 1) => {
+                let msg = self.net.swap_remove(at).msg;
+                self.stats.delivered += 1;
+                self.note(|| {
+                    format!(
+                        "deliver {}->{id} before advance: term {} {}",
+                        msg.from,
+                        msg.term,
+                        describe(&msg.body)
+                    )
+                });
+                if let Some(raft) = self.node(id).raft.as_mut() {
+                    raft.step(msg);
+                }
+            }
+            (_, 2) => {
+                let command = format!("w{}", self.next_command).into_bytes();
+                self.next_command += 1;
+                let Some(raft) = self.node(id).raft.as_mut() else {
+                    return;
+                };
+                if let Ok((index, term)) = raft.propose(command.clone()) {
+                    self.note(|| format!("propose on {id} before advance at {index}@{term}"));
+                    self.node(id).proposals.insert(index, (term, command));
+                }
+            }
+            _ => {
+                if let Some(raft) = self.node(id).raft.as_mut() {
+                    raft.tick();
+                }
+            }
+        }
     }
 
     /// Log matching, checked on every entry a node writes (a Ready's entries are exactly the
@@ -913,7 +1162,10 @@ impl Sim {
 
     fn deliver(&mut self, mut msg: Message) -> Check {
         let (from, to) = (msg.from, msg.to);
-        if !self.alive(to) || self.group[from as usize - 1] != self.group[to as usize - 1] {
+        if !self.alive(to)
+            || self.group[from as usize - 1] != self.group[to as usize - 1]
+            || self.cut.contains(&(from, to))
+        {
             return Ok(());
         }
         if self.paused(to) {
@@ -1032,6 +1284,16 @@ impl Sim {
             .filter(|&id| !self.alive(id))
             .collect();
         match self.rng.gen_range(0..13) {
+            0 if self.weather.one_way => {
+                // A one-way cut: messages from one node to another are lost, the other
+                // direction still flows (a half-broken link, or a firewall rule).
+                let n = self.nodes.len() as NodeId;
+                let from = self.rng.gen_range(1..=n);
+                let to = self.rng.gen_range(1..n);
+                let to = if to >= from { to + 1 } else { to };
+                self.cut.insert((from, to));
+                self.note(|| format!("cut {from}->{to} one way"));
+            }
             0..=2 => {
                 // A random split into two or three sides (a side may be a single node).
                 let sides = self.rng.gen_range(2..=3);
@@ -1043,6 +1305,7 @@ impl Sim {
             }
             3..=4 => {
                 self.group.iter_mut().for_each(|g| *g = 0);
+                self.cut.clear();
                 self.note(|| "heal".to_string());
             }
             5..=6 => {
@@ -1115,7 +1378,8 @@ impl Sim {
         }
         let ids = self.members();
         let healthy = ids.iter().all(|&id| self.alive(id) && !self.paused(id))
-            && self.group.iter().all(|&g| g == self.group[0]);
+            && self.group.iter().all(|&g| g == self.group[0])
+            && self.cut.is_empty();
         let Some(leader) = self.leader_among(&ids) else {
             return Ok(());
         };
@@ -1172,6 +1436,9 @@ impl Sim {
 
     /// One tick of simulated time: faults, clients, due messages in random order, clocks.
     fn time_step(&mut self) -> Check {
+        if let Some(violation) = self.deferred.take() {
+            return Err(violation);
+        }
         self.now += 1;
         if self.careless_wipes {
             if self.rng.gen_bool(self.weather.fault) {
@@ -1181,8 +1448,9 @@ impl Sim {
         } else if self.wipe_due() {
             // Heal and hold the faults until the wipe is safe (see `try_wipe`).
             self.depose_at = None;
-            if self.group.iter().any(|&g| g != 0) {
+            if self.group.iter().any(|&g| g != 0) || !self.cut.is_empty() {
                 self.group.iter_mut().for_each(|g| *g = 0);
+                self.cut.clear();
                 self.note(|| "heal for the wipe".to_string());
             }
             for id in self.members() {
@@ -1278,7 +1546,8 @@ impl Sim {
         for _ in 0..FAULT_TICKS {
             self.time_step()?;
         }
-        self.settle()
+        self.settle()?;
+        self.deferred.take().map_or(Ok(()), Err)
     }
 
     /// Heals everything, lets the cluster settle, and checks every acknowledged write is
@@ -1288,6 +1557,7 @@ impl Sim {
         self.depose_at = None;
         self.nodes.iter_mut().for_each(|n| n.paused_until = 0);
         self.group.iter_mut().for_each(|g| *g = 0);
+        self.cut.clear();
         self.note(|| "heal all".to_string());
         for id in self.members() {
             if !self.alive(id) {
@@ -1533,6 +1803,14 @@ fn run_seed(seed: u64, bugs: CoreBugs, trace: bool) -> Result<Stats, String> {
     run_sim(Sim::new(seed, cluster_size(seed), bugs, trace))
 }
 
+/// The violation in a failure of `run_sim`: what follows "failed at t=N: ".
+fn violation_of(failure: &str) -> &str {
+    failure
+        .split_once(" failed at t=")
+        .and_then(|(_, rest)| rest.split_once(": "))
+        .map_or(failure, |(_, violation)| violation)
+}
+
 fn run_sim(mut sim: Sim) -> Result<Stats, String> {
     let seed = sim.seed;
     match sim.run() {
@@ -1644,6 +1922,21 @@ fn run_seeds(parity: u64) {
             "too few crashes while writing snapshots: {total:?}"
         );
         assert!(total.wipes >= n / 4, "too few wiped nodes: {total:?}");
+        // The disks misbehaved: power losses, crashes inside storage calls, bit flips, and
+        // inputs between ready() and advance().
+        assert!(
+            total.power_losses >= 3 * n,
+            "too few power losses: {total:?}"
+        );
+        assert!(
+            total.crashes_in_storage >= n,
+            "too few crashes inside storage calls: {total:?}"
+        );
+        assert!(total.bit_flips >= n, "too few bit flips: {total:?}");
+        assert!(
+            total.interleaved_inputs >= 50 * n,
+            "too few inputs between ready and advance: {total:?}"
+        );
         assert!(
             total.wipes_caught_up_by_snapshot >= total.wipes / 2,
             "wiped nodes did not catch up by snapshot: {total:?}"
@@ -1661,18 +1954,29 @@ fn five_node_clusters_stay_safe_under_faults() {
     run_seeds(1);
 }
 
-/// A planted bug must make the simulation report a violation within `max_seeds` seeds.
-fn assert_simulation_catches(bugs: CoreBugs, max_seeds: u64) {
+/// A planted bug must make the simulation report a violation within `max_seeds` seeds, of one
+/// of the `kinds` expected (the words a violation's message starts with): a run that fails
+/// for another reason does not count as catching it.
+fn assert_simulation_catches(bugs: CoreBugs, wal_bugs: WalBugs, max_seeds: u64, kinds: &[&str]) {
     if env_u64("RIPTIDE_SIM_SEED").is_some() {
         return;
     }
     for seed in 0..max_seeds {
-        if let Err(failure) = run_seed(seed, bugs, false) {
-            eprintln!("{bugs:?} caught: {failure}");
+        let mut sim = Sim::new(seed, cluster_size(seed), bugs, false);
+        sim.wal_bugs = wal_bugs;
+        if let Err(failure) = run_sim(sim) {
+            let violation = violation_of(&failure);
+            assert!(
+                kinds.iter().any(|kind| violation.starts_with(kind)),
+                "{bugs:?} {wal_bugs:?}: expected a violation of {kinds:?}, got: {failure}"
+            );
+            eprintln!("{bugs:?} {wal_bugs:?} caught: {failure}");
             return;
         }
     }
-    panic!("{bugs:?}: no violation in {max_seeds} seeds; the checks cannot see this bug");
+    panic!(
+        "{bugs:?} {wal_bugs:?}: no violation in {max_seeds} seeds; the checks cannot see this bug"
+    );
 }
 
 #[test]
@@ -1682,7 +1986,13 @@ fn the_simulation_catches_followers_skipping_the_log_check() {
             skip_log_check: true,
             ..CoreBugs::default()
         },
+        WalBugs::default(),
         200,
+        &[
+            "log matching",
+            "state-machine safety",
+            "leader completeness",
+        ],
     );
 }
 
@@ -1693,7 +2003,45 @@ fn the_simulation_catches_leaders_serving_reads_locally() {
             leader_local_reads: true,
             ..CoreBugs::default()
         },
+        WalBugs::default(),
         200,
+        &["linearizability"],
+    );
+}
+
+/// The planted `no-fsync` bug (the WAL acknowledges entries it never fsynced): power losses
+/// on the simulated disks drop acknowledged entries, and a committed entry goes missing.
+#[test]
+fn the_simulation_catches_a_wal_that_never_fsyncs() {
+    assert_simulation_catches(
+        CoreBugs::default(),
+        WalBugs {
+            no_fsync: true,
+            ..WalBugs::default()
+        },
+        200,
+        &[
+            "state-machine safety",
+            "leader completeness",
+            "acknowledged write",
+            "log matching",
+            "election safety",
+        ],
+    );
+}
+
+/// The planted `wal-trusts-length` bug (recovery takes any bad record for a torn tail): a bit
+/// flip in a record followed by others is cut with them instead of refused.
+#[test]
+fn the_simulation_catches_a_wal_that_cuts_records_after_a_bit_flip() {
+    assert_simulation_catches(
+        CoreBugs::default(),
+        WalBugs {
+            trusts_length: true,
+            ..WalBugs::default()
+        },
+        200,
+        &["amnesia"],
     );
 }
 

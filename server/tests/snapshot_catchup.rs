@@ -54,14 +54,9 @@ async fn append_with_id(cluster: &Cluster, id: u64, key: &str, request_id: &str)
 
 /// The node's own value of `key` (`?stale`: no leader involved), None when absent.
 async fn local_value(cluster: &Cluster, id: u64, key: &str) -> Option<String> {
-    let response = cluster
-        .http
-        .get(format!("{}/kv/{key}?stale", cluster.url(id)))
-        .send()
-        .await
-        .expect("GET ?stale");
-    match response.status() {
-        StatusCode::OK => Some(response.text().await.expect("value")),
+    let (status, body) = cluster.get_text(id, &format!("kv/{key}?stale")).await;
+    match status {
+        StatusCode::OK => Some(body),
         StatusCode::NOT_FOUND => None,
         other => panic!("GET {key}?stale on node {id}: {other}"),
     }

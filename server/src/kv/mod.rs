@@ -30,8 +30,10 @@
 //! applied index) for log compaction and InstallSnapshot; [`KvStore::restore`] reads it back.
 //! Sessions must be in it: a retry that arrives after the log entry of its first application
 //! was compacted away (or at a follower brought up by a snapshot) must still be recognised.
-//! The encoding is JSON (`{"format":2,"applied_index":..,"data":{..},"sessions":{..},
-//! "tombstones":{..}}`).
+//! The encoding is one format byte ([`SNAPSHOT_FORMAT`], 3) then the image in postcard (a
+//! compact binary serde format: strings as length + bytes, integers as varints), so the
+//! snapshot file and its InstallSnapshot chunks cost about the size of the data. A snapshot
+//! of another format (the JSON images of format 2 start with `{`) is refused, naming it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -140,7 +142,6 @@ impl Command {
 
 /// The result of applying one operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum OpResult {
     /// A write, or a cas whose expected value matched.
     Written,
@@ -210,14 +211,14 @@ struct Tombstone {
     evicted_at: LogIndex,
 }
 
-/// Version of the snapshot encoding, checked by [`KvStore::restore`].
-const SNAPSHOT_FORMAT: u32 = 2;
+/// Version of the snapshot encoding, its first byte, checked by [`KvStore::restore`]. Format 2
+/// was a JSON object (first byte `{`); 3 is postcard.
+pub const SNAPSHOT_FORMAT: u8 = 3;
 
 /// The snapshot encoding, borrowing the store's maps so taking a snapshot copies nothing but
 /// the output bytes.
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
-    format: u32,
     applied_index: LogIndex,
     data: &'a HashMap<String, String>,
     sessions: &'a HashMap<String, Session>,
@@ -227,11 +228,9 @@ struct SnapshotRef<'a> {
 /// The snapshot encoding, owned, as read back.
 #[derive(Deserialize)]
 struct SnapshotOwned {
-    format: u32,
     applied_index: LogIndex,
     data: HashMap<String, String>,
     sessions: HashMap<String, Session>,
-    #[serde(default)]
     tombstones: HashMap<String, Tombstone>,
 }
 
@@ -239,11 +238,16 @@ struct SnapshotOwned {
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error("snapshot is not a valid KV snapshot: {0}")]
-    Decode(#[from] serde_json::Error),
+    Decode(#[from] postcard::Error),
+    #[error("empty snapshot (not even a format byte)")]
+    Empty,
+    #[error("KV snapshot followed by {0} stray bytes")]
+    TrailingBytes(usize),
     #[error(
-        "snapshot format {found} is not supported (this build reads format {SNAPSHOT_FORMAT})"
+        "snapshot format {found}{hint} is not supported (this build reads format {SNAPSHOT_FORMAT})",
+        hint = if *.found == b'{' { " (a JSON image: a riptide-server from before format 3)" } else { "" }
     )]
-    Format { found: u32 },
+    Format { found: u8 },
 }
 
 /// The replicated key-value state: data and client sessions.
@@ -334,24 +338,25 @@ impl KvStore {
     /// snapshot at [`KvStore::applied_index`].
     pub fn snapshot(&self) -> Vec<u8> {
         let image = SnapshotRef {
-            format: SNAPSHOT_FORMAT,
             applied_index: self.applied_index,
             data: &self.data,
             sessions: &self.sessions,
             tombstones: &self.tombstones,
         };
         // Maps of strings, integers and plain enums always serialise.
-        serde_json::to_vec(&image).unwrap_or_default()
+        postcard::to_io(&image, vec![SNAPSHOT_FORMAT]).unwrap_or_default()
     }
 
     /// The store a snapshot was taken of. Local settings (`max_sessions`, the planted
     /// `no-dedup` bug) are not part of a snapshot: set them again on the result.
     pub fn restore(bytes: &[u8]) -> Result<KvStore, RestoreError> {
-        let image: SnapshotOwned = serde_json::from_slice(bytes)?;
-        if image.format != SNAPSHOT_FORMAT {
-            return Err(RestoreError::Format {
-                found: image.format,
-            });
+        let (&format, body) = bytes.split_first().ok_or(RestoreError::Empty)?;
+        if format != SNAPSHOT_FORMAT {
+            return Err(RestoreError::Format { found: format });
+        }
+        let (image, rest): (SnapshotOwned, _) = postcard::take_from_bytes(body)?;
+        if !rest.is_empty() {
+            return Err(RestoreError::TrailingBytes(rest.len()));
         }
         let sessions_by_use = image
             .sessions
@@ -804,14 +809,29 @@ mod tests {
 
     #[test]
     fn restore_refuses_garbage_and_unknown_formats() {
+        let mut garbage = vec![SNAPSHOT_FORMAT];
+        garbage.extend_from_slice(&[0xff; 12]);
         assert!(matches!(
-            KvStore::restore(b"{not json"),
+            KvStore::restore(&garbage),
             Err(RestoreError::Decode(_))
         ));
-        let future = br#"{"format":99,"applied_index":1,"data":{},"sessions":{}}"#;
+        assert!(matches!(KvStore::restore(b""), Err(RestoreError::Empty)));
+        // A JSON image of format 2 (an older node's snapshot.bin) is named as such.
+        let json = br#"{"format":2,"applied_index":1,"data":{},"sessions":{}}"#;
+        let err = KvStore::restore(json).unwrap_err();
+        assert!(matches!(err, RestoreError::Format { found: b'{' }), "{err}");
+        assert!(err.to_string().contains("JSON"), "{err}");
+        let mut future = KvStore::new().snapshot();
+        future[0] = SNAPSHOT_FORMAT + 1;
         assert!(matches!(
-            KvStore::restore(future),
-            Err(RestoreError::Format { found: 99 })
+            KvStore::restore(&future),
+            Err(RestoreError::Format { found }) if found == SNAPSHOT_FORMAT + 1
+        ));
+        let mut long = KvStore::new().snapshot();
+        long.push(0);
+        assert!(matches!(
+            KvStore::restore(&long),
+            Err(RestoreError::TrailingBytes(1))
         ));
     }
 

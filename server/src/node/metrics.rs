@@ -43,6 +43,8 @@ pub struct Metrics {
     pub peer_messages_dropped_total: AtomicU64,
     /// Raft messages received from peers.
     pub peer_messages_received_total: AtomicU64,
+    /// Bytes of Raft frames written to peer connections (length prefixes included).
+    pub peer_bytes_sent_total: AtomicU64,
     /// Outbound peer connections established.
     pub peer_connects_total: AtomicU64,
     /// Snapshots this node took of its own state machine (each followed by a log compaction).
@@ -77,7 +79,7 @@ impl Metrics {
     /// The Prometheus text exposition of the counters and of the node's Raft view.
     pub fn render(&self, status: &NodeStatus) -> String {
         let mut out = String::new();
-        let counters: [(&str, &AtomicU64, &str); 20] = [
+        let counters: [(&str, &AtomicU64, &str); 21] = [
             (
                 "riptide_proposals_total",
                 &self.proposals_total,
@@ -157,6 +159,11 @@ impl Metrics {
                 "riptide_peer_messages_received_total",
                 &self.peer_messages_received_total,
                 "Raft messages received from peers.",
+            ),
+            (
+                "riptide_peer_bytes_sent_total",
+                &self.peer_bytes_sent_total,
+                "Bytes of Raft frames written to peers (length prefixes included).",
             ),
             (
                 "riptide_peer_connects_total",

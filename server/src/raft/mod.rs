@@ -152,7 +152,7 @@ pub enum EntryPayload {
     /// Appended by a new leader so it can commit entries of earlier terms (Raft §5.4.2).
     Noop,
     /// An opaque command for the state machine (the KV layer encodes it).
-    Command(Vec<u8>),
+    Command(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// One entry of the replicated log.
@@ -185,6 +185,7 @@ pub struct SnapshotMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub meta: SnapshotMeta,
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 
@@ -278,6 +279,7 @@ pub enum MessageBody {
     InstallSnapshot {
         meta: SnapshotMeta,
         offset: u64,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         done: bool,
     },

@@ -10,12 +10,12 @@
 //! node relearns it from the leader), so it is saved along with the next term or vote change and
 //! never on its own. Group commit of log entries therefore costs one fsync, not three.
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::fs::{Fs, StdFs};
 use super::{sync_dir, StorageError};
 use crate::raft::HardState;
 
@@ -30,6 +30,7 @@ struct OnDisk {
 /// The hard state file of one data directory.
 #[derive(Debug)]
 pub struct HardStateFile {
+    fs: Arc<dyn Fs>,
     path: PathBuf,
     /// What the file holds now; a save with the same term and vote is skipped.
     current: HardState,
@@ -40,7 +41,17 @@ pub struct HardStateFile {
 impl HardStateFile {
     /// Writes a new file (atomically) holding `hs`.
     pub fn create(path: &Path, hs: HardState) -> Result<HardStateFile, StorageError> {
+        HardStateFile::create_on(StdFs::shared(), path, hs)
+    }
+
+    /// [`HardStateFile::create`] on the file system `fs`.
+    pub fn create_on(
+        fs: Arc<dyn Fs>,
+        path: &Path,
+        hs: HardState,
+    ) -> Result<HardStateFile, StorageError> {
         let mut f = HardStateFile {
+            fs,
             path: path.to_path_buf(),
             current: hs,
             fsyncs: 0,
@@ -51,7 +62,17 @@ impl HardStateFile {
 
     /// Reads and checks an existing file.
     pub fn open(path: &Path) -> Result<(HardStateFile, HardState), StorageError> {
-        let bytes = fs::read(path).map_err(|e| StorageError::io("read", path, e))?;
+        HardStateFile::open_on(StdFs::shared(), path)
+    }
+
+    /// [`HardStateFile::open`] on the file system `fs`.
+    pub fn open_on(
+        fs: Arc<dyn Fs>,
+        path: &Path,
+    ) -> Result<(HardStateFile, HardState), StorageError> {
+        let bytes = fs
+            .read(path)
+            .map_err(|e| StorageError::io("read", path, e))?;
         let corrupt = |why: String| StorageError::Corrupt {
             path: path.to_path_buf(),
             offset: 0,
@@ -70,6 +91,7 @@ impl HardStateFile {
         }
         let hs = on_disk.hard_state;
         let file = HardStateFile {
+            fs,
             path: path.to_path_buf(),
             current: hs,
             fsyncs: 0,
@@ -109,14 +131,20 @@ impl HardStateFile {
         })?;
         bytes.push(b'\n');
         let tmp = self.path.with_extension("json.tmp");
-        let mut file = fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
-        file.write_all(&bytes)
+        let mut file = self
+            .fs
+            .create(&tmp)
+            .map_err(|e| StorageError::io("create", &tmp, e))?;
+        file.write_at(0, &bytes)
             .map_err(|e| StorageError::io("write", &tmp, e))?;
-        file.sync_all()
+        file.sync(true)
             .map_err(|e| StorageError::io("fsync", &tmp, e))?;
-        fs::rename(&tmp, &self.path).map_err(|e| StorageError::io("rename", &tmp, e))?;
+        drop(file);
+        self.fs
+            .rename(&tmp, &self.path)
+            .map_err(|e| StorageError::io("rename", &tmp, e))?;
         let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
-        sync_dir(dir)?;
+        sync_dir(&*self.fs, dir)?;
         self.fsyncs += 2;
         Ok(())
     }
@@ -125,6 +153,7 @@ impl HardStateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn saved_state_reads_back() {

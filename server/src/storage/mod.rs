@@ -33,13 +33,22 @@
 //! - a `.tmp` of either file left by a crash is removed on open.
 //!
 //! A WAL whose first entry is beyond the snapshot index + 1 has a hole no one can fill: error.
+//!
+//! Every file operation goes through the [`fs::Fs`] seam: [`Storage::open`] runs on the real
+//! disk (and locks the directory), [`Storage::open_on`] on any file system, such as the
+//! simulation's [`memfs::MemFs`], which loses, tears and reorders unsynced writes and crashes
+//! between any two calls.
 
+pub mod fs;
 pub mod hard_state;
+pub mod memfs;
 pub mod snapshot;
 pub mod wal;
 
-use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use self::fs::{Fs, StdFs};
 
 use crate::raft::{DurableState, Entry, HardState, LogIndex, Snapshot, SnapshotMeta};
 
@@ -98,12 +107,13 @@ impl StorageError {
 pub struct Storage {
     /// The directory; kept for error messages and later snapshot files.
     dir: PathBuf,
+    fs: Arc<dyn Fs>,
     hard_state: HardStateFile,
     wal: Wal,
     snapshot: SnapshotFile,
     /// An exclusive `flock` on the directory, held while the node runs, so two processes never
-    /// write the same log.
-    _lock: nix::fcntl::Flock<fs::File>,
+    /// write the same log (none on a file system other than the real one).
+    _lock: Option<nix::fcntl::Flock<std::fs::File>>,
 }
 
 impl Storage {
@@ -118,13 +128,31 @@ impl Storage {
         dir: &Path,
         bugs: wal::WalBugs,
     ) -> Result<(Storage, DurableState), StorageError> {
-        fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
         let lock = lock_dir(dir)?;
+        let (mut storage, durable) = Storage::open_on(StdFs::shared(), dir, bugs)?;
+        storage._lock = Some(lock);
+        Ok((storage, durable))
+    }
+
+    /// Opens a data directory on the file system `fs`, without locking it (the caller makes
+    /// sure nothing else writes there).
+    pub fn open_on(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        bugs: wal::WalBugs,
+    ) -> Result<(Storage, DurableState), StorageError> {
+        fs.create_dir_all(dir)
+            .map_err(|e| StorageError::io("create directory", dir, e))?;
+        let exists = |path: &Path| {
+            fs.exists(path)
+                .map_err(|e| StorageError::io("stat", path, e))
+        };
         let hs_path = dir.join(HARD_STATE_FILE);
         let wal_path = dir.join(WAL_FILE);
         let snapshot_path = dir.join(SNAPSHOT_FILE);
-        let hs_exists = hs_path.exists();
-        let wal_exists = wal_path.exists();
+        let hs_exists = exists(&hs_path)?;
+        let wal_exists = exists(&wal_path)?;
         // A fresh directory is initialised WAL first, then hard state; so a WAL without a hard
         // state file is an interrupted initialisation only while the WAL is still empty.
         if hs_exists && !wal_exists {
@@ -133,27 +161,27 @@ impl Storage {
                 why: "the hard state file exists, so the log must too",
             });
         }
-        if !hs_exists && snapshot_path.exists() {
+        if !hs_exists && exists(&snapshot_path)? {
             return Err(StorageError::Missing {
                 path: hs_path,
                 why: "a snapshot exists, so the hard state file must too",
             });
         }
-        if !hs_exists && wal_exists && !Wal::holds_no_record(&wal_path)? {
+        if !hs_exists && wal_exists && !Wal::holds_no_record(&fs, &wal_path)? {
             return Err(StorageError::Missing {
                 path: hs_path,
                 why: "the log holds entries, so the hard state file must exist",
             });
         }
         if !hs_exists {
-            Wal::create(&wal_path)?;
-            HardStateFile::create(&hs_path, HardState::default())?;
-            sync_dir(dir)?;
+            Wal::create_on(&fs, &wal_path)?;
+            HardStateFile::create_on(fs.clone(), &hs_path, HardState::default())?;
+            sync_dir(&*fs, dir)?;
         }
-        let (hard_state, mut hs) = HardStateFile::open(&hs_path)?;
-        let (snapshot_file, snapshot) = SnapshotFile::open(&snapshot_path)?;
+        let (hard_state, mut hs) = HardStateFile::open_on(fs.clone(), &hs_path)?;
+        let (snapshot_file, snapshot) = SnapshotFile::open_on(fs.clone(), &snapshot_path)?;
         let snapshot_meta = snapshot.as_ref().map(|s| s.meta).unwrap_or_default();
-        let (mut wal, log) = Wal::open_with_bugs(&wal_path, snapshot_meta.index, bugs)?;
+        let (mut wal, log) = Wal::open_on(fs.clone(), &wal_path, snapshot_meta.index, bugs)?;
         let log = match &snapshot {
             Some(snapshot) => continue_snapshot(&mut wal, log, snapshot.meta)?,
             None => log,
@@ -164,10 +192,11 @@ impl Storage {
         hs.commit = hs.commit.min(last).max(snapshot_meta.index);
         let storage = Storage {
             dir: dir.to_path_buf(),
+            fs,
             hard_state,
             wal,
             snapshot: snapshot_file,
-            _lock: lock,
+            _lock: None,
         };
         Ok((
             storage,
@@ -189,13 +218,24 @@ impl Storage {
     /// (for itself, after voting for that term's leader), and so two leaders in one term. A
     /// crash after the hard state and before the entries only loses entries nobody was told
     /// about; a commit index ahead of the log is clamped at open.
+    ///
+    /// The commit index written is kept below the first entry of the batch: the Ready's
+    /// commit may cover entries of this very batch, which are not durable yet, and a crash
+    /// before they are would leave the old log's entries at those indexes (maybe of another
+    /// history, the suffix this batch replaces) under a commit index that claims them.
     pub fn persist(
         &mut self,
         hard_state: Option<&HardState>,
         entries: &[Entry],
     ) -> Result<(), StorageError> {
         if let Some(hs) = hard_state {
-            self.hard_state.save(*hs)?;
+            let durable_commit = entries
+                .first()
+                .map_or(hs.commit, |first| hs.commit.min(first.index - 1));
+            self.hard_state.save(HardState {
+                commit: durable_commit,
+                ..*hs
+            })?;
         }
         if !entries.is_empty() {
             self.wal.append(entries)?;
@@ -210,10 +250,15 @@ impl Storage {
         self.snapshot.save(snapshot)
     }
 
-    /// Where [`snapshot::write_atomically`] must write a snapshot taken off the storage's
+    /// Where [`snapshot::write_atomically_on`] must write a snapshot taken off the storage's
     /// thread; report it with [`Storage::snapshot_saved`] once durable.
     pub fn snapshot_path(&self) -> &Path {
         self.snapshot.path()
+    }
+
+    /// The file system the directory lives on (for a snapshot written off this thread).
+    pub fn fs(&self) -> Arc<dyn Fs> {
+        self.fs.clone()
     }
 
     /// A snapshot of `bytes` bytes was made durable at [`Storage::snapshot_path`] by
@@ -346,9 +391,9 @@ fn continue_snapshot(
 }
 
 /// Takes an exclusive, non-blocking `flock` on a `LOCK` file in the directory.
-fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<fs::File>, StorageError> {
+fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, StorageError> {
     let path = dir.join("LOCK");
-    let file = fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
@@ -368,9 +413,8 @@ fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<fs::File>, StorageError> {
 }
 
 /// Fsyncs a directory so a rename or a file creation in it is durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
+pub(crate) fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    fs.sync_dir(dir)
         .map_err(|e| StorageError::io("fsync directory", dir, e))
 }
 
@@ -378,6 +422,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 mod tests {
     use super::*;
     use crate::raft::EntryPayload;
+    use std::fs;
 
     fn entry(index: LogIndex, term: u64) -> Entry {
         Entry {
@@ -399,9 +444,15 @@ mod tests {
         };
         s.persist(Some(&hs), &[entry(1, 1), entry(2, 3)]).unwrap();
         drop(s);
-        let (_s, d) = Storage::open(dir.path()).unwrap();
-        assert_eq!(d.hard_state, hs);
+        let (mut s, d) = Storage::open(dir.path()).unwrap();
+        // The commit index saved with a batch stays below the batch (see `persist`).
+        assert_eq!(d.hard_state, HardState { commit: 0, ..hs });
         assert_eq!(d.log, vec![entry(1, 1), entry(2, 3)]);
+        let next = HardState { term: 4, ..hs };
+        s.persist(Some(&next), &[]).unwrap();
+        drop(s);
+        let (_s, d) = Storage::open(dir.path()).unwrap();
+        assert_eq!(d.hard_state, next);
     }
 
     #[test]
@@ -515,7 +566,8 @@ mod tests {
             wal_len(dir.path()) < full,
             "the covered prefix stays on disk"
         );
-        assert_eq!(d.hard_state.commit, 10);
+        // Everything the snapshot covers is committed.
+        assert_eq!(d.hard_state.commit, 6);
         drop(s);
         // And it stays that way.
         let (_s, again) = Storage::open(dir.path()).unwrap();
@@ -533,7 +585,8 @@ mod tests {
         let (_s, d) = Storage::open(dir.path()).unwrap();
         assert_eq!(d.snapshot, Some(snapshot(40, 3)));
         assert_eq!(d.log, vec![entry(41, 3), entry(42, 3)]);
-        assert_eq!(d.hard_state.commit, 41);
+        // Saved with the batch 41..=42, the commit index stays below it: the snapshot's.
+        assert_eq!(d.hard_state.commit, 40);
     }
 
     #[test]
@@ -633,6 +686,127 @@ mod tests {
         assert!(err.to_string().contains(SNAPSHOT_FILE), "{err}");
     }
 
+    /// Opens a data dir on an in-memory disk.
+    fn open_mem(disk: &memfs::MemFs) -> Result<(Storage, DurableState), StorageError> {
+        Storage::open_on(
+            Arc::new(disk.clone()),
+            Path::new("/d"),
+            wal::WalBugs::default(),
+        )
+    }
+
+    #[test]
+    fn a_power_loss_mid_batch_keeps_every_synced_entry_and_never_mixes_in_a_partial_batch() {
+        use rand::SeedableRng;
+        let (mut refused, mut cut) = (0, 0);
+        for seed in 0..300 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let disk = memfs::MemFs::with_sector(16);
+            let (mut s, _) = open_mem(&disk).unwrap();
+            let synced: Vec<_> = (1..=4).map(|i| entry(i, 1)).collect();
+            s.persist(Some(&hard_state(1, 0)), &synced).unwrap();
+            // The process dies between the write of the next batch and its fsync.
+            disk.arm_crash(1);
+            let batch: Vec<_> = (5..=9).map(|i| entry(i, 1)).collect();
+            assert!(s.persist(None, &batch).is_err());
+            drop(s);
+            disk.crash(memfs::Crash::PowerLoss, &mut rng);
+            match open_mem(&disk) {
+                Ok((_, d)) => {
+                    // Everything synced, then a prefix of the batch: never a hole.
+                    assert!(d.log.len() >= 4, "seed {seed}: {:?}", d.log);
+                    assert_eq!(
+                        d.log[..],
+                        [synced.clone(), batch.clone()].concat()[..d.log.len()]
+                    );
+                    cut += usize::from(d.log.len() < 9);
+                }
+                Err(e) => {
+                    // A later sector landed without an earlier one: refused like a bit flip.
+                    assert!(
+                        matches!(e, StorageError::Corrupt { .. }),
+                        "seed {seed}: {e}"
+                    );
+                    assert!(e.to_string().contains(WAL_FILE), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 0 && cut > 0, "refused {refused}, cut {cut}");
+    }
+
+    #[test]
+    fn a_crash_between_any_two_calls_of_a_snapshot_install_or_compaction_opens_to_one_history() {
+        use rand::SeedableRng;
+        for crash_after in 0..14 {
+            for kind in [memfs::Crash::Process, memfs::Crash::PowerLoss] {
+                let disk = memfs::MemFs::with_sector(16);
+                let (mut s, _) = open_mem(&disk).unwrap();
+                let log: Vec<_> = (1..=10).map(|i| entry(i, 1)).collect();
+                s.persist(Some(&hard_state(1, 10)), &log).unwrap();
+                disk.arm_crash(crash_after);
+                let done = s
+                    .save_snapshot(&snapshot(6, 1))
+                    .and_then(|()| s.compact_log(6))
+                    .and_then(|()| s.install_snapshot(&snapshot(20, 2)));
+                drop(s);
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crash_after);
+                disk.crash(kind, &mut rng);
+                let (_, d) = open_mem(&disk).unwrap_or_else(|e| panic!("{crash_after}: {e}"));
+                // Either the old log (maybe under the first snapshot), or the installed snapshot
+                // with an empty log: nothing in between, nothing lost.
+                match d.snapshot.as_ref().map(|s| s.meta.index) {
+                    None => assert_eq!(d.log, log),
+                    Some(6) => assert_eq!(d.log, log[6..]),
+                    Some(20) => assert!(d.log.is_empty(), "{:?}", d.log),
+                    other => panic!("snapshot {other:?}"),
+                }
+                if done.is_ok() {
+                    assert_eq!(d.snapshot.map(|s| s.meta.index), Some(20));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_crash_after_the_hard_state_never_leaves_a_commit_index_over_a_replaced_suffix() {
+        // A follower holds 1..=5 of term 1; a leader of term 2 replaces 3..=5 and says 5 is
+        // committed. The crash comes after the hard state (term 2) and before the WAL write.
+        let disk = memfs::MemFs::with_sector(16);
+        let (mut s, _) = open_mem(&disk).unwrap();
+        s.persist(
+            Some(&hard_state(1, 2)),
+            &(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let calls_before = disk.changes();
+        let new_term = HardState {
+            term: 2,
+            voted_for: None,
+            commit: 5,
+        };
+        let replacement: Vec<_> = (3..=5).map(|i| entry(i, 2)).collect();
+        // Find the call that starts the WAL's part: the hard state takes 5 calls.
+        disk.arm_crash(5);
+        assert!(s.persist(Some(&new_term), &replacement).is_err());
+        assert_eq!(
+            disk.changes() - calls_before,
+            5,
+            "the hard state was written"
+        );
+        drop(s);
+        use rand::SeedableRng;
+        disk.crash(
+            memfs::Crash::Process,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(0),
+        );
+        let (_, d) = open_mem(&disk).unwrap();
+        assert_eq!(d.hard_state.term, 2);
+        assert_eq!(d.log, (1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>());
+        // 3..=5 of term 1 were never committed: a commit index of 5 would apply them.
+        assert!(d.hard_state.commit <= 2, "{:?}", d.hard_state);
+    }
+
     #[test]
     fn commit_index_is_clamped_to_the_durable_log() {
         let dir = tempfile::tempdir().unwrap();
@@ -642,7 +816,8 @@ mod tests {
             voted_for: None,
             commit: 10,
         };
-        s.persist(Some(&hs), &[entry(1, 1)]).unwrap();
+        s.persist(None, &[entry(1, 1)]).unwrap();
+        s.persist(Some(&hs), &[]).unwrap();
         drop(s);
         let (_s, d) = Storage::open(dir.path()).unwrap();
         assert_eq!(d.hard_state.commit, 1);

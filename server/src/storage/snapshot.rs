@@ -20,10 +20,10 @@
 //! is the only way a snapshot appears, a `snapshot.bin` that fails any check is corruption, not
 //! a torn write: opening fails naming the file, and the node does not start.
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::fs::{Fs, StdFs};
 use super::{sync_dir, StorageError};
 use crate::raft::{Snapshot, SnapshotMeta};
 
@@ -35,6 +35,7 @@ pub const HEADER_LEN: usize = 8 + 8 + 8 + 8 + 4;
 /// The snapshot file of one data directory.
 #[derive(Debug)]
 pub struct SnapshotFile {
+    fs: Arc<dyn Fs>,
     path: PathBuf,
     /// What the file holds now (None before the first snapshot).
     meta: Option<SnapshotMeta>,
@@ -48,18 +49,31 @@ impl SnapshotFile {
     /// Reads the snapshot at `path`, if there is one, after removing a `.tmp` a crash left
     /// behind. A file that fails its checks is an error naming it.
     pub fn open(path: &Path) -> Result<(SnapshotFile, Option<Snapshot>), StorageError> {
+        SnapshotFile::open_on(StdFs::shared(), path)
+    }
+
+    /// [`SnapshotFile::open`] on the file system `fs`.
+    pub fn open_on(
+        fs: Arc<dyn Fs>,
+        path: &Path,
+    ) -> Result<(SnapshotFile, Option<Snapshot>), StorageError> {
         let tmp = tmp_path(path);
-        if tmp.exists() {
+        if fs
+            .exists(&tmp)
+            .map_err(|e| StorageError::io("stat", &tmp, e))?
+        {
             tracing::warn!(
                 file = %tmp.display(),
                 "removing an unfinished snapshot left by a crash"
             );
-            fs::remove_file(&tmp).map_err(|e| StorageError::io("remove", &tmp, e))?;
+            fs.remove(&tmp)
+                .map_err(|e| StorageError::io("remove", &tmp, e))?;
         }
-        let bytes = match fs::read(path) {
+        let bytes = match fs.read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let file = SnapshotFile {
+                    fs,
                     path: path.to_path_buf(),
                     meta: None,
                     bytes: 0,
@@ -71,6 +85,7 @@ impl SnapshotFile {
         };
         let snapshot = decode(path, &bytes)?;
         let file = SnapshotFile {
+            fs,
             path: path.to_path_buf(),
             meta: Some(snapshot.meta),
             bytes: bytes.len() as u64,
@@ -81,7 +96,7 @@ impl SnapshotFile {
 
     /// Makes `snapshot` the durable snapshot, atomically (see the module docs).
     pub fn save(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
-        let bytes = write_atomically(&self.path, snapshot)?;
+        let bytes = write_atomically_on(&*self.fs, &self.path, snapshot)?;
         self.note_saved(snapshot.meta, bytes);
         Ok(())
     }
@@ -97,6 +112,11 @@ impl SnapshotFile {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file system it lives on.
+    pub fn fs(&self) -> &Arc<dyn Fs> {
+        &self.fs
     }
 
     /// Where the durable snapshot ends (None without one).
@@ -119,16 +139,28 @@ impl SnapshotFile {
 /// returns the file's size. Needs no [`SnapshotFile`], so it can run off the thread that owns
 /// the storage; only one write to a path may be in flight at a time (they share the `.tmp`).
 pub fn write_atomically(path: &Path, snapshot: &Snapshot) -> Result<u64, StorageError> {
+    write_atomically_on(&StdFs, path, snapshot)
+}
+
+/// [`write_atomically`] on the file system `fs`.
+pub fn write_atomically_on(
+    fs: &dyn Fs,
+    path: &Path,
+    snapshot: &Snapshot,
+) -> Result<u64, StorageError> {
     let bytes = encode(snapshot);
     let tmp = tmp_path(path);
-    let mut file = fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
-    file.write_all(&bytes)
+    let mut file = fs
+        .create(&tmp)
+        .map_err(|e| StorageError::io("create", &tmp, e))?;
+    file.write_at(0, &bytes)
         .map_err(|e| StorageError::io("write", &tmp, e))?;
-    file.sync_all()
+    file.sync(true)
         .map_err(|e| StorageError::io("fsync", &tmp, e))?;
     drop(file);
-    fs::rename(&tmp, path).map_err(|e| StorageError::io("rename", &tmp, e))?;
-    sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))?;
+    fs.rename(&tmp, path)
+        .map_err(|e| StorageError::io("rename", &tmp, e))?;
+    sync_dir(fs, path.parent().unwrap_or_else(|| Path::new(".")))?;
     Ok(bytes.len() as u64)
 }
 
@@ -219,6 +251,7 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn snapshot(index: u64, term: u64, data: &[u8]) -> Snapshot {
         Snapshot {

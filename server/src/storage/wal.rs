@@ -46,11 +46,10 @@
 //!   does not decode, an index out of sequence or a term lower than the one before: open fails
 //!   naming the file and the byte offset, and changes nothing.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::fs::{Fs, FsFile, StdFs};
 use super::StorageError;
 use crate::raft::{Entry, EntryPayload, LogIndex};
 
@@ -90,8 +89,9 @@ pub struct TornTail {
 /// An open WAL file.
 #[derive(Debug)]
 pub struct Wal {
+    fs: Arc<dyn Fs>,
     path: PathBuf,
-    file: fs::File,
+    file: Box<dyn FsFile>,
     /// Index of the first entry the file holds (1 until snapshots compact the log).
     first_index: LogIndex,
     /// Byte offset of each record: `offsets[i]` is where entry `first_index + i` starts.
@@ -110,18 +110,25 @@ impl Wal {
     /// Creates an empty WAL file holding only the file header (and fsyncs it; the caller
     /// fsyncs the directory).
     pub fn create(path: &Path) -> Result<(), StorageError> {
-        let mut file = fs::File::create(path).map_err(|e| StorageError::io("create", path, e))?;
-        file.write_all(&file_header())
+        Wal::create_on(&StdFs::shared(), path)
+    }
+
+    /// [`Wal::create`] on the file system `fs`.
+    pub fn create_on(fs: &Arc<dyn Fs>, path: &Path) -> Result<(), StorageError> {
+        let mut file = fs
+            .create(path)
+            .map_err(|e| StorageError::io("create", path, e))?;
+        file.write_at(0, &file_header())
             .map_err(|e| StorageError::io("write", path, e))?;
-        file.sync_all()
+        file.sync(true)
             .map_err(|e| StorageError::io("fsync", path, e))
     }
 
     /// True when the file at `path` holds no record (only a header, or nothing at all).
-    pub fn holds_no_record(path: &Path) -> Result<bool, StorageError> {
-        let len = fs::metadata(path)
-            .map_err(|e| StorageError::io("stat", path, e))?
-            .len();
+    pub fn holds_no_record(fs: &Arc<dyn Fs>, path: &Path) -> Result<bool, StorageError> {
+        let len = fs
+            .len(path)
+            .map_err(|e| StorageError::io("stat", path, e))?;
         Ok(len <= FILE_HEADER_LEN)
     }
 
@@ -139,28 +146,41 @@ impl Wal {
         snapshot_index: LogIndex,
         bugs: WalBugs,
     ) -> Result<(Wal, Vec<Entry>), StorageError> {
+        Wal::open_on(StdFs::shared(), path, snapshot_index, bugs)
+    }
+
+    /// [`Wal::open_with_bugs`] on the file system `fs`.
+    pub fn open_on(
+        fs: Arc<dyn Fs>,
+        path: &Path,
+        snapshot_index: LogIndex,
+        bugs: WalBugs,
+    ) -> Result<(Wal, Vec<Entry>), StorageError> {
         let tmp = tmp_path(path);
-        if tmp.exists() {
+        if fs
+            .exists(&tmp)
+            .map_err(|e| StorageError::io("stat", &tmp, e))?
+        {
             tracing::warn!(file = %tmp.display(), "removing an unfinished log compaction left by a crash");
-            fs::remove_file(&tmp).map_err(|e| StorageError::io("remove", &tmp, e))?;
+            fs.remove(&tmp)
+                .map_err(|e| StorageError::io("remove", &tmp, e))?;
         }
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    StorageError::Missing {
-                        path: path.to_path_buf(),
-                        why: "the write-ahead log is gone",
-                    }
-                } else {
-                    StorageError::io("open", path, e)
+        let file = fs.open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StorageError::Missing {
+                    path: path.to_path_buf(),
+                    why: "the write-ahead log is gone",
                 }
-            })?;
-        let bytes = fs::read(path).map_err(|e| StorageError::io("read", path, e))?;
+            } else {
+                StorageError::io("open", path, e)
+            }
+        })?;
+        let bytes = fs
+            .read(path)
+            .map_err(|e| StorageError::io("read", path, e))?;
         let scan = scan(path, &bytes, bugs)?;
         let mut wal = Wal {
+            fs,
             path: path.to_path_buf(),
             file,
             first_index: scan.entries.first().map_or(snapshot_index + 1, |e| e.index),
@@ -222,7 +242,7 @@ impl Wal {
             encode_record(entry, &mut buf);
         }
         self.file
-            .write_all_at(&buf, self.end)
+            .write_at(self.end, &buf)
             .map_err(|e| StorageError::io("write", &self.path, e))?;
         self.sync(false)?;
         self.end += buf.len() as u64;
@@ -238,12 +258,9 @@ impl Wal {
             // durable anyway.
             return Ok(());
         }
-        let synced = if size_changed {
-            self.file.sync_all()
-        } else {
-            self.file.sync_data()
-        };
-        synced.map_err(|e| StorageError::io("fsync", &self.path, e))?;
+        self.file
+            .sync(size_changed)
+            .map_err(|e| StorageError::io("fsync", &self.path, e))?;
         self.fsyncs += 1;
         Ok(())
     }
@@ -325,21 +342,28 @@ impl Wal {
         let mut image = file_header().to_vec();
         image.resize(FILE_HEADER_LEN as usize + (self.end - start) as usize, 0);
         self.file
-            .read_exact_at(&mut image[FILE_HEADER_LEN as usize..], start)
+            .read_at(start, &mut image[FILE_HEADER_LEN as usize..])
             .map_err(|e| StorageError::io("read", &self.path, e))?;
         let tmp = tmp_path(&self.path);
-        let mut file = fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
-        file.write_all(&image)
+        let mut file = self
+            .fs
+            .create(&tmp)
+            .map_err(|e| StorageError::io("create", &tmp, e))?;
+        file.write_at(0, &image)
             .map_err(|e| StorageError::io("write", &tmp, e))?;
-        file.sync_all()
+        file.sync(true)
             .map_err(|e| StorageError::io("fsync", &tmp, e))?;
         drop(file);
-        fs::rename(&tmp, &self.path).map_err(|e| StorageError::io("rename", &tmp, e))?;
-        super::sync_dir(self.path.parent().unwrap_or_else(|| Path::new(".")))?;
+        self.fs
+            .rename(&tmp, &self.path)
+            .map_err(|e| StorageError::io("rename", &tmp, e))?;
+        super::sync_dir(
+            &*self.fs,
+            self.path.parent().unwrap_or_else(|| Path::new(".")),
+        )?;
         self.fsyncs += 2;
-        self.file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
+        self.file = self
+            .fs
             .open(&self.path)
             .map_err(|e| StorageError::io("open", &self.path, e))?;
         self.offsets = self.offsets[dropped..]
@@ -448,6 +472,12 @@ fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
     (from..bytes.len().saturating_sub(HEADER_LEN - 1)).find(|&pos| check_record(bytes, pos).is_ok())
 }
 
+/// Byte offsets of the records of a WAL image, as open reads them (the simulation flips bits
+/// in records it knows to be followed by another one).
+pub fn record_offsets(path: &Path, bytes: &[u8]) -> Result<Vec<u64>, StorageError> {
+    Ok(scan(path, bytes, WalBugs::default())?.offsets)
+}
+
 /// The result of reading a WAL image.
 struct Scan {
     entries: Vec<Entry>,
@@ -551,6 +581,7 @@ fn scan(path: &Path, bytes: &[u8], bugs: WalBugs) -> Result<Scan, StorageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::io::Write;
 
     fn entry(index: LogIndex, term: u64) -> Entry {

@@ -286,6 +286,17 @@ impl Cluster {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET /{path}` on node `id` (redirects followed): the status and the body.
+    pub async fn get_text(&self, id: u64, path: &str) -> (reqwest::StatusCode, String) {
+        let response = self
+            .http
+            .get(format!("{}/{path}", self.url(id)))
+            .send()
+            .await
+            .expect("GET");
+        (response.status(), response.text().await.unwrap_or_default())
+    }
+
     /// A PUT that must succeed: its JSON answer.
     pub async fn put_ok(&self, id: u64, key: &str, value: &str) -> Value {
         let (status, body) = self.put(id, key, value).await;
