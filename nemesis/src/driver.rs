@@ -14,6 +14,7 @@
 //! crash-restart-election     kill leader ▇ voter ▇ voter ▇ voter ▇ (each back before the next)
 //! leader-churn               isolate leader │ new leader, dwell, isolate it │ ... │ heal at end
 //! disk                       kill ▇ filesystem layer acts ▇ start again; rest quiet
+//! power-cut, corrupt-all     kill every node ▇ filesystem layer acts on each ▇ start all; rest quiet
 //! ```
 //!
 //! A stop signal ends the schedule early: the fault in effect is healed at once (links healed,
@@ -392,7 +393,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                 self.disk_fault(index, plan, *node, DiskAction::LoseUnsynced)
                     .await
             }
-            FaultPlan::PowerCut => self.power_cut(index, plan).await,
+            FaultPlan::PowerCut => self.power_cut(index, plan, None).await,
             FaultPlan::TornWrite { node, seed } => {
                 self.disk_fault(index, plan, *node, DiskAction::Tear(*seed))
                     .await
@@ -401,6 +402,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                 self.disk_fault(index, plan, *node, DiskAction::Corrupt(*seed))
                     .await
             }
+            FaultPlan::CorruptAll { seed } => self.power_cut(index, plan, Some(*seed)).await,
             _ => self.one_step(index, plan, leader, end).await,
         }
     }
@@ -693,24 +695,16 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         killed: &[usize],
     ) {
         for &node in killed {
-            match disk.lose_unsynced(node) {
-                Ok(effect) => {
-                    self.step(interval, format!("{}: {}", node_name(node), effect.detail))
-                }
-                Err(source) => {
-                    let error = NemesisError::Disk {
-                        node,
-                        fault: interval.kind.name(),
-                        source,
-                    };
-                    self.fail(interval.fault, interval.kind, &interval.description, &error);
-                }
-            }
+            let effect = disk.lose_unsynced(node);
+            self.disk_step(interval, node, effect, true);
         }
     }
 
     /// `power-cut`: kill every node at once, drop every node's unsynced writes, start them all.
-    async fn power_cut(&mut self, index: usize, plan: &FaultPlan) {
+    /// `corrupt-all` (`corrupt` is its seed) also flips bits in one data file of each node
+    /// before the start (each node its own seed, [`crate::fault::corrupt_all_seed`]); a node
+    /// that refuses its damaged data is left to the harness to repair.
+    async fn power_cut(&mut self, index: usize, plan: &FaultPlan, corrupt: Option<u64>) {
         let kind = plan.kind();
         let description = plan.describe();
         let Some(disk) = self.targets.disk else {
@@ -727,6 +721,12 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         };
         let mut interval = self.open(index, kind, description, killed.clone());
         self.lose_unsynced_of(disk, &mut interval, &killed);
+        if let Some(seed) = corrupt {
+            for &node in &killed {
+                let damage = disk.corrupt(node, crate::fault::corrupt_all_seed(seed, node));
+                self.disk_step(&mut interval, node, damage, true);
+            }
+        }
         for &node in &killed {
             self.start(index, kind, &interval.description, node).await;
         }
@@ -755,18 +755,33 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
             DiskAction::Tear(seed) => disk.tear_last_write(node, seed),
             DiskAction::Corrupt(seed) => disk.corrupt(node, seed),
         };
+        self.disk_step(&mut interval, node, effect, false);
+        self.start(index, kind, &interval.description, node).await;
+        self.close(interval);
+    }
+
+    /// Records what the filesystem layer did to `node`'s files as a step (named after the node
+    /// when the fault hits several), or its failure.
+    fn disk_step(
+        &mut self,
+        interval: &mut FaultInterval,
+        node: usize,
+        effect: Result<crate::disk::DiskEffect, crate::disk::DiskError>,
+        name_node: bool,
+    ) {
         match effect {
-            Ok(effect) => self.step(&mut interval, effect.detail),
+            Ok(effect) if name_node => {
+                self.step(interval, format!("{}: {}", node_name(node), effect.detail))
+            }
+            Ok(effect) => self.step(interval, effect.detail),
             Err(source) => {
                 let error = NemesisError::Disk {
                     node,
-                    fault: kind.name(),
+                    fault: interval.kind.name(),
                     source,
                 };
-                self.fail(index, kind, &interval.description, &error);
+                self.fail(interval.fault, interval.kind, &interval.description, &error);
             }
         }
-        self.start(index, kind, &interval.description, node).await;
-        self.close(interval);
     }
 }

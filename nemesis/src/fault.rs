@@ -95,11 +95,17 @@ pub enum FaultKind {
     /// `power-cut`: `SIGKILL` every node at once, drop every unsynced write of every node, start
     /// them all again. Needs a [`crate::DiskControl`].
     PowerCut,
+    /// `corrupt-all`: `SIGKILL` every node at once, drop every unsynced write, flip bits in one data
+    /// file of each node, start them all again: correlated corruption (one bad batch of disks, a
+    /// faulty controller), the only kind of damage that Raft's replicas cannot repair, so a node
+    /// that silently cuts its log at a damaged record loses acknowledged writes. Needs a
+    /// [`crate::DiskControl`].
+    CorruptAll,
 }
 
 /// Every fault kind, in vocabulary order, those that need a [`crate::DiskControl`] included (the
 /// name `all` in a fault list leaves those out: see [`parse_fault_list`]).
-pub const ALL_KINDS: [FaultKind; 22] = [
+pub const ALL_KINDS: [FaultKind; 23] = [
     FaultKind::PartitionHalves,
     FaultKind::IsolateOne,
     FaultKind::IsolateLeader,
@@ -122,6 +128,7 @@ pub const ALL_KINDS: [FaultKind; 22] = [
     FaultKind::TornWrite,
     FaultKind::Corrupt,
     FaultKind::PowerCut,
+    FaultKind::CorruptAll,
 ];
 
 /// A group of fault kinds, also usable as a name in a fault list, and the stem of the history
@@ -227,6 +234,7 @@ impl FaultKind {
             FaultKind::PowerCut => "power-cut",
             FaultKind::TornWrite => "torn-write",
             FaultKind::Corrupt => "corrupt",
+            FaultKind::CorruptAll => "corrupt-all",
         }
     }
 
@@ -253,7 +261,8 @@ impl FaultKind {
             FaultKind::LoseUnsynced
             | FaultKind::TornWrite
             | FaultKind::Corrupt
-            | FaultKind::PowerCut => FaultFamily::Disk,
+            | FaultKind::PowerCut
+            | FaultKind::CorruptAll => FaultFamily::Disk,
         }
     }
 
@@ -472,6 +481,21 @@ pub enum FaultPlan {
     /// Kill `node`, flip bits in one of its data files (which file and which bits from `seed`),
     /// start it again.
     Corrupt { node: usize, seed: u64 },
+    /// Kill every node, drop their unsynced writes, flip bits in one data file of each (node
+    /// `n`'s file and bits from [`corrupt_all_seed`]`(seed, n)`), start them all again.
+    CorruptAll { seed: u64 },
+}
+
+/// The corruption seed of node `node` in a `corrupt-all` fault of seed `seed`: distinct per node
+/// (SplitMix64 of both), so the nodes' damage is independent yet replays exactly.
+pub fn corrupt_all_seed(seed: u64, node: usize) -> u64 {
+    let mut z = seed
+        ^ (node as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// One voter crash of `crash-restart-election`, timed from the leader's crash.
@@ -597,6 +621,7 @@ impl FaultPlan {
                 node: one,
                 seed: rng.gen(),
             },
+            FaultKind::CorruptAll => FaultPlan::CorruptAll { seed: rng.gen() },
         };
         Ok(plan)
     }
@@ -626,6 +651,7 @@ impl FaultPlan {
             FaultPlan::PowerCut => FaultKind::PowerCut,
             FaultPlan::TornWrite { .. } => FaultKind::TornWrite,
             FaultPlan::Corrupt { .. } => FaultKind::Corrupt,
+            FaultPlan::CorruptAll { .. } => FaultKind::CorruptAll,
         }
     }
 
@@ -743,6 +769,9 @@ impl FaultPlan {
             FaultPlan::Corrupt { node, .. } => {
                 format!("corrupt a data file of {}", node_name(*node))
             }
+            FaultPlan::CorruptAll { .. } => {
+                "corrupt all: every node killed, one data file of each corrupted".into()
+            }
         }
     }
 }
@@ -815,7 +844,7 @@ mod tests {
     #[test]
     fn all_is_every_kind_that_needs_nothing_beyond_processes_and_proxies() {
         let all = parse_fault_list("all").unwrap();
-        assert_eq!(all.len(), ALL_KINDS.len() - 4);
+        assert_eq!(all.len(), ALL_KINDS.len() - 5);
         for kind in ALL_KINDS {
             assert_eq!(all.contains(&kind), kind.requires().is_none(), "{kind}");
         }
@@ -825,7 +854,8 @@ mod tests {
                 FaultKind::LoseUnsynced,
                 FaultKind::TornWrite,
                 FaultKind::Corrupt,
-                FaultKind::PowerCut
+                FaultKind::PowerCut,
+                FaultKind::CorruptAll
             ]
         );
         assert_eq!(
@@ -875,6 +905,38 @@ mod tests {
                 assert!(pair[1].after_ms >= pair[0].after_ms + pair[0].down_ms);
             }
         }
+    }
+
+    #[test]
+    fn corrupt_all_is_a_disk_fault_whose_nodes_get_distinct_replayable_seeds() {
+        assert_eq!(
+            "corrupt-all".parse::<FaultKind>().unwrap(),
+            FaultKind::CorruptAll
+        );
+        assert_eq!(FaultKind::CorruptAll.family(), FaultFamily::Disk);
+        assert_eq!(FaultKind::CorruptAll.requires(), Some(Requirement::Disk));
+        assert!(!FaultKind::CorruptAll.kills(), "it does its own damage");
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let plan = FaultPlan::choose(FaultKind::CorruptAll, 5, &FaultOptions::default(), &mut rng)
+            .unwrap();
+        let FaultPlan::CorruptAll { seed } = plan else {
+            panic!("wrong plan {plan:?}");
+        };
+        let seeds: Vec<u64> = (0..5).map(|n| corrupt_all_seed(seed, n)).collect();
+        let mut distinct = seeds.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 5, "{seeds:?}");
+        assert_eq!(
+            seeds,
+            (0..5)
+                .map(|n| corrupt_all_seed(seed, n))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            plan.describe(),
+            "corrupt all: every node killed, one data file of each corrupted"
+        );
     }
 
     #[test]

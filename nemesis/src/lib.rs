@@ -94,8 +94,8 @@ pub use driver::{
 };
 pub use error::NemesisError;
 pub use fault::{
-    known_names, node_name, parse_fault_list, FaultFamily, FaultKind, FaultOptions, FaultPlan,
-    NemesisEvent, Requirement, VoterCrash, ALL_KINDS,
+    corrupt_all_seed, known_names, node_name, parse_fault_list, FaultFamily, FaultKind,
+    FaultOptions, FaultPlan, NemesisEvent, Requirement, VoterCrash, ALL_KINDS,
 };
 pub use nemesis::{apply, cuts_of, heal, ActiveFault, Undo};
 pub use network::{Cuts, Network};

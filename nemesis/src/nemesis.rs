@@ -205,7 +205,8 @@ pub async fn apply(
             | FaultPlan::LoseUnsynced { .. }
             | FaultPlan::PowerCut
             | FaultPlan::TornWrite { .. }
-            | FaultPlan::Corrupt { .. } => {}
+            | FaultPlan::Corrupt { .. }
+            | FaultPlan::CorruptAll { .. } => {}
         }
     }
     if matches!(

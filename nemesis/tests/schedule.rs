@@ -9,10 +9,10 @@ use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
 use riptide_nemesis::{
-    apply, check_supported, parse_fault_list, run_schedule, Cuts, DiskControl, DiskEffect,
-    DiskError, FaultKind, FaultOptions, FaultPlan, NemesisError, Network, Notice, NoticeKind,
-    Primary, Schedule, ScheduleReport, ScheduleSpec, ScheduledFault, Supervisor, Targets,
-    VoterCrash,
+    apply, check_supported, corrupt_all_seed, parse_fault_list, run_schedule, Cuts, DiskControl,
+    DiskEffect, DiskError, FaultKind, FaultOptions, FaultPlan, NemesisError, Network, Notice,
+    NoticeKind, Primary, Schedule, ScheduleReport, ScheduleSpec, ScheduledFault, Supervisor,
+    Targets, VoterCrash,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -507,12 +507,13 @@ fn disk_schedule() -> Schedule {
             (0, 3_000, FaultPlan::LoseUnsynced { node: 0 }),
             (0, 3_000, FaultPlan::TornWrite { node: 1, seed: 7 }),
             (0, 3_000, FaultPlan::Corrupt { node: 2, seed: 9 }),
+            (0, 3_000, FaultPlan::CorruptAll { seed: 11 }),
         ],
     )
 }
 
 #[tokio::test]
-async fn disk_faults_call_the_disk_control_while_the_node_is_dead_and_restart_it() {
+async fn disk_faults_call_the_disk_control_while_the_nodes_are_dead_and_restart_them() {
     let cluster = nodes(3).await;
     let before = cluster.pids().await;
     let disk = RecordingDisk::new(&before, false);
@@ -521,15 +522,24 @@ async fn disk_faults_call_the_disk_control_while_the_node_is_dead_and_restart_it
     targets.disk = Some(&disk);
     let (report, notices) = play(&disk_schedule(), &targets).await;
     assert!(report.errors.is_empty(), "{report:?}");
+    // corrupt-all: every node killed, every node's unsynced writes dropped, then each node's
+    // files corrupted with its own seed.
+    let mut expected: Vec<DiskCall> = vec![
+        ("lose", 0, None, true),
+        ("tear", 1, Some(7), true),
+        ("corrupt", 2, Some(9), true),
+    ];
+    expected.extend((0..3).map(|n| ("lose", n, None, true)));
+    expected.extend((0..3).map(|n| ("corrupt", n, Some(corrupt_all_seed(11, n)), true)));
+    assert_eq!(*disk.calls.lock().unwrap(), expected);
+    assert_eq!(history_fs(&notices), ["start-disk", "stop-disk"].repeat(4));
+    assert_eq!(report.faults[3].nodes, [0, 1, 2]);
     assert_eq!(
-        *disk.calls.lock().unwrap(),
-        [
-            ("lose", 0, None, true),
-            ("tear", 1, Some(7), true),
-            ("corrupt", 2, Some(9), true)
-        ]
+        report.faults[3].steps.len(),
+        6,
+        "{:?}",
+        report.faults[3].steps
     );
-    assert_eq!(history_fs(&notices), ["start-disk", "stop-disk"].repeat(3));
     assert_eq!(
         report.faults[1].description,
         "tear the last unsynced write of n2"

@@ -36,8 +36,8 @@ pub struct PlantedBug {
 /// node's default changes (150 ms since 2026-11-23).
 pub const MATRIX_NODE_ARGS: &[&str] = &["--node-arg=--election-ms=500"];
 
-/// Every planted bug of the node, with its test. The first four are meant to be found in
-/// nearly every 30 s run; the last three need rare interleavings (see the README's matrix).
+/// Every planted bug of the node, with its test (see the README's matrix for how often each
+/// is found, and why forget-vote and commit-old-term rarely are).
 pub const PLANTED_BUGS: &[PlantedBug] = &[
     PlantedBug {
         name: "stale-follower-reads",
@@ -103,9 +103,23 @@ pub const PLANTED_BUGS: &[PlantedBug] = &[
         name: "skip-log-check",
         rule: "followers check prevLogIndex/prevLogTerm before accepting AppendEntries",
         workload: "append",
-        nemesis: "isolate-leader,kill-leader",
-        args: &["--keys", "16", "--nemesis-interval", "1s"],
-        why: "a follower must hold a divergent suffix longer than the new leader's log at its election (several leader changes with uncommitted entries), then lead; appends make the divergence visible for good",
+        // The bug shows only when a leader's prevLogIndex falls inside a follower's divergent
+        // suffix: a new leader's first probe is at its own last index, which a follower cut
+        // off since the *previous* leader holds with other entries. Leader churn makes exactly
+        // that: each cut-off leader keeps the writes it took alone, rejoins when the next
+        // leader is cut, and is probed by a third leader whose log runs past its divergence;
+        // it accepts, commits its own entries, and shows them once it leads. Four-second
+        // churns (two to three leaders each) with one second of quiet: six per 30 s.
+        nemesis: "leader-churn",
+        args: &[
+            "--keys",
+            "16",
+            "--nemesis-interval",
+            "4s",
+            "--nemesis-quiet",
+            "1s",
+        ],
+        why: "leader churn leaves each cut-off leader with writes only it holds; a later leader whose log runs past them probes it inside that suffix, the follower accepts without the check, commits and applies its own entries, and shows them once it leads",
     },
     PlantedBug {
         name: "forget-vote",
@@ -135,9 +149,15 @@ pub const PLANTED_BUGS: &[PlantedBug] = &[
         name: "wal-trusts-length",
         rule: "WAL recovery cuts only a torn tail; a damaged record followed by valid ones is an error, never a silent loss",
         workload: "append",
-        nemesis: "corrupt,crash-restart-leader",
-        args: &["--keys", "16", "--nemesis-interval", "1s", "--nemesis-quiet", "500ms"],
-        why: "only a bit flip at rest shows it: a node cuts acknowledged records after a damaged length as if they were a torn tail and restarts without them; with the leader crashing too, an acknowledged append can be lost",
+        // One node's damaged log is repaired by Raft (the others hold every committed entry
+        // and the node catches up in milliseconds, long before any next fault), so `corrupt`
+        // alone cannot show it: the damage must hit a majority at once, which `corrupt-all`
+        // does (every node killed, one bit flipped in one data file of each). A correct node
+        // refuses to start and is repaired; with the bug, when two of three flips land in the
+        // WAL, those nodes cut their logs and elect one of themselves.
+        nemesis: "corrupt-all",
+        args: &["--keys", "16", "--nemesis-interval", "1s", "--nemesis-quiet", "1s"],
+        why: "only correlated bit flips at rest show it: nodes cut acknowledged records after a damaged one as if they were a torn tail, and a majority of them elects a leader without those records",
     },
 ];
 

@@ -45,9 +45,9 @@ pub struct TestArgs {
     /// (partition-halves, isolate-one, isolate-leader, majorities-ring, bridge, slow-links,
     /// throttle-links, kill-one, kill-minority, kill-majority, kill-leader, pause-one,
     /// pause-leader, stall-leader, crash-restart-one, crash-restart-leader,
-    /// crash-restart-election, leader-churn, lose-unsynced, torn-write, corrupt, power-cut),
-    /// families (partition, link, kill, pause, crash,
-    /// churn, disk), `all` (every kind but disk) or `none`.
+    /// crash-restart-election, leader-churn, lose-unsynced, torn-write, corrupt, power-cut,
+    /// corrupt-all), families (partition, link, kill, pause, crash, churn, disk), `all` (every
+    /// kind but disk) or `none`.
     #[arg(long, default_value = DEFAULT_NEMESIS_NAME)]
     pub nemesis: String,
     /// Length of each fault. One second outlasts an election (150-300 ms by default) and
@@ -59,6 +59,21 @@ pub struct TestArgs {
     /// every family and kind gets its turn in 30 s).
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub nemesis_quiet: Option<Duration>,
+    /// Longest downtime of a crash-restart (`crash-restart-one`, `-leader`, `-election`): each
+    /// crashed node is started again after a seeded downtime between 0 and this.
+    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    pub crash_downtime_max: Duration,
+    /// How many voters `crash-restart-election` crash-restarts after the leader.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub election_crashes: u32,
+    /// The span after the leader's crash over which `crash-restart-election` spreads its voter
+    /// crashes: about the election that follows (one to two election timeouts of the node).
+    #[arg(long, default_value = "600ms", value_parser = parse_duration)]
+    pub election_window: Duration,
+    /// How long `leader-churn` lets each new leader lead (and take writes) before cutting it
+    /// off.
+    #[arg(long, default_value = "400ms", value_parser = parse_duration)]
+    pub churn_dwell: Duration,
     /// Seed of every random choice (workload and faults); random when absent.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -354,6 +369,7 @@ pub fn make_config(
         notes,
         nemesis_interval_ms: args.nemesis_interval.as_millis() as u64,
         nemesis_quiet_ms: args.nemesis_quiet.map(|q| q.as_millis() as u64),
+        fault_options: fault_options(args),
         op_timeout_ms: args.op_timeout.as_millis() as u64,
         attempt_timeout_ms: Some(args.attempt_timeout.as_millis() as u64),
         recovery_timeout_ms: args.recovery_timeout.as_millis() as u64,
@@ -370,6 +386,17 @@ pub fn make_config(
         rerun: String::new(),
     };
     Ok((config, None))
+}
+
+/// The fault parameters of the flags; the rest (link faults) keep their defaults.
+fn fault_options(args: &TestArgs) -> riptide_nemesis::FaultOptions {
+    riptide_nemesis::FaultOptions {
+        crash_downtime_max_ms: args.crash_downtime_max.as_millis() as u64,
+        election_crashes: args.election_crashes,
+        election_window_ms: args.election_window.as_millis() as u64,
+        churn_dwell_ms: args.churn_dwell.as_millis() as u64,
+        ..riptide_nemesis::FaultOptions::default()
+    }
 }
 
 /// Runs `riptide test`; returns the exit code.
@@ -487,6 +514,57 @@ mod tests {
         assert!(parse_rate("inf").is_err());
         assert!(parse_rate("NaN").is_err());
         assert!(parse_rate("-5").is_err());
+    }
+
+    fn args_of(flags: &[&str]) -> TestArgs {
+        use clap::{Args, FromArgMatches};
+        let command = TestArgs::augment_args(clap::Command::new("t"));
+        let matches = command.get_matches_from(std::iter::once("t").chain(flags.iter().copied()));
+        TestArgs::from_arg_matches(&matches).unwrap()
+    }
+
+    #[test]
+    fn fault_parameter_flags_default_to_the_nemesis_defaults_and_reach_the_schedule() {
+        let defaults = args_of(&[]);
+        assert_eq!(
+            fault_options(&defaults),
+            riptide_nemesis::FaultOptions::default()
+        );
+        let args = args_of(&[
+            "--nemesis",
+            "crash-restart-election",
+            "--crash-downtime-max",
+            "20ms",
+            "--election-crashes",
+            "9",
+            "--election-window",
+            "2s",
+            "--churn-dwell",
+            "150ms",
+            "--seed",
+            "3",
+        ]);
+        let (config, _) = make_config(&args, "riptide-server".into()).unwrap();
+        let schedule = make_schedule(&config, None).unwrap();
+        let options = &schedule.spec.options;
+        assert_eq!(
+            (
+                options.crash_downtime_max_ms,
+                options.election_crashes,
+                options.election_window_ms,
+                options.churn_dwell_ms
+            ),
+            (20, 9, 2000, 150)
+        );
+        for fault in &schedule.faults {
+            let riptide_nemesis::FaultPlan::CrashRestartElection {
+                down_ms, crashes, ..
+            } = &fault.plan
+            else {
+                panic!("wrong plan {:?}", fault.plan);
+            };
+            assert!(*down_ms <= 20 && crashes.len() == 9);
+        }
     }
 
     #[test]

@@ -75,9 +75,10 @@ pub async fn drive(
     let corrupted: Vec<usize> = schedule
         .faults
         .iter()
-        .filter_map(|f| match f.plan {
-            riptide_nemesis::FaultPlan::Corrupt { node, .. } => Some(node),
-            _ => None,
+        .flat_map(|f| match f.plan {
+            riptide_nemesis::FaultPlan::Corrupt { node, .. } => vec![node],
+            riptide_nemesis::FaultPlan::CorruptAll { .. } => (0..config.nodes).collect(),
+            _ => Vec::new(),
         })
         .collect();
     for (i, what) in cluster.unexpected_exits().await {

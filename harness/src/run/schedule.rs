@@ -24,7 +24,7 @@ pub fn make_schedule(config: &RunConfig, replayed: Option<Schedule>) -> Result<S
         nodes: config.nodes,
         interval_ms: config.nemesis_interval_ms.max(1),
         quiet_ms: config.nemesis_quiet_ms,
-        options: Default::default(),
+        options: config.fault_options.clone(),
     };
     Schedule::generate(spec, Duration::from_millis(config.time_limit_ms))
         .map_err(|e| format!("--nemesis {}: {e}", config.nemesis))

@@ -36,6 +36,10 @@ pub struct RunConfig {
     /// The quiet period before each fault when it differs from the interval (`--nemesis-quiet`).
     #[serde(default)]
     pub nemesis_quiet_ms: Option<u64>,
+    /// Parameters of the faults (`--crash-downtime-max`, `--election-crashes`,
+    /// `--election-window`, `--churn-dwell`); the defaults in runs made before the flags.
+    #[serde(default)]
+    pub fault_options: riptide_nemesis::FaultOptions,
     pub op_timeout_ms: u64,
     /// One HTTP attempt's timeout (`--attempt-timeout`); absent in runs made before the flag,
     /// which used the client's default.
