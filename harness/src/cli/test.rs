@@ -190,8 +190,24 @@ pub const MIN_RATE: f64 = 0.0001;
 pub const DEFAULT_NEMESIS_NAME: &str = "default";
 
 /// The families of the default nemesis, strongest first: the default run is the strongest
-/// test we know, not the gentlest.
-pub const DEFAULT_FAMILIES: &[&str] = &["partition", "kill", "pause", "crash", "churn", "disk"];
+/// test we know, not the gentlest. The disk family is listed by kind, without `corrupt-all`:
+/// it restarts the whole cluster onto damaged disks each time, which only an operator's repair
+/// of every node undoes, and it is what the nightly and `campaign --bugs` play for
+/// `wal-trusts-length`; the default run was measured without it.
+pub const DEFAULT_FAMILIES: &[&str] = &[
+    "partition",
+    "kill",
+    "pause",
+    "crash",
+    "churn",
+    "lose-unsynced",
+    "torn-write",
+    "corrupt",
+    "power-cut",
+];
+
+/// The disk kinds of [`DEFAULT_FAMILIES`], left out where FUSE is unusable.
+const DEFAULT_DISK_KINDS: &[&str] = &["lose-unsynced", "torn-write", "corrupt", "power-cut"];
 
 /// `--nemesis` as the run will use it: `default` becomes [`DEFAULT_FAMILIES`], without `disk`
 /// where this machine cannot mount FUSE, which a note then says (printed at start and kept in
@@ -206,7 +222,7 @@ pub fn expand_nemesis(given: &str) -> (String, Vec<String>) {
         Err(e) => (
             DEFAULT_FAMILIES
                 .iter()
-                .filter(|f| **f != "disk")
+                .filter(|f| !DEFAULT_DISK_KINDS.contains(f))
                 .copied()
                 .collect::<Vec<_>>()
                 .join(","),
