@@ -3,10 +3,10 @@
 //! (P-compositionality: keys are checked independently).
 
 use super::json_text;
+use crate::fxhash::FxHashMap as HashMap;
 use crate::history::{Completion, Operation};
 use crate::model::{Model, PreparedOp};
 use crate::value::ExactValue;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A register's content: the compact JSON text of the value, `None` when absent (JSON `null`).
@@ -236,7 +236,7 @@ impl Model for KvModel {
             return None;
         }
         // Producers of each value (a refused cas produces nothing).
-        let mut producers: HashMap<&Arc<str>, (usize, usize)> = HashMap::new();
+        let mut producers: HashMap<&Arc<str>, (usize, usize)> = HashMap::default();
         for (i, op) in ops.iter().enumerate() {
             let produced = match (&op.input, &op.output) {
                 (KvInput::Write(Some(v)), _) => v,
@@ -266,6 +266,15 @@ impl Model for KvModel {
             })
             .collect();
         changes.sort_unstable();
+        // latest_invoke[k]: the change invoked last among changes[..=k] (by completion).
+        let mut latest_invoke: Vec<(u64, usize)> = Vec::with_capacity(changes.len());
+        for &(_, invoke, c) in &changes {
+            let latest = match latest_invoke.last() {
+                Some(&(i, latest)) if i >= invoke => (i, latest),
+                _ => (invoke, c),
+            };
+            latest_invoke.push(latest);
+        }
         for (r, read) in ops.iter().enumerate() {
             let (KvInput::Read, Some(KvOutput::Value(Some(u)))) = (&read.input, &read.output)
             else {
@@ -277,13 +286,13 @@ impl Model for KvModel {
             let Some(p_done) = ops[p].complete else {
                 continue;
             };
-            // A change invoked after P completed and completed before the read began.
+            // A change invoked after P completed and completed before the read began (never P
+            // itself, which was invoked before it completed).
             let before_read = changes.partition_point(|&(done, _, _)| done < read.invoke);
-            if let Some(&(_, _, c)) = changes[..before_read]
-                .iter()
-                .find(|&&(_, invoke, c)| invoke > p_done && c != p)
-            {
-                return Some((p, c, r));
+            if let Some(&(invoke, c)) = before_read.checked_sub(1).map(|k| &latest_invoke[k]) {
+                if invoke > p_done {
+                    return Some((p, c, r));
+                }
             }
         }
         None
@@ -297,7 +306,7 @@ impl Model for KvModel {
             return vec![Some(u64::MAX); ops.len()];
         }
         // Absence (`None`) is observed like any value: by a read of `null` or a cas from `null`.
-        let mut last_observer: HashMap<Option<&Arc<str>>, u64> = HashMap::new();
+        let mut last_observer: HashMap<Option<&Arc<str>>, u64> = HashMap::default();
         for op in ops {
             let Some(done) = op.complete else { continue };
             let observed = match (&op.input, &op.output) {
@@ -381,7 +390,7 @@ fn produced_value(input: &KvInput) -> Option<Option<&Arc<str>>> {
 /// never considered gone, and neither is absence (`null`).
 fn refused_cas_horizons(ops: &[PreparedOp<KvInput, KvOutput>]) -> Vec<Option<u64>> {
     // Producers of each value: how many, and the completion of the first.
-    let mut producers: HashMap<&Arc<str>, (usize, Option<u64>)> = HashMap::new();
+    let mut producers: HashMap<&Arc<str>, (usize, Option<u64>)> = HashMap::default();
     // Completed state changes as (invoke, complete).
     let mut changes: Vec<(u64, u64)> = Vec::new();
     for op in ops {
