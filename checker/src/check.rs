@@ -381,13 +381,23 @@ pub fn check<M: Model>(
         vec![None; partitions.len()]
     };
     let refuted = |ops: &[Prepared<M>], (earlier, later, impossible): Proof| {
-        let state = model
-            .step(&model.init(), &ops[later].input, ops[later].output.as_ref())
-            .first()
-            .map(|s| model.describe_state(s))
-            .unwrap_or_default();
+        let state = if later == impossible {
+            model.describe_state(&model.init())
+        } else {
+            model
+                .step(&model.init(), &ops[later].input, ops[later].output.as_ref())
+                .first()
+                .map(|s| model.describe_state(s))
+                .unwrap_or_default()
+        };
+        let mut prefix = Vec::new();
+        for i in [earlier, later] {
+            if i != impossible && !prefix.contains(&ops[i].op_id) {
+                prefix.push(ops[i].op_id);
+            }
+        }
         Outcome::NotLinearizable(search::Failure {
-            prefix: vec![ops[earlier].op_id, ops[later].op_id],
+            prefix,
             states: vec![state],
             blocked_by: Some(ops[impossible].op_id),
             candidates: vec![(ops[impossible].op_id, false)],
