@@ -262,6 +262,9 @@ struct Searcher<'a, M: Model> {
     same_hash: Vec<u32>,
     /// (state id, operation) -> next state id or `NONE`.
     memo: FxHashMap<(u32, u32), u32>,
+    /// Lookups of `memo` that hit, and steps computed beyond the dense memo.
+    memo_hits: u64,
+    memo_misses: u64,
     /// Lowe's cache of explored configurations (see [`Searcher::key`]): the young generation.
     cache: KeySet,
     /// The previous generation. When the young one outgrows [`GENERATION_BYTES`] the old one is
@@ -329,6 +332,8 @@ impl<'a, M: Model> Searcher<'a, M> {
             intern_ids: FxHashMap::default(),
             same_hash: Vec::new(),
             memo: FxHashMap::default(),
+            memo_hits: 0,
+            memo_misses: 0,
             cache: KeySet::default(),
             old_cache: KeySet::default(),
             dense_memo: Vec::new(),
@@ -381,6 +386,7 @@ impl<'a, M: Model> Searcher<'a, M> {
                 return next;
             }
         } else if let Some(&next) = self.memo.get(&(state, op)) {
+            self.memo_hits += 1;
             return next;
         }
         let prepared = &self.ops[op as usize];
@@ -421,7 +427,13 @@ impl<'a, M: Model> Searcher<'a, M> {
         if dense_index < self.dense_memo.len() {
             self.dense_memo[dense_index] = id;
         } else {
-            self.memo.insert((state, op), id);
+            // A model whose states rarely repeat (an append's growing strings) would fill the
+            // memo with pairs never asked again: past a few thousand, keep adding only while
+            // at least one lookup in eight hits.
+            self.memo_misses += 1;
+            if self.memo_misses < 4096 || self.memo_hits * 8 >= self.memo_misses {
+                self.memo.insert((state, op), id);
+            }
         }
         id
     }
