@@ -2,6 +2,7 @@
 # Riptide's checker and Porcupine side by side, in one run, on the same JSON Lines files.
 #
 #   scripts/bench-vs-porcupine.sh PORCUPINE_SRC [--runs N] [--no-build] [--work DIR]
+#                                 [--before RIPTIDE_BINARY]
 #
 # PORCUPINE_SRC is a checkout of https://github.com/anishathalye/porcupine (it is never
 # downloaded here). Needs Go (Debian's golang-go) and a Rust toolchain. The script
@@ -20,6 +21,8 @@
 #      (one per model), wall clocks summed and the larger peak RSS kept,
 #   5. checks every verdict against the expected one (a wrong verdict fails the script) and
 #      prints a table: min-max wall clock and max peak RSS per tool and input, and the ratio.
+# --before BIN also times another `riptide` binary (e.g. one built from an older commit) in the
+# same runs, as a third column, for before/after figures on the same machine and load.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,11 +35,13 @@ shift
 runs=3
 build=1
 work=""
+before=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) runs="$2"; shift 2 ;;
         --no-build) build=0; shift ;;
         --work) work="$2"; shift 2 ;;
+        --before) before="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; shift 2 ;;
         *) die "unknown argument $1" ;;
     esac
 done
@@ -92,6 +97,8 @@ run() {
     local cmd
     if [ "$tool" = riptide ]; then
         cmd=("$riptide" check --model "$model" "$@")
+    elif [ "$tool" = before ]; then
+        cmd=("$before" check --model "$model" "$@")
     else
         cmd=("$frontend" -model "$model" "$@")
     fi
@@ -129,10 +136,12 @@ measure() {
 }
 
 inputs=(corpus c50-ok keyed-200k keyed-200k-stale)
+tools=(riptide porcupine)
+[ -z "$before" ] || tools+=(before)
 : > "$work/results.tsv"
 for ((i = 1; i <= runs; i++)); do
     for name in "${inputs[@]}"; do
-        for tool in riptide porcupine; do
+        for tool in "${tools[@]}"; do
             read -r wall rss < <(measure "$name" "$tool")
             printf '%s\t%s\t%s\t%s\n' "$name" "$tool" "$wall" "$rss" >> "$work/results.tsv"
             echo "run $i: $name $tool ${wall} s, ${rss} KiB" >&2
@@ -143,18 +152,19 @@ done
 echo
 echo "Riptide $(git -C "$repo" rev-parse --short HEAD) vs Porcupine $porcupine_rev, $runs runs," \
     "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
-printf '%-18s %-22s %-22s %s\n' input "riptide s (max RSS)" "porcupine s (max RSS)" "speedup (min/min)"
+printf '%-18s %-22s %-22s %-18s %s\n' input "riptide s (max RSS)" "porcupine s (max RSS)" \
+    "speedup (min/min)" "${before:+before s (max RSS)}"
 for name in "${inputs[@]}"; do
     awk -F'\t' -v n="$name" '
         $1 == n { w = $3 + 0; r = $4 + 0
             if (!(($2) in lo) || w < lo[$2]) lo[$2] = w
             if (w > hi[$2]) hi[$2] = w
             if (r > rss[$2]) rss[$2] = r }
+        function cell(t) { return sprintf("%.2f-%.2f (%d MB)", lo[t], hi[t], rss[t] / 1024) }
         END {
-            printf "%-18s %-22s %-22s %.1fx\n", n,
-                sprintf("%.2f-%.2f (%d MB)", lo["riptide"], hi["riptide"], rss["riptide"] / 1024),
-                sprintf("%.2f-%.2f (%d MB)", lo["porcupine"], hi["porcupine"], rss["porcupine"] / 1024),
-                lo["porcupine"] / (lo["riptide"] > 0 ? lo["riptide"] : 0.005)
+            printf "%-18s %-22s %-22s %-18s %s\n", n, cell("riptide"), cell("porcupine"),
+                sprintf("%.1fx", lo["porcupine"] / (lo["riptide"] > 0 ? lo["riptide"] : 0.005)),
+                ("before" in lo) ? cell("before") : ""
         }' "$work/results.tsv"
 done
 echo "raw figures: $work/results.tsv"
