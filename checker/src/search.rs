@@ -367,8 +367,8 @@ impl<'a, M: Model> Searcher<'a, M> {
         }
         let id = self.interned.len() as u32;
         let n = self.ops.len();
-        // Dense memo rows for the first states, up to 1 M entries (4 MiB).
-        if self.dense_memo.len() == id as usize * n && (id as usize + 1) * n <= 1 << 20 {
+        // Dense memo rows for the first states, up to 256 K entries (1 MiB).
+        if self.dense_memo.len() == id as usize * n && (id as usize + 1) * n <= 1 << 18 {
             self.dense_memo.resize((id as usize + 1) * n, UNKNOWN_STEP);
         }
         self.interned.push(states);
