@@ -527,6 +527,19 @@ mod fast {
         pub error: Option<&'a str>,
     }
 
+    /// Bytes that end a string's fast scan: its closing quote, an escape, a control character.
+    static STRING_STOP: [bool; 256] = {
+        let mut stop = [false; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            stop[b] = true;
+            b += 1;
+        }
+        stop[b'"' as usize] = true;
+        stop[b'\\' as usize] = true;
+        stop
+    };
+
     /// Arrays nested deeper than this go to serde.
     const MAX_DEPTH: usize = 16;
 
@@ -559,13 +572,15 @@ mod fast {
                 return None;
             }
             let start = self.pos + 1;
-            let len = bytes[start..]
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-            if bytes[start + len] != b'"' {
+            let mut end = start;
+            while end < bytes.len() && !STRING_STOP[usize::from(bytes[end])] {
+                end += 1;
+            }
+            if bytes.get(end) != Some(&b'"') {
                 return None;
             }
-            self.pos = start + len + 1;
+            let len = end - start;
+            self.pos = end + 1;
             // Both ends are ASCII quotes of a valid UTF-8 line, so this is a char boundary.
             self.text.get(start..start + len)
         }
