@@ -1,6 +1,7 @@
 //! Writes a synthetic key-value history (JSON Lines) for benchmarks:
-//! `cargo run --release -p riptide-checker --example synth -- OPS KEYS PROCESSES INFO_FRACTION SEED > h.jsonl`
-//! (defaults: 1000000 1000 50 0.01 1), then `riptide check h.jsonl --model kv`.
+//! `cargo run --release -p riptide-checker --example synth -- OPS KEYS PROCESSES INFO_FRACTION SEED [stale] > h.jsonl`
+//! (defaults: 1000000 1000 50 0.01 1), then `riptide check h.jsonl --model kv`. With `stale`,
+//! one read returns an overwritten value, so the history is not linearizable.
 
 #[path = "../tests/common/synth.rs"]
 mod synth;
@@ -19,7 +20,12 @@ fn main() -> std::io::Result<()> {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for event in synth::generate(shape) {
+    let events = if arg(5, "") == "stale" {
+        synth::generate_with_stale_read(shape)
+    } else {
+        synth::generate(shape)
+    };
+    for event in events {
         serde_json::to_writer(&mut out, &event)?;
         out.write_all(b"\n")?;
     }

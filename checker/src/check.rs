@@ -10,7 +10,6 @@ use crate::search::{self, Budget, Outcome};
 use crate::value::ExactValue;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -305,6 +304,9 @@ const FIRST_ATTEMPT_STEPS: u64 = 20_000;
 
 type Prepared<M> = PreparedOp<<M as Model>::Input, <M as Model>::Output>;
 
+/// A proof without search that a partition is not linearizable (see [`Model::refute`]).
+type Proof = (usize, usize, usize);
+
 /// Checks a history against a model: each partition in parallel.
 pub fn check<M: Model>(
     history: &History,
@@ -312,7 +314,8 @@ pub fn check<M: Model>(
     options: &CheckOptions,
 ) -> Result<CheckResult, CheckError> {
     let started = Instant::now();
-    let mut partitions: BTreeMap<String, Vec<Prepared<M>>> = BTreeMap::new();
+    let mut partition_of: crate::fxhash::FxHashMap<String, usize> = Default::default();
+    let mut partitions: Vec<(String, Vec<Prepared<M>>)> = Vec::new();
     for op in &history.operations {
         let prepared = model.prepare(op).map_err(|message| {
             let line = if message.contains("result") {
@@ -335,16 +338,22 @@ pub fn check<M: Model>(
             Some(c) => (output, Some(c)),
             None => (None, None),
         };
-        partitions
-            .entry(model.partition(op))
-            .or_default()
-            .push(PreparedOp {
-                op_id: op.id,
-                input,
-                output,
-                invoke: op.invoke_seq,
-                complete,
-            });
+        let name = model.partition(op);
+        let index = match partition_of.get(&name) {
+            Some(&index) => index,
+            None => {
+                partition_of.insert(name.clone(), partitions.len());
+                partitions.push((name, Vec::new()));
+                partitions.len() - 1
+            }
+        };
+        partitions[index].1.push(PreparedOp {
+            op_id: op.id,
+            input,
+            output,
+            invoke: op.invoke_seq,
+            complete,
+        });
     }
     let budget = Budget {
         deadline: options.time_limit.map(|t| started + t),
@@ -352,54 +361,126 @@ pub fn check<M: Model>(
         memory_used: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
     };
-    // First every partition gets a short attempt, so that a small failing partition is found
-    // (and, unless `all_partitions`, stops the rest) before hard linearizable ones are
-    // finished; those that need more get a second attempt without a step limit.
-    let partitions: Vec<(String, Vec<Prepared<M>>)> = partitions.into_iter().collect();
-    let attempt = |step_limit: Option<u64>, parts: Vec<(String, Vec<Prepared<M>>)>| {
+    // A proof found without search (Knossos likewise races other algorithms beside its search):
+    // the polynomial `refute` of every partition first, when there are several, so that a
+    // failing partition is found (and, unless `all_partitions`, stops the rest) before the
+    // others are searched. A partition with a proof is still searched briefly, for the usual
+    // counterexample (its longest linearizable prefix); the proof stands in when that search
+    // does not finish. Then every partition gets a short attempt, so that a small failing
+    // partition is found before hard linearizable ones are finished; those that need more get a
+    // second attempt without a step limit, after `refute` where it did not run yet.
+    // In name order, as results are listed.
+    partitions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let prepass = partitions.len() > 1;
+    let proofs: Vec<Option<Proof>> = if prepass {
+        partitions
+            .par_iter()
+            .map(|(_, ops)| model.refute(ops))
+            .collect()
+    } else {
+        vec![None; partitions.len()]
+    };
+    let refuted = |ops: &[Prepared<M>], (earlier, later, impossible): Proof| {
+        let state = if later == impossible {
+            model.describe_state(&model.init())
+        } else {
+            model
+                .step(&model.init(), &ops[later].input, ops[later].output.as_ref())
+                .first()
+                .map(|s| model.describe_state(s))
+                .unwrap_or_default()
+        };
+        let mut prefix = Vec::new();
+        for i in [earlier, later] {
+            if i != impossible && !prefix.contains(&ops[i].op_id) {
+                prefix.push(ops[i].op_id);
+            }
+        }
+        Outcome::NotLinearizable(search::Failure {
+            prefix,
+            states: vec![state],
+            blocked_by: Some(ops[impossible].op_id),
+            candidates: vec![(ops[impossible].op_id, false)],
+        })
+    };
+    // One partition's work: its search is kept between attempts and resumed.
+    struct Work<'a, M: Model> {
+        name: String,
+        ops: Vec<Prepared<M>>,
+        proof: Option<Proof>,
+        search: Option<search::PartitionSearch<'a, M>>,
+        elapsed: std::time::Duration,
+    }
+    let attempt = |step_limit: Option<u64>, parts: Vec<_>| {
         parts
             .into_par_iter()
-            .map(|(name, ops)| {
+            .map(|mut work: Work<M>| {
                 let t0 = Instant::now();
-                // A partition the short attempt did not decide may have a proof found without
-                // search (Knossos likewise races other algorithms beside its search).
-                let refuted = step_limit
-                    .is_none()
-                    .then(|| model.refute(&ops))
-                    .flatten()
-                    .map(|(earlier, later, impossible)| {
-                        let state = model
-                            .step(&model.init(), &ops[later].input, ops[later].output.as_ref())
-                            .first()
-                            .map(|s| model.describe_state(s))
-                            .unwrap_or_default();
-                        Outcome::NotLinearizable(search::Failure {
-                            prefix: vec![ops[earlier].op_id, ops[later].op_id],
-                            states: vec![state],
-                            blocked_by: Some(ops[impossible].op_id),
-                            candidates: vec![(ops[impossible].op_id, false)],
-                        })
-                    });
-                let outcome = refuted.unwrap_or_else(|| {
-                    search::check_partition(model, ops.clone(), &budget, step_limit)
-                });
+                let ops = &work.ops;
+                let outcome = if !options.all_partitions && budget.stop.load(Ordering::Relaxed) {
+                    Outcome::Unknown {
+                        reason: search::STOPPED.to_string(),
+                    }
+                } else if let Some(proof) = work.proof {
+                    match search::PartitionSearch::start(model, ops.clone(), &budget)
+                        .run(Some(FIRST_ATTEMPT_STEPS))
+                    {
+                        found @ Outcome::NotLinearizable(_) => found,
+                        _ => refuted(ops, proof),
+                    }
+                } else {
+                    let proof = (step_limit.is_none() && !prepass)
+                        .then(|| model.refute(ops))
+                        .flatten();
+                    match proof {
+                        Some(proof) => refuted(ops, proof),
+                        None => work
+                            .search
+                            .get_or_insert_with(|| {
+                                search::PartitionSearch::start(model, ops.clone(), &budget)
+                            })
+                            .run(step_limit),
+                    }
+                };
                 if matches!(outcome, Outcome::NotLinearizable(_)) && !options.all_partitions {
                     budget.stop.store(true, Ordering::Relaxed);
                 }
-                (name, ops, outcome, t0.elapsed())
+                if !matches!(outcome, Outcome::StepLimit) {
+                    work.search = None;
+                }
+                work.elapsed += t0.elapsed();
+                (work, outcome)
             })
             .collect::<Vec<_>>()
     };
+    let (with_proof, without): (Vec<_>, Vec<_>) = partitions
+        .into_iter()
+        .zip(proofs)
+        .map(|((name, ops), proof)| Work {
+            name,
+            ops,
+            proof,
+            search: None,
+            elapsed: std::time::Duration::ZERO,
+        })
+        .partition(|work| work.proof.is_some());
     let mut done = Vec::new();
     let mut again = Vec::new();
-    for (name, ops, outcome, elapsed) in attempt(Some(FIRST_ATTEMPT_STEPS), partitions) {
+    let first = attempt(None, with_proof)
+        .into_iter()
+        .chain(attempt(Some(FIRST_ATTEMPT_STEPS), without));
+    for (work, outcome) in first {
         if matches!(outcome, Outcome::StepLimit) {
-            again.push((name, ops));
+            again.push(work);
         } else {
-            done.push((name, ops, outcome, elapsed));
+            done.push((work, outcome));
         }
     }
     done.extend(attempt(None, again));
+    let done: Vec<_> = done
+        .into_iter()
+        .map(|(work, outcome)| (work.name, work.ops, outcome, work.elapsed))
+        .collect();
     let mut results: Vec<PartitionResult> = done
         .into_iter()
         .map(|(name, ops, outcome, elapsed)| {

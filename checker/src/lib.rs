@@ -70,7 +70,10 @@ pub fn read_history(
     format: Option<Format>,
 ) -> Result<History, HistoryError> {
     match format.unwrap_or_else(|| Format::from_path(path)) {
-        Format::Jsonl => parse_jsonl(std::io::BufReader::new(std::fs::File::open(path)?)),
+        Format::Jsonl => parse_jsonl(std::io::BufReader::with_capacity(
+            1 << 16,
+            std::fs::File::open(path)?,
+        )),
         Format::Edn => parse_edn(&std::fs::read_to_string(path)?),
     }
 }

@@ -91,10 +91,12 @@ pub trait Model: Send + Sync {
     }
 
     /// A proof, found without searching, that no linearization exists: indices into `ops` of
-    /// `(earlier, later, impossible)`, where `earlier` and `later` must both precede the
-    /// completed operation `impossible` in real time and together rule out its output. The
-    /// check asks only for partitions the search did not decide quickly. The default finds
-    /// nothing. An implementation must only answer when the proof holds.
+    /// `(earlier, later, impossible)`, where `earlier` and `later` (possibly the same
+    /// operation) precede the completed operation `impossible` in real time and together rule
+    /// out its output; all three are `impossible` when its output is impossible outright. The
+    /// check asks for every partition of a history with several (before searching them) and
+    /// for a single partition the search did not decide quickly. The default finds nothing.
+    /// An implementation must only answer when the proof holds.
     fn refute(
         &self,
         ops: &[PreparedOp<Self::Input, Self::Output>],

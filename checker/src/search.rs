@@ -73,6 +73,9 @@ pub(crate) struct Failure {
     pub candidates: Vec<(usize, bool)>,
 }
 
+/// Why a partition has no verdict when another one was found not linearizable first.
+pub(crate) const STOPPED: &str = "not finished: another partition is not linearizable";
+
 const NONE: u32 = u32::MAX;
 /// A dense memo slot not computed yet.
 const UNKNOWN_STEP: u32 = u32::MAX - 1;
@@ -96,6 +99,32 @@ struct Frame {
     prev_high: u32,
 }
 
+/// A depth-first search stopped at its step limit, to be resumed exactly where it was: every
+/// configuration in the cache was either explored to the end or is on `stack`, so going on
+/// from here is the same search as one that never stopped.
+struct Paused {
+    bits: Vec<u64>,
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    remaining: usize,
+    state: u32,
+    watermark: u32,
+    high: u32,
+    stack: Vec<Frame>,
+    max_depth: usize,
+    e: u32,
+}
+
+/// The first completed operation at or after `from` that is not linearized yet (`ops.len()`
+/// when there is none).
+fn first_completed_from<I, O>(ops: &[PreparedOp<I, O>], bits: &[u64], from: u32) -> u32 {
+    let mut w = from as usize;
+    while w < ops.len() && (ops[w].complete.is_none() || bits[w / 64] & (1 << (w % 64)) != 0) {
+        w += 1;
+    }
+    w as u32
+}
+
 /// How one run of the depth-first search ended.
 enum Dfs {
     /// Every completed operation linearized: the order (partition indices).
@@ -110,16 +139,6 @@ enum Dfs {
     StepLimit,
 }
 
-/// Checks one partition. `ops` must be sorted by invoke.
-pub(crate) fn check_partition<M: Model>(
-    model: &M,
-    ops: Vec<PreparedOp<M::Input, M::Output>>,
-    budget: &Budget,
-    step_limit: Option<u64>,
-) -> Outcome {
-    check_partition_with(model, ops, budget, step_limit, FULL_KEY_LIMIT)
-}
-
 /// Size of a cache generation (see `Searcher::old_cache`).
 const GENERATION_BYTES: usize = 256 << 20;
 
@@ -127,81 +146,125 @@ const GENERATION_BYTES: usize = 256 << 20;
 /// build than the watermark form, which pays off on long partitions).
 const FULL_KEY_LIMIT: usize = 256;
 
-fn check_partition_with<M: Model>(
-    model: &M,
-    ops: Vec<PreparedOp<M::Input, M::Output>>,
-    budget: &Budget,
-    step_limit: Option<u64>,
-    full_key_limit: usize,
-) -> Outcome {
-    let horizons = model.observation_horizons(&ops);
-    // Unknown-outcome operations no completed operation can observe are as good as never run.
-    let mut kept = Vec::with_capacity(ops.len());
-    let mut kept_horizon = Vec::with_capacity(ops.len());
-    for (op, h) in ops.into_iter().zip(horizons) {
-        if op.output.is_none() {
-            match h {
-                Some(h) if h > op.invoke => {}
-                _ => continue,
-            }
-        }
-        kept_horizon.push(h.unwrap_or(0));
-        kept.push(op);
+/// The search of one partition, which can be run in attempts: one that reaches its step limit
+/// ([`Outcome::StepLimit`]) is resumed by the next [`PartitionSearch::run`] where it stopped,
+/// with its cache, so a short first attempt costs nothing when a longer one follows.
+pub(crate) struct PartitionSearch<'a, M: Model> {
+    searcher: Searcher<'a, M>,
+}
+
+impl<'a, M: Model> PartitionSearch<'a, M> {
+    /// Prepares the search of a partition whose `ops` are sorted by invoke.
+    pub(crate) fn start(
+        model: &'a M,
+        ops: Vec<PreparedOp<M::Input, M::Output>>,
+        budget: &'a Budget,
+    ) -> Self {
+        PartitionSearch::new(model, ops, budget, FULL_KEY_LIMIT)
     }
-    let mut searcher = Searcher::new(model, &kept, &kept_horizon, budget);
-    searcher.step_limit = step_limit.unwrap_or(u64::MAX);
-    searcher.full_keys = kept.len() <= full_key_limit;
-    let outcome = match searcher.dfs(None) {
-        Dfs::Found(order) => Outcome::Linearizable {
-            order: order.into_iter().map(|i| kept[i as usize].op_id).collect(),
-        },
-        Dfs::OverBudget(reason) => Outcome::Unknown { reason },
-        Dfs::StepLimit => Outcome::StepLimit,
-        Dfs::DeadEnd(failure) => Outcome::NotLinearizable(failure),
-        Dfs::Exhausted { max_depth } => {
-            // Replay the same (deterministic) search to stop at the deepest dead end and
-            // describe it; recording every new deepest point on the way would cost O(n²).
-            searcher.reset();
-            searcher.step_limit = u64::MAX;
-            match searcher.dfs(Some(max_depth)) {
-                Dfs::DeadEnd(failure) => Outcome::NotLinearizable(failure),
-                Dfs::OverBudget(reason) => Outcome::Unknown { reason },
-                _ => Outcome::NotLinearizable(Failure {
-                    prefix: Vec::new(),
-                    states: Vec::new(),
-                    blocked_by: None,
-                    candidates: Vec::new(),
-                }),
+
+    fn new(
+        model: &'a M,
+        ops: Vec<PreparedOp<M::Input, M::Output>>,
+        budget: &'a Budget,
+        full_key_limit: usize,
+    ) -> Self {
+        let horizons = model.observation_horizons(&ops);
+        // Unknown-outcome operations no completed operation can observe are as good as never
+        // run.
+        let mut kept = Vec::with_capacity(ops.len());
+        let mut kept_horizon = Vec::with_capacity(ops.len());
+        for (op, h) in ops.into_iter().zip(horizons) {
+            if op.output.is_none() {
+                match h {
+                    Some(h) if h > op.invoke => {}
+                    _ => continue,
+                }
             }
+            kept_horizon.push(h.unwrap_or(0));
+            kept.push(op);
         }
-    };
-    budget
-        .memory_used
-        .fetch_sub(searcher.reported_memory, Ordering::Relaxed);
-    tracing::debug!(
-        operations = kept.len(),
-        steps = searcher.steps,
-        cached_configurations = searcher.cache.len(),
-        cache_bytes = searcher.cache.bytes(),
-        "partition searched"
-    );
-    outcome
+        let full_keys = kept.len() <= full_key_limit;
+        let mut searcher = Searcher::new(model, kept, kept_horizon, budget);
+        searcher.full_keys = full_keys;
+        PartitionSearch { searcher }
+    }
+
+    /// Runs (or resumes) the search, for at most `step_limit` steps in all.
+    pub(crate) fn run(&mut self, step_limit: Option<u64>) -> Outcome {
+        let searcher = &mut self.searcher;
+        searcher.step_limit = step_limit.unwrap_or(u64::MAX);
+        let outcome = match searcher.dfs(None) {
+            Dfs::Found(order) => Outcome::Linearizable {
+                order: order
+                    .into_iter()
+                    .map(|i| searcher.ops[i as usize].op_id)
+                    .collect(),
+            },
+            Dfs::OverBudget(reason) => Outcome::Unknown { reason },
+            Dfs::StepLimit => return Outcome::StepLimit,
+            Dfs::DeadEnd(failure) => Outcome::NotLinearizable(failure),
+            Dfs::Exhausted { max_depth } => {
+                // Replay the same (deterministic) search to stop at the deepest dead end and
+                // describe it; recording every new deepest point on the way would cost O(n²).
+                searcher.reset();
+                searcher.step_limit = u64::MAX;
+                match searcher.dfs(Some(max_depth)) {
+                    Dfs::DeadEnd(failure) => Outcome::NotLinearizable(failure),
+                    Dfs::OverBudget(reason) => Outcome::Unknown { reason },
+                    _ => Outcome::NotLinearizable(Failure {
+                        prefix: Vec::new(),
+                        states: Vec::new(),
+                        blocked_by: None,
+                        candidates: Vec::new(),
+                    }),
+                }
+            }
+        };
+        tracing::debug!(
+            operations = searcher.ops.len(),
+            steps = searcher.steps,
+            cached_configurations = searcher.cache.len(),
+            states = searcher.interned.len(),
+            cache_bytes = searcher.cache.bytes(),
+            "partition searched"
+        );
+        outcome
+    }
+}
+
+impl<M: Model> Drop for Searcher<'_, M> {
+    fn drop(&mut self) {
+        self.budget
+            .memory_used
+            .fetch_sub(self.reported_memory, Ordering::Relaxed);
+    }
 }
 
 struct Searcher<'a, M: Model> {
     model: &'a M,
-    ops: &'a [PreparedOp<M::Input, M::Output>],
+    ops: Vec<PreparedOp<M::Input, M::Output>>,
     /// Per operation: the latest completion position of an observer (unknown outcomes only).
-    horizon: &'a [u64],
+    horizon: Vec<u64>,
+    /// The search stopped at its step limit, if it did.
+    paused: Option<Box<Paused>>,
     budget: &'a Budget,
     entries: Vec<Entry>,
     /// Unknown-outcome operations (partition indices, ascending).
     unknown: Vec<u32>,
     /// Interned sets of model states, by id.
     interned: Vec<Vec<M::State>>,
-    intern_ids: FxHashMap<Vec<M::State>, u32>,
+    /// Hash of a set of states -> the last id interned with that hash; earlier ones with the
+    /// same hash are chained in `same_hash`. The sets themselves are stored once, in
+    /// `interned`, and each is hashed once.
+    intern_ids: FxHashMap<u64, u32>,
+    /// Per id: the previous id with the same hash (`NONE` at the end of a chain).
+    same_hash: Vec<u32>,
     /// (state id, operation) -> next state id or `NONE`.
     memo: FxHashMap<(u32, u32), u32>,
+    /// Lookups of `memo` that hit, and steps computed beyond the dense memo.
+    memo_hits: u64,
+    memo_misses: u64,
     /// Lowe's cache of explored configurations (see [`Searcher::key`]): the young generation.
     cache: KeySet,
     /// The previous generation. When the young one outgrows [`GENERATION_BYTES`] the old one is
@@ -224,8 +287,8 @@ struct Searcher<'a, M: Model> {
 impl<'a, M: Model> Searcher<'a, M> {
     fn new(
         model: &'a M,
-        ops: &'a [PreparedOp<M::Input, M::Output>],
-        horizon: &'a [u64],
+        ops: Vec<PreparedOp<M::Input, M::Output>>,
+        horizon: Vec<u64>,
         budget: &'a Budget,
     ) -> Self {
         let mut timed: Vec<(u64, u32, bool)> = Vec::with_capacity(2 * ops.len());
@@ -261,12 +324,16 @@ impl<'a, M: Model> Searcher<'a, M> {
             model,
             ops,
             horizon,
+            paused: None,
             budget,
             entries,
             unknown,
             interned: Vec::new(),
             intern_ids: FxHashMap::default(),
+            same_hash: Vec::new(),
             memo: FxHashMap::default(),
+            memo_hits: 0,
+            memo_misses: 0,
             cache: KeySet::default(),
             old_cache: KeySet::default(),
             dense_memo: Vec::new(),
@@ -278,23 +345,35 @@ impl<'a, M: Model> Searcher<'a, M> {
     }
 
     fn reset(&mut self) {
+        self.paused = None;
         self.cache.clear();
         self.old_cache.clear();
         self.steps = 0;
     }
 
     fn intern(&mut self, states: Vec<M::State>) -> u32 {
-        if let Some(&id) = self.intern_ids.get(&states) {
-            return id;
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = crate::fxhash::FxHasher::default();
+            states.hash(&mut hasher);
+            hasher.finish()
+        };
+        let mut candidate = self.intern_ids.get(&hash).copied().unwrap_or(NONE);
+        while candidate != NONE {
+            if self.interned[candidate as usize] == states {
+                return candidate;
+            }
+            candidate = self.same_hash[candidate as usize];
         }
         let id = self.interned.len() as u32;
         let n = self.ops.len();
-        // Dense memo rows for the first states, up to 4 M entries.
-        if self.dense_memo.len() == id as usize * n && (id as usize + 1) * n <= 1 << 22 {
+        // Dense memo rows for the first states, up to 256 K entries (1 MiB).
+        if self.dense_memo.len() == id as usize * n && (id as usize + 1) * n <= 1 << 18 {
             self.dense_memo.resize((id as usize + 1) * n, UNKNOWN_STEP);
         }
-        self.interned.push(states.clone());
-        self.intern_ids.insert(states, id);
+        self.interned.push(states);
+        self.same_hash
+            .push(self.intern_ids.insert(hash, id).unwrap_or(NONE));
         id
     }
 
@@ -307,17 +386,36 @@ impl<'a, M: Model> Searcher<'a, M> {
                 return next;
             }
         } else if let Some(&next) = self.memo.get(&(state, op)) {
+            self.memo_hits += 1;
             return next;
         }
         let prepared = &self.ops[op as usize];
-        let mut next: Vec<M::State> = Vec::new();
-        for s in &self.interned[state as usize] {
-            for n in self
-                .model
-                .step(s, &prepared.input, prepared.output.as_ref())
-            {
-                if !next.contains(&n) {
-                    next.push(n);
+        let states = &self.interned[state as usize];
+        let mut next: Vec<M::State> = if let [only] = &states[..] {
+            // A deterministic model's usual case: the model's own vector, without copying.
+            self.model
+                .step(only, &prepared.input, prepared.output.as_ref())
+        } else {
+            Vec::new()
+        };
+        if next.len() > 1 {
+            let mut unique: Vec<M::State> = Vec::with_capacity(next.len());
+            for n in next {
+                if !unique.contains(&n) {
+                    unique.push(n);
+                }
+            }
+            next = unique;
+        }
+        if states.len() > 1 {
+            for s in states {
+                for n in self
+                    .model
+                    .step(s, &prepared.input, prepared.output.as_ref())
+                {
+                    if !next.contains(&n) {
+                        next.push(n);
+                    }
                 }
             }
         }
@@ -329,7 +427,13 @@ impl<'a, M: Model> Searcher<'a, M> {
         if dense_index < self.dense_memo.len() {
             self.dense_memo[dense_index] = id;
         } else {
-            self.memo.insert((state, op), id);
+            // A model whose states rarely repeat (an append's growing strings) would fill the
+            // memo with pairs never asked again: past a few thousand, keep adding only while
+            // at least one lookup in eight hits.
+            self.memo_misses += 1;
+            if self.memo_misses < 4096 || self.memo_hits * 8 >= self.memo_misses {
+                self.memo.insert((state, op), id);
+            }
         }
         id
     }
@@ -385,7 +489,7 @@ impl<'a, M: Model> Searcher<'a, M> {
             return None;
         }
         if self.budget.stop.load(Ordering::Relaxed) {
-            return Some("not finished: another partition is not linearizable".to_string());
+            return Some(STOPPED.to_string());
         }
         if let Some(deadline) = self.budget.deadline {
             if Instant::now() >= deadline {
@@ -441,22 +545,30 @@ impl<'a, M: Model> Searcher<'a, M> {
             next[p as usize] = e;
             prev[nx as usize] = e;
         };
-        let first_completed_from = |bits: &[u64], from: u32| -> u32 {
-            let mut w = from as usize;
-            while w < n && (self.ops[w].complete.is_none() || bits[w / 64] & (1 << (w % 64)) != 0) {
-                w += 1;
-            }
-            w as u32
-        };
         let mut remaining = self.ops.iter().filter(|o| o.complete.is_some()).count();
         let init = vec![self.model.init()];
         let mut state = self.intern(init);
-        let mut watermark = first_completed_from(&bits, 0);
+        let mut watermark = first_completed_from(&self.ops, &bits, 0);
         let mut high = NONE;
         let mut stack: Vec<Frame> = Vec::new();
         let mut max_depth = 0;
         let mut key = Vec::new();
         let mut e = next[head as usize];
+        // Resume where the previous attempt stopped at its step limit.
+        if let Some(paused) = self.paused.take() {
+            Paused {
+                bits,
+                next,
+                prev,
+                remaining,
+                state,
+                watermark,
+                high,
+                stack,
+                max_depth,
+                e,
+            } = *paused;
+        }
         loop {
             if remaining == 0 {
                 return Dfs::Found(
@@ -472,6 +584,18 @@ impl<'a, M: Model> Searcher<'a, M> {
                     return Dfs::OverBudget(reason);
                 }
                 if self.steps > self.step_limit {
+                    self.paused = Some(Box::new(Paused {
+                        bits,
+                        next,
+                        prev,
+                        remaining,
+                        state,
+                        watermark,
+                        high,
+                        stack,
+                        max_depth,
+                        e,
+                    }));
                     return Dfs::StepLimit;
                 }
                 let op = self.entries[e as usize].op;
@@ -485,7 +609,7 @@ impl<'a, M: Model> Searcher<'a, M> {
                     let (w, b) = (op as usize / 64, 1u64 << (op % 64));
                     bits[w] |= b;
                     let new_watermark = if op == watermark {
-                        first_completed_from(&bits, watermark)
+                        first_completed_from(&self.ops, &bits, watermark)
                     } else {
                         watermark
                     };
@@ -662,8 +786,8 @@ mod tests {
         let (mut yes, mut no) = (0, 0);
         for seed in 0..3000 {
             let ops = random_ops(seed);
-            let full = check_partition_with(&model, ops.clone(), &budget(), None, usize::MAX);
-            let compressed = check_partition_with(&model, ops, &budget(), None, 0);
+            let full = PartitionSearch::new(&model, ops.clone(), &budget(), usize::MAX).run(None);
+            let compressed = PartitionSearch::new(&model, ops, &budget(), 0).run(None);
             assert_eq!(verdict(&full), verdict(&compressed), "seed {seed}");
             match verdict(&full) {
                 Some(true) => yes += 1,

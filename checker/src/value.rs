@@ -102,7 +102,8 @@ impl ExactValue {
         out
     }
 
-    fn write_text(&self, out: &mut String) {
+    /// Appends [`ExactValue::text`] to `out`.
+    pub(crate) fn write_text(&self, out: &mut String) {
         match self {
             ExactValue::Null => out.push_str("null"),
             ExactValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -134,9 +135,37 @@ impl ExactValue {
     }
 }
 
+/// Writes `s` as a JSON string literal, escaping exactly as serde_json does (`"`, `\\`, the
+/// short escapes `\b \f \n \r \t`, other control characters as `\u00xx`; nothing else).
 fn write_string(s: &str, out: &mut String) {
-    // Display of a JSON string value cannot fail and escapes as JSON does.
-    out.push_str(&serde_json::Value::String(s.to_string()).to_string());
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 impl fmt::Display for ExactValue {
@@ -205,6 +234,17 @@ mod tests {
         assert_eq!(v("1e400").text(), "1e400");
         assert!(!v("1e400").is_null());
         assert_ne!(v("1"), v("1.0"));
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut every: String = (0u8..0x80).map(char::from).collect();
+        every.push_str("é€😀\u{7f}\u{2028}");
+        for s in [every.as_str(), "", "plain", "a\"b\\c"] {
+            let mut ours = String::new();
+            write_string(s, &mut ours);
+            assert_eq!(ours, serde_json::Value::from(s).to_string(), "{s:?}");
+        }
     }
 
     #[test]

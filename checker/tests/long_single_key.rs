@@ -1,9 +1,12 @@
 //! Long single-key histories with many unknown outcomes (where checkers tend to say
 //! `unknown`): 300-2,500 operations on one register, 2-6 live processes plus the retired ones,
 //! 2-25 % `info`, every written value unique, deletes among the writes, and in half of them a read
-//! that is impossible by construction (it returns a value overwritten before it began). Each
-//! must get its verdict, not `unknown`. The histories come from a seeded generator; a wrong
-//! verdict prints the seed to replay.
+//! that is impossible by construction (it returns a value, or absence, overwritten before it
+//! began). Four shapes, by seed: plain; with a writer whose every operation is `info` (a new
+//! process each time, so many unknown writes stay open); with many deletes and the impossible
+//! read one of absence; both. Refused cas operations from older values keep earlier unknown
+//! writes observable in all of them. Each must get its verdict, not `unknown`. The histories
+//! come from a seeded generator; a wrong verdict prints the seed to replay.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -38,7 +41,10 @@ struct Op {
 fn generate(seed: u64, impossible: bool) -> (Vec<Op>, Option<usize>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let total = rng.gen_range(300..=2500usize);
-    let live = rng.gen_range(2..=6usize);
+    let info_writer = (seed / 2) % 2 == 1;
+    let many_deletes = (seed / 4) % 2 == 1;
+    // The info writer is one more slot, the last.
+    let live = rng.gen_range(2..=6usize) + usize::from(info_writer);
     let info_rate = rng.gen_range(0.02..0.25);
     let mut state: Option<String> = None;
     let mut written: Vec<String> = Vec::new();
@@ -53,7 +59,15 @@ fn generate(seed: u64, impossible: bool) -> (Vec<Op>, Option<usize>) {
         match slots[s].1 {
             None if started < total => {
                 counter += 1;
-                let call = match rng.gen_range(0..20) {
+                let writer_slot = info_writer && s == live - 1;
+                let choice = if writer_slot {
+                    8
+                } else if many_deletes && rng.gen_bool(0.15) {
+                    19
+                } else {
+                    rng.gen_range(0..20)
+                };
+                let call = match choice {
                     0..=7 => Call::Read,
                     8..=13 => Call::Write(format!("v{counter}")),
                     14..=18 => {
@@ -103,7 +117,7 @@ fn generate(seed: u64, impossible: bool) -> (Vec<Op>, Option<usize>) {
                 slots[s].1 = Some((i, true));
             }
             Some((i, true)) => {
-                if rng.gen_bool(info_rate) {
+                if rng.gen_bool(info_rate) || (info_writer && s == live - 1) {
                     // Unknown outcome: the process retires.
                     slots[s].0 = next_process;
                     next_process += 1;
@@ -117,6 +131,11 @@ fn generate(seed: u64, impossible: bool) -> (Vec<Op>, Option<usize>) {
     }
     if !impossible {
         return (ops, None);
+    }
+    if many_deletes {
+        if let Some(r) = make_absence_stale(&mut ops) {
+            return (ops, Some(r));
+        }
     }
     // A read in the second half returns a value whose write completed, then was overwritten
     // by a completed write that itself completed before the read began.
@@ -141,6 +160,41 @@ fn generate(seed: u64, impossible: bool) -> (Vec<Op>, Option<usize>) {
         }
     }
     panic!("seed {seed}: no read to make stale");
+}
+
+/// Makes a read in the second half that saw a value return absence instead, when absence was
+/// gone for good before it began: every delete invoked before the read completed, completed,
+/// and was followed by a completed write that completed before the read began (and the initial
+/// absence too). Unknown writes (the info writer's) are never deletes, so they cannot bring
+/// absence back.
+fn make_absence_stale(ops: &mut [Op]) -> Option<usize> {
+    let written_after = |ops: &[Op], from: Option<usize>, before: usize| {
+        ops.iter().any(|w| {
+            matches!(w.call, Call::Write(_))
+                && from.is_none_or(|from| w.invoke > from)
+                && w.complete.is_some_and(|c| c < before)
+        })
+    };
+    for r in (ops.len() / 2..ops.len()).rev() {
+        let (Call::Read, Some(done), Some(_)) = (&ops[r].call, ops[r].complete, &ops[r].read)
+        else {
+            continue;
+        };
+        let invoke = ops[r].invoke;
+        let gone = written_after(ops, None, invoke)
+            && ops
+                .iter()
+                .filter(|d| matches!(d.call, Call::Delete) && d.invoke < done)
+                .all(|d| {
+                    d.complete
+                        .is_some_and(|c| written_after(ops, Some(c), invoke))
+                });
+        if gone {
+            ops[r].read = None;
+            return Some(r);
+        }
+    }
+    None
 }
 
 fn to_history(ops: &[Op]) -> History {
@@ -178,7 +232,7 @@ fn long_single_key_histories_with_many_unknown_outcomes_are_decided() {
     };
     let mut slowest = (Duration::ZERO, 0);
     let mut wrong = Vec::new();
-    for seed in 0..40u64 {
+    for seed in 0..120u64 {
         let impossible = seed % 2 == 1;
         let (ops, stale) = generate(seed, impossible);
         let unknown = ops.iter().filter(|o| o.complete.is_none()).count();

@@ -1,7 +1,8 @@
 //! The checker agrees with two independent oracles on thousands of small random register
 //! histories mixing everything the node does to a key (read, write, cas, delete, append;
 //! concurrent operations, unknown outcomes, refused cas, valid and corrupted ones):
-//! stateright's `LinearizabilityTester` and a brute-force search over every order.
+//! stateright's `LinearizabilityTester` and a brute-force search over every order. The kv
+//! model's proof without search (`refute`) is checked against the brute-force search too.
 
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -10,7 +11,10 @@ mod common;
 
 use common::timed::{client_event, history_of};
 use riptide_checker::history::{Event, EventType};
-use riptide_checker::{check_builtin, BuiltinModel, CheckOptions, History, Verdict};
+use riptide_checker::models::{KvInput, KvModel, KvOutput};
+use riptide_checker::{
+    check_builtin, BuiltinModel, CheckOptions, History, Model, PreparedOp, Verdict,
+};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester, SequentialSpec};
 
 /// A register operation as the oracles see it.
@@ -333,5 +337,48 @@ fn generated_histories_include_both_verdicts_and_unknown_outcomes() {
     assert!(
         good > 100 && bad > 50 && unknown > 50 && appends > 100,
         "good {good} bad {bad} unknown {unknown} appends {appends}"
+    );
+}
+
+/// The operations of a single-register history as the `register` model prepares them.
+fn prepared(history: &History, model: &KvModel) -> Vec<PreparedOp<KvInput, KvOutput>> {
+    history
+        .operations
+        .iter()
+        .filter_map(|op| {
+            let (input, output) = model.prepare(op).unwrap()?;
+            let complete = output.as_ref().and(op.complete_seq);
+            Some(PreparedOp {
+                op_id: op.id,
+                output: complete.and(output),
+                input,
+                invoke: op.invoke_seq,
+                complete,
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn every_refutation_without_search_is_confirmed_by_brute_force() {
+    let model = KvModel::register();
+    let (mut refuted, mut not_linearizable) = (0, 0);
+    for seed in 0..20_000 {
+        let ops = generate(seed);
+        let linearizable = brute_force(&ops);
+        not_linearizable += usize::from(!linearizable);
+        let history = to_history(&ops);
+        if let Some(proof) = model.refute(&prepared(&history, &model)) {
+            refuted += 1;
+            assert!(
+                !linearizable,
+                "seed {seed}: refuted {proof:?} but linearizable: {ops:?}"
+            );
+        }
+    }
+    // The proof covers the common shapes of impossible reads, not all of them.
+    assert!(
+        refuted * 4 > not_linearizable,
+        "refuted {refuted} of {not_linearizable} non-linearizable histories"
     );
 }

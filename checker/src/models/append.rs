@@ -39,6 +39,19 @@ fn string_of(value: &ExactValue, what: &str) -> Result<Arc<str>, String> {
     }
 }
 
+/// `a` followed by `b`, in one allocation (the `Arc`'s): the text is put together in a reused
+/// buffer, since `Arc<str>` cannot take over a `String`'s allocation.
+fn concat(a: &str, b: &str) -> Arc<str> {
+    thread_local!(static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) });
+    TEXT.with(|text| {
+        let mut text = text.borrow_mut();
+        text.clear();
+        text.push_str(a);
+        text.push_str(b);
+        Arc::from(text.as_str())
+    })
+}
+
 impl Model for AppendModel {
     type State = Arc<str>;
     type Input = AppendInput;
@@ -94,10 +107,7 @@ impl Model for AppendModel {
             (AppendInput::Get, None) => vec![state.clone()],
             (AppendInput::Put(v), None | Some(AppendOutput::Done)) => vec![v.clone()],
             (AppendInput::Append(x), None | Some(AppendOutput::Done)) => {
-                let mut s = String::with_capacity(state.len() + x.len());
-                s.push_str(state);
-                s.push_str(x);
-                vec![Arc::from(s)]
+                vec![concat(state, x)]
             }
             _ => vec![],
         }

@@ -3,10 +3,10 @@
 //! (P-compositionality: keys are checked independently).
 
 use super::json_text;
+use crate::fxhash::FxHashMap as HashMap;
 use crate::history::{Completion, Operation};
 use crate::model::{Model, PreparedOp};
 use crate::value::ExactValue;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A register's content: the compact JSON text of the value, `None` when absent (JSON `null`).
@@ -226,64 +226,118 @@ impl Model for KvModel {
     /// Absence is treated the same way: an unknown delete, `write(null)` or cas to `null` is
     /// observed only by reads of `null` and cas from `null` (and refused cas), so long histories
     /// with unknown deletes stay near-linear. Unknown reads are never observable.
-    /// A stale read: a completed read of `u` whose only producer `P` (a write or cas to `u`)
-    /// completed before a completed write, delete or successful cas `C` began, and `C`
-    /// completed before the read began. Real time orders `P`, `C`, the read; `C` leaves a value
-    /// other than `u` and nothing else produces `u`, so the read cannot see it. Polynomial, and
-    /// decides the long histories with many unknown outcomes that the search cannot finish.
+    /// An impossible read: a completed read of `u` (a value or absence) such that every
+    /// operation that can leave `u` and was invoked before the read completed (a write, a cas to
+    /// `u` that succeeded or may have, a delete when `u` is absence) completed, and all of them,
+    /// and the initial value when it is `u`, were followed in real time by a completed write,
+    /// delete or successful cas `C` that leaves a value other than `u` and completed before the
+    /// read began. Then whatever produced the value the read saw took effect before `C`, which
+    /// took effect before the read: the read cannot see `u`. (A read of a value nothing could
+    /// have produced in time is impossible outright.) Sound whether or not values repeat;
+    /// O(n log n). It decides the long histories with many unknown outcomes whose search cannot
+    /// finish: stale reads of a value, of absence after a delete, of a value written twice.
     fn refute(&self, ops: &[PreparedOp<KvInput, KvOutput>]) -> Option<(usize, usize, usize)> {
         if ops.iter().any(|op| matches!(op.input, KvInput::Append(_))) {
             return None;
         }
-        // Producers of each value (a refused cas produces nothing).
-        let mut producers: HashMap<&Arc<str>, (usize, usize)> = HashMap::new();
+        // Per value: the operations that can leave it, by invoke, with the latest completion
+        // (and its operation) and whether one had an unknown outcome, among the first k.
+        type Producers = Vec<(u64, Option<(u64, usize)>, bool)>;
+        let mut producers: HashMap<Option<&Arc<str>>, Producers> = HashMap::default();
         for (i, op) in ops.iter().enumerate() {
             let produced = match (&op.input, &op.output) {
-                (KvInput::Write(Some(v)), _) => v,
-                (KvInput::Cas { to: Some(v), .. }, None | Some(KvOutput::Done)) => v,
+                (KvInput::Write(v), _) => v.as_ref(),
+                (KvInput::Cas { to, .. }, None | Some(KvOutput::Done)) => to.as_ref(),
+                (KvInput::Delete, _) => None,
                 _ => continue,
             };
-            let entry = producers.entry(produced).or_insert((0, i));
-            entry.0 += 1;
-        }
-        if let Some(initial) = &self.initial {
+            let done = op.complete.map(|c| (c, i));
             producers
-                .entry(initial)
-                .and_modify(|e| e.0 += 1)
-                .or_insert((2, 0));
+                .entry(produced)
+                .or_default()
+                .push((op.invoke, done, done.is_none()));
         }
-        // Completed unconditional changes and successful cas, by completion.
-        let mut changes: Vec<(u64, u64, usize)> = ops
+        for list in producers.values_mut() {
+            list.sort_unstable_by_key(|p| p.0);
+            for k in 1..list.len() {
+                let (before, unknown_before) = (list[k - 1].1, list[k - 1].2);
+                list[k].1 = list[k].1.max(before);
+                list[k].2 |= unknown_before;
+            }
+        }
+        // Completed changes by completion, each with the value it leaves; best[k]: among
+        // changes[..=k], the one invoked last, and the one invoked last among those leaving
+        // another value than it.
+        let mut changes: Vec<(u64, u64, Option<&Arc<str>>, usize)> = ops
             .iter()
             .enumerate()
-            .filter_map(|(i, op)| match (&op.input, &op.output, op.complete) {
-                (
-                    KvInput::Write(_) | KvInput::Delete | KvInput::Cas { .. },
-                    Some(KvOutput::Done),
-                    Some(done),
-                ) => Some((done, op.invoke, i)),
-                _ => None,
+            .filter_map(|(i, op)| {
+                let left = match (&op.input, &op.output) {
+                    (KvInput::Write(v), Some(KvOutput::Done)) => v.as_ref(),
+                    (KvInput::Delete, Some(KvOutput::Done)) => None,
+                    (KvInput::Cas { to, .. }, Some(KvOutput::Done)) => to.as_ref(),
+                    _ => return None,
+                };
+                Some((op.complete?, op.invoke, left, i))
             })
             .collect();
-        changes.sort_unstable();
+        changes.sort_unstable_by_key(|c| (c.0, c.3));
+        type Latest<'v> = Option<(u64, Option<&'v Arc<str>>, usize)>;
+        let mut best: Vec<(Latest<'_>, Latest<'_>)> = Vec::with_capacity(changes.len());
+        for &(_, invoke, left, c) in &changes {
+            let (mut first, mut second) = best.last().copied().unwrap_or((None, None));
+            let this = Some((invoke, left, c));
+            match first {
+                Some((i, v, _)) if i >= invoke => {
+                    if v != left && second.is_none_or(|(j, _, _)| j < invoke) {
+                        second = this;
+                    }
+                }
+                Some((_, v, _)) => {
+                    if v != left {
+                        second = first;
+                    }
+                    first = this;
+                }
+                None => first = this,
+            }
+            best.push((first, second));
+        }
         for (r, read) in ops.iter().enumerate() {
-            let (KvInput::Read, Some(KvOutput::Value(Some(u)))) = (&read.input, &read.output)
+            let (KvInput::Read, Some(KvOutput::Value(u)), Some(read_done)) =
+                (&read.input, &read.output, read.complete)
             else {
                 continue;
             };
-            let Some(&(1, p)) = producers.get(u) else {
+            let u = u.as_ref();
+            let list = producers.get(&u).map_or(&[][..], |l| &l[..]);
+            let k = list.partition_point(|p| p.0 < read_done);
+            let (latest, unknown) = match k.checked_sub(1) {
+                Some(k) => (list[k].1, list[k].2),
+                None => (None, false),
+            };
+            let initial = self.initial.as_ref() == u;
+            if unknown {
+                continue;
+            }
+            if latest.is_none() && !initial {
+                return Some((r, r, r));
+            }
+            // The change completed before the read began, invoked last, leaving another value.
+            let before_read = changes.partition_point(|c| c.0 < read.invoke);
+            let Some(&(first, second)) = before_read.checked_sub(1).map(|k| &best[k]) else {
                 continue;
             };
-            let Some(p_done) = ops[p].complete else {
-                continue;
+            let killer = match first {
+                Some((_, v, _)) if v == u => second,
+                other => other,
             };
-            // A change invoked after P completed and completed before the read began.
-            let before_read = changes.partition_point(|&(done, _, _)| done < read.invoke);
-            if let Some(&(_, _, c)) = changes[..before_read]
-                .iter()
-                .find(|&&(_, invoke, c)| invoke > p_done && c != p)
-            {
-                return Some((p, c, r));
+            if let Some((invoke, _, c)) = killer {
+                match latest {
+                    Some((done, p)) if invoke > done => return Some((p, c, r)),
+                    None => return Some((c, c, r)),
+                    _ => {}
+                }
             }
         }
         None
@@ -297,7 +351,7 @@ impl Model for KvModel {
             return vec![Some(u64::MAX); ops.len()];
         }
         // Absence (`None`) is observed like any value: by a read of `null` or a cas from `null`.
-        let mut last_observer: HashMap<Option<&Arc<str>>, u64> = HashMap::new();
+        let mut last_observer: HashMap<Option<&Arc<str>>, u64> = HashMap::default();
         for op in ops {
             let Some(done) = op.complete else { continue };
             let observed = match (&op.input, &op.output) {
@@ -381,7 +435,7 @@ fn produced_value(input: &KvInput) -> Option<Option<&Arc<str>>> {
 /// never considered gone, and neither is absence (`null`).
 fn refused_cas_horizons(ops: &[PreparedOp<KvInput, KvOutput>]) -> Vec<Option<u64>> {
     // Producers of each value: how many, and the completion of the first.
-    let mut producers: HashMap<&Arc<str>, (usize, Option<u64>)> = HashMap::new();
+    let mut producers: HashMap<&Arc<str>, (usize, Option<u64>)> = HashMap::default();
     // Completed state changes as (invoke, complete).
     let mut changes: Vec<(u64, u64)> = Vec::new();
     for op in ops {

@@ -89,5 +89,15 @@ impl std::fmt::Display for BuiltinModel {
 /// A value as an exact, hashable datum: its compact JSON text with numbers as written (`"a"`
 /// and `1` stay distinct, and so do `18446744073709551616` and `18446744073709551617`).
 pub(crate) fn json_text(value: &ExactValue) -> Arc<str> {
-    Arc::from(value.text())
+    if let ExactValue::Number(text) = value {
+        return Arc::from(&**text);
+    }
+    // One allocation (the Arc's) per value: the text is built in a reused buffer.
+    thread_local!(static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) });
+    TEXT.with(|text| {
+        let mut text = text.borrow_mut();
+        text.clear();
+        value.write_text(&mut text);
+        Arc::from(text.as_str())
+    })
 }

@@ -42,6 +42,17 @@ struct Planned {
 
 /// Generates the events of a linearizable history of the given shape, in time order.
 pub fn generate(shape: Shape) -> Vec<Event> {
+    generate_inner(shape, false)
+}
+
+/// Like [`generate`], with one stale read planted: a late completed read made to return a
+/// value whose write completed and was then overwritten by a write or delete that completed
+/// before the read began (so the history is not linearizable).
+pub fn generate_with_stale_read(shape: Shape) -> Vec<Event> {
+    generate_inner(shape, true)
+}
+
+fn generate_inner(shape: Shape, stale_read: bool) -> Vec<Event> {
     let mut rng = ChaCha8Rng::seed_from_u64(shape.seed);
     let mut ops: Vec<Planned> = Vec::with_capacity(shape.operations);
     // Each process slot runs operations back to back; an unknown outcome retires its process
@@ -135,6 +146,9 @@ pub fn generate(shape: Shape) -> Vec<Event> {
             }
         }
     }
+    if stale_read {
+        plant_stale_read(&mut ops);
+    }
     // A cas that never took effect still needs a [from, to] value.
     for op in &mut ops {
         if op.f == "cas" && !op.value.is_array() {
@@ -186,4 +200,36 @@ pub fn generate(shape: Shape) -> Vec<Event> {
         });
     }
     events
+}
+
+/// Makes the last read that can be made stale return an overwritten value (see
+/// [`generate_with_stale_read`]).
+fn plant_stale_read(ops: &mut [Planned]) {
+    let completed = |op: &Planned| !op.info;
+    for r in (0..ops.len()).rev() {
+        if ops[r].f != "read" || !completed(&ops[r]) {
+            continue;
+        }
+        let key = ops[r].key;
+        let same_key: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].key == key).collect();
+        let stale = same_key.iter().find_map(|&w| {
+            let w_op = &ops[w];
+            if w_op.f != "write" || !completed(w_op) || w_op.value == ops[r].output {
+                return None;
+            }
+            let overwritten = same_key.iter().any(|&c| {
+                let c_op = &ops[c];
+                matches!(c_op.f, "write" | "delete")
+                    && completed(c_op)
+                    && c_op.invoke > w_op.complete
+                    && c_op.complete < ops[r].invoke
+            });
+            overwritten.then(|| w_op.value.clone())
+        });
+        if let Some(value) = stale {
+            ops[r].output = value;
+            return;
+        }
+    }
+    panic!("no read to make stale");
 }
