@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use crate::disk::DiskControl;
 use crate::error::NemesisError;
 use crate::fault::{node_list, node_name, FaultKind, FaultPlan, NemesisEvent};
-use crate::nemesis::{apply, heal, kill, resolve_leader, ActiveFault};
+use crate::nemesis::{apply, heal, kill, resolve_leader, resume, ActiveFault};
 use crate::network::{Cuts, Network};
 use crate::schedule::{Schedule, ScheduledFault};
 use crate::supervisor::Supervisor;
@@ -450,15 +450,13 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                     .await
                     && !active.nodes.is_empty()
                 {
-                    let resumed = {
+                    let mut failed = None;
+                    {
                         let mut supervisor = self.targets.supervisor.lock().await;
-                        active
-                            .nodes
-                            .iter()
-                            .try_for_each(|&node| supervisor.resume(node))
-                    };
-                    match resumed {
-                        Ok(()) | Err(NemesisError::NotRunning { .. }) => {
+                        resume(&mut supervisor, &active.nodes, &mut failed);
+                    }
+                    match failed {
+                        None => {
                             let step = format!(
                                 "resumed {}, still cut off for {} ms",
                                 node_list(&active.nodes),
@@ -466,7 +464,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                             );
                             self.step(&mut interval, step);
                         }
-                        Err(e) => self.fail(index, plan.kind(), &active.description, &e),
+                        Some(e) => self.fail(index, plan.kind(), &active.description, &e),
                     }
                     self.sleep_until(end).await;
                 }

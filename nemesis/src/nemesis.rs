@@ -270,7 +270,11 @@ pub async fn heal(
 
 /// Resumes every node of `nodes` that is alive (a paused node that died meanwhile is left alone),
 /// keeping the first error.
-fn resume(supervisor: &mut Supervisor, nodes: &[usize], first_error: &mut Option<NemesisError>) {
+pub(crate) fn resume(
+    supervisor: &mut Supervisor,
+    nodes: &[usize],
+    first_error: &mut Option<NemesisError>,
+) {
     for &node in nodes {
         match supervisor.resume(node) {
             Ok(()) | Err(NemesisError::NotRunning { .. }) => {}

@@ -320,12 +320,7 @@ mod tests {
                 .collect();
             let listed = FaultFamily::ALL.len();
             assert!(families.len() >= 3 * listed, "seed {seed}: too few faults");
-            for (round, chunk) in families.chunks_exact(listed).enumerate() {
-                let mut seen = chunk.to_vec();
-                seen.sort();
-                seen.dedup();
-                assert_eq!(seen.len(), listed, "seed {seed}, round {round}: {chunk:?}");
-            }
+            assert_rounds_distinct(&families, listed, &format!("seed {seed}"));
         }
     }
 
@@ -343,11 +338,21 @@ mod tests {
         // Each round of kills (as many as there are kill kinds) holds every kill kind once.
         let round = FaultFamily::Kill.kinds().len();
         assert!(kills.len() >= 2 * round);
-        for window in kills.chunks_exact(round) {
-            let mut seen = window.to_vec();
+        assert_rounds_distinct(&kills, round, "kills");
+    }
+
+    /// Asserts that each consecutive run of `round` items (a round of the deal) holds `round`
+    /// different ones.
+    fn assert_rounds_distinct<T: Ord + Clone + std::fmt::Debug>(
+        items: &[T],
+        round: usize,
+        what: &str,
+    ) {
+        for (k, chunk) in items.chunks_exact(round).enumerate() {
+            let mut seen = chunk.to_vec();
             seen.sort();
             seen.dedup();
-            assert_eq!(seen.len(), round, "{kills:?}");
+            assert_eq!(seen.len(), round, "{what}, round {k}: {chunk:?}");
         }
     }
 

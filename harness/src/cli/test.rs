@@ -206,9 +206,6 @@ pub const DEFAULT_FAMILIES: &[&str] = &[
     "power-cut",
 ];
 
-/// The disk kinds of [`DEFAULT_FAMILIES`], left out where FUSE is unusable.
-const DEFAULT_DISK_KINDS: &[&str] = &["lose-unsynced", "torn-write", "corrupt", "power-cut"];
-
 /// `--nemesis` as the run will use it: `default` becomes [`DEFAULT_FAMILIES`], without `disk`
 /// where this machine cannot mount FUSE, which a note then says (printed at start and kept in
 /// config.json), so nothing is left out silently. Anything else is kept as given (and an
@@ -220,17 +217,25 @@ pub fn expand_nemesis(given: &str) -> (String, Vec<String>) {
     match riptide_faultfs::check_available() {
         Ok(()) => (DEFAULT_FAMILIES.join(","), Vec::new()),
         Err(e) => (
-            DEFAULT_FAMILIES
-                .iter()
-                .filter(|f| !DEFAULT_DISK_KINDS.contains(f))
-                .copied()
-                .collect::<Vec<_>>()
-                .join(","),
+            default_without_disk(),
             vec![format!(
                 "the default nemesis leaves out the disk faults on this machine: {e}"
             )],
         ),
     }
+}
+
+/// [`DEFAULT_FAMILIES`] without the disk kinds (those that need a filesystem layer).
+fn default_without_disk() -> String {
+    DEFAULT_FAMILIES
+        .iter()
+        .filter(|f| {
+            !riptide_nemesis::parse_fault_list(f)
+                .is_ok_and(|kinds| kinds.iter().all(|k| k.requires().is_some()))
+        })
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Finds the node binary: the flag, else next to this executable, else on PATH.
@@ -506,6 +511,15 @@ pub fn plan(args: &TestArgs) -> anyhow::Result<RunPlan> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn without_fuse_the_default_nemesis_keeps_every_family_but_the_disk_kinds() {
+        assert_eq!(
+            super::default_without_disk(),
+            "partition,kill,pause,crash,churn"
+        );
+    }
+
     use super::*;
 
     #[test]
