@@ -82,6 +82,41 @@ fn a_stalled_leader_exposes_reads_served_without_confirming_leadership() {
     );
 }
 
+/// `crash-restart-voter` crashes a node between its vote and the new leader's first entry and
+/// lets the old leader, a term behind, reach it alone: a node that forgets its vote across a
+/// restart (`--bug forget-vote`) elects that old leader in the same term, and two leaders of one
+/// term commit different writes through it.
+#[test]
+fn a_voter_crashed_before_the_new_leaders_first_entry_exposes_a_forgotten_vote() {
+    let found = common::not_linearizable_within_seeds(
+        "forget-vote under crash-restart-voter",
+        &[
+            "--nemesis",
+            "crash-restart-voter",
+            // Eight faults at the default rhythm (1 s on, 0.5 s off): runs at these settings
+            // found it within 6-9 s.
+            "--time-limit",
+            "12s",
+            "--node-arg=--unsafe",
+            "--node-arg=--bug=forget-vote",
+        ],
+        &["1", "2", "3"],
+        Duration::from_secs(120),
+        &|_| {},
+    );
+    // The kind of failure: the fault acting then had crashed a voter mid-election.
+    let faults = found.results["faults"].as_array().expect("faults");
+    assert!(
+        faults.iter().any(|f| f["steps"]
+            .as_array()
+            .is_some_and(|steps| steps.iter().any(|s| s
+                .as_str()
+                .is_some_and(|s| s.starts_with("crash-restart voter n"))))),
+        "{}",
+        found.results
+    );
+}
+
 #[test]
 fn a_node_refuses_a_planted_bug_without_unsafe() {
     let server = server_bin();
@@ -109,17 +144,17 @@ fn a_node_refuses_a_planted_bug_without_unsafe() {
 }
 
 /// The faults added for the bugs above leave a correct node linearizable: a stalled leader
-/// confirms its leadership before it answers a read, and a majority killed at once loses
-/// nothing it acknowledged.
+/// confirms its leadership before it answers a read, a majority killed at once loses nothing it
+/// acknowledged, and a voter crashed mid-election remembers its vote.
 #[test]
-fn a_correct_node_passes_stalled_leaders_and_killed_majorities() {
+fn a_correct_node_passes_stalled_leaders_killed_majorities_and_crashed_voters() {
     let server = server_bin();
     let store = tempfile::tempdir().unwrap();
     let out = run_riptide(
         &[
             "test",
             "--nemesis",
-            "stall-leader,kill-majority",
+            "stall-leader,kill-majority,crash-restart-voter",
             "--nemesis-interval",
             "2s",
             "--nemesis-quiet",
@@ -142,7 +177,11 @@ fn a_correct_node_passes_stalled_leaders_and_killed_majorities() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert_eq!(stdout, "linearizable");
     let history = std::fs::read_to_string(store.path().join("latest/history.jsonl")).unwrap();
-    for fault in ["stall leader n", "kill majority ["] {
+    for fault in [
+        "stall leader n",
+        "kill majority [",
+        "crash-restart each node that votes",
+    ] {
         assert!(history.contains(fault), "{fault} never played");
     }
     // cluster.jsonl has every node's view over the run: each node answered as follower or

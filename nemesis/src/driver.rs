@@ -12,6 +12,8 @@
 //! partition/link/kill/pause  start ██████████████████ heal at end
 //! crash-restart-one/-leader  kill ▇▇ start again after the seeded downtime (0-300 ms); rest quiet
 //! crash-restart-election     kill leader ▇ voter ▇ voter ▇ voter ▇ (each back before the next)
+//! crash-restart-voter        isolate leader, slow the rest │ voter voted: crash-restart it,
+//!                            reconnect the old leader to it only │ ... heal at end
 //! leader-churn               isolate leader │ new leader, dwell, isolate it │ ... │ heal at end
 //! disk                       kill ▇ filesystem layer acts ▇ start again; rest quiet
 //! power-cut, corrupt-all     kill every node ▇ filesystem layer acts on each ▇ start all; rest quiet
@@ -38,11 +40,16 @@ use crate::error::NemesisError;
 use crate::fault::{node_list, node_name, FaultKind, FaultPlan, NemesisEvent};
 use crate::nemesis::{apply, heal, kill, resolve_leader, resume, ActiveFault};
 use crate::network::{Cuts, Network};
+use crate::proxy::LinkFault;
 use crate::schedule::{Schedule, ScheduledFault};
 use crate::supervisor::Supervisor;
 
 /// How often `leader-churn` asks who leads while it waits for the next leader.
 const CHURN_POLL: Duration = Duration::from_millis(50);
+
+/// How often `crash-restart-voter` asks the nodes where they stand: well within the window
+/// between a vote and the new leader's first entry (twice the added link latency).
+const VOTER_POLL: Duration = Duration::from_millis(5);
 
 /// The system under test, as far as the nemesis needs to know it: who leads right now.
 ///
@@ -52,6 +59,25 @@ pub trait Primary {
     /// The node (0-based) the system under test names as its leader or primary right now, `None`
     /// when it names none or cannot be asked.
     fn primary(&self) -> impl Future<Output = Option<usize>> + Send;
+
+    /// What node `node` (0-based) says of its term and leader right now, for the faults timed on
+    /// an election (`crash-restart-voter`); `None` when it cannot be asked. A system that cannot
+    /// say keeps this default, and those faults then only cut and slow links.
+    fn view(&self, node: usize) -> impl Future<Output = Option<NodeView>> + Send {
+        let _ = node;
+        async { None }
+    }
+}
+
+/// Where one node stands in the elections, in its own words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeView {
+    /// Its term (or epoch).
+    pub term: u64,
+    /// It is a plain follower (neither leading nor campaigning).
+    pub follower: bool,
+    /// It knows a leader of its term.
+    pub knows_leader: bool,
 }
 
 impl<F, Fut> Primary for F
@@ -389,6 +415,9 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
             FaultPlan::CrashRestartElection { .. } => {
                 self.crash_election(index, plan, leader, end).await
             }
+            FaultPlan::CrashRestartVoter { delay_ms, .. } => {
+                self.crash_voter(index, plan, leader, *delay_ms, end).await
+            }
             FaultPlan::LoseUnsynced { node } => {
                 self.disk_fault(index, plan, *node, DiskAction::LoseUnsynced)
                     .await
@@ -635,6 +664,99 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                 }
             }
         }
+        self.close(interval);
+    }
+
+    /// `crash-restart-voter`: cuts the old leader off and slows every other link, watches the
+    /// others, and crash-restarts each one the moment it follows a higher term without knowing
+    /// its leader (it has just voted, and the new leader's first entry is still on the slow
+    /// link); then lets the old leader reach the restarted nodes, and only them. A correct node
+    /// remembers its vote and refuses the old leader; one that forgot it elects a second leader
+    /// of the same term. Everything heals at the end.
+    async fn crash_voter(
+        &mut self,
+        index: usize,
+        plan: &FaultPlan,
+        leader: Option<usize>,
+        delay_ms: u64,
+        end: Instant,
+    ) {
+        let kind = plan.kind();
+        let nodes = self.nodes();
+        let (old, description) = resolve_leader(plan, nodes, leader);
+        let others: Vec<usize> = (0..nodes).filter(|&n| n != old).collect();
+        let mut term_before = 0;
+        for &node in &others {
+            if let Some(view) = self.targets.primary.view(node).await {
+                term_before = term_before.max(view.term);
+            }
+        }
+        let slow = LinkFault::Delay {
+            latency: Duration::from_millis(delay_ms),
+            jitter: Duration::ZERO,
+        };
+        let network = self.targets.network;
+        let links: Vec<(usize, usize)> = network.links().map(|(f, t, _)| (f, t)).collect();
+        for &(from, to) in &links {
+            let fault = if from == old || to == old {
+                LinkFault::Blackhole
+            } else {
+                slow
+            };
+            if let Err(e) = network.set_link(from, to, fault) {
+                network.heal_all();
+                return self.fail(index, kind, &description, &e);
+            }
+        }
+        let mut interval = self.open(index, kind, description, vec![old]);
+        let mut crashed: Vec<usize> = Vec::new();
+        while self
+            .sleep_until((Instant::now() + VOTER_POLL).min(end))
+            .await
+            && Instant::now() < end
+        {
+            for &node in &others {
+                if crashed.contains(&node) {
+                    continue;
+                }
+                let voted = match self.targets.primary.view(node).await {
+                    Some(view) => view.term > term_before && view.follower && !view.knows_leader,
+                    None => false,
+                };
+                if !voted || Instant::now() >= end {
+                    continue;
+                }
+                let killed = {
+                    let mut supervisor = self.targets.supervisor.lock().await;
+                    kill(&mut supervisor, &[node]).await
+                };
+                match killed {
+                    Ok(hit) if !hit.is_empty() => {
+                        crashed.push(node);
+                        interval.nodes.push(node);
+                        self.crash_disks(&mut interval, &[node]);
+                        self.start(index, kind, &interval.description.clone(), node)
+                            .await;
+                        // The old leader may now reach the restarted voters, and only them.
+                        let back = [(old, node), (node, old)];
+                        if let Err(e) = network.set_links(&back, LinkFault::Heal) {
+                            self.fail(index, kind, &interval.description.clone(), &e);
+                        }
+                        let step = format!(
+                            "crash-restart voter {} (voted in a term above {term_before}, no \
+                             leader heard yet); {} reconnected to it",
+                            node_name(node),
+                            node_name(old)
+                        );
+                        self.step(&mut interval, step);
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.fail(index, kind, &interval.description.clone(), &e),
+                }
+            }
+        }
+        // Nodes crashed here are running again (started at once); links heal now.
+        network.heal_all();
         self.close(interval);
     }
 

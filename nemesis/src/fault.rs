@@ -79,6 +79,13 @@ pub enum FaultKind {
     /// crash-restart voters one after the other, so a node that forgot its vote across a restart
     /// gets the chance to vote twice in one term.
     CrashRestartElection,
+    /// `crash-restart-voter`: cut the leader off and slow the links among the others, so the
+    /// election that follows and the new leader's first entries travel slowly; crash-restart each
+    /// node the moment it has voted in the new term but heard from no leader yet, then reconnect
+    /// the old leader to those nodes only (it stays cut off from the rest). A node that forgot its
+    /// vote across the restart then votes for the old leader in the same term: two leaders in one
+    /// term, each committing through the same node.
+    CrashRestartVoter,
     /// `leader-churn`: cut the leader off while clients still write to it, then each next leader a
     /// short while after it is elected, so followers hold divergent uncommitted suffixes of
     /// several terms; everything heals at the end.
@@ -105,7 +112,7 @@ pub enum FaultKind {
 
 /// Every fault kind, in vocabulary order, those that need a [`crate::DiskControl`] included (the
 /// name `all` in a fault list leaves those out: see [`parse_fault_list`]).
-pub const ALL_KINDS: [FaultKind; 23] = [
+pub const ALL_KINDS: [FaultKind; 24] = [
     FaultKind::PartitionHalves,
     FaultKind::IsolateOne,
     FaultKind::IsolateLeader,
@@ -123,6 +130,7 @@ pub const ALL_KINDS: [FaultKind; 23] = [
     FaultKind::CrashRestartOne,
     FaultKind::CrashRestartLeader,
     FaultKind::CrashRestartElection,
+    FaultKind::CrashRestartVoter,
     FaultKind::LeaderChurn,
     FaultKind::LoseUnsynced,
     FaultKind::TornWrite,
@@ -229,6 +237,7 @@ impl FaultKind {
             FaultKind::CrashRestartOne => "crash-restart-one",
             FaultKind::CrashRestartLeader => "crash-restart-leader",
             FaultKind::CrashRestartElection => "crash-restart-election",
+            FaultKind::CrashRestartVoter => "crash-restart-voter",
             FaultKind::LeaderChurn => "leader-churn",
             FaultKind::LoseUnsynced => "lose-unsynced",
             FaultKind::PowerCut => "power-cut",
@@ -256,7 +265,8 @@ impl FaultKind {
             }
             FaultKind::CrashRestartOne
             | FaultKind::CrashRestartLeader
-            | FaultKind::CrashRestartElection => FaultFamily::Crash,
+            | FaultKind::CrashRestartElection
+            | FaultKind::CrashRestartVoter => FaultFamily::Crash,
             FaultKind::LeaderChurn => FaultFamily::Churn,
             FaultKind::LoseUnsynced
             | FaultKind::TornWrite
@@ -277,6 +287,7 @@ impl FaultKind {
                 | FaultKind::StallLeader
                 | FaultKind::CrashRestartLeader
                 | FaultKind::CrashRestartElection
+                | FaultKind::CrashRestartVoter
                 | FaultKind::LeaderChurn
         )
     }
@@ -300,6 +311,7 @@ impl FaultKind {
             | FaultKind::Bridge
             | FaultKind::KillMinority
             | FaultKind::CrashRestartElection
+            | FaultKind::CrashRestartVoter
             | FaultKind::LeaderChurn => 3,
             FaultKind::PartitionHalves
             | FaultKind::IsolateOne
@@ -392,6 +404,11 @@ pub struct FaultOptions {
     /// the fault, in milliseconds (at most half the window): longer than check-quorum takes to
     /// depose it (two election timeouts), so it is no longer leader when it rejoins.
     pub stall_cut_off_ms: u64,
+    /// Latency `crash-restart-voter` adds to each link among the nodes other than the old leader,
+    /// in milliseconds: a vote and the new leader's first entry are then `2 x` this apart, the
+    /// window in which a voter is crashed. Below half the election timeout (150 ms), so the
+    /// election still completes.
+    pub voter_delay_ms: u64,
 }
 
 impl Default for FaultOptions {
@@ -405,6 +422,7 @@ impl Default for FaultOptions {
             election_window_ms: 600,
             churn_dwell_ms: 400,
             stall_cut_off_ms: 500,
+            voter_delay_ms: 40,
         }
     }
 }
@@ -466,6 +484,10 @@ pub enum FaultPlan {
         voters: Vec<usize>,
         crashes: Vec<VoterCrash>,
     },
+    /// Cut the leader (`fallback` when unknown) off and delay every other link by `delay_ms`;
+    /// crash-restart each node seen voting in the new term before it heard from a leader, and
+    /// reconnect the old leader to those nodes; heal at the end.
+    CrashRestartVoter { fallback: usize, delay_ms: u64 },
     /// Cut the leader (`fallback` when unknown) off, then each next leader `dwell_ms` after it
     /// appears, keeping at most a minority cut off (the longest cut off rejoins); heal at the end.
     LeaderChurn { fallback: usize, dwell_ms: u64 },
@@ -607,6 +629,10 @@ impl FaultPlan {
                     crashes,
                 }
             }
+            FaultKind::CrashRestartVoter => FaultPlan::CrashRestartVoter {
+                fallback: one,
+                delay_ms: options.voter_delay_ms,
+            },
             FaultKind::LeaderChurn => FaultPlan::LeaderChurn {
                 fallback: one,
                 dwell_ms: options.churn_dwell_ms,
@@ -646,6 +672,7 @@ impl FaultPlan {
             FaultPlan::CrashRestartOne { .. } => FaultKind::CrashRestartOne,
             FaultPlan::CrashRestartLeader { .. } => FaultKind::CrashRestartLeader,
             FaultPlan::CrashRestartElection { .. } => FaultKind::CrashRestartElection,
+            FaultPlan::CrashRestartVoter { .. } => FaultKind::CrashRestartVoter,
             FaultPlan::LeaderChurn { .. } => FaultKind::LeaderChurn,
             FaultPlan::LoseUnsynced { .. } => FaultKind::LoseUnsynced,
             FaultPlan::PowerCut => FaultKind::PowerCut,
@@ -664,6 +691,7 @@ impl FaultPlan {
             | FaultPlan::StallLeader { fallback, .. }
             | FaultPlan::CrashRestartLeader { fallback, .. }
             | FaultPlan::CrashRestartElection { fallback, .. }
+            | FaultPlan::CrashRestartVoter { fallback, .. }
             | FaultPlan::LeaderChurn { fallback, .. } => Some(*fallback),
             _ => None,
         }
@@ -754,6 +782,11 @@ impl FaultPlan {
                 "crash-restart leader {} (down {down_ms} ms), then {} voters during the election",
                 leader_name(*fallback),
                 crashes.len()
+            ),
+            FaultPlan::CrashRestartVoter { fallback, delay_ms } => format!(
+                "isolate leader {}, slow the other links {delay_ms} ms, crash-restart each node \
+                 that votes before it hears of a leader",
+                leader_name(*fallback)
             ),
             FaultPlan::LeaderChurn { fallback, dwell_ms } => format!(
                 "leader churn from {} (each next leader cut off {dwell_ms} ms after it appears)",
@@ -864,10 +897,11 @@ mod tests {
                 FaultKind::CrashRestartOne,
                 FaultKind::CrashRestartLeader,
                 FaultKind::CrashRestartElection,
+                FaultKind::CrashRestartVoter,
                 FaultKind::LeaderChurn,
             ]
         );
-        assert!(known_names().contains("crash-restart-election, leader-churn"));
+        assert!(known_names().contains("crash-restart-election, crash-restart-voter, leader-churn"));
     }
 
     #[test]

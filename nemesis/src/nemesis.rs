@@ -134,7 +134,11 @@ pub async fn apply(
     network: &Network,
     leader: Option<usize>,
 ) -> Result<ActiveFault, NemesisError> {
-    if matches!(plan, FaultPlan::CrashRestartElection { .. }) || plan.kind().requires().is_some() {
+    if matches!(
+        plan,
+        FaultPlan::CrashRestartElection { .. } | FaultPlan::CrashRestartVoter { .. }
+    ) || plan.kind().requires().is_some()
+    {
         return Err(NemesisError::NeedsScheduleDriver(plan.kind().name()));
     }
     let nodes = network.len().max(supervisor.len());
@@ -202,6 +206,7 @@ pub async fn apply(
             | FaultPlan::LeaderChurn { .. }
             | FaultPlan::StallLeader { .. }
             | FaultPlan::CrashRestartElection { .. }
+            | FaultPlan::CrashRestartVoter { .. }
             | FaultPlan::LoseUnsynced { .. }
             | FaultPlan::PowerCut
             | FaultPlan::TornWrite { .. }

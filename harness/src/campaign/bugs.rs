@@ -124,10 +124,15 @@ pub const PLANTED_BUGS: &[PlantedBug] = &[
     PlantedBug {
         name: "forget-vote",
         rule: "term and vote are persisted before a vote is answered",
-        workload: "append",
-        nemesis: "kill-minority,isolate-leader",
-        args: &["--nodes", "5", "--keys", "16", "--nemesis-interval", "1s"],
-        why: "a voter must be killed and restarted inside one contested election, giving two leaders in a term",
+        workload: "kv",
+        // A forgotten vote matters only if the node is asked again in the same term before it
+        // hears of the leader it elected: crash-restart-voter isolates the leader, slows the
+        // others' links so a vote and the new leader's first entry are apart, crashes the voter
+        // in that gap and lets the old leader (a term behind) reach it alone. Two-second faults
+        // leave room for the 500-1000 ms election timeouts of the matrix.
+        nemesis: "crash-restart-voter",
+        args: &["--nemesis-interval", "2s"],
+        why: "a voter crash-restarted between its vote and the new leader's first entry forgets the vote and elects the old leader in the same term: two leaders commit through it",
     },
     PlantedBug {
         name: "commit-old-term",

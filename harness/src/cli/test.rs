@@ -74,6 +74,11 @@ pub struct TestArgs {
     /// off.
     #[arg(long, default_value = "400ms", value_parser = parse_duration)]
     pub churn_dwell: Duration,
+    /// Latency `crash-restart-voter` adds to each link among the nodes other than the old
+    /// leader: a vote and the new leader's first entry are then twice this apart, the window in
+    /// which the voter is crashed. Keep it under half the node's election timeout.
+    #[arg(long, default_value = "40ms", value_parser = parse_duration)]
+    pub voter_delay: Duration,
     /// Seed of every random choice (workload and faults); random when absent.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -416,6 +421,7 @@ fn fault_options(args: &TestArgs) -> riptide_nemesis::FaultOptions {
         election_crashes: args.election_crashes,
         election_window_ms: args.election_window.as_millis() as u64,
         churn_dwell_ms: args.churn_dwell.as_millis() as u64,
+        voter_delay_ms: args.voter_delay.as_millis() as u64,
         ..riptide_nemesis::FaultOptions::default()
     }
 }

@@ -273,6 +273,16 @@ impl Cluster {
             .map(|(_, i)| i)
     }
 
+    /// What node `i` says of its term and leader, for the faults timed on an election.
+    pub async fn view_of(&self, i: usize) -> Option<riptide_nemesis::NodeView> {
+        let state = self.state_of(i).await?;
+        Some(riptide_nemesis::NodeView {
+            term: state.term,
+            follower: state.role == "follower",
+            knows_leader: state.leader.is_some(),
+        })
+    }
+
     /// Waits until some node leads; `None` when none did before `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<usize> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -377,6 +387,20 @@ impl Cluster {
             .await
             .shutdown(Duration::from_secs(5))
             .await;
+    }
+}
+
+/// The nemesis asks the cluster who leads and where each node stands.
+impl riptide_nemesis::Primary for Cluster {
+    fn primary(&self) -> impl std::future::Future<Output = Option<usize>> + Send {
+        self.leader()
+    }
+
+    fn view(
+        &self,
+        node: usize,
+    ) -> impl std::future::Future<Output = Option<riptide_nemesis::NodeView>> + Send {
+        self.view_of(node)
     }
 }
 

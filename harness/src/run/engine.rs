@@ -362,14 +362,10 @@ async fn play_nemesis(
     t0: Instant,
     mut stop: watch::Receiver<bool>,
 ) -> NemesisReport {
-    let primary = || {
-        let cluster = cluster.clone();
-        async move { cluster.leader().await }
-    };
     let targets = Targets {
         supervisor: &cluster.supervisor,
         network: &cluster.network,
-        primary: &primary,
+        primary: &*cluster,
         disk: cluster
             .disks
             .as_ref()
