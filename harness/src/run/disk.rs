@@ -122,12 +122,17 @@ impl DiskControl for NodeDisks {
     fn lose_unsynced(&self, node: usize) -> Result<DiskEffect, DiskError> {
         let report = self.with_mount(node, FaultFs::lose_unsynced)?;
         let files: Vec<PathBuf> = report.files.iter().map(|f| f.path.clone()).collect();
-        Ok(DiskEffect {
-            detail: format!(
+        let detail = if files.is_empty() {
+            "no unsynced writes to drop".to_string()
+        } else {
+            format!(
                 "dropped {} unsynced bytes of {}",
                 report.bytes,
                 names(&files)
-            ),
+            )
+        };
+        Ok(DiskEffect {
+            detail,
             files,
             bytes: report.bytes,
         })
