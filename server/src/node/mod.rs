@@ -208,6 +208,7 @@ pub async fn run(
     let snapshot_policy = applier::spawn_snapshot_writer(
         options.id,
         options.snapshot_entries,
+        storage.fs(),
         storage.snapshot_path().to_path_buf(),
         snapshot_file.clone(),
         written_tx,
