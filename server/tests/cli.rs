@@ -89,6 +89,58 @@ fn an_unusable_data_dir_is_reported_by_path() {
     assert!(stderr.contains(&data_dir.display().to_string()), "{stderr}");
 }
 
+/// A node whose `snapshot.bin` cannot give back its state refuses to start, and says which
+/// file and what is wrong with it: a broken file (its checksum fails), or a sound file whose
+/// state machine image does not decode or is of a format this build does not read.
+#[test]
+fn a_snapshot_that_cannot_be_restored_stops_the_node_naming_the_file_and_the_fault() {
+    use riptide_server::kv::{KvStore, SNAPSHOT_FORMAT};
+    use riptide_server::raft::{Snapshot, SnapshotMeta};
+    use riptide_server::storage::{Storage, SNAPSHOT_FILE};
+    let mut future_format = KvStore::new().snapshot();
+    future_format[0] = SNAPSHOT_FORMAT + 1;
+    let mut garbage = vec![SNAPSHOT_FORMAT];
+    garbage.extend_from_slice(&[0xff; 12]);
+    let cases: [(&str, Vec<u8>, bool); 3] = [
+        ("checksum mismatch", KvStore::new().snapshot(), true),
+        ("not a valid KV snapshot", garbage, false),
+        ("is not supported", future_format, false),
+    ];
+    for (fault, data, flip_a_byte) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut storage, _) = Storage::open(dir.path()).unwrap();
+        let snapshot = Snapshot {
+            meta: SnapshotMeta { index: 3, term: 1 },
+            data,
+        };
+        storage.save_snapshot(&snapshot).unwrap();
+        drop(storage);
+        let path = dir.path().join(SNAPSHOT_FILE);
+        if flip_a_byte {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0x10;
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let (code, stderr) = run(server()
+            .args(["--id", "1", "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen-client", &format!("127.0.0.1:{}", free_port())])
+            .args(["--listen-peer", &format!("127.0.0.1:{}", free_port())]));
+        assert_eq!(code, Some(1), "{fault}: {stderr}");
+        let error = stderr
+            .lines()
+            .find(|line| line.starts_with("riptide-server: error:"))
+            .unwrap_or_else(|| panic!("{fault}: no error line in {stderr}"));
+        assert!(
+            error.contains(&path.display().to_string()),
+            "{fault}: the error does not name {}: {error}",
+            path.display()
+        );
+        assert!(error.contains(fault), "{fault}: {error}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_a_node_cleanly_and_it_restarts_with_its_data() {
     let mut cluster = Cluster::new(1);

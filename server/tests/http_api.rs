@@ -143,6 +143,8 @@ async fn single_node_serves_every_operation_with_the_documented_answers() {
     assert!(metrics.contains("riptide_is_leader 1"), "{metrics}");
 }
 
+/// Every bad request is refused on a node that leads and could propose it: its log stays
+/// where it was, and one good write afterwards moves it by exactly one entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_json_and_changes_nothing() {
     let mut cluster = Cluster::new(1);
@@ -157,6 +159,8 @@ async fn bad_input_is_refused_with_json_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(put.status(), StatusCode::OK);
+    let leading = cluster.status(1).await.unwrap();
+    assert_eq!(leading["role"], "leader", "{leading}");
     let before = last_index(&cluster).await;
 
     let long_key = "k".repeat(1025);
@@ -236,13 +240,24 @@ async fn bad_input_is_refused_with_json_and_changes_nothing() {
         assert_json_error(response, status).await;
     }
 
+    let after = cluster.status(1).await.unwrap();
+    assert_eq!(after["role"], "leader", "{after}");
+    assert_eq!(after["term"], leading["term"], "{after}");
     assert_eq!(
-        last_index(&cluster).await,
-        before,
-        "bad input reached the log"
+        after["last_index"], before,
+        "bad input reached the log: {after}"
     );
     let get = http.get(format!("{url}/kv/k")).send().await.unwrap();
     assert_eq!(get.text().await.unwrap(), "original");
+    // The same leader still proposes what is valid: the count above could have moved.
+    let put = http
+        .put(format!("{url}/kv/k"))
+        .body("changed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    assert_eq!(last_index(&cluster).await, before + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

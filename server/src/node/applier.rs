@@ -34,8 +34,9 @@
 //! Once `--snapshot-entries` entries were applied since the last snapshot, the applier clones
 //! the store at its applied index (labelled with the term of the entry it applied there, so no
 //! question to the core) and a writer thread serialises the copy and makes it durable
-//! (`snapshot.bin`: write, fsync, rename, fsync the directory), then hands it to the loop,
-//! which calls [`RaftNode::compact`](crate::raft::RaftNode::compact) and drops the WAL prefix.
+//! (`snapshot.bin`: write, fsync, rename, fsync the directory, through the storage's file
+//! system seam, so tests crash it between any two calls), then hands it to the loop, which
+//! calls [`RaftNode::compact`](crate::raft::RaftNode::compact) and drops the WAL prefix.
 //! One snapshot is in flight at a time. The snapshot file is shared with the loop, which
 //! installs a leader's snapshot into it: [`SnapshotFileLock`] makes the two writes exclusive
 //! and keeps the file from going backwards (a local snapshot older than an installed one is
@@ -55,6 +56,7 @@ use super::raft_loop::{ProposeOutcome, ReadOutcome};
 use super::NodeStatus;
 use crate::kv::{Applied, Command, KvStore};
 use crate::raft::{Entry, EntryPayload, LogIndex, Snapshot, SnapshotMeta, Term};
+use crate::storage::fs::Fs;
 use crate::storage::snapshot::write_atomically;
 use crate::storage::StorageError;
 
@@ -208,11 +210,13 @@ struct SnapshotJob {
     started: Instant,
 }
 
-/// Starts the thread that serialises snapshots and makes them durable at `path`, handing each
-/// to the Raft loop through `written`; it stops when the applier drops the policy.
+/// Starts the thread that serialises snapshots and makes them durable at `path` on `fs` (the
+/// storage's file system, [`Storage::fs`](crate::storage::Storage::fs)), handing each to the
+/// Raft loop through `written`; it stops when the applier drops the policy.
 pub fn spawn_snapshot_writer(
     node_id: u64,
     every: u64,
+    fs: Arc<dyn Fs>,
     path: PathBuf,
     file: Arc<SnapshotFileLock>,
     written: mpsc::UnboundedSender<Result<SnapshotWritten, StorageError>>,
@@ -234,8 +238,8 @@ pub fn spawn_snapshot_writer(
                     data: job.kv.snapshot(),
                 };
                 drop(job.kv);
-                let outcome =
-                    file.write_if_newer(job.meta.index, || write_atomically(&path, &snapshot));
+                let outcome = file
+                    .write_if_newer(job.meta.index, || write_atomically(&*fs, &path, &snapshot));
                 in_flight.store(false, Ordering::Release);
                 match outcome {
                     // A leader's newer snapshot is already in the file: this one is moot.
@@ -613,31 +617,48 @@ mod tests {
     use crate::kv::{Op, OpResult};
     use oneshot::error::TryRecvError;
 
-    /// An applier over an empty store, with its status and the snapshots it writes.
+    /// An applier, with its status and the snapshots it writes.
     struct Harness {
         applier: Applier,
         status: watch::Receiver<NodeStatus>,
         written: mpsc::UnboundedReceiver<Result<SnapshotWritten, StorageError>>,
         file: Arc<SnapshotFileLock>,
-        dir: tempfile::TempDir,
+        /// The data dir on the real disk (None for one on another file system).
+        dir: Option<tempfile::TempDir>,
     }
 
+    /// An applier over an empty store, writing its snapshots to a temporary directory.
     fn harness(snapshot_every: u64, bugs: crate::bugs::PlantedBugs) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let (status_tx, status) = watch::channel(NodeStatus::fresh_leader());
-        let file = SnapshotFileLock::new(0);
-        let (written_tx, written) = mpsc::unbounded_channel();
-        let policy = spawn_snapshot_writer(
-            1,
+        let path = dir.path().join("snapshot.bin");
+        let mut h = harness_on(
+            crate::storage::fs::StdFs::shared(),
+            path,
+            (KvStore::new(), SnapshotMeta::default()),
             snapshot_every,
-            dir.path().join("snapshot.bin"),
-            file.clone(),
-            written_tx,
-        )
-        .unwrap();
+            bugs,
+        );
+        h.dir = Some(dir);
+        h
+    }
+
+    /// An applier over `kv`, restored from the durable snapshot `meta`, writing its snapshots
+    /// to `path` on `fs`.
+    fn harness_on(
+        fs: Arc<dyn Fs>,
+        path: PathBuf,
+        (kv, meta): (KvStore, SnapshotMeta),
+        snapshot_every: u64,
+        bugs: crate::bugs::PlantedBugs,
+    ) -> Harness {
+        let (status_tx, status) = watch::channel(NodeStatus::fresh_leader());
+        let file = SnapshotFileLock::new(meta.index);
+        let (written_tx, written) = mpsc::unbounded_channel();
+        let policy =
+            spawn_snapshot_writer(1, snapshot_every, fs, path, file.clone(), written_tx).unwrap();
         let applier = Applier::new(
-            KvStore::new(),
-            0,
+            kv,
+            meta.term,
             Arc::new(status_tx),
             Arc::new(Metrics::default()),
             policy,
@@ -648,7 +669,7 @@ mod tests {
             status,
             written,
             file,
-            dir,
+            dir: None,
         }
     }
 
@@ -901,7 +922,8 @@ mod tests {
         let restored = KvStore::restore(&written.snapshot.data).unwrap();
         assert_eq!(restored.get("k"), Some("ab"));
         assert_eq!(h.file.durable_index(), 2);
-        let on_disk = std::fs::metadata(h.dir.path().join("snapshot.bin")).unwrap();
+        let dir = h.dir.as_ref().expect("on the real disk");
+        let on_disk = std::fs::metadata(dir.path().join("snapshot.bin")).unwrap();
         assert_eq!(on_disk.len(), written.file_bytes);
     }
 
@@ -927,5 +949,95 @@ mod tests {
         });
         assert!(matches!(failed, Some(Err(_))));
         assert_eq!(file.durable_index(), 11);
+    }
+
+    /// The snapshot writer's calls go through the storage's file system: a crash between any
+    /// two of them (the process dying or the power going) leaves a directory that opens, with
+    /// the old snapshot or the new one, each restoring to exactly the state it was taken at;
+    /// and a snapshot the writer reported durable is the one found.
+    #[test]
+    fn a_crash_at_any_step_of_the_snapshot_writer_restarts_from_the_old_or_the_new_snapshot() {
+        use crate::raft::HardState;
+        use crate::storage::memfs::{Crash, MemFs};
+        use crate::storage::{wal::WalBugs, Storage};
+        use rand::SeedableRng;
+        let dir = std::path::Path::new("/data");
+        let commands: Vec<Command> = (1..=4).map(|i| append("k", &i.to_string())).collect();
+        let entries: Vec<Entry> = (1..=4)
+            .map(|i| entry(i, 1, &commands[i as usize - 1]))
+            .collect();
+        let state_at = |index: LogIndex| {
+            let mut kv = KvStore::new();
+            for i in 1..=index {
+                kv.apply(i, &commands[i as usize - 1]);
+            }
+            kv
+        };
+        let (mut old_found, mut new_found, mut finished) = (0, 0, 0);
+        for crash_after in 0..8 {
+            for kind in [Crash::Process, Crash::PowerLoss] {
+                let disk = MemFs::with_sector(16);
+                let open = || Storage::open_on(Arc::new(disk.clone()), dir, WalBugs::default());
+                let (mut storage, _) = open().unwrap();
+                let hard_state = HardState {
+                    term: 1,
+                    voted_for: Some(1),
+                    commit: 4,
+                };
+                storage.persist(Some(&hard_state), &entries).unwrap();
+                let old = Snapshot {
+                    meta: SnapshotMeta { index: 2, term: 1 },
+                    data: state_at(2).snapshot(),
+                };
+                storage.save_snapshot(&old).unwrap();
+                let mut h = harness_on(
+                    storage.fs(),
+                    storage.snapshot_path().to_path_buf(),
+                    (state_at(2), old.meta),
+                    2,
+                    Default::default(),
+                );
+                // Applying 3..=4 starts a snapshot at 4; the disk dies after `crash_after`
+                // changing calls of writing it.
+                disk.arm_crash(crash_after);
+                round(&mut h, vec![ApplierInput::Committed(entries[2..].to_vec())]);
+                let written = h.written.blocking_recv().expect("the writer answers");
+                let crashed = disk.crashed();
+                drop(h);
+                drop(storage);
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(crash_after);
+                disk.crash(kind, &mut rng);
+                let what = format!("crash after {crash_after} calls ({kind:?})");
+                let (_, durable) =
+                    open().unwrap_or_else(|e| panic!("{what}: a good directory refused: {e}"));
+                let snapshot = durable.snapshot.expect("the old snapshot at least");
+                let kv = super::super::raft_loop::restore_kv(&snapshot)
+                    .unwrap_or_else(|e| panic!("{what}: a broken snapshot: {e}"));
+                match snapshot.meta.index {
+                    2 => old_found += 1,
+                    4 => new_found += 1,
+                    other => panic!("{what}: a snapshot at {other}"),
+                }
+                assert_eq!(kv, state_at(snapshot.meta.index), "{what}");
+                assert_eq!(
+                    durable.log,
+                    entries[snapshot.meta.index as usize..],
+                    "{what}: the log continues the snapshot"
+                );
+                if written.is_ok() {
+                    assert_eq!(snapshot.meta.index, 4, "{what}: a durable snapshot lost");
+                }
+                if !crashed {
+                    assert!(written.is_ok(), "{what}: {:?}", written.err());
+                    finished += 1;
+                }
+            }
+        }
+        // Crashes before the rename give the old snapshot, after it (or a finished write)
+        // the new one.
+        assert!(
+            old_found > 0 && new_found > 0 && finished > 0,
+            "old {old_found}, new {new_found}, finished {finished}"
+        );
     }
 }

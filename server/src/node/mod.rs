@@ -15,7 +15,8 @@
 //!
 //! On start the state machine is restored from the data dir's snapshot, if there is one, and
 //! the core restarts with `Config::applied` at the snapshot's index, so only the log suffix
-//! is applied again. While running, the applier snapshots every `--snapshot-entries` applied
+//! is applied again (a snapshot that cannot be restored stops the start, naming
+//! `snapshot.bin` and what is wrong with it). While running, the applier snapshots every `--snapshot-entries` applied
 //! entries and the loop then compacts the log (see [`applier`] and [`raft_loop`]).
 
 pub mod applier;
@@ -86,6 +87,15 @@ pub enum NodeError {
     Storage(#[from] StorageError),
     #[error("the raft loop failed")]
     Loop(#[from] LoopError),
+    /// The snapshot file passed its own checks, but the state machine cannot be restored from
+    /// it (a format this build does not read, or data that does not decode): the node does
+    /// not start rather than start from some other state.
+    #[error("cannot restore the state machine from {path}")]
+    Snapshot {
+        path: PathBuf,
+        #[source]
+        source: LoopError,
+    },
     #[error("cannot start the raft thread")]
     Thread(#[source] std::io::Error),
     #[error("HTTP server failed")]
@@ -144,7 +154,12 @@ pub async fn run(
     );
     // The state machine starts from the snapshot; the core delivers the entries after it.
     let mut kv = match &durable.snapshot {
-        Some(snapshot) => raft_loop::restore_kv(snapshot)?,
+        Some(snapshot) => {
+            raft_loop::restore_kv(snapshot).map_err(|source| NodeError::Snapshot {
+                path: storage.snapshot_path().to_path_buf(),
+                source,
+            })?
+        }
         None => crate::kv::KvStore::new(),
     };
     kv.set_max_sessions(options.max_sessions);
@@ -208,6 +223,7 @@ pub async fn run(
     let snapshot_policy = applier::spawn_snapshot_writer(
         options.id,
         options.snapshot_entries,
+        storage.fs(),
         storage.snapshot_path().to_path_buf(),
         snapshot_file.clone(),
         written_tx,

@@ -250,7 +250,7 @@ impl Storage {
         self.snapshot.save(snapshot)
     }
 
-    /// Where [`snapshot::write_atomically_on`] must write a snapshot taken off the storage's
+    /// Where [`snapshot::write_atomically`] must write a snapshot taken off the storage's
     /// thread; report it with [`Storage::snapshot_saved`] once durable.
     pub fn snapshot_path(&self) -> &Path {
         self.snapshot.path()
@@ -262,7 +262,7 @@ impl Storage {
     }
 
     /// A snapshot of `bytes` bytes was made durable at [`Storage::snapshot_path`] by
-    /// [`snapshot::write_atomically`] on another thread.
+    /// [`snapshot::write_atomically`] on another thread (on [`Storage::fs`]).
     pub fn snapshot_saved(&mut self, meta: SnapshotMeta, bytes: u64) -> Result<(), StorageError> {
         self.check_snapshot_moves_forward(meta)?;
         self.snapshot.note_saved(meta, bytes);
@@ -634,10 +634,12 @@ mod tests {
     fn snapshot_written_off_the_storage_thread_counts_once_reported() {
         let (dir, mut s) = dir_with_log(10);
         let path = s.snapshot_path().to_path_buf();
-        let bytes =
-            std::thread::spawn(move || snapshot::write_atomically(&path, &snapshot(8, 1)).unwrap())
-                .join()
-                .unwrap();
+        let fs = s.fs();
+        let bytes = std::thread::spawn(move || {
+            snapshot::write_atomically(&*fs, &path, &snapshot(8, 1)).unwrap()
+        })
+        .join()
+        .unwrap();
         // Not reported yet: compaction is refused, the snapshot is not known.
         assert!(s.compact_log(8).is_err());
         s.snapshot_saved(SnapshotMeta { index: 8, term: 1 }, bytes)

@@ -96,7 +96,7 @@ impl SnapshotFile {
 
     /// Makes `snapshot` the durable snapshot, atomically (see the module docs).
     pub fn save(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
-        let bytes = write_atomically_on(&*self.fs, &self.path, snapshot)?;
+        let bytes = write_atomically(&*self.fs, &self.path, snapshot)?;
         self.note_saved(snapshot.meta, bytes);
         Ok(())
     }
@@ -135,15 +135,12 @@ impl SnapshotFile {
     }
 }
 
-/// Writes `snapshot` to `path` atomically (tmp, write, fsync, rename, fsync the directory) and
-/// returns the file's size. Needs no [`SnapshotFile`], so it can run off the thread that owns
-/// the storage; only one write to a path may be in flight at a time (they share the `.tmp`).
-pub fn write_atomically(path: &Path, snapshot: &Snapshot) -> Result<u64, StorageError> {
-    write_atomically_on(&StdFs, path, snapshot)
-}
-
-/// [`write_atomically`] on the file system `fs`.
-pub fn write_atomically_on(
+/// Writes `snapshot` to `path` on the file system `fs` atomically (tmp, write, fsync, rename,
+/// fsync the directory) and returns the file's size. Needs no [`SnapshotFile`], so it can run
+/// off the thread that owns the storage (give it [`Storage::fs`](super::Storage::fs), so the
+/// write goes through the same seam as the rest of the directory); only one write to a path
+/// may be in flight at a time (they share the `.tmp`).
+pub fn write_atomically(
     fs: &dyn Fs,
     path: &Path,
     snapshot: &Snapshot,
