@@ -31,6 +31,7 @@ mod keyset;
 mod model;
 pub mod models;
 mod search;
+pub mod shrink;
 mod value;
 
 pub use check::{
@@ -43,6 +44,7 @@ pub use html::{esc as escape_html, render_html};
 pub use independent::{looks_independent, split_independent};
 pub use model::{Model, PreparedOp};
 pub use models::BuiltinModel;
+pub use shrink::{ddmin, shrink, ShrinkError, Shrunk};
 pub use value::ExactValue;
 
 /// The formats a history file can be in.

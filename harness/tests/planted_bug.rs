@@ -1,6 +1,7 @@
 //! The harness's ability to see a bug must not silently break: a short run against the real
-//! node with a planted bug (`riptide-server --unsafe --bug stale-follower-reads`) must end
-//! `not linearizable` (exit 1).
+//! node with a planted bug (`riptide-server --unsafe --bug stale-follower-reads`, and each of
+//! the others the default `riptide test` finds, beside no-fsync in disk_faults.rs) must end
+//! `not linearizable` (exit 1), with a `minimal.jsonl` a few operations long that fails alone.
 //!
 //! Why this bug: followers that answer reads from their own state are caught within seconds
 //! when reads are spread over every node (`--read-from any`) and a follower is cut off
@@ -19,7 +20,7 @@ use common::{run_riptide, server_bin};
 
 #[test]
 fn a_planted_stale_read_bug_is_found_as_not_linearizable() {
-    common::not_linearizable_within_seeds(
+    let found = common::not_linearizable_within_seeds(
         "stale-follower-reads under isolate-one",
         &[
             "--workload",
@@ -41,6 +42,22 @@ fn a_planted_stale_read_bug_is_found_as_not_linearizable() {
         Duration::from_secs(120),
         &|_| {},
     );
+    // `riptide shrink` writes it again on its own, and redraws the report with it.
+    let run = found.store.path().join("latest");
+    std::fs::remove_file(run.join("minimal.jsonl")).unwrap();
+    let out = run_riptide(
+        &["shrink", run.to_str().unwrap(), "--budget", "20s"],
+        &[],
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.trim_end().ends_with("minimal.jsonl"), "{stdout}");
+    assert!(stderr.contains("minimal history: "), "{stderr}");
+    common::assert_minimal_history(&run, "riptide shrink");
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(report.contains("Minimal failing history"));
 }
 
 /// `stall-leader` wakes a leader that was paused and cut off while the others elected a new one
@@ -117,6 +134,65 @@ fn a_voter_crashed_before_the_new_leaders_first_entry_exposes_a_forgotten_vote()
     );
 }
 
+/// A leader that acknowledges writes before they are committed loses them when it is cut off
+/// or killed at once: a later read misses an acknowledged write.
+#[test]
+fn writes_acknowledged_before_commit_are_lost_when_the_leader_goes() {
+    common::not_linearizable_within_seeds(
+        "ack-before-commit under isolate-leader,kill-leader",
+        &[
+            "--nemesis",
+            "isolate-leader,kill-leader",
+            "--nemesis-interval",
+            "2s",
+            "--time-limit",
+            "8s",
+            "--node-arg=--unsafe",
+            "--node-arg=--bug=ack-before-commit",
+        ],
+        &["1", "2", "3"],
+        Duration::from_secs(120),
+        &|_| {},
+    );
+}
+
+/// A node that applies a retried write again (no exactly-once sessions) shows a piece twice in
+/// an append's value once writes in flight at a leader's pause or kill are retried.
+#[test]
+fn retried_appends_are_applied_twice_without_deduplication() {
+    let found = common::not_linearizable_within_seeds(
+        "no-dedup under pause-leader,kill-leader",
+        &[
+            "--workload",
+            "append",
+            "--keys",
+            "64",
+            "--concurrency",
+            "10",
+            "--rate",
+            "0",
+            "--nemesis",
+            "pause-leader,kill-leader",
+            "--nemesis-interval",
+            "1s",
+            "--time-limit",
+            "6s",
+            "--node-arg=--unsafe",
+            "--node-arg=--bug=no-dedup",
+        ],
+        &["1", "2", "3"],
+        Duration::from_secs(120),
+        &|_| {},
+    );
+    // The report draws the minimal history first.
+    let report = std::fs::read_to_string(found.store.path().join("latest/report.html")).unwrap();
+    let minimal = report
+        .find("Minimal failing history")
+        .expect("a minimal section");
+    let counterexample = report.find("<h2>Counterexample").expect("a counterexample");
+    assert!(minimal < counterexample);
+}
+
 #[test]
 fn a_node_refuses_a_planted_bug_without_unsafe() {
     let server = server_bin();
@@ -176,6 +252,17 @@ fn a_correct_node_passes_stalled_leaders_killed_majorities_and_crashed_voters() 
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert_eq!(stdout, "linearizable");
+    // Nothing to shrink in a passing run, and `riptide shrink` says so.
+    let run = store.path().join("latest");
+    assert!(!run.join("minimal.jsonl").exists());
+    let out = run_riptide(
+        &["shrink", run.to_str().unwrap()],
+        &[],
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("no failing key"), "{stderr}");
     let history = std::fs::read_to_string(store.path().join("latest/history.jsonl")).unwrap();
     for fault in [
         "stall leader n",

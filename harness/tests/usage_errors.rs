@@ -17,7 +17,7 @@ fn exit_code(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn an_unknown_flag_exits_3_for_every_subcommand() {
-    for sub in ["test", "check", "report", "serve", "campaign"] {
+    for sub in ["test", "check", "report", "shrink", "serve", "campaign"] {
         let (code, stderr) = exit_code(&[sub, "--nosuchflag"]);
         assert_eq!(code, 3, "riptide {sub} --nosuchflag: {stderr}");
         assert!(stderr.contains("--nosuchflag"), "{sub}: {stderr}");
@@ -49,4 +49,15 @@ fn help_and_version_exit_0() {
     assert_eq!(exit_code(&["--help"]).0, 0);
     assert_eq!(exit_code(&["--version"]).0, 0);
     assert_eq!(exit_code(&["test", "--help"]).0, 0);
+}
+
+#[test]
+fn shrinking_a_folder_that_is_not_a_run_exits_3_and_says_why() {
+    let (code, stderr) = exit_code(&["shrink", "/nonexistent/run"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("no such run folder"), "{stderr}");
+    let empty = tempfile::tempdir().unwrap();
+    let (code, stderr) = exit_code(&["shrink", empty.path().to_str().unwrap()]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("config.json"), "{stderr}");
 }

@@ -13,6 +13,7 @@ pub mod console;
 pub mod progress;
 pub mod report;
 pub mod serve;
+pub mod shrink;
 pub mod test;
 
 /// The exit code of bad input, a usage error and a run that failed.
@@ -36,6 +37,11 @@ enum Command {
     Check(check::CheckArgs),
     /// Check a stored run's history again and rewrite its results and report.
     Report(report::ReportArgs),
+    /// Write minimal.jsonl into a failing run's folder: the smallest piece of its failing key's
+    /// history that is still not linearizable; the report then draws it first.
+    ///
+    /// Exit codes: 0 written, 3 no failing key, no such run folder, or unreadable input.
+    Shrink(shrink::ShrinkArgs),
     /// Browse the store of results in a web browser.
     Serve(serve::ServeArgs),
     /// Run many tests over a matrix (workloads x nemeses x seeds, or a TOML file) with a time
@@ -63,6 +69,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Test(args) => test::run(*args),
         Command::Check(args) => check::run(args),
         Command::Report(args) => report::run(args),
+        Command::Shrink(args) => shrink::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Campaign(args) => campaign::run(*args),
     };

@@ -3,7 +3,7 @@
 //! by hand to see how the report draws a violation. What the run itself recorded (faults, node
 //! problems, run failures) is kept from the old `results.json`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -24,38 +24,49 @@ pub struct ReportArgs {
 
 /// Re-checks and re-renders; returns the exit code of the new verdict (3 for unreadable input).
 pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
-    let dir = &args.run_dir;
-    let config: RunConfig = match std::fs::read_to_string(dir.join(CONFIG_FILE))
-        .map_err(anyhow::Error::from)
-        .and_then(|t| serde_json::from_str(&t).map_err(anyhow::Error::from))
-    {
-        Ok(c) => c,
+    match recheck(&args.run_dir, None) {
+        Ok(results) => Ok(results.exit_code),
         Err(e) => {
-            eprintln!("cannot read {}/{CONFIG_FILE}: {e}", dir.display());
-            return Ok(3);
+            eprintln!("{e:#}");
+            Ok(3)
         }
-    };
-    let text = match std::fs::read_to_string(dir.join(HISTORY_FILE)) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("cannot read {}/{HISTORY_FILE}: {e}", dir.display());
-            return Ok(3);
-        }
-    };
+    }
+}
+
+/// The events of a run folder's `history.jsonl`.
+pub fn read_events(dir: &Path) -> anyhow::Result<Vec<Event>> {
+    let text = std::fs::read_to_string(dir.join(HISTORY_FILE))
+        .with_context(|| format!("cannot read {}/{HISTORY_FILE}", dir.display()))?;
     let mut events: Vec<Event> = Vec::new();
     for (n, line) in text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
-        match serde_json::from_str(line) {
-            Ok(e) => events.push(e),
-            Err(e) => {
-                eprintln!("{}/{HISTORY_FILE} line {}: {e}", dir.display(), n + 1);
-                return Ok(3);
-            }
-        }
+        let event = serde_json::from_str(line)
+            .with_context(|| format!("{}/{HISTORY_FILE} line {}", dir.display(), n + 1))?;
+        events.push(event);
     }
+    Ok(events)
+}
+
+/// The run's `config.json`.
+pub fn read_config(dir: &Path) -> anyhow::Result<RunConfig> {
+    std::fs::read_to_string(dir.join(CONFIG_FILE))
+        .map_err(anyhow::Error::from)
+        .and_then(|t| serde_json::from_str(&t).map_err(anyhow::Error::from))
+        .with_context(|| format!("cannot read {}/{CONFIG_FILE}", dir.display()))
+}
+
+/// Checks a stored run again and rewrites its results and report, printing the summary.
+/// `shrink_budget_ms` overrides the run's own budget for `minimal.jsonl` (0: keep the stored
+/// one).
+pub fn recheck(dir: &Path, shrink_budget_ms: Option<u64>) -> anyhow::Result<RunResults> {
+    let mut config = read_config(dir)?;
+    if let Some(budget) = shrink_budget_ms {
+        config.shrink_budget_ms = budget;
+    }
+    let events = read_events(dir)?;
     let old: Option<RunResults> = std::fs::read_to_string(dir.join(RESULTS_FILE))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
@@ -83,10 +94,12 @@ pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    let run_dir = RunDir { path: dir.clone() };
+    let run_dir = RunDir {
+        path: dir.to_path_buf(),
+    };
     let results = runtime.block_on(finish(&config, &mut collected, &run_dir, Instant::now()))?;
     print_summary(&results);
     outln!("{}", results.verdict.name());
     eprintln!("report: {}", dir.join(REPORT_FILE).display());
-    Ok(results.exit_code)
+    Ok(results)
 }

@@ -124,6 +124,10 @@ pub struct TestArgs {
     /// How long the checker may search before the verdict is `unknown`.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub check_timeout: Duration,
+    /// How long a failing run may spend shrinking its history to `minimal.jsonl` (the smallest
+    /// piece that is still not linearizable); 0 to skip.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub shrink_budget: Duration,
     /// No live progress display.
     #[arg(long)]
     pub quiet: bool,
@@ -400,6 +404,7 @@ pub fn make_config(
         attempt_timeout_ms: Some(args.attempt_timeout.as_millis() as u64),
         recovery_timeout_ms: args.recovery_timeout.as_millis() as u64,
         check_timeout_ms: args.check_timeout.as_millis() as u64,
+        shrink_budget_ms: args.shrink_budget.as_millis() as u64,
         server_bin,
         node_args: args.node_args.clone(),
         read_from: args.read_from,

@@ -15,6 +15,8 @@ use std::fmt::Write as _;
 use riptide_checker::history::{Event, EventType};
 
 use crate::run::ops::PairedOp;
+
+mod minimal;
 use crate::store::{CounterexampleView, FaultInterval, NodeProblem};
 
 /// Everything the report shows.
@@ -32,6 +34,8 @@ pub struct ReportInput<'a> {
     pub faults: &'a [FaultInterval],
     pub counterexample: Option<&'a CounterexampleView>,
     pub node_problems: &'a [NodeProblem],
+    /// The smallest piece of the history that still fails (`minimal.jsonl`), drawn first.
+    pub minimal: Option<&'a crate::run::minimal::MinimalHistory>,
     /// The checker's verdict per key: `(key, verdict, operations, milliseconds)`.
     pub partitions: Vec<(String, String, usize, f64)>,
     /// Total duration to draw (nanoseconds); at least the last event's time.
@@ -722,6 +726,9 @@ li.bad{{color:#8c1020;font-weight:bold}} pre{{background:#f6f6f6;padding:8px;ove
         ops.len() - count(EventType::Ok) - count(EventType::Fail),
         input.faults.len()
     );
+    if let Some(m) = input.minimal {
+        html.push_str(&minimal::section(m, input.faults, duration_ns));
+    }
     html.push_str("<h2>Parameters</h2><table>");
     for (k, v) in &input.parameters {
         let _ = write!(html, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
@@ -898,6 +905,7 @@ mod tests {
             faults: &faults,
             counterexample: Some(&cx),
             node_problems: &[],
+            minimal: None,
             partitions: vec![("k1".into(), "not linearizable".into(), 2, 0.1)],
             duration_ns: 60_000_000,
         });

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use riptide_checker::{BuiltinModel, CheckOptions, CheckResult, History, Verdict};
 
+use super::minimal::{self, MinimalHistory};
 use super::ops::RunHistory;
 use super::Recording;
 use crate::store::{CounterexampleView, RunConfig, RunDir, RunResults, RunStats, RunVerdict};
@@ -35,11 +36,7 @@ pub async fn finish(
     total_start: Instant,
 ) -> anyhow::Result<RunResults> {
     let run_reasons = collected.reasons.clone();
-    let model = match config.workload.model() {
-        "append" => BuiltinModel::Append,
-        "set" => BuiltinModel::Set,
-        _ => BuiltinModel::Kv,
-    };
+    let model = model_of(config);
     let check_timeout = Duration::from_millis(config.check_timeout_ms);
     // The history is paired into operations once; everything below uses this.
     let history = RunHistory::new(std::mem::take(&mut collected.events));
@@ -99,6 +96,7 @@ pub async fn finish(
             collected.reasons.extend(vacuous);
         }
     }
+    let minimal = minimal_history(config, model, &history, check_result.as_ref(), run_dir).await;
     let stats = compute_stats(
         collected,
         &history,
@@ -134,6 +132,7 @@ pub async fn finish(
         faults: &collected.faults,
         counterexample: counterexample.as_ref(),
         node_problems: &collected.node_problems,
+        minimal: minimal.as_ref(),
         partitions: results
             .check
             .iter()
@@ -169,6 +168,62 @@ pub async fn finish(
     }
 
     Ok(results)
+}
+
+/// The checker's model for a run's workload.
+pub fn model_of(config: &RunConfig) -> BuiltinModel {
+    match config.workload.model() {
+        "append" => BuiltinModel::Append,
+        "set" => BuiltinModel::Set,
+        _ => BuiltinModel::Kv,
+    }
+}
+
+/// `minimal.jsonl` of a failing run: shrunk within the run's budget and written, or (budget 0)
+/// the one already in the run folder. A run that does not fail loses a stale one.
+async fn minimal_history(
+    config: &RunConfig,
+    model: BuiltinModel,
+    history: &RunHistory,
+    result: Option<&CheckResult>,
+    run_dir: &RunDir,
+) -> Option<MinimalHistory> {
+    let path = run_dir.minimal();
+    let Some(partition) = result
+        .and_then(|r| r.failures().next())
+        .map(|p| p.partition.clone())
+    else {
+        let _ = std::fs::remove_file(&path);
+        return None;
+    };
+    if config.shrink_budget_ms == 0 {
+        return minimal::load(&path, model);
+    }
+    let budget = Duration::from_millis(config.shrink_budget_ms);
+    let events = history.events.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        minimal::shrink_run(&RunHistory::new(events), model, Some(&partition), budget)
+    });
+    match task.await {
+        Ok(Ok(found)) => match std::fs::write(&path, found.to_jsonl()) {
+            Ok(()) => {
+                eprintln!("minimal history: {}: {}", found.summary(), path.display());
+                Some(found)
+            }
+            Err(e) => {
+                tracing::warn!("cannot write {}: {e}", path.display());
+                Some(found)
+            }
+        },
+        Ok(Err(e)) => {
+            tracing::warn!("shrinking the failing history: {e}");
+            None
+        }
+        Err(e) => {
+            tracing::warn!("shrinking the failing history crashed: {e}");
+            None
+        }
+    }
 }
 
 /// Why a linearizable history proves nothing (Jepsen's `stats` checker, and more): an

@@ -20,6 +20,8 @@ pub const RESULTS_FILE: &str = "results.json";
 pub const REPORT_FILE: &str = "report.html";
 pub const SCHEDULE_FILE: &str = "schedule.json";
 pub const CLUSTER_FILE: &str = "cluster.jsonl";
+/// The smallest piece of a failing history that is still not linearizable.
+pub const MINIMAL_FILE: &str = "minimal.jsonl";
 pub const NODES_DIR: &str = "nodes";
 /// The symlink at the top of the store that names the newest run.
 pub const LATEST_LINK: &str = "latest";
@@ -110,6 +112,11 @@ impl RunDir {
     /// sampled about every 100 ms during the run.
     pub fn cluster_samples(&self) -> PathBuf {
         self.path.join(CLUSTER_FILE)
+    }
+    /// `minimal.jsonl`: the smallest piece of a failing history that still fails (same format
+    /// as `history.jsonl`).
+    pub fn minimal(&self) -> PathBuf {
+        self.path.join(MINIMAL_FILE)
     }
     /// `nodes/<id>.log`: the node's stdout and stderr.
     pub fn node_log(&self, id: u64) -> PathBuf {

@@ -47,6 +47,10 @@ pub struct RunConfig {
     pub attempt_timeout_ms: Option<u64>,
     pub recovery_timeout_ms: u64,
     pub check_timeout_ms: u64,
+    /// How long a failing run spends shrinking its history to `minimal.jsonl`
+    /// (`--shrink-budget`; 0: not at all); the default in runs made before the flag.
+    #[serde(default = "default_shrink_budget_ms")]
+    pub shrink_budget_ms: u64,
     pub server_bin: PathBuf,
     pub node_args: Vec<String>,
     /// Where clients send reads first (`--read-from`).
@@ -71,6 +75,10 @@ pub struct RunConfig {
     pub riptide_version: String,
     /// A command that runs it again.
     pub rerun: String,
+}
+
+fn default_shrink_budget_ms() -> u64 {
+    crate::run::minimal::DEFAULT_SHRINK_BUDGET.as_millis() as u64
 }
 
 /// The attempt timeout of runs stored before `--attempt-timeout` existed (their client's

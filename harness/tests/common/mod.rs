@@ -141,7 +141,7 @@ pub fn seed_playing(
 
 /// A run that ended `not linearizable`, kept until dropped.
 pub struct NotLinearizableRun {
-    _store: tempfile::TempDir,
+    pub store: tempfile::TempDir,
     /// What `riptide` printed on stderr (the violation's summary).
     pub stderr: String,
     /// Its `results.json`, with a counterexample.
@@ -154,7 +154,8 @@ pub struct NotLinearizableRun {
 /// seed is tried; anything else (unknown, a failed run) fails the test at once, and so does no
 /// seed finding the bug: a harness that stopped seeing it passes every run. `after_each` sees
 /// every run's store (e.g. to check that no mount is left). The run found must have a
-/// `results.json` with the verdict and a counterexample.
+/// `results.json` with the verdict and a counterexample, and a `minimal.jsonl` (see
+/// [`assert_minimal_history`]).
 pub fn not_linearizable_within_seeds(
     what: &str,
     args: &[&str],
@@ -192,8 +193,9 @@ pub fn not_linearizable_within_seeds(
                 serde_json::from_str(&results).expect("results.json is JSON");
             assert_eq!(results["verdict"], "not linearizable");
             assert!(results["counterexample"].is_object(), "{results}");
+            assert_minimal_history(&store.path().join("latest"), what);
             return NotLinearizableRun {
-                _store: store,
+                store,
                 stderr,
                 results,
             };
@@ -206,4 +208,46 @@ pub fn not_linearizable_within_seeds(
         verdicts.push(format!("seed {seed}: {stdout}"));
     }
     panic!("{what}: not found in {} runs: {verdicts:?}", seeds.len());
+}
+
+/// A failing run's `minimal.jsonl` (written by the run itself, within its shrink budget): it
+/// exists, holds a few operations where the history has thousands (at most 30, and at most a
+/// twentieth), and `riptide check` finds it not linearizable on its own.
+pub fn assert_minimal_history(run: &Path, what: &str) {
+    let invokes = |text: &str| text.matches(r#""type":"invoke""#).count();
+    let history = std::fs::read_to_string(run.join("history.jsonl")).expect("history.jsonl");
+    let minimal = std::fs::read_to_string(run.join("minimal.jsonl"))
+        .unwrap_or_else(|e| panic!("{what}: no minimal.jsonl in the failing run: {e}"));
+    let (small, all) = (invokes(&minimal), invokes(&history));
+    assert!(
+        (1..=30).contains(&small) && small * 20 <= all,
+        "{what}: minimal.jsonl has {small} operations, the history {all}"
+    );
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("config.json")).expect("config.json"),
+    )
+    .expect("config.json is JSON");
+    let model = match config["workload"].as_str() {
+        Some("append") => "append",
+        Some("set") => "set",
+        _ => "kv",
+    };
+    let path = run.join("minimal.jsonl");
+    let out = run_riptide(
+        &[
+            "check",
+            path.to_str().expect("a UTF-8 path"),
+            "--model",
+            model,
+        ],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what}: minimal.jsonl re-checked: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
