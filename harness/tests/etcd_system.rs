@@ -75,14 +75,25 @@ fn etcd_with_linearizable_reads_under_partitions_kills_pauses_and_crashes_is_lin
     assert_eq!(verdict, "linearizable", "seed {seed}; stderr:\n{stderr}");
     assert_eq!(code, Some(0), "{stderr}");
     // The run is stored like any other, and says which system it tested.
-    let config = std::fs::read_to_string(
-        store
-            .path()
-            .join("latest")
-            .join(riptide_harness::store::CONFIG_FILE),
-    )
-    .unwrap();
+    let stored =
+        |file: &str| std::fs::read_to_string(store.path().join("latest").join(file)).unwrap();
+    let config = stored(riptide_harness::store::CONFIG_FILE);
     assert!(config.contains(r#""system": "etcd""#), "{config}");
+    // Every ok completion names the member that answered it and the term of its header.
+    let history = stored(riptide_harness::store::HISTORY_FILE);
+    let oks: Vec<serde_json::Value> = history
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["type"] == "ok" && e["process"] != "nemesis")
+        .collect();
+    assert!(!oks.is_empty());
+    for e in &oks {
+        assert!(
+            e["node"].as_str().is_some_and(|n| n.starts_with('n')),
+            "{e}"
+        );
+        assert!(e["term"].as_u64().is_some_and(|t| t >= 1), "{e}");
+    }
 }
 
 #[test]

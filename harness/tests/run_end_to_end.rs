@@ -218,6 +218,39 @@ fn every_artifact_is_well_formed() {
     assert!(!report.contains("href=\"http"));
 }
 
+/// Jepsen's `:node`: every ok completion of a real run names the node that answered it (after
+/// redirects) with its term, commit index and role then, from the node's `Raft-*` headers.
+#[test]
+fn every_ok_completion_names_the_node_that_answered_and_its_term() {
+    let run = shared_run();
+    let text = std::fs::read_to_string(run.run_dir.join("history.jsonl")).unwrap();
+    let mut oks = 0;
+    let mut by_leader = 0;
+    for line in text.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if e["type"] != "ok" || e["process"] == "nemesis" {
+            continue;
+        }
+        oks += 1;
+        let node = e["node"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no node: {line}"));
+        assert!(["n1", "n2", "n3"].contains(&node), "{line}");
+        assert!(e["term"].as_u64().is_some_and(|t| t >= 1), "{line}");
+        assert!(e["commit_index"].as_u64().is_some(), "{line}");
+        let role = e["role"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no role: {line}"));
+        assert!(
+            ["leader", "follower", "candidate", "precandidate"].contains(&role),
+            "{line}"
+        );
+        by_leader += usize::from(role == "leader");
+    }
+    assert!(oks > 100, "{oks} ok completions");
+    assert!(by_leader > 0);
+}
+
 #[test]
 fn the_recorded_history_parses_back_and_checks_the_same() {
     let run = shared_run();

@@ -71,9 +71,11 @@ pub fn recheck(dir: &Path, shrink_budget_ms: Option<u64>) -> anyhow::Result<RunR
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
     let last_time_ms = events.last().map_or(0, |e| e.time / 1_000_000);
+    let served = crate::run::recorder::served_of_history(&text);
     let mut collected = match old {
         Some(old) => Recording {
             events,
+            served,
             faults: old.faults,
             node_problems: old.node_problems,
             reasons: old.run_reasons,
@@ -83,9 +85,11 @@ pub fn recheck(dir: &Path, shrink_budget_ms: Option<u64>) -> anyhow::Result<RunR
             healed_ns: old.healed_ns,
             planned_faults: old.planned_faults,
             recorded_total_ms: Some(old.stats.total_ms),
+            origin_utc: old.origin_utc,
         },
         None => Recording {
             events,
+            served,
             workload_ms: last_time_ms.max(1),
             ..Recording::default()
         },

@@ -39,7 +39,8 @@ pub async fn finish(
     let model = model_of(config);
     let check_timeout = Duration::from_millis(config.check_timeout_ms);
     // The history is paired into operations once; everything below uses this.
-    let history = RunHistory::new(std::mem::take(&mut collected.events));
+    let history =
+        RunHistory::new(std::mem::take(&mut collected.events)).with_served(&collected.served);
     let check_started = Instant::now();
     let check = check_events(&history, model, check_timeout).await;
     let check_ms = check_started.elapsed().as_secs_f64() * 1000.0;
@@ -116,6 +117,7 @@ pub async fn finish(
         node_problems: collected.node_problems.clone(),
         check: check_result,
         counterexample: counterexample.clone(),
+        origin_utc: collected.origin_utc.clone(),
     };
     std::fs::write(run_dir.results(), serde_json::to_string_pretty(&results)?)
         .context("writing results.json")?;

@@ -150,6 +150,8 @@ async fn drive_cluster(
 
     progress.phase("running");
     let t0 = Instant::now();
+    collected.origin_utc =
+        Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true));
     let recorder = Recorder::create(recorder_path, t0).context("opening history.jsonl")?;
     let timeouts = ClientTimeouts {
         attempt: Duration::from_millis(config.attempt_timeout_ms().max(1)),
@@ -307,6 +309,7 @@ async fn drive_cluster(
         collected.run_problem = true;
     }
     collected.events = recorder.snapshot();
+    collected.served = recorder.served_snapshot();
     Ok(())
 }
 

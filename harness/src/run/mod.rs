@@ -62,6 +62,12 @@ pub struct RunOutcome {
 #[derive(Default)]
 pub struct Recording {
     pub events: Vec<riptide_checker::history::Event>,
+    /// Who answered each completion (Jepsen's `:node`), by event index; empty for histories
+    /// recorded before it was.
+    pub served: std::collections::HashMap<u64, crate::system::Served>,
+    /// The wall-clock time (RFC 3339) of the history's time 0, which places the nodes' log
+    /// lines on the history's time line; `None` for runs recorded before it was kept.
+    pub origin_utc: Option<String>,
     pub faults: Vec<FaultInterval>,
     pub node_problems: Vec<NodeProblem>,
     /// Why the run is not trustworthy, or what went wrong around it (not the checker's

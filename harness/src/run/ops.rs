@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use riptide_checker::history::{Event, EventType, Process};
 use riptide_checker::History;
 
+use crate::system::Served;
+
 /// One client operation: its invoke and completion paired.
 #[derive(Debug, Clone)]
 pub struct PairedOp {
@@ -21,6 +23,10 @@ pub struct PairedOp {
     pub outcome: EventType,
     pub result_value: serde_json::Value,
     pub error: Option<String>,
+    /// The index of its completion event; `None` without one.
+    pub completion_index: Option<u64>,
+    /// The node that answered it and what that node knew then, when recorded.
+    pub served: Option<Served>,
 }
 
 /// Pairs every client invoke with the next completion of the same process.
@@ -45,6 +51,8 @@ pub fn pair_ops(events: &[Event]) -> Vec<PairedOp> {
                     outcome: EventType::Info,
                     result_value: serde_json::Value::Null,
                     error: None,
+                    completion_index: None,
+                    served: None,
                 });
             }
             kind => {
@@ -54,6 +62,7 @@ pub fn pair_ops(events: &[Event]) -> Vec<PairedOp> {
                     op.outcome = kind;
                     op.result_value = e.value.clone();
                     op.error = e.error.clone();
+                    op.completion_index = Some(e.index);
                 }
             }
         }
@@ -83,6 +92,16 @@ impl RunHistory {
             ops,
             checkable,
         }
+    }
+
+    /// Attaches who answered each operation (by completion event index, as recorded).
+    pub fn with_served(mut self, served: &HashMap<u64, Served>) -> RunHistory {
+        if !served.is_empty() {
+            for op in &mut self.ops {
+                op.served = op.completion_index.and_then(|i| served.get(&i).cloned());
+            }
+        }
+        self
     }
 
     /// The invoke event index of the checker's operation `id`.

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::recorder::{EventBody, Recorder};
 use super::workload::{Generator, KnownValues, Op};
 use crate::cli::progress::Counters;
-use crate::system::{Client, Completion, Request};
+use crate::system::{Answer, Client, Completion, Request};
 
 /// What every worker shares.
 pub struct WorkerContext {
@@ -74,7 +74,7 @@ pub async fn run_op_within(
         error: None,
     });
     let request_id = format!("{process}:{seq}");
-    let completion = ctx
+    let Answer { completion, served } = ctx
         .client
         .invoke(&op.request, &request_id, Instant::now() + timeout)
         .await;
@@ -93,14 +93,17 @@ pub async fn run_op_within(
             (EventType::Info, op.value.clone(), Some(e.clone()))
         }
     };
-    ctx.recorder.record(EventBody {
-        process: Process::Client(process),
-        kind,
-        f: op.f.to_string(),
-        key: op.key.clone(),
-        value,
-        error,
-    });
+    ctx.recorder.record_served(
+        EventBody {
+            process: Process::Client(process),
+            kind,
+            f: op.f.to_string(),
+            key: op.key.clone(),
+            value,
+            error,
+        },
+        served,
+    );
     completion
 }
 

@@ -176,6 +176,10 @@ pub struct RunResults {
     pub check: Option<CheckResult>,
     /// The counterexample as the report draws it.
     pub counterexample: Option<CounterexampleView>,
+    /// The wall-clock time (RFC 3339, nanoseconds) of the history's time 0: the nodes' log
+    /// lines are placed on the history's time line by it. Absent in runs stored before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_utc: Option<String>,
 }
 
 /// A fault as it ran: what, from when to when (nanoseconds since the run started).

@@ -148,7 +148,8 @@ pub trait Client: Send + Sync {
     /// Runs `request` until it is settled or `deadline` passes. `request_id` (`PROCESS:SEQ`)
     /// is the same for every attempt, so a system with exactly-once writes can make retries
     /// safe; a client without them must answer `info` for a write whose fate it cannot know.
-    async fn invoke(&self, request: &Request, request_id: &str, deadline: Instant) -> Completion;
+    /// The answer names the node whose reply settled the operation, when one did.
+    async fn invoke(&self, request: &Request, request_id: &str, deadline: Instant) -> Answer;
 }
 
 /// One operation of the key-value API every system under test offers (the workloads'
@@ -185,6 +186,68 @@ impl Request {
             | Request::Cas { key, .. }
             | Request::Delete { key }
             | Request::Append { key, .. } => key,
+        }
+    }
+}
+
+/// Which node answered an operation and what it knew then, as Jepsen's `:node`: recorded on
+/// the completion in `history.jsonl` (`"node":"n2","term":3,"commit_index":118,"role":"follower"`),
+/// so a report can tell a stale read from a follower from one from a deposed leader. Every
+/// field but the node is optional: a system says what it can (etcd's gateway gives its
+/// member's term, not its role).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Served {
+    /// 1-based id of the node whose answer settled the operation (after redirects), written
+    /// `n2`.
+    #[serde(with = "node_name")]
+    pub node: u64,
+    /// Its Raft term when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
+    /// Its commit index when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_index: Option<u64>,
+    /// Its role when it answered (`leader`, `follower`, `candidate`, `precandidate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+impl Served {
+    /// Whether the node said it led when it answered (`None` when it did not say).
+    pub fn was_leader(&self) -> Option<bool> {
+        self.role.as_deref().map(|r| r == "leader")
+    }
+}
+
+/// `n2` in files, `2` in memory.
+mod node_name {
+    pub fn serialize<S: serde::Serializer>(node: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("n{node}"))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        text.strip_prefix('n')
+            .unwrap_or(&text)
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("not a node name: {text:?}")))
+    }
+}
+
+/// An operation's completion and the node that answered it, when one did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub completion: Completion,
+    /// `None` when no node's answer settled it (a deadline passed, a timeout).
+    pub served: Option<Served>,
+}
+
+impl Answer {
+    /// A completion no node's answer settled.
+    pub fn unserved(completion: Completion) -> Answer {
+        Answer {
+            completion,
+            served: None,
         }
     }
 }

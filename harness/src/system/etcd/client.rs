@@ -38,8 +38,8 @@ use serde_json::{json, Value};
 
 use super::EtcdReads;
 use crate::system::{
-    cluster_http_client, transport_failure, Client, ClientTimeouts, Completion, Request, Route,
-    SystemError, TransportFailure,
+    cluster_http_client, transport_failure, Answer, Client, ClientTimeouts, Completion, Request,
+    Route, Served, SystemError, TransportFailure,
 };
 
 /// How one HTTP attempt ended.
@@ -146,6 +146,21 @@ pub fn txn_succeeded(response: &Value) -> bool {
         .unwrap_or(false)
 }
 
+/// Who answered: member `node` (0-based position) and the Raft term its response header gives
+/// (`"header":{"raft_term":"3",...}`, a uint64 as a string in proto3 JSON). The gateway says
+/// nothing of the member's role or commit index.
+pub fn served_by(node: usize, response: &Value) -> Served {
+    let term = response
+        .get("header")
+        .and_then(|h| h.get("raft_term"))
+        .and_then(|t| t.as_str().and_then(|s| s.parse().ok()).or(t.as_u64()));
+    Served {
+        node: node as u64 + 1,
+        term,
+        ..Served::default()
+    }
+}
+
 /// The range response inside a failed txn's `responses` (its failure branch is one range).
 fn txn_failure_range(response: &Value) -> Option<&Value> {
     response
@@ -243,7 +258,7 @@ impl EtcdClient {
         key: &str,
         serializable: bool,
         deadline: Instant,
-    ) -> Result<Option<(String, i64)>, String> {
+    ) -> Result<(Option<(String, i64)>, Served), String> {
         let mut body = json!({ "key": b64(key) });
         if serializable {
             body["serializable"] = Value::Bool(true);
@@ -257,7 +272,7 @@ impl EtcdClient {
             }
             let budget = (deadline - now).min(self.timeouts.attempt);
             match self.post(target, "/v3/kv/range", &body, budget, true).await {
-                Reply::Done(v) => return first_kv(&v),
+                Reply::Done(v) => return first_kv(&v).map(|kv| (kv, served_by(target, &v))),
                 Reply::Rejected(e) => return Err(e),
                 Reply::Refused(e) | Reply::Ambiguous(e) => last = e,
             }
@@ -268,21 +283,30 @@ impl EtcdClient {
 
     /// Sends one write request, to another member only while the connection is refused:
     /// the reply that settles it (`Done`, `Rejected` or `Ambiguous`), or the last refusal
-    /// once `deadline` passed.
-    async fn write_once(&self, path: &str, body: &Value, deadline: Instant) -> Reply {
+    /// once `deadline` passed; with the member that answered when it did (`Done`).
+    async fn write_once(
+        &self,
+        path: &str,
+        body: &Value,
+        deadline: Instant,
+    ) -> (Reply, Option<Served>) {
         let mut target = self.first_target(self.write_to);
         loop {
             let now = Instant::now();
             if now >= deadline {
-                return Reply::Refused("deadline passed".into());
+                return (Reply::Refused("deadline passed".into()), None);
             }
             match self.post(target, path, body, deadline - now, false).await {
                 Reply::Refused(e) => {
                     if Instant::now() + self.timeouts.backoff >= deadline {
-                        return Reply::Refused(e);
+                        return (Reply::Refused(e), None);
                     }
                 }
-                settled => return settled,
+                Reply::Done(v) => {
+                    let served = served_by(target, &v);
+                    return (Reply::Done(v), Some(served));
+                }
+                settled => return (settled, None),
             }
             target = self.move_on(self.write_to, target);
             tokio::time::sleep(self.timeouts.backoff).await;
@@ -290,27 +314,33 @@ impl EtcdClient {
     }
 
     /// Runs one operation until it is settled or `deadline` passes.
-    pub async fn execute(&self, request: &Request, deadline: Instant) -> Completion {
-        let write_completion = |reply: Reply| match reply {
-            Reply::Done(_) => Completion::Ok(None),
-            Reply::Refused(e) | Reply::Rejected(e) => Completion::Fail(e),
-            Reply::Ambiguous(e) => Completion::Info(e),
+    pub async fn execute(&self, request: &Request, deadline: Instant) -> Answer {
+        let write_answer = |(reply, served): (Reply, Option<Served>)| Answer {
+            completion: match reply {
+                Reply::Done(_) => Completion::Ok(None),
+                Reply::Refused(e) | Reply::Rejected(e) => Completion::Fail(e),
+                Reply::Ambiguous(e) => Completion::Info(e),
+            },
+            served,
         };
         match request {
             Request::Read { key } => {
                 let serializable = self.reads == EtcdReads::Serializable;
                 match self.range(key, serializable, deadline).await {
-                    Ok(kv) => Completion::Ok(kv.map(|(v, _)| v)),
-                    Err(e) => Completion::Fail(e),
+                    Ok((kv, served)) => Answer {
+                        completion: Completion::Ok(kv.map(|(v, _)| v)),
+                        served: Some(served),
+                    },
+                    Err(e) => Answer::unserved(Completion::Fail(e)),
                 }
             }
             Request::Write { key, value } => {
                 let body = json!({ "key": b64(key), "value": b64(value) });
-                write_completion(self.write_once("/v3/kv/put", &body, deadline).await)
+                write_answer(self.write_once("/v3/kv/put", &body, deadline).await)
             }
             Request::Delete { key } => {
                 let body = json!({ "key": b64(key) });
-                write_completion(self.write_once("/v3/kv/deleterange", &body, deadline).await)
+                write_answer(self.write_once("/v3/kv/deleterange", &body, deadline).await)
             }
             Request::Cas { key, from, to } => {
                 let body = json!({
@@ -320,9 +350,15 @@ impl EtcdClient {
                     "success": [{ "requestPut": { "key": b64(key), "value": b64(to) } }],
                 });
                 match self.write_once("/v3/kv/txn", &body, deadline).await {
-                    Reply::Done(v) if txn_succeeded(&v) => Completion::Ok(None),
-                    Reply::Done(_) => Completion::Fail("precondition-failed".into()),
-                    other => write_completion(other),
+                    (Reply::Done(v), served) => Answer {
+                        completion: if txn_succeeded(&v) {
+                            Completion::Ok(None)
+                        } else {
+                            Completion::Fail("precondition-failed".into())
+                        },
+                        served,
+                    },
+                    other => write_answer(other),
                 }
             }
             Request::Append { key, suffix } => self.append(key, suffix, deadline).await,
@@ -330,10 +366,11 @@ impl EtcdClient {
     }
 
     /// Append as a compare-and-put on the key's `mod_revision`, until it holds.
-    async fn append(&self, key: &str, suffix: &str, deadline: Instant) -> Completion {
+    async fn append(&self, key: &str, suffix: &str, deadline: Instant) -> Answer {
+        let fail = |e: String| Answer::unserved(Completion::Fail(e));
         let mut current = match self.range(key, false, deadline).await {
-            Ok(kv) => kv,
-            Err(e) => return Completion::Fail(e),
+            Ok((kv, _)) => kv,
+            Err(e) => return fail(e),
         };
         loop {
             let (value, revision) = current.unwrap_or_default();
@@ -348,21 +385,26 @@ impl EtcdClient {
                 "failure": [{ "requestRange": { "key": b64(key) } }],
             });
             match self.write_once("/v3/kv/txn", &body, deadline).await {
-                Reply::Done(v) if txn_succeeded(&v) => return Completion::Ok(None),
-                // Someone changed the key since it was read: nothing was applied; try again
-                // from the value the txn read.
-                Reply::Done(v) => {
-                    current = match txn_failure_range(&v).map(first_kv) {
-                        Some(Ok(kv)) => kv,
-                        Some(Err(e)) => return Completion::Fail(e),
-                        None => return Completion::Fail("a failed txn without its range".into()),
-                    };
-                    if Instant::now() >= deadline {
-                        return Completion::Fail("deadline passed".into());
+                (Reply::Done(v), served) if txn_succeeded(&v) => {
+                    return Answer {
+                        completion: Completion::Ok(None),
+                        served,
                     }
                 }
-                Reply::Refused(e) | Reply::Rejected(e) => return Completion::Fail(e),
-                Reply::Ambiguous(e) => return Completion::Info(e),
+                // Someone changed the key since it was read: nothing was applied; try again
+                // from the value the txn read.
+                (Reply::Done(v), _) => {
+                    current = match txn_failure_range(&v).map(first_kv) {
+                        Some(Ok(kv)) => kv,
+                        Some(Err(e)) => return fail(e),
+                        None => return fail("a failed txn without its range".into()),
+                    };
+                    if Instant::now() >= deadline {
+                        return fail("deadline passed".into());
+                    }
+                }
+                (Reply::Refused(e) | Reply::Rejected(e), _) => return fail(e),
+                (Reply::Ambiguous(e), _) => return Answer::unserved(Completion::Info(e)),
             }
         }
     }
@@ -370,7 +412,7 @@ impl EtcdClient {
 
 #[async_trait::async_trait]
 impl Client for EtcdClient {
-    async fn invoke(&self, request: &Request, _request_id: &str, deadline: Instant) -> Completion {
+    async fn invoke(&self, request: &Request, _request_id: &str, deadline: Instant) -> Answer {
         // etcd has no request id to make a retry safe: `execute` never resends a write.
         self.execute(request, deadline).await
     }
@@ -451,6 +493,27 @@ mod tests {
         let done = client
             .execute(&req, Instant::now() + Duration::from_millis(300))
             .await;
-        assert!(matches!(done, Completion::Fail(_)), "{done:?}");
+        assert!(matches!(done.completion, Completion::Fail(_)), "{done:?}");
+        assert_eq!(done.served, None);
+    }
+
+    #[test]
+    fn the_member_that_answered_is_named_with_the_term_of_its_header() {
+        let range = json!({"header": {"cluster_id": "1", "member_id": "2", "revision": "9", "raft_term": "3"}});
+        assert_eq!(
+            served_by(1, &range),
+            Served {
+                node: 2,
+                term: Some(3),
+                commit_index: None,
+                role: None,
+            }
+        );
+        // A header without a term (or none at all) still names the member.
+        assert_eq!(served_by(0, &json!({})).node, 1);
+        assert_eq!(
+            served_by(0, &json!({"header": {"raft_term": "x"}})).term,
+            None
+        );
     }
 }

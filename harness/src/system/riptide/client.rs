@@ -20,8 +20,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::system::{
-    cluster_http_client, transport_failure, Client, ClientTimeouts, Completion, Request, Route,
-    SystemError, TransportFailure,
+    cluster_http_client, transport_failure, Answer, Client, ClientTimeouts, Completion, Request,
+    Route, Served, SystemError, TransportFailure,
 };
 
 /// How one HTTP attempt ended.
@@ -105,6 +105,26 @@ pub fn classify_transport(request_is_read: bool, err: &reqwest::Error) -> Reply 
         TransportFailure::MaybeApplied(text) => Reply::Ambiguous(text),
         TransportFailure::Invalid(text) => Reply::Rejected(text),
     }
+}
+
+/// Who answered, from the headers every Riptide answer carries (`Raft-Node`, `Raft-Term`,
+/// `Raft-Index`, `Raft-Role`); `None` without a valid `Raft-Node`. A header that is missing or
+/// not a number leaves its field out rather than refusing the answer.
+pub fn served_from_headers(headers: &reqwest::header::HeaderMap) -> Option<Served> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let number = |name: &str| text(name).and_then(|v| v.parse::<u64>().ok());
+    Some(Served {
+        node: number("raft-node")?,
+        term: number("raft-term"),
+        commit_index: number("raft-index"),
+        role: text("raft-role").map(str::to_string),
+    })
 }
 
 /// Turns the replies of successive attempts at one operation into its completion, or `None`
@@ -234,12 +254,7 @@ impl RiptideClient {
 
     /// Runs one operation until it is settled or `deadline` passes. `request_id` is
     /// `CLIENT:SEQ`, the same for every attempt (sent as `Request-Id`).
-    pub async fn execute(
-        &self,
-        request: &Request,
-        request_id: &str,
-        deadline: Instant,
-    ) -> Completion {
+    pub async fn execute(&self, request: &Request, request_id: &str, deadline: Instant) -> Answer {
         let is_read = request.is_read();
         let mut log = AttemptLog::default();
         let route = if is_read {
@@ -255,12 +270,12 @@ impl RiptideClient {
         loop {
             let now = Instant::now();
             if now >= deadline {
-                return log.give_up(is_read);
+                return Answer::unserved(log.give_up(is_read));
             }
             let budget = (deadline - now).min(self.timeouts.attempt);
-            let reply = self.attempt(&target, request, request_id, budget).await;
-            if let Some(done) = log.settle(is_read, &reply) {
-                return done;
+            let (reply, served) = self.attempt(&target, request, request_id, budget).await;
+            if let Some(completion) = log.settle(is_read, &reply) {
+                return Answer { completion, served };
             }
             match reply {
                 Reply::Redirect(location) => {
@@ -289,7 +304,7 @@ impl RiptideClient {
         request: &Request,
         request_id: &str,
         budget: Duration,
-    ) -> Reply {
+    ) -> (Reply, Option<Served>) {
         let key = request.key();
         let url = format!("{base}/kv/{}", encode_path_segment(key));
         let builder = match request {
@@ -314,8 +329,16 @@ impl RiptideClient {
         let is_delete = matches!(request, Request::Delete { .. });
         let response = match builder.timeout(budget).send().await {
             Ok(r) => r,
-            Err(e) => return classify_transport(is_read, &e),
+            Err(e) => return (classify_transport(is_read, &e), None),
         };
+        // A node without the headers (an older build) is still named by where it was asked.
+        let served = served_from_headers(response.headers()).or_else(|| {
+            let position = self.nodes.iter().position(|n| n == base)?;
+            Some(Served {
+                node: position as u64 + 1,
+                ..Served::default()
+            })
+        });
         let status = response.status().as_u16();
         let location = response
             .headers()
@@ -323,15 +346,19 @@ impl RiptideClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         match response.bytes().await {
-            Ok(body) => classify_response(is_read, is_delete, status, location.as_deref(), &body),
-            Err(e) => classify_transport(is_read, &e),
+            Ok(body) => (
+                classify_response(is_read, is_delete, status, location.as_deref(), &body),
+                served,
+            ),
+            // The answer broke off: nothing it said settles the operation.
+            Err(e) => (classify_transport(is_read, &e), None),
         }
     }
 }
 
 #[async_trait::async_trait]
 impl Client for RiptideClient {
-    async fn invoke(&self, request: &Request, request_id: &str, deadline: Instant) -> Completion {
+    async fn invoke(&self, request: &Request, request_id: &str, deadline: Instant) -> Answer {
         self.execute(request, request_id, deadline).await
     }
 }
@@ -510,6 +537,54 @@ mod tests {
         let done = client
             .execute(&req, "1:1", Instant::now() + Duration::from_millis(300))
             .await;
-        assert!(matches!(done, Completion::Fail(_)), "{done:?}");
+        assert!(matches!(done.completion, Completion::Fail(_)), "{done:?}");
+        assert_eq!(done.served, None);
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> reqwest::header::HeaderMap {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn the_raft_headers_name_the_node_its_term_index_and_role() {
+        let served = served_from_headers(&headers(&[
+            ("Raft-Node", "2"),
+            ("Raft-Term", "3"),
+            ("Raft-Index", "118"),
+            ("Raft-Role", "follower"),
+        ]));
+        assert_eq!(
+            served,
+            Some(Served {
+                node: 2,
+                term: Some(3),
+                commit_index: Some(118),
+                role: Some("follower".into()),
+            })
+        );
+        assert_eq!(served.unwrap().was_leader(), Some(false));
+    }
+
+    #[test]
+    fn a_missing_or_garbled_raft_header_leaves_its_field_out() {
+        assert_eq!(served_from_headers(&headers(&[("Raft-Term", "3")])), None);
+        assert_eq!(served_from_headers(&headers(&[("Raft-Node", "x")])), None);
+        assert_eq!(
+            served_from_headers(&headers(&[
+                ("Raft-Node", "1"),
+                ("Raft-Term", "-4"),
+                ("Raft-Role", "leader"),
+            ])),
+            Some(Served {
+                node: 1,
+                term: None,
+                commit_index: None,
+                role: Some("leader".into()),
+            })
+        );
     }
 }
