@@ -71,7 +71,9 @@ pub fn recheck(dir: &Path, shrink_budget_ms: Option<u64>) -> anyhow::Result<RunR
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
     let last_time_ms = events.last().map_or(0, |e| e.time / 1_000_000);
-    let served = crate::run::recorder::served_of_history(&text);
+    let history = std::fs::read_to_string(dir.join(HISTORY_FILE))
+        .with_context(|| format!("cannot read {}/{HISTORY_FILE}", dir.display()))?;
+    let served = crate::run::recorder::served_of_history(&history);
     let mut collected = match old {
         Some(old) => Recording {
             events,
