@@ -636,23 +636,14 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
             match action {
                 // No new crash once the window is over or the schedule is stopping.
                 Crash::Kill { node, down_ms } if on_time && Instant::now() < end => {
-                    let killed = {
-                        let mut supervisor = self.targets.supervisor.lock().await;
-                        kill(&mut supervisor, &[node]).await
-                    };
-                    match killed {
-                        Ok(hit) if !hit.is_empty() => {
-                            down.push(node);
-                            interval.nodes.push(node);
-                            let step = format!(
-                                "crash-restart voter {} at +{at_ms} ms (down {down_ms} ms)",
-                                node_name(node)
-                            );
-                            self.step(&mut interval, step);
-                            self.crash_disks(&mut interval, &[node]);
-                        }
-                        Ok(_) => {}
-                        Err(e) => self.fail(index, kind, &interval.description, &e),
+                    if self.kill_within(&mut interval, node).await {
+                        down.push(node);
+                        let step = format!(
+                            "crash-restart voter {} at +{at_ms} ms (down {down_ms} ms)",
+                            node_name(node)
+                        );
+                        self.step(&mut interval, step);
+                        self.crash_disks(&mut interval, &[node]);
                     }
                 }
                 Crash::Kill { .. } => {}
@@ -726,38 +717,50 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                 if !voted || Instant::now() >= end {
                     continue;
                 }
-                let killed = {
-                    let mut supervisor = self.targets.supervisor.lock().await;
-                    kill(&mut supervisor, &[node]).await
-                };
-                match killed {
-                    Ok(hit) if !hit.is_empty() => {
-                        crashed.push(node);
-                        interval.nodes.push(node);
-                        self.crash_disks(&mut interval, &[node]);
-                        self.start(index, kind, &interval.description.clone(), node)
-                            .await;
-                        // The old leader may now reach the restarted voters, and only them.
-                        let back = [(old, node), (node, old)];
-                        if let Err(e) = network.set_links(&back, LinkFault::Heal) {
-                            self.fail(index, kind, &interval.description.clone(), &e);
-                        }
-                        let step = format!(
-                            "crash-restart voter {} (voted in a term above {term_before}, no \
-                             leader heard yet); {} reconnected to it",
-                            node_name(node),
-                            node_name(old)
-                        );
-                        self.step(&mut interval, step);
-                    }
-                    Ok(_) => {}
-                    Err(e) => self.fail(index, kind, &interval.description.clone(), &e),
+                if !self.kill_within(&mut interval, node).await {
+                    continue;
                 }
+                crashed.push(node);
+                self.crash_disks(&mut interval, &[node]);
+                self.start(index, kind, &interval.description.clone(), node)
+                    .await;
+                // The old leader may now reach the restarted voters, and only them.
+                let back = [(old, node), (node, old)];
+                if let Err(e) = network.set_links(&back, LinkFault::Heal) {
+                    self.fail(index, kind, &interval.description.clone(), &e);
+                }
+                let step = format!(
+                    "crash-restart voter {} (voted in a term above {term_before}, no leader \
+                     heard yet); {} reconnected to it",
+                    node_name(node),
+                    node_name(old)
+                );
+                self.step(&mut interval, step);
             }
         }
         // Nodes crashed here are running again (started at once); links heal now.
         network.heal_all();
         self.close(interval);
+    }
+
+    /// Kills `node` while `interval`'s fault is in effect; true when it was running and is now
+    /// down (it is then listed among the fault's nodes). A failure is reported.
+    async fn kill_within(&mut self, interval: &mut FaultInterval, node: usize) -> bool {
+        let killed = {
+            let mut supervisor = self.targets.supervisor.lock().await;
+            kill(&mut supervisor, &[node]).await
+        };
+        match killed {
+            Ok(hit) if !hit.is_empty() => {
+                interval.nodes.push(node);
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                self.fail(interval.fault, interval.kind, &interval.description, &e);
+                false
+            }
+        }
     }
 
     /// Kills `node` for fault `index` and opens its interval. `None` when there is nothing more to
