@@ -43,11 +43,18 @@
 //!
 //! At the end it heals everything, lets the cluster settle, and checks that every acknowledged
 //! write (applied by the leader that proposed it, index and term matching) is applied on every
-//! node.
+//! node. Then the project's checker (`riptide-checker`, the `kv` model) checks what the
+//! clients saw: writes `kN=wM` to a few keys per seed, acknowledged when their proposer
+//! applies them, and reads answered from the state machine once it has applied the read's
+//! index, at most `MAX_IN_FLIGHT_PER_KEY` operations in flight per key (further load goes to
+//! a key nobody checks). A write never acknowledged is of unknown outcome unless no node ever
+//! applied it. Two planted bugs only this check sees prove it can fail: leaders serving reads
+//! locally (with the read-index check off) and snapshots that lose a key.
 //!
 //! Seeds: 1,000 by default (even seeds run 3 nodes, odd seeds 5); `RIPTIDE_SIM_SEEDS=N` runs N
 //! (nightly; `RIPTIDE_SIM_FIRST_SEED=F` starts them at F, so successive nights can explore new
-//! seeds), `RIPTIDE_SIM_SEED=S` replays one seed with a trace of its last events.
+//! seeds), `RIPTIDE_SIM_SEED=S` replays one seed with a trace of its last events (with
+//! `RIPTIDE_SIM_HISTORY=FILE`, its client history is written there in the harness's format).
 //!
 //! The checks are proven able to fail, each with the kind of violation it must give: each
 //! planted [`CoreBugs`] flag is caught, by random seeds (skip_log_check, leader_local_reads)
@@ -56,7 +63,7 @@
 //! (no-fsync: an acknowledged entry lost to a power loss; wal-trusts-length: a bit flip cut
 //! instead of refused, "amnesia").
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
@@ -64,6 +71,8 @@ use std::sync::Arc;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use riptide_checker::history::{EventType, Process};
+use riptide_checker::{BuiltinModel, CheckOptions, Event, History, Verdict};
 use riptide_server::raft::{
     Config, CoreBugs, DurableState, Entry, EntryPayload, LogIndex, Message, MessageBody, NodeId,
     RaftNode, Role, Snapshot, SnapshotMeta, Term,
@@ -88,6 +97,14 @@ const FAULT_TICKS: u64 = 800;
 const STALL_TICKS: u64 = 500;
 const SETTLE_TICKS_MAX: u64 = 50_000;
 const DEFAULT_SEEDS: u64 = 1000;
+/// Client operations in flight on one key at most, as a few Jepsen clients per key give:
+/// every checker (Knossos, Porcupine, ours) is exponential in the operations concurrent with
+/// one another, so further load goes to a key nobody checks (`LOAD_KEY`), and the Raft core
+/// still sees dozens of writes in flight.
+const MAX_IN_FLIGHT_PER_KEY: usize = 3;
+const LOAD_KEY: &str = "load";
+/// How long the checker may take for one seed's client history (it needs milliseconds).
+const CHECK_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Events kept for the trace printed when replaying one seed.
 const TRACE_EVENTS: usize = 300;
 
@@ -245,12 +262,23 @@ impl SimDisk {
     }
 }
 
-/// The simulated state machine: the index it applied and a digest of every entry applied up
-/// to it, so a state restored from a snapshot can be compared with what the entries gave.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The simulated state machine: a key-value map that the clients' writes (`k3=w17`) set, the
+/// index it applied and a digest of every entry applied up to it, so a state restored from a
+/// snapshot can be compared with what the entries gave.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct SimState {
     index: LogIndex,
     digest: u64,
+    kv: BTreeMap<String, String>,
+}
+
+/// A client write's command: `key=value`. Commands of the scripted scenarios (`x`) set nothing.
+fn write_command(key: &str, value: &str) -> Vec<u8> {
+    format!("{key}={value}").into_bytes()
+}
+
+fn parse_write(command: &[u8]) -> Option<(&str, &str)> {
+    std::str::from_utf8(command).ok()?.split_once('=')
 }
 
 impl SimState {
@@ -261,23 +289,43 @@ impl SimState {
             EntryPayload::Noop => 0u8.hash(&mut hasher),
             EntryPayload::Command(command) => (1u8, command).hash(&mut hasher),
         }
+        if let EntryPayload::Command(command) = &entry.payload {
+            if let Some((key, value)) = parse_write(command) {
+                self.kv.insert(key.to_string(), value.to_string());
+            }
+        }
         self.digest = hasher.finish();
         self.index = entry.index;
     }
 
-    /// Snapshot bytes: a few dozen, so small chunk sizes split them.
-    fn encode(&self) -> Vec<u8> {
-        format!("state index={} digest={:016x}", self.index, self.digest).into_bytes()
+    /// Snapshot bytes: a few dozen to a few hundred, so small chunk sizes split them. `lossy`
+    /// leaves the last key out (a planted bug).
+    fn encode(&self, lossy: bool) -> Vec<u8> {
+        let mut text = format!("state index={} digest={:016x}", self.index, self.digest);
+        let kept = self.kv.len() - usize::from(lossy && !self.kv.is_empty());
+        for (key, value) in self.kv.iter().take(kept) {
+            text.push_str(&format!(" {key}={value}"));
+        }
+        text.into_bytes()
     }
 
     fn decode(data: &[u8]) -> Result<SimState, String> {
         let text = std::str::from_utf8(data).map_err(|e| format!("snapshot: {e}"))?;
         let parse = || -> Option<SimState> {
             let rest = text.strip_prefix("state index=")?;
-            let (index, digest) = rest.split_once(" digest=")?;
+            let (index, rest) = rest.split_once(" digest=")?;
+            let mut fields = rest.split(' ');
+            let digest = fields.next()?;
+            let kv = fields
+                .map(|pair| {
+                    let (key, value) = pair.split_once('=')?;
+                    Some((key.to_string(), value.to_string()))
+                })
+                .collect::<Option<BTreeMap<_, _>>>()?;
             Some(SimState {
                 index: index.parse().ok()?,
                 digest: u64::from_str_radix(digest, 16).ok()?,
+                kv,
             })
         };
         parse().ok_or_else(|| format!("snapshot: garbled data {text:?}"))
@@ -291,10 +339,13 @@ struct SimNode {
     disk: SimDisk,
     /// The state machine (restored from the snapshot, then rebuilt from the log, at restart).
     state: SimState,
-    /// Writes proposed here and not yet applied: index -> (term, command).
-    proposals: HashMap<LogIndex, (Term, Vec<u8>)>,
-    /// Reads in flight here: read id -> the highest acknowledged write when it started.
-    reads: HashMap<u64, LogIndex>,
+    /// Writes proposed here and not yet applied: index -> (term, command, the client's
+    /// process in the history; none for scripted writes).
+    proposals: HashMap<LogIndex, (Term, Vec<u8>, Option<u64>)>,
+    /// Reads in flight here: read id -> the read.
+    reads: HashMap<u64, PendingRead>,
+    /// Reads confirmed here, answered once the state machine has applied their index.
+    serving: Vec<(LogIndex, PendingRead)>,
     /// The term in which this node was last seen leading (leader completeness is checked
     /// once when it takes office).
     led_term: Option<Term>,
@@ -306,12 +357,24 @@ struct SimNode {
     paused_until: u64,
 }
 
+/// A client's read of one key, in flight on a node.
+#[derive(Debug, Clone)]
+struct PendingRead {
+    /// The highest write acknowledged when it started: the index it must cover.
+    min_index: LogIndex,
+    key: String,
+    /// The client's process in the history (none for load on `LOAD_KEY`).
+    process: Option<u64>,
+}
+
 /// Counts that show a run exercised something.
 #[derive(Debug, Default, Clone, Copy)]
 struct Stats {
     leaders: u64,
     acked_writes: u64,
     confirmed_reads: u64,
+    /// Reads answered to their client (and checked by the linearizability checker).
+    served_reads: u64,
     crashes: u64,
     delivered: u64,
     /// Seeds run with pre-vote, with check-quorum on.
@@ -352,6 +415,7 @@ impl std::ops::AddAssign for Stats {
         self.leaders += other.leaders;
         self.acked_writes += other.acked_writes;
         self.confirmed_reads += other.confirmed_reads;
+        self.served_reads += other.served_reads;
         self.crashes += other.crashes;
         self.delivered += other.delivered;
         self.pre_vote_seeds += other.pre_vote_seeds;
@@ -423,6 +487,19 @@ struct Sim {
     wal_bugs: WalBugs,
     /// One-way link cuts: messages from the first node to the second are lost.
     cut: HashSet<(NodeId, NodeId)>,
+    /// The keys clients write and read (`k0`..): per seed, few keys make many conflicts.
+    keys: u64,
+    /// Every client operation as its client saw it (invoke, then ok or fail, or no
+    /// completion when the outcome is unknown), for the linearizability checker; each
+    /// operation has its own process.
+    history: Vec<Event>,
+    next_process: u64,
+    /// Check that a confirmed read's index covers every write acknowledged before it started
+    /// (off, to show that the checker alone sees stale reads).
+    check_read_indexes: bool,
+    /// A planted driver bug: snapshots leave out the state machine's last key (the digest of
+    /// the entries still matches, so only what clients read can show it).
+    lossy_snapshots: bool,
     /// A violation found where it cannot be returned at once (inside a crash).
     deferred: Option<String>,
     trace: Option<Vec<String>>,
@@ -474,6 +551,11 @@ impl Sim {
             careless_wipes: false,
             wal_bugs: WalBugs::default(),
             cut: HashSet::new(),
+            keys: 1 + (seed / 2) % 8,
+            history: Vec::new(),
+            next_process: 0,
+            check_read_indexes: true,
+            lossy_snapshots: false,
             deferred: None,
             trace: trace.then(Vec::new),
             stats: Stats {
@@ -489,6 +571,7 @@ impl Sim {
                 state: SimState::default(),
                 proposals: HashMap::new(),
                 reads: HashMap::new(),
+                serving: Vec::new(),
                 led_term: None,
                 stepped_down_term: None,
                 restarts: 0,
@@ -557,9 +640,10 @@ impl Sim {
         config.seed = (id << 48) ^ (node.restarts << 32) ^ 0x5eed;
         node.restarts += 1;
         node.raft = Some(RaftNode::new(config, durable));
+        let index = state.index;
         node.state = state;
         node.paused_until = 0;
-        self.note(|| format!("start {id} from a snapshot at {}", state.index));
+        self.note(|| format!("start {id} from a snapshot at {index}"));
         Ok(())
     }
 
@@ -724,7 +808,7 @@ impl Sim {
     /// the state machine, make it durable, tell the core, then drop the log prefix from disk.
     fn maybe_snapshot(&mut self, id: NodeId) -> Check {
         let node = &self.nodes[id as usize - 1];
-        let state = node.state;
+        let state = node.state.clone();
         let since = state.index - node.disk.snapshot_index();
         let due = self
             .weather
@@ -750,7 +834,7 @@ impl Sim {
                 index: state.index,
                 term,
             },
-            data: state.encode(),
+            data: state.encode(self.lossy_snapshots),
         };
         // A crash may fall between any two calls of writing the snapshot (temp file, write,
         // fsync, rename, directory fsync) and then of rewriting the WAL without the prefix.
@@ -793,6 +877,7 @@ impl Sim {
         node.disk.wal_reordered = reordered.iter().any(|p| p.ends_with(WAL_FILE));
         node.proposals.clear();
         node.reads.clear();
+        node.serving.clear();
         node.led_term = None;
         self.stats.crashes += 1;
         if kind == Crash::PowerLoss {
@@ -881,8 +966,9 @@ impl Sim {
                     self.stats.pinned_installs += 1;
                 }
                 let node = self.node(id);
+                let index = state.index;
                 node.state = state;
-                node.proposals.retain(|&index, _| index > state.index);
+                node.proposals.retain(|&i, _| i > index);
                 self.stats.snapshots_installed += 1;
                 if self.wiped == Some(id) && !self.wiped_caught_up {
                     self.wiped_caught_up = true;
@@ -910,22 +996,32 @@ impl Sim {
                 self.apply(id, entry)?;
             }
             for read in ready.read_states {
-                let Some(min_index) = self.node(id).reads.remove(&read.id) else {
+                let Some(pending) = self.node(id).reads.remove(&read.id) else {
                     return Err(format!("node {id}: unknown read {}", read.id));
                 };
-                if read.index < min_index {
+                if self.check_read_indexes && read.index < pending.min_index {
                     return Err(format!(
                         "linearizability: node {id} confirmed read {} at index {} but a write \
-                         at index {min_index} was acknowledged before the read started",
-                        read.id, read.index
+                         at index {} was acknowledged before the read started",
+                        read.id, read.index, pending.min_index
                     ));
                 }
                 self.stats.confirmed_reads += 1;
                 self.note(|| format!("read {} confirmed on {id} at {}", read.id, read.index));
+                self.node(id).serving.push((read.index, pending));
             }
             for read in ready.failed_reads {
-                self.node(id).reads.remove(&read);
+                let pending = self.node(id).reads.remove(&read);
+                if let Some(PendingRead {
+                    key,
+                    process: Some(process),
+                    ..
+                }) = pending
+                {
+                    self.record(process, EventType::Fail, "read", &key, None);
+                }
             }
+            self.serve_reads(id);
             self.maybe_snapshot(id)?;
             if self.alive(id) && self.rng.gen_bool(self.weather.interleave) {
                 self.feed_before_advance(id);
@@ -965,17 +1061,7 @@ impl Sim {
                     raft.step(msg);
                 }
             }
-            (_, 2) => {
-                let command = format!("w{}", self.next_command).into_bytes();
-                self.next_command += 1;
-                let Some(raft) = self.node(id).raft.as_mut() else {
-                    return;
-                };
-                if let Ok((index, term)) = raft.propose(command.clone()) {
-                    self.note(|| format!("propose on {id} before advance at {index}@{term}"));
-                    self.node(id).proposals.insert(index, (term, command));
-                }
-            }
+            (_, 2) => self.client_write(id, "before advance "),
             _ => {
                 if let Some(raft) = self.node(id).raft.as_mut() {
                     raft.tick();
@@ -1055,9 +1141,15 @@ impl Sim {
             self.applied.push(entry.clone());
             self.digests.push(digest);
         }
-        if let Some((term, command)) = proposal {
+        if let Some((term, command, process)) = proposal {
             if entry.term == term && entry.payload == EntryPayload::Command(command) {
                 self.note(|| format!("write acked by {id} at {}@{}", entry.index, entry.term));
+                if let EntryPayload::Command(command) = &entry.payload {
+                    if let (Some(process), Some((key, value))) = (process, parse_write(command)) {
+                        let (key, value) = (key.to_string(), value.to_string());
+                        self.record(process, EventType::Ok, "write", &key, Some(&value));
+                    }
+                }
                 self.max_acked_index = self.max_acked_index.max(entry.index);
                 self.acked.push(entry);
                 self.stats.acked_writes += 1;
@@ -1241,19 +1333,66 @@ impl Sim {
 
     fn propose(&mut self) -> Check {
         let id = self.client_target();
-        let command = format!("w{}", self.next_command).into_bytes();
-        self.next_command += 1;
         if self.paused(id) {
             return Ok(());
         }
+        self.client_write(id, "");
+        self.process(id)
+    }
+
+    /// A client writes a fresh value to a random key on node `id` (if it is up): the write
+    /// enters the history when the node accepts it, and completes when that node applies it.
+    fn client_write(&mut self, id: NodeId, when: &str) {
+        let key = self.client_key();
+        let value = format!("w{}", self.next_command);
+        self.next_command += 1;
+        let command = write_command(&key, &value);
         let Some(raft) = self.node(id).raft.as_mut() else {
-            return Ok(());
+            return;
         };
         if let Ok((index, term)) = raft.propose(command.clone()) {
-            self.note(|| format!("propose on {id} at {index}@{term}"));
-            self.node(id).proposals.insert(index, (term, command));
+            self.note(|| format!("propose {key}={value} on {id} {when}at {index}@{term}"));
+            let process =
+                (key != LOAD_KEY).then(|| self.record_invoke("write", &key, Some(&value)));
+            self.node(id)
+                .proposals
+                .insert(index, (term, command, process));
         }
-        self.process(id)
+    }
+
+    /// A random checked key, or `LOAD_KEY` when that key has its fill of operations in flight.
+    fn client_key(&mut self) -> String {
+        let key = format!("k{}", self.rng.gen_range(0..self.keys));
+        if self.in_flight(&key) < MAX_IN_FLIGHT_PER_KEY {
+            key
+        } else {
+            LOAD_KEY.to_string()
+        }
+    }
+
+    /// Recorded operations on `key` whose client still waits for an answer (an operation
+    /// whose node crashed is of unknown outcome: its client has given up, as Jepsen's do).
+    fn in_flight(&self, key: &str) -> usize {
+        let writes = self.nodes.iter().flat_map(|n| n.proposals.values());
+        let writes = writes
+            .filter(|(_, command, process)| {
+                process.is_some() && parse_write(command).is_some_and(|(k, _)| k == key)
+            })
+            .count();
+        let reads = self.nodes.iter().flat_map(|n| {
+            n.reads
+                .values()
+                .chain(n.serving.iter().map(|(_, read)| read))
+        });
+        writes + reads.filter(|read| read.key == key).count()
+    }
+
+    /// Records an operation's invocation by a new client process; returns the process.
+    fn record_invoke(&mut self, f: &str, key: &str, value: Option<&str>) -> u64 {
+        let process = self.next_process;
+        self.next_process += 1;
+        self.record(process, EventType::Invoke, f, key, value);
+        process
     }
 
     fn read(&mut self) -> Check {
@@ -1264,14 +1403,133 @@ impl Sim {
         if self.paused(id) {
             return Ok(());
         }
+        let key = self.client_key();
         let Some(raft) = self.node(id).raft.as_mut() else {
             return Ok(());
         };
         if raft.read_index(read_id).is_ok() {
-            self.note(|| format!("read {read_id} on {id}, must see {min_index}"));
-            self.node(id).reads.insert(read_id, min_index);
+            self.note(|| format!("read {read_id} of {key} on {id}, must see {min_index}"));
+            let process = (key != LOAD_KEY).then(|| self.record_invoke("read", &key, None));
+            let pending = PendingRead {
+                min_index,
+                key,
+                process,
+            };
+            self.node(id).reads.insert(read_id, pending);
         }
         self.process(id)
+    }
+
+    /// Answers the confirmed reads whose index the node's state machine has applied, from
+    /// that state (as the server's driver does).
+    fn serve_reads(&mut self, id: NodeId) {
+        let node = self.node(id);
+        let applied = node.state.index;
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut node.serving)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        node.serving = waiting;
+        for (_, read) in due {
+            let value = self.node(id).state.kv.get(&read.key).cloned();
+            self.note(|| format!("read of {} served by {id}: {value:?}", read.key));
+            if let Some(process) = read.process {
+                self.record(process, EventType::Ok, "read", &read.key, value.as_deref());
+                self.stats.served_reads += 1;
+            }
+        }
+    }
+
+    /// Appends a client event to the history (time: its position, a logical clock).
+    fn record(&mut self, process: u64, kind: EventType, f: &str, key: &str, value: Option<&str>) {
+        let index = self.history.len() as u64;
+        self.history.push(Event {
+            index,
+            time: index,
+            process: Process::Client(process),
+            kind,
+            f: f.to_string(),
+            key: Some(key.to_string()),
+            value: value.map_or(serde_json::Value::Null, |v| v.into()),
+            error: None,
+        });
+    }
+
+    /// Linearizability of what the clients saw, by the project's checker (the `kv` model,
+    /// key by key): every ok read returned the latest write before it in some order that
+    /// respects real time, writes of unknown outcome taking effect at any point or never.
+    ///
+    /// A write whose outcome its client never learned is resolved the way only a simulation
+    /// can: one that no node ever applied certainly did not happen (`fail`, so the search
+    /// need not try every subset of them); one that was applied stays unknown.
+    fn check_history(&self) -> Check {
+        let applied: HashSet<&str> = self
+            .applied
+            .iter()
+            .filter_map(|entry| match &entry.payload {
+                EntryPayload::Command(command) => parse_write(command).map(|(_, value)| value),
+                EntryPayload::Noop => None,
+            })
+            .collect();
+        let mut events = self.history.clone();
+        let completed: HashSet<Process> = events
+            .iter()
+            .filter(|e| e.kind != EventType::Invoke)
+            .map(|e| e.process)
+            .collect();
+        let never_applied: Vec<Event> = events
+            .iter()
+            .filter(|e| e.kind == EventType::Invoke && e.f == "write")
+            .filter(|e| !completed.contains(&e.process))
+            .filter(|e| e.value.as_str().is_some_and(|v| !applied.contains(v)))
+            .cloned()
+            .collect();
+        for invoke in never_applied {
+            let index = events.len() as u64;
+            events.push(Event {
+                index,
+                time: index,
+                kind: EventType::Fail,
+                error: Some("never applied".to_string()),
+                ..invoke
+            });
+        }
+        if let Some(path) = std::env::var_os("RIPTIDE_SIM_HISTORY") {
+            let lines: Vec<String> = events
+                .iter()
+                .map(|e| serde_json::to_string(e).map_err(|e| format!("history: {e}")))
+                .collect::<Result<_, _>>()?;
+            std::fs::write(&path, lines.join("\n") + "\n")
+                .map_err(|e| format!("history: writing {path:?}: {e}"))?;
+        }
+        let history = History::from_events(events.into_iter().enumerate().map(|(i, e)| (i + 1, e)))
+            .map_err(|e| format!("history: {e}"))?;
+        let options = CheckOptions {
+            time_limit: Some(CHECK_TIME_LIMIT),
+            ..CheckOptions::default()
+        };
+        let result = riptide_checker::check_builtin(&history, BuiltinModel::Kv, &options)
+            .map_err(|e| format!("history: {e}"))?;
+        match result.verdict {
+            Verdict::Linearizable => Ok(()),
+            Verdict::NotLinearizable => {
+                let failure = result.failures().next();
+                let key = failure.map_or("?", |p| p.partition.as_str());
+                let blocked = failure
+                    .and_then(|p| p.counterexample.as_ref())
+                    .and_then(|c| c.blocked_by.as_ref())
+                    .map_or("?".to_string(), |op| {
+                        format!("{} (history line {})", op.description, op.invoke_line)
+                    });
+                Err(format!(
+                    "not linearizable: key {key}: no order of its operations explains \
+                     {blocked} (RIPTIDE_SIM_HISTORY=FILE writes the history for `riptide check`)"
+                ))
+            }
+            Verdict::Unknown => Err(format!(
+                "checker: no verdict within {CHECK_TIME_LIMIT:?} ({} operations)",
+                result.operations
+            )),
+        }
     }
 
     /// One fault: a new partition, a heal, a crash, a restart or a pause. Dead nodes come back
@@ -1547,7 +1805,8 @@ impl Sim {
             self.time_step()?;
         }
         self.settle()?;
-        self.deferred.take().map_or(Ok(()), Err)
+        self.deferred.take().map_or(Ok(()), Err)?;
+        self.check_history()
     }
 
     /// Heals everything, lets the cluster settle, and checks every acknowledged write is
@@ -1662,7 +1921,7 @@ impl Sim {
             .map_err(|e| format!("script: propose on {id}: {e}"))?;
         self.node(id)
             .proposals
-            .insert(index, (term, command.to_vec()));
+            .insert(index, (term, command.to_vec(), None));
         self.process(id)
     }
 }
@@ -1881,6 +2140,10 @@ fn run_seeds(parity: u64) {
             total.confirmed_reads >= 10 * n,
             "too few confirmed reads: {total:?}"
         );
+        assert!(
+            total.served_reads >= 5 * n,
+            "too few reads checked by the checker: {total:?}"
+        );
         assert!(total.crashes >= 3 * n, "too few crashes: {total:?}");
         // Both settings of pre-vote and check-quorum ran, and check-quorum did depose leaders.
         for count in [total.pre_vote_seeds, total.check_quorum_seeds] {
@@ -1996,6 +2259,7 @@ fn the_simulation_catches_followers_skipping_the_log_check() {
     );
 }
 
+/// With the read-index check: a locally served read's index misses an acknowledged write.
 #[test]
 fn the_simulation_catches_leaders_serving_reads_locally() {
     assert_simulation_catches(
@@ -2007,6 +2271,48 @@ fn the_simulation_catches_leaders_serving_reads_locally() {
         200,
         &["linearizability"],
     );
+}
+
+/// Without the read-index check, by what the clients saw alone: the checker finds a read that
+/// returned a value older than a write acknowledged before the read began.
+#[test]
+fn the_checker_catches_leaders_serving_reads_locally_from_the_client_history() {
+    let bugs = CoreBugs {
+        leader_local_reads: true,
+        ..CoreBugs::default()
+    };
+    assert_checker_catches(bugs, |_| {});
+}
+
+/// A state machine whose snapshots lose a key: every index and digest is right, the nodes
+/// restored from such a snapshot answer reads of that key wrongly; only the client history
+/// shows it.
+#[test]
+fn the_checker_catches_snapshots_that_lose_a_key() {
+    assert_checker_catches(CoreBugs::default(), |sim| sim.lossy_snapshots = true);
+}
+
+/// Planted `bugs` (and driver bugs `plant` sets) must make the checker, with the read-index
+/// check off, report a non-linearizable history within 200 seeds.
+fn assert_checker_catches(bugs: CoreBugs, plant: impl Fn(&mut Sim)) {
+    if env_u64("RIPTIDE_SIM_SEED").is_some() {
+        return;
+    }
+    for seed in 0..200 {
+        let mut sim = Sim::new(seed, cluster_size(seed), bugs, false);
+        plant(&mut sim);
+        sim.check_read_indexes = false;
+        if let Err(failure) = run_sim(sim) {
+            let violation = violation_of(&failure);
+            assert!(
+                violation.starts_with("not linearizable"),
+                "expected the checker to find a non-linearizable history, got: {failure}"
+            );
+            eprintln!("caught by the checker: {failure}");
+            return;
+        }
+    }
+    panic!("no violation in 200 seeds; the checker cannot see this bug");
 }
 
 /// The planted `no-fsync` bug (the WAL acknowledges entries it never fsynced): power losses
