@@ -325,8 +325,100 @@ pub fn serve_section(store: &Path) -> String {
             t.unknown + t.run_failed + t.skipped,
         ));
     }
-    html.push_str("</table><h2>runs</h2>");
+    html.push_str("</table>");
     html
+}
+
+/// One night of the trend: campaigns, runs (not skipped), violations, unknowns, failed runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Night {
+    pub campaigns: usize,
+    pub runs: usize,
+    pub violations: usize,
+    pub unknowns: usize,
+    pub failed: usize,
+}
+
+/// The campaigns' verdicts per night (the UTC day each campaign started), oldest first.
+pub fn nights(campaigns: &[(String, CampaignRecord)]) -> Vec<(String, Night)> {
+    let mut nights: std::collections::BTreeMap<String, Night> = Default::default();
+    for (_, record) in campaigns {
+        let day = record
+            .started
+            .get(..10)
+            .unwrap_or(&record.started)
+            .to_string();
+        let t = record.tally();
+        let night = nights.entry(day).or_default();
+        night.campaigns += 1;
+        night.runs += t.linearizable + t.not_linearizable + t.unknown + t.run_failed;
+        night.violations += t.not_linearizable;
+        night.unknowns += t.unknown;
+        night.failed += t.run_failed;
+    }
+    nights.into_iter().collect()
+}
+
+/// The trend over nights: a bar chart (runs, violations and unknowns per night, in its own
+/// scrolling box) and a table, newest night first.
+pub fn trend_html(campaigns: &[(String, CampaignRecord)]) -> String {
+    let nights = nights(campaigns);
+    if nights.is_empty() {
+        return "<p>No campaigns in this store yet.</p>".to_string();
+    }
+    const BAR: usize = 10;
+    const SLOT: usize = 4 * BAR + 12;
+    const HEIGHT: usize = 160;
+    let max = nights.iter().map(|(_, n)| n.runs).max().unwrap_or(0).max(1);
+    let width = nights.len() * SLOT + 20;
+    let mut svg = format!(
+        r#"<div class="scroll"><svg id="trend" width="{width}" height="{}" role="img" aria-label="runs, violations and unknowns per night">"#,
+        HEIGHT + 40
+    );
+    for (i, (day, night)) in nights.iter().enumerate() {
+        let x = 10 + i * SLOT;
+        let bars = [
+            (night.runs, "#9aa5b1", "runs"),
+            (night.violations, "#d64550", "violations"),
+            (night.unknowns, "#e0a030", "unknowns"),
+        ];
+        for (j, (count, color, what)) in bars.into_iter().enumerate() {
+            let h = count * HEIGHT / max;
+            svg.push_str(&format!(
+                r#"<rect x="{}" y="{}" width="{BAR}" height="{h}" fill="{color}"><title>{} {what}: {count}</title></rect>"#,
+                x + j * BAR,
+                10 + HEIGHT - h,
+                esc(day),
+            ));
+        }
+        svg.push_str(&format!(
+            r#"<text x="{x}" y="{}" font-size="10">{}</text>"#,
+            HEIGHT + 30,
+            esc(day.get(5..).unwrap_or(day))
+        ));
+    }
+    svg.push_str("</svg></div><p>Grey: runs; red: not linearizable; amber: unknown.</p>");
+    svg.push_str("<table><tr><th>night</th><th>campaigns</th><th>runs</th><th>not linearizable</th><th>unknown</th><th>run failed</th></tr>");
+    for (day, n) in nights.iter().rev() {
+        let class = if n.violations > 0 {
+            "v-not-linearizable"
+        } else if n.unknowns + n.failed > 0 {
+            "v-unknown"
+        } else {
+            "v-linearizable"
+        };
+        svg.push_str(&format!(
+            r#"<tr class="{class}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(day),
+            n.campaigns,
+            n.runs,
+            n.violations,
+            n.unknowns,
+            n.failed
+        ));
+    }
+    svg.push_str("</table>");
+    svg
 }
 
 #[cfg(test)]
@@ -335,8 +427,8 @@ mod tests {
     use super::super::record::RunRecord;
     use super::*;
 
-    fn record() -> CampaignRecord {
-        let run = |id: usize, verdict: &str| RunRecord {
+    fn run_with(id: usize, verdict: &str) -> RunRecord {
+        RunRecord {
             entry: MatrixEntry {
                 id,
                 test_name: "kv-<x>".into(),
@@ -355,7 +447,11 @@ mod tests {
             first_violation_ms: Some(1200.0),
             exposed_by: Some("isolate-leader".into()),
             reasons: vec!["key k1 is \"bad\" & \u{1}odd".into()],
-        };
+        }
+    }
+
+    fn record() -> CampaignRecord {
+        let run = run_with;
         CampaignRecord {
             name: "n&ghtly".into(),
             mode: "matrix".into(),
@@ -403,6 +499,50 @@ mod tests {
         let html = index_html(&r);
         assert!(html.contains(r#"href="../../kv-x/20261123T010000-7/report.html""#));
         assert!(html.contains("1 not linearizable"));
+    }
+
+    #[test]
+    fn the_trend_counts_runs_violations_and_unknowns_per_night() {
+        let first = record();
+        let mut second = record();
+        second.started = "2026-11-24T01:00:00Z".into();
+        second.runs = vec![run_with(0, "unknown"), run_with(1, "linearizable")];
+        let mut third = second.clone();
+        third.started = "2026-11-24T03:00:00Z".into();
+        let campaigns: Vec<(String, CampaignRecord)> = [first, second, third]
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (format!("c{i}"), r))
+            .collect();
+        let nights = nights(&campaigns);
+        let expected = [
+            (
+                "2026-11-23".to_string(),
+                Night {
+                    campaigns: 1,
+                    runs: 3,
+                    violations: 1,
+                    unknowns: 0,
+                    failed: 1,
+                },
+            ),
+            (
+                "2026-11-24".to_string(),
+                Night {
+                    campaigns: 2,
+                    runs: 4,
+                    violations: 0,
+                    unknowns: 2,
+                    failed: 0,
+                },
+            ),
+        ];
+        assert_eq!(nights, expected);
+        let html = trend_html(&campaigns);
+        // Three bars per night, the tallest (4 runs) the full height.
+        assert_eq!(html.matches("<rect ").count(), 6, "{html}");
+        assert!(html.contains(r##"height="160" fill="#9aa5b1""##), "{html}");
+        assert!(html.contains("2026-11-24 unknowns: 2"), "{html}");
     }
 
     #[test]

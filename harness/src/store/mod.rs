@@ -177,6 +177,9 @@ pub struct RunSummary {
     pub seed: Option<u64>,
     pub nemesis: Option<String>,
     pub workload: Option<String>,
+    /// The planted bug the nodes ran with (`--bug NAME` in the node arguments), if any.
+    #[serde(default)]
+    pub bug: Option<String>,
     /// Number of client operations (invocations) recorded.
     pub ops: Option<u64>,
     /// The run's verdict; `None` when it has no results yet (still running, or interrupted
@@ -244,6 +247,39 @@ pub fn list_runs(store: &Path) -> Result<Vec<RunSummary>, StoreError> {
     Ok(runs)
 }
 
+/// The planted bug named in node arguments: `--bug NAME` or `--bug=NAME`.
+pub fn planted_bug(node_args: &[String]) -> Option<String> {
+    let mut args = node_args.iter();
+    while let Some(arg) = args.next() {
+        if let Some(name) = arg.strip_prefix("--bug=") {
+            return Some(name.to_string());
+        }
+        if arg == "--bug" {
+            return args.next().cloned();
+        }
+    }
+    None
+}
+
+/// The summary of one run folder, `rel` (`<test>/<run>`) under `store`; `None` when it is not
+/// a run (no `config.json`) or would leave the store.
+pub fn summarize(store: &Path, rel: &str) -> Option<RunSummary> {
+    let rel = rel.trim_matches('/');
+    let (test, run) = rel.split_once('/')?;
+    if run.contains('/')
+        || [test, run]
+            .iter()
+            .any(|c| c.is_empty() || c.starts_with('.'))
+    {
+        return None;
+    }
+    let run_path = store.join(test).join(run);
+    run_path
+        .join(CONFIG_FILE)
+        .is_file()
+        .then(|| summarize_run(test, &run_path))
+}
+
 fn summarize_run(test: &str, run_path: &Path) -> RunSummary {
     let read_json = |name: &str| -> Option<serde_json::Value> {
         let text = std::fs::read_to_string(run_path.join(name)).ok()?;
@@ -282,6 +318,11 @@ fn summarize_run(test: &str, run_path: &Path) -> RunSummary {
             .and_then(|v| v.as_u64()),
         nemesis: cfg_str("nemesis"),
         workload: cfg_str("workload"),
+        bug: config
+            .as_ref()
+            .and_then(|c| c.get("node_args"))
+            .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+            .and_then(|args| planted_bug(&args)),
         ops: results
             .as_ref()
             .and_then(|r| r.get("stats"))
