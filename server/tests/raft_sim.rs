@@ -287,11 +287,11 @@ impl SimState {
         (self.digest, entry.index, entry.term).hash(&mut hasher);
         match &entry.payload {
             EntryPayload::Noop => 0u8.hash(&mut hasher),
-            EntryPayload::Command(command) => (1u8, command).hash(&mut hasher),
-        }
-        if let EntryPayload::Command(command) = &entry.payload {
-            if let Some((key, value)) = parse_write(command) {
-                self.kv.insert(key.to_string(), value.to_string());
+            EntryPayload::Command(command) => {
+                (1u8, command).hash(&mut hasher);
+                if let Some((key, value)) = parse_write(command) {
+                    self.kv.insert(key.to_string(), value.to_string());
+                }
             }
         }
         self.digest = hasher.finish();
@@ -1142,13 +1142,12 @@ impl Sim {
             self.digests.push(digest);
         }
         if let Some((term, command, process)) = proposal {
-            if entry.term == term && entry.payload == EntryPayload::Command(command) {
+            if entry.term == term
+                && matches!(&entry.payload, EntryPayload::Command(c) if *c == command)
+            {
                 self.note(|| format!("write acked by {id} at {}@{}", entry.index, entry.term));
-                if let EntryPayload::Command(command) = &entry.payload {
-                    if let (Some(process), Some((key, value))) = (process, parse_write(command)) {
-                        let (key, value) = (key.to_string(), value.to_string());
-                        self.record(process, EventType::Ok, "write", &key, Some(&value));
-                    }
+                if let (Some(process), Some((key, value))) = (process, parse_write(&command)) {
+                    self.record(process, EventType::Ok, "write", key, Some(value));
                 }
                 self.max_acked_index = self.max_acked_index.max(entry.index);
                 self.acked.push(entry);
@@ -2221,25 +2220,36 @@ fn five_node_clusters_stay_safe_under_faults() {
 /// of the `kinds` expected (the words a violation's message starts with): a run that fails
 /// for another reason does not count as catching it.
 fn assert_simulation_catches(bugs: CoreBugs, wal_bugs: WalBugs, max_seeds: u64, kinds: &[&str]) {
+    let what = format!("{bugs:?} {wal_bugs:?}");
+    assert_planted_caught(&what, bugs, |sim| sim.wal_bugs = wal_bugs, max_seeds, kinds);
+}
+
+/// The loop of every "catches the bug" test: seeds from 0, each with the core's planted `bugs`
+/// and what `plant` sets on the simulator, until one fails with a violation of the `kinds`.
+fn assert_planted_caught(
+    what: &str,
+    bugs: CoreBugs,
+    plant: impl Fn(&mut Sim),
+    max_seeds: u64,
+    kinds: &[&str],
+) {
     if env_u64("RIPTIDE_SIM_SEED").is_some() {
         return;
     }
     for seed in 0..max_seeds {
         let mut sim = Sim::new(seed, cluster_size(seed), bugs, false);
-        sim.wal_bugs = wal_bugs;
+        plant(&mut sim);
         if let Err(failure) = run_sim(sim) {
             let violation = violation_of(&failure);
             assert!(
                 kinds.iter().any(|kind| violation.starts_with(kind)),
-                "{bugs:?} {wal_bugs:?}: expected a violation of {kinds:?}, got: {failure}"
+                "{what}: expected a violation of {kinds:?}, got: {failure}"
             );
-            eprintln!("{bugs:?} {wal_bugs:?} caught: {failure}");
+            eprintln!("{what} caught: {failure}");
             return;
         }
     }
-    panic!(
-        "{bugs:?} {wal_bugs:?}: no violation in {max_seeds} seeds; the checks cannot see this bug"
-    );
+    panic!("{what}: no violation in {max_seeds} seeds; the checks cannot see this bug");
 }
 
 #[test]
@@ -2295,24 +2305,12 @@ fn the_checker_catches_snapshots_that_lose_a_key() {
 /// Planted `bugs` (and driver bugs `plant` sets) must make the checker, with the read-index
 /// check off, report a non-linearizable history within 200 seeds.
 fn assert_checker_catches(bugs: CoreBugs, plant: impl Fn(&mut Sim)) {
-    if env_u64("RIPTIDE_SIM_SEED").is_some() {
-        return;
-    }
-    for seed in 0..200 {
-        let mut sim = Sim::new(seed, cluster_size(seed), bugs, false);
-        plant(&mut sim);
+    let plant = |sim: &mut Sim| {
+        plant(sim);
         sim.check_read_indexes = false;
-        if let Err(failure) = run_sim(sim) {
-            let violation = violation_of(&failure);
-            assert!(
-                violation.starts_with("not linearizable"),
-                "expected the checker to find a non-linearizable history, got: {failure}"
-            );
-            eprintln!("caught by the checker: {failure}");
-            return;
-        }
-    }
-    panic!("no violation in 200 seeds; the checker cannot see this bug");
+    };
+    let what = format!("{bugs:?} (checker only)");
+    assert_planted_caught(&what, bugs, plant, 200, &["not linearizable"]);
 }
 
 /// The planted `no-fsync` bug (the WAL acknowledges entries it never fsynced): power losses
