@@ -346,6 +346,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_store_reads_back_the_bug_that_node_flags_plant() {
+        for bug in PLANTED_BUGS {
+            let flags = node_flags(bug.name);
+            assert_eq!(crate::store::planted_bug(&flags).as_deref(), Some(bug.name));
+        }
+        assert_eq!(crate::store::planted_bug(&node_flags(NO_BUG)), None);
+    }
+
+    #[test]
     fn the_bug_matrix_runs_every_bug_and_a_no_bug_baseline() {
         let entries = bug_matrix(&[], 2, 1).unwrap();
         let bugs: std::collections::BTreeSet<&str> =

@@ -304,7 +304,12 @@ pub fn list_campaigns(store: &Path) -> Vec<(String, CampaignRecord)> {
 
 /// The "campaigns" section of `riptide serve`'s front page (empty when there are none).
 pub fn serve_section(store: &Path) -> String {
-    let campaigns = list_campaigns(store);
+    campaigns_table(&list_campaigns(store))
+}
+
+/// The table of `campaigns` (as [`list_campaigns`] gives them), linking each index page;
+/// empty when there are none.
+pub fn campaigns_table(campaigns: &[(String, CampaignRecord)]) -> String {
     if campaigns.is_empty() {
         return String::new();
     }
@@ -315,7 +320,7 @@ pub fn serve_section(store: &Path) -> String {
             r#"<tr class="{}"><td><a href="/runs/{}/{}/index.html">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
             if t.not_linearizable > 0 { "v-not-linearizable" } else { "v-linearizable" },
             super::CAMPAIGNS_DIR,
-            esc(&folder),
+            esc(folder),
             esc(&r.name),
             esc(&r.mode),
             esc(&r.started),

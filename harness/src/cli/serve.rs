@@ -19,6 +19,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::campaign::bugs::NO_BUG;
 use crate::report::esc;
 use crate::store::{
     list_runs, summarize, RunSummary, CLUSTER_FILE, CONFIG_FILE, HISTORY_FILE, MINIMAL_FILE,
@@ -78,16 +79,13 @@ pub struct RunFilter {
     pub verdict: String,
     #[serde(default)]
     pub test: String,
-    /// A planted bug's name, or `none` for runs without one.
+    /// A planted bug's name, or `none` ([`NO_BUG`]) for runs without one.
     #[serde(default)]
     pub bug: String,
     /// A day, `YYYY-MM-DD` (the run's start, UTC).
     #[serde(default)]
     pub date: String,
 }
-
-/// The value of `bug` that selects runs without a planted bug.
-const NO_BUG: &str = "none";
 
 impl RunFilter {
     pub fn matches(&self, run: &RunSummary) -> bool {
@@ -304,7 +302,7 @@ async fn campaigns_page(State(store): State<Arc<PathBuf>>) -> Response {
     let built = tokio::task::spawn_blocking(move || {
         let campaigns = crate::campaign::render::list_campaigns(&store);
         let trend = crate::campaign::render::trend_html(&campaigns);
-        let table = crate::campaign::render::serve_section(&store);
+        let table = crate::campaign::render::campaigns_table(&campaigns);
         format!("{trend}{table}")
     })
     .await;

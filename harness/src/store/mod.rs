@@ -247,7 +247,8 @@ pub fn list_runs(store: &Path) -> Result<Vec<RunSummary>, StoreError> {
     Ok(runs)
 }
 
-/// The planted bug named in node arguments: `--bug NAME` or `--bug=NAME`.
+/// The planted bug named in node arguments: `--bug NAME`, or `--bug=NAME` as
+/// `campaign::bugs::node_flags` writes it.
 pub fn planted_bug(node_args: &[String]) -> Option<String> {
     let mut args = node_args.iter();
     while let Some(arg) = args.next() {
