@@ -35,8 +35,17 @@ pub fn run(args: ReportArgs) -> anyhow::Result<u8> {
 
 /// The events of a run folder's `history.jsonl`.
 pub fn read_events(dir: &Path) -> anyhow::Result<Vec<Event>> {
-    let text = std::fs::read_to_string(dir.join(HISTORY_FILE))
-        .with_context(|| format!("cannot read {}/{HISTORY_FILE}", dir.display()))?;
+    parse_events(dir, &read_history_text(dir)?)
+}
+
+/// The text of a run folder's `history.jsonl`.
+fn read_history_text(dir: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(dir.join(HISTORY_FILE))
+        .with_context(|| format!("cannot read {}/{HISTORY_FILE}", dir.display()))
+}
+
+/// The events of `history.jsonl`'s text (`dir` names the file in errors).
+fn parse_events(dir: &Path, text: &str) -> anyhow::Result<Vec<Event>> {
     let mut events: Vec<Event> = Vec::new();
     for (n, line) in text
         .lines()
@@ -66,13 +75,12 @@ pub fn recheck(dir: &Path, shrink_budget_ms: Option<u64>) -> anyhow::Result<RunR
     if let Some(budget) = shrink_budget_ms {
         config.shrink_budget_ms = budget;
     }
-    let events = read_events(dir)?;
+    let history = read_history_text(dir)?;
+    let events = parse_events(dir, &history)?;
     let old: Option<RunResults> = std::fs::read_to_string(dir.join(RESULTS_FILE))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
     let last_time_ms = events.last().map_or(0, |e| e.time / 1_000_000);
-    let history = std::fs::read_to_string(dir.join(HISTORY_FILE))
-        .with_context(|| format!("cannot read {}/{HISTORY_FILE}", dir.display()))?;
     let served = crate::run::recorder::served_of_history(&history);
     let mut collected = match old {
         Some(old) => Recording {

@@ -72,6 +72,7 @@ pub(super) fn section(m: &MinimalHistory, faults: &[FaultInterval], duration_ns:
                     format!("{}", i + 1)
                 },
                 failing,
+                anchor: false,
             };
             (o.invoke_index, mark)
         })

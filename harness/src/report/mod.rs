@@ -16,8 +16,12 @@ use riptide_checker::history::{Event, EventType};
 
 use crate::run::ops::PairedOp;
 
+mod cluster;
+mod logs;
 mod minimal;
 use crate::store::{CounterexampleView, FaultInterval, NodeProblem};
+pub use cluster::{parse_samples, read_samples, NodeSample};
+pub use logs::{window_lines, NodeLogLines};
 
 /// Everything the report shows.
 pub struct ReportInput<'a> {
@@ -34,6 +38,10 @@ pub struct ReportInput<'a> {
     pub faults: &'a [FaultInterval],
     pub counterexample: Option<&'a CounterexampleView>,
     pub node_problems: &'a [NodeProblem],
+    /// The nodes' own view over time (`cluster.jsonl`); empty for runs without it.
+    pub cluster: &'a [NodeSample],
+    /// Each node's log lines in the counterexample's window ([`counterexample_window`]).
+    pub window_logs: &'a [NodeLogLines],
     /// The smallest piece of the history that still fails (`minimal.jsonl`), drawn first.
     pub minimal: Option<&'a crate::run::minimal::MinimalHistory>,
     /// The checker's verdict per key: `(key, verdict, operations, milliseconds)`.
@@ -41,6 +49,9 @@ pub struct ReportInput<'a> {
     /// Total duration to draw (nanoseconds); at least the last event's time.
     pub duration_ns: u64,
 }
+
+/// Width of the operations' timeline and of the node lanes above it, which share its x axis.
+const TIMELINE_WIDTH: f64 = 1100.0;
 
 /// Above this many operations the page drops tooltips of plain ok operations and samples the
 /// latency scatter, so a long run's report stays light enough for a browser.
@@ -287,6 +298,8 @@ struct Mark {
     label: String,
     /// Cannot be linearized: red outline. Otherwise (part of the prefix): dark outline.
     failing: bool,
+    /// Carries `id="failing-op"`, which the page scrolls into view when it opens (one per page).
+    anchor: bool,
 }
 
 /// Timeline of every operation per process, with faults shaded. `marks` outlines operations
@@ -307,7 +320,7 @@ fn timeline_svg(
     let lane_of: HashMap<u64, usize> = processes.iter().enumerate().map(|(i, p)| (*p, i)).collect();
     let lane_h = if detailed { 26.0 } else { 14.0 };
     let top = 36.0;
-    let mut width = 1100.0;
+    let mut width = TIMELINE_WIDTH;
     let mut xs = XScale::linear(50.0, width - 60.0, duration_ns);
     if detailed {
         let mut points: Vec<u64> = ops
@@ -326,7 +339,7 @@ fn timeline_svg(
     let mut out = String::new();
     let _ = write!(
         out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height:.0}" font-family="sans-serif">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="zoomable" width="{width}" height="{height:.0}" viewBox="0 0 {width} {height:.0}" font-family="sans-serif">"#
     );
     fault_bands(&mut out, faults, &xs, 0.0, height - 30.0, duration_ns);
     for (i, p) in processes.iter().enumerate() {
@@ -357,6 +370,11 @@ fn timeline_svg(
             ),
             None => (String::new(), String::new()),
         };
+        let id = if mark.is_some_and(|m| m.anchor) {
+            r#" id="failing-op""#
+        } else {
+            ""
+        };
         // Past a size, plain ok bars lose their tooltip to keep the page light.
         let title = if ops.len() <= DETAIL_LIMIT || mark.is_some() || op.outcome != EventType::Ok {
             format!(
@@ -368,7 +386,7 @@ fn timeline_svg(
         };
         let _ = write!(
             out,
-            r#"<rect x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}" opacity="{}"{stroke}>{title}</rect>"#,
+            r#"<rect{id} x="{x0:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}" opacity="{}"{stroke}>{title}</rect>"#,
             x1 - x0,
             lane_h - 4.0,
             outcome_color(op.outcome),
@@ -570,14 +588,11 @@ fn counterexample_html(
     cx: &CounterexampleView,
     ops: &[PairedOp],
     faults: &[FaultInterval],
+    samples: &[NodeSample],
     duration_ns: u64,
 ) -> String {
     let mut html = String::new();
-    let key_ops: Vec<PairedOp> = ops
-        .iter()
-        .filter(|o| o.key == cx.key && o.f != "nemesis")
-        .cloned()
-        .collect();
+    let key_ops = key_ops_of(cx, ops);
     let mut marks: HashMap<u64, Mark> = HashMap::new();
     for (i, idx) in cx.prefix.iter().enumerate() {
         marks.insert(
@@ -585,15 +600,17 @@ fn counterexample_html(
             Mark {
                 label: format!("linearized #{}", i + 1),
                 failing: false,
+                anchor: false,
             },
         );
     }
-    for idx in &cx.failing {
+    for (i, idx) in cx.failing.iter().enumerate() {
         marks.insert(
             *idx,
             Mark {
                 label: "CANNOT BE LINEARIZED".to_string(),
                 failing: true,
+                anchor: i == 0,
             },
         );
     }
@@ -601,24 +618,7 @@ fn counterexample_html(
         .iter()
         .filter(|o| cx.failing.contains(&o.invoke_index))
         .collect();
-    // Zoom on the part of the run around the failing operations.
-    let (lo, hi) = {
-        let mut lo = u64::MAX;
-        let mut hi = 0;
-        for o in failing_ops.iter().copied().chain(
-            key_ops
-                .iter()
-                .filter(|o| cx.prefix.iter().rev().take(6).any(|i| *i == o.invoke_index)),
-        ) {
-            lo = lo.min(o.start_ns);
-            hi = hi.max(o.end_ns.unwrap_or(duration_ns));
-        }
-        if lo == u64::MAX {
-            (0, duration_ns)
-        } else {
-            (lo, hi.min(duration_ns))
-        }
-    };
+    let (lo, hi) = window_of(cx, &key_ops, duration_ns);
     let window: Vec<PairedOp> = key_ops
         .iter()
         .filter(|o| o.end_ns.unwrap_or(duration_ns) >= lo && o.start_ns <= hi)
@@ -646,6 +646,14 @@ fn counterexample_html(
         lo as f64 / 1e9,
         hi as f64 / 1e9
     );
+    if let Some(first) = failing_ops.first() {
+        let _ = write!(
+            html,
+            r#"<p class="what">{}</p>"#,
+            esc(&cluster::sentence(first, &key_ops, samples))
+        );
+    }
+    html.push_str(r#"<div class="svgbox" id="cx-box">"#);
     html.push_str(&timeline_svg(
         &window,
         &window_faults,
@@ -654,6 +662,8 @@ fn counterexample_html(
         true,
         lo,
     ));
+    html.push_str("</div>");
+    html.push_str(&served_table(&key_ops, lo, hi, &marks, samples));
     let _ = write!(
         html,
         "<h3>Model state after the linearizable prefix</h3><pre>{}</pre>",
@@ -682,6 +692,140 @@ fn counterexample_html(
     html
 }
 
+/// Each node's log lines in the counterexample's window, a box per node (time in seconds on
+/// the history's clock before each line).
+fn window_logs_html(logs: &[NodeLogLines]) -> String {
+    if logs.iter().all(|l| l.lines.is_empty()) {
+        return String::new();
+    }
+    let mut html = String::from(
+        "<h3>Node logs in this window</h3><p>Each node's log from half a second before the window to half a second after it.</p>",
+    );
+    for log in logs.iter().filter(|l| !l.lines.is_empty()) {
+        let _ = write!(
+            html,
+            r#"<details open class="nodelog"><summary>{} ({} lines{})</summary><pre>"#,
+            esc(&log.node),
+            log.lines.len(),
+            if log.dropped > 0 {
+                format!(", {} earlier ones left out", log.dropped)
+            } else {
+                String::new()
+            }
+        );
+        for (at, line) in &log.lines {
+            let _ = writeln!(html, "{:>8.3}s  {}", *at as f64 / 1e9, esc(line));
+        }
+        html.push_str("</pre></details>");
+    }
+    html
+}
+
+/// The counterexample key's operations (without nemesis events).
+fn key_ops_of(cx: &CounterexampleView, ops: &[PairedOp]) -> Vec<PairedOp> {
+    ops.iter()
+        .filter(|o| o.key == cx.key && o.f != "nemesis")
+        .cloned()
+        .collect()
+}
+
+/// The part of the run the counterexample zooms on: its failing operations and the last few
+/// operations of the linearizable prefix, in nanoseconds since the history's origin.
+pub fn counterexample_window(
+    cx: &CounterexampleView,
+    ops: &[PairedOp],
+    duration_ns: u64,
+) -> (u64, u64) {
+    window_of(cx, &key_ops_of(cx, ops), duration_ns)
+}
+
+fn window_of(cx: &CounterexampleView, key_ops: &[PairedOp], duration_ns: u64) -> (u64, u64) {
+    let mut lo = u64::MAX;
+    let mut hi = 0;
+    let last_of_prefix =
+        |o: &&PairedOp| cx.prefix.iter().rev().take(6).any(|i| *i == o.invoke_index);
+    for o in key_ops
+        .iter()
+        .filter(|o| cx.failing.contains(&o.invoke_index) || last_of_prefix(o))
+    {
+        lo = lo.min(o.start_ns);
+        hi = hi.max(o.end_ns.unwrap_or(duration_ns));
+    }
+    if lo == u64::MAX {
+        (0, duration_ns)
+    } else {
+        (lo, hi.min(duration_ns))
+    }
+}
+
+/// Each operation of the counterexample's window: the node that served it, the term it
+/// answered with, and whether it led in that term then (from `cluster.jsonl`).
+fn served_table(
+    key_ops: &[PairedOp],
+    lo: u64,
+    hi: u64,
+    marks: &HashMap<u64, Mark>,
+    samples: &[NodeSample],
+) -> String {
+    let mut html = String::from(
+        "<div class=\"svgbox\"><table class=\"served\"><tr><th>at (s)</th><th>operation</th><th>mark</th><th>served by</th><th>term</th><th>leader then?</th></tr>",
+    );
+    for o in key_ops
+        .iter()
+        .filter(|o| o.end_ns.unwrap_or(hi) >= lo && o.start_ns <= hi)
+    {
+        let mark = marks.get(&o.invoke_index);
+        let (node, term, led) = match &o.served {
+            Some(s) => {
+                let led = match cluster::role_when_served(samples, o).as_deref() {
+                    Some("leader") => "yes".to_string(),
+                    Some(r) => format!("no ({r})"),
+                    None => "?".to_string(),
+                };
+                (
+                    format!("n{}", s.node),
+                    s.term.map(|t| t.to_string()).unwrap_or_else(|| "?".into()),
+                    led,
+                )
+            }
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let class = if mark.is_some_and(|m| m.failing) {
+            r#" class="bad""#
+        } else {
+            ""
+        };
+        let _ = write!(
+            html,
+            "<tr{class}><td>{:.3}</td><td>{}</td><td>{}</td><td>{node}</td><td>{term}</td><td>{}</td></tr>",
+            o.start_ns as f64 / 1e9,
+            esc(&describe(o)),
+            esc(mark.map(|m| m.label.as_str()).unwrap_or_default()),
+            esc(&led)
+        );
+    }
+    html.push_str("</table></div>");
+    html
+}
+
+/// Scrolls the failing operation into view inside its box, and zooms the operations' timeline
+/// (the lanes with it) by scaling every `svg.zoomable` in `#timeline`.
+const PAGE_SCRIPT: &str = r#"<script>
+(function(){
+var f=document.getElementById('failing-op');
+if(f){f.scrollIntoView({block:'center',inline:'center'});}
+var z=document.getElementById('zoom');
+if(z){z.addEventListener('input',function(){
+var k=Number(z.value);
+document.querySelectorAll('#timeline svg.zoomable').forEach(function(s){
+if(!s.dataset.w){s.dataset.w=s.getAttribute('width');s.dataset.h=s.getAttribute('height');}
+s.setAttribute('width',String(Number(s.dataset.w)*k));
+s.setAttribute('height',String(Number(s.dataset.h)));
+s.setAttribute('preserveAspectRatio','none');
+});});}
+})();
+</script>"#;
+
 /// Renders the whole page.
 pub fn render(input: &ReportInput<'_>) -> String {
     let ops = input.ops;
@@ -699,7 +843,7 @@ pub fn render(input: &ReportInput<'_>) -> String {
     let _ = write!(
         html,
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title><style>
-body{{font-family:sans-serif;margin:20px;color:#222;max-width:1160px}}
+body{{font-family:sans-serif;margin:20px;color:#222;max-width:1160px;overflow-wrap:anywhere}}
 h1{{font-size:20px}} h2{{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}}
 .verdict{{font-size:22px;font-weight:bold;padding:8px 12px;display:inline-block;border-radius:4px}}
 .good{{background:#d9f2e1;color:#1d6b38}} .bad{{background:#f9d6da;color:#8c1020}} .unknown{{background:#fbecd0;color:#7a4c00}}
@@ -751,19 +895,37 @@ li.bad{{color:#8c1020;font-weight:bold}} pre{{background:#f6f6f6;padding:8px;ove
     let mut highlight: HashMap<u64, Mark> = HashMap::new();
     if let Some(cx) = input.counterexample {
         html.push_str("<h2>Counterexample</h2>");
-        html.push_str(&counterexample_html(cx, ops, input.faults, duration_ns));
+        html.push_str(&counterexample_html(
+            cx,
+            ops,
+            input.faults,
+            input.cluster,
+            duration_ns,
+        ));
+        html.push_str(&window_logs_html(input.window_logs));
         for idx in &cx.failing {
             highlight.insert(
                 *idx,
                 Mark {
                     label: "cannot be linearized".into(),
                     failing: true,
+                    anchor: false,
                 },
             );
         }
     }
 
-    html.push_str("<h2>Operations per process</h2><p>One bar per operation from invoke to completion: <span style=\"color:#3a9d5d\">ok</span>, <span style=\"color:#9aa3ad\">fail</span>, <span style=\"color:#e69b2e\">info</span> (unknown; the process is then retired). Shaded bands are faults. Hover for details.</p><div class=\"svgbox\">");
+    html.push_str("<h2>Operations per process</h2><p>One bar per operation from invoke to completion: <span style=\"color:#3a9d5d\">ok</span>, <span style=\"color:#9aa3ad\">fail</span>, <span style=\"color:#e69b2e\">info</span> (unknown; the process is then retired). Shaded bands are faults. Hover for details. Zoom: <input type=\"range\" id=\"zoom\" min=\"1\" max=\"20\" step=\"0.5\" value=\"1\"></p>");
+    if !input.cluster.is_empty() {
+        html.push_str(cluster::LANES_LEGEND);
+    }
+    html.push_str("<div class=\"svgbox\" id=\"timeline\">");
+    html.push_str(&cluster::lanes_svg(
+        input.cluster,
+        input.faults,
+        duration_ns,
+        TIMELINE_WIDTH,
+    ));
     html.push_str(&timeline_svg(
         ops,
         input.faults,
@@ -821,7 +983,9 @@ li.bad{{color:#8c1020;font-weight:bold}} pre{{background:#f6f6f6;padding:8px;ove
         }
         html.push_str("</table>");
     }
-    html.push_str("<p>Raw files: <a href=\"history.jsonl\">history.jsonl</a>, <a href=\"results.json\">results.json</a>, <a href=\"config.json\">config.json</a>, <a href=\"schedule.json\">schedule.json</a>, node logs in <a href=\"nodes/\">nodes/</a>.</p></body></html>\n");
+    html.push_str("<p>Raw files: <a href=\"history.jsonl\">history.jsonl</a>, <a href=\"results.json\">results.json</a>, <a href=\"config.json\">config.json</a>, <a href=\"schedule.json\">schedule.json</a>, node logs in <a href=\"nodes/\">nodes/</a>.</p>");
+    html.push_str(PAGE_SCRIPT);
+    html.push_str("</body></html>\n");
     html
 }
 
@@ -905,6 +1069,8 @@ mod tests {
             faults: &faults,
             counterexample: Some(&cx),
             node_problems: &[],
+            cluster: &[],
+            window_logs: &[],
             minimal: None,
             partitions: vec![("k1".into(), "not linearizable".into(), 2, 0.1)],
             duration_ns: 60_000_000,
@@ -912,7 +1078,9 @@ mod tests {
         assert!(html.contains("partition-halves"));
         assert!(html.contains("CANNOT BE LINEARIZED"));
         assert!(html.contains("&lt;script&gt;"));
-        assert!(!html.contains("<script>"));
+        // The page's own script is the only one.
+        assert_eq!(html.matches("<script>").count(), 1);
+        assert!(html.contains(PAGE_SCRIPT));
         // No external resources: every URL is the SVG namespace.
         for (i, _) in html.match_indices("http") {
             assert!(
@@ -921,5 +1089,230 @@ mod tests {
             );
         }
         assert!(html.matches("<svg").count() >= 4);
+    }
+
+    fn served(node: u64, term: u64) -> crate::system::Served {
+        crate::system::Served {
+            node,
+            term: Some(term),
+            ..Default::default()
+        }
+    }
+
+    /// p9 writes p9-178, p8 writes p8-183 (both via n3, the leader of term 3), then p9 reads
+    /// p9-178 from n2, a follower, 195 ms after the second write was acknowledged; `filler`
+    /// reads by p7 in between (of p8-183) widen the counterexample.
+    fn stale_read_run(filler: u64) -> (Vec<Event>, Vec<PairedOp>, CounterexampleView) {
+        let ms = 1_000_000;
+        let mut events = vec![
+            ev(0, 0, 9, EventType::Invoke, "write", "p9-178".into()),
+            ev(1, 10 * ms, 9, EventType::Ok, "write", "p9-178".into()),
+            ev(2, 20 * ms, 8, EventType::Invoke, "write", "p8-183".into()),
+            ev(3, 160 * ms, 8, EventType::Ok, "write", "p8-183".into()),
+            ev(
+                4,
+                355 * ms,
+                9,
+                EventType::Invoke,
+                "read",
+                serde_json::Value::Null,
+            ),
+            ev(5, 360 * ms, 9, EventType::Ok, "read", "p9-178".into()),
+        ];
+        for k in 0..filler {
+            let (i, t) = (6 + 2 * k, (170 + 10 * k) * ms);
+            events.push(ev(
+                i,
+                t,
+                7,
+                EventType::Invoke,
+                "read",
+                serde_json::Value::Null,
+            ));
+            events.push(ev(
+                i + 1,
+                t + 5 * ms,
+                7,
+                EventType::Ok,
+                "read",
+                "p8-183".into(),
+            ));
+        }
+        let mut ops = crate::run::ops::pair_ops(&events);
+        for o in &mut ops {
+            o.served = Some(if o.f == "read" {
+                served(2, 3)
+            } else {
+                served(3, 3)
+            });
+        }
+        let cx = CounterexampleView {
+            key: Some("k1".into()),
+            prefix: vec![0, 2],
+            failing: vec![4],
+            state: "p8-183".into(),
+            explanation: "read saw p9-178".into(),
+            first_violation_ns: None,
+        };
+        (events, ops, cx)
+    }
+
+    /// n1 leads term 2 then goes down; n2 follows and becomes leader of term 3; n3 follows.
+    fn synthetic_cluster() -> Vec<NodeSample> {
+        let text = [
+            r#"{"time":0,"node":"n1","answered":true,"role":"leader","term":2}"#,
+            r#"{"time":0,"node":"n2","answered":true,"role":"follower","term":2}"#,
+            r#"{"time":0,"node":"n3","answered":true,"role":"follower","term":2}"#,
+            r#"{"time":100000000,"node":"n1","answered":false}"#,
+            r#"{"time":100000000,"node":"n2","answered":true,"role":"candidate","term":3}"#,
+            r#"{"time":150000000,"node":"n2","answered":true,"role":"follower","term":3}"#,
+            r#"{"time":150000000,"node":"n3","answered":true,"role":"leader","term":3}"#,
+            "not json",
+        ]
+        .join("\n");
+        parse_samples(&text)
+    }
+
+    fn render_stale_read(cluster: &[NodeSample], filler: u64) -> String {
+        let (events, ops, cx) = stale_read_run(filler);
+        let faults = vec![FaultInterval {
+            name: "pause-one".into(),
+            description: "pause n1".into(),
+            start_ns: 90_000_000,
+            end_ns: Some(140_000_000),
+            steps: Vec::new(),
+        }];
+        let logs = vec![NodeLogLines {
+            node: "n2".into(),
+            lines: vec![(
+                350_000_000,
+                "2026-12-03T09:22:27.350Z INFO riptide_server::node: follower term=3 <b>".into(),
+            )],
+            dropped: 0,
+        }];
+        render(&ReportInput {
+            title: "kv run".into(),
+            verdict: "not linearizable".into(),
+            reasons: Vec::new(),
+            parameters: Vec::new(),
+            events: &events,
+            ops: &ops,
+            faults: &faults,
+            counterexample: Some(&cx),
+            node_problems: &[],
+            cluster,
+            window_logs: &logs,
+            minimal: None,
+            partitions: Vec::new(),
+            duration_ns: 500_000_000,
+        })
+    }
+
+    #[test]
+    fn node_lanes_show_each_nodes_roles_and_pauses_from_cluster_samples() {
+        let cluster = synthetic_cluster();
+        assert_eq!(cluster.len(), 7, "the bad line is skipped");
+        let html = render_stale_read(&cluster, 0);
+        let lanes_at = html.find(r#"class="lanes zoomable""#).expect("lanes drawn");
+        let ops_at = html[lanes_at..].find("<svg").map(|i| i + lanes_at);
+        assert!(
+            ops_at.is_some(),
+            "the operations' timeline follows the lanes"
+        );
+        let lanes = &html[lanes_at..html[lanes_at..].find("</svg>").unwrap() + lanes_at];
+        for expected in [
+            "n1 leader term 2",
+            "n1 down",
+            "n2 follower term 2",
+            "n2 candidate term 3",
+            "n2 follower term 3",
+            "n3 leader term 3",
+            "n1 paused (pause-one: pause n1)",
+        ] {
+            assert!(lanes.contains(expected), "lanes lack {expected:?}");
+        }
+        assert!(!lanes.contains("n2 paused"));
+        assert!(!lanes.contains("n2 leader"));
+    }
+
+    #[test]
+    fn node_log_lines_of_the_window_sit_under_the_counterexample() {
+        let html = render_stale_read(&synthetic_cluster(), 0);
+        let cx_at = html
+            .find("<h2>Counterexample</h2>")
+            .expect("counterexample");
+        let ops_at = html
+            .find("<h2>Operations per process</h2>")
+            .expect("timeline");
+        let log_at = html
+            .find("riptide_server::node: follower term=3 &lt;b&gt;")
+            .expect("the log line, escaped");
+        assert!(cx_at < log_at && log_at < ops_at);
+        assert!(html[cx_at..log_at].contains("<summary>n2 (1 lines)</summary>"));
+        assert!(html[cx_at..log_at].contains("   0.350s  "));
+    }
+
+    #[test]
+    fn report_without_cluster_samples_draws_no_lanes() {
+        assert!(read_samples(std::path::Path::new("/nonexistent/cluster.jsonl")).is_empty());
+        let html = render_stale_read(&[], 0);
+        assert!(!html.contains("class=\"lanes"));
+        assert!(html.contains("CANNOT BE LINEARIZED"));
+    }
+
+    #[test]
+    fn counterexample_says_who_served_the_stale_read_and_which_write_it_missed() {
+        let html = render_stale_read(&synthetic_cluster(), 0);
+        assert!(html.contains(
+            "p9 read p9-178 from n2, a follower in term 3, 195 ms after n3 had acknowledged p8-183."
+        ));
+        // The table: the read was served by n2 in term 3, not a leader; p8-183 by n3, the
+        // leader of term 3 by then; p9-178 by n3 before any sample of term 3 (unknown).
+        let table = &html[html.find(r#"<table class="served">"#).unwrap()..];
+        let row = |needle: &str| {
+            let at = table.find(needle).unwrap();
+            &table[at..at + table[at..].find("</tr>").unwrap()]
+        };
+        assert!(row("p9 read k1 -&gt; ok p9-178")
+            .contains("<td>n2</td><td>3</td><td>no (follower)</td>"));
+        assert!(row("p8 write k1 p8-183").contains("<td>n3</td><td>3</td><td>yes</td>"));
+        assert!(row("p9 write k1 p9-178").contains("<td>n3</td><td>3</td><td>?</td>"));
+    }
+
+    #[test]
+    fn failing_op_is_anchored_and_nothing_wider_than_1280px_sits_outside_a_scroll_box() {
+        let html = render_stale_read(&synthetic_cluster(), 12);
+        assert_eq!(html.matches(r#"id="failing-op""#).count(), 1);
+        assert!(html.contains("scrollIntoView"));
+        assert!(html.contains(r#"id="zoom""#));
+        let body = &html[html.find("body{").unwrap()..];
+        let max: u32 = body[body.find("max-width:").unwrap() + 10..]
+            .split("px")
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(max <= 1280);
+        let mut wide = 0;
+        for (i, _) in html.match_indices("<svg xmlns") {
+            let tag = &html[i..i + html[i..].find('>').unwrap()];
+            let w: f64 = tag[tag.find(" width=\"").unwrap() + 8..]
+                .split('"')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap();
+            if w > 1280.0 {
+                wide += 1;
+                let div = html[..i].rfind("<div").unwrap();
+                assert!(
+                    html[div..].starts_with(r#"<div class="svgbox""#)
+                        && !html[div..i].contains("</div>"),
+                    "an svg {w} px wide outside a scroll box"
+                );
+            }
+        }
+        assert!(
+            wide >= 1,
+            "the test draws a counterexample wider than the window"
+        );
     }
 }

@@ -121,6 +121,23 @@ pub async fn finish(
     };
     std::fs::write(run_dir.results(), serde_json::to_string_pretty(&results)?)
         .context("writing results.json")?;
+    let cluster = crate::report::read_samples(&run_dir.cluster_samples());
+    let window_logs = match counterexample.as_ref() {
+        Some(cx) => {
+            let (lo, hi) = crate::report::counterexample_window(
+                cx,
+                &history.ops,
+                collected.workload_ms * 1_000_000,
+            );
+            crate::report::window_lines(
+                &run_dir.nodes_dir(),
+                collected.origin_utc.as_deref(),
+                lo,
+                hi,
+            )
+        }
+        None => Vec::new(),
+    };
     let input = crate::report::ReportInput {
         title: format!(
             "{} - seed {} - {}",
@@ -134,6 +151,8 @@ pub async fn finish(
         faults: &collected.faults,
         counterexample: counterexample.as_ref(),
         node_problems: &collected.node_problems,
+        cluster: &cluster,
+        window_logs: &window_logs,
         minimal: minimal.as_ref(),
         partitions: results
             .check

@@ -118,6 +118,10 @@ impl RunDir {
     pub fn minimal(&self) -> PathBuf {
         self.path.join(MINIMAL_FILE)
     }
+    /// `nodes/`: the nodes' logs and data directories.
+    pub fn nodes_dir(&self) -> PathBuf {
+        self.path.join(NODES_DIR)
+    }
     /// `nodes/<id>.log`: the node's stdout and stderr.
     pub fn node_log(&self, id: u64) -> PathBuf {
         self.path.join(NODES_DIR).join(format!("{id}.log"))
