@@ -20,28 +20,7 @@ use common::{run_riptide, server_bin};
 
 #[test]
 fn a_planted_stale_read_bug_is_found_as_not_linearizable() {
-    let found = common::not_linearizable_within_seeds(
-        "stale-follower-reads under isolate-one",
-        &[
-            "--workload",
-            "kv",
-            "--keys",
-            "3",
-            "--nemesis",
-            "isolate-one",
-            "--nemesis-interval",
-            "1s",
-            "--time-limit",
-            "6s",
-            "--read-from",
-            "any",
-            "--node-arg=--unsafe",
-            "--node-arg=--bug=stale-follower-reads",
-        ],
-        &["11", "12", "13"],
-        Duration::from_secs(120),
-        &|_| {},
-    );
+    let found = common::stale_follower_read_run();
     // `riptide shrink` writes it again on its own, and redraws the report with it.
     let run = found.store.path().join("latest");
     std::fs::remove_file(run.join("minimal.jsonl")).unwrap();

@@ -251,3 +251,33 @@ pub fn assert_minimal_history(run: &Path, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A short run that finds `stale-follower-reads` within seconds: reads spread over every node
+/// and a follower cut off (`isolate-one`) keeps answering values the majority has overwritten.
+const STALE_FOLLOWER_READS_RUN: &[&str] = &[
+    "--workload",
+    "kv",
+    "--keys",
+    "3",
+    "--nemesis",
+    "isolate-one",
+    "--nemesis-interval",
+    "1s",
+    "--time-limit",
+    "6s",
+    "--read-from",
+    "any",
+    "--node-arg=--unsafe",
+    "--node-arg=--bug=stale-follower-reads",
+];
+
+/// A failing run of `stale-follower-reads` ([`STALE_FOLLOWER_READS_RUN`], up to three seeds).
+pub fn stale_follower_read_run() -> NotLinearizableRun {
+    not_linearizable_within_seeds(
+        "stale-follower-reads under isolate-one",
+        STALE_FOLLOWER_READS_RUN,
+        &["11", "12", "13"],
+        Duration::from_secs(120),
+        &|_| {},
+    )
+}
