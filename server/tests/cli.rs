@@ -111,6 +111,7 @@ fn a_snapshot_that_cannot_be_restored_stops_the_node_naming_the_file_and_the_fau
         let (mut storage, _) = Storage::open(dir.path()).unwrap();
         let snapshot = Snapshot {
             meta: SnapshotMeta { index: 3, term: 1 },
+            membership: None,
             data,
         };
         storage.save_snapshot(&snapshot).unwrap();

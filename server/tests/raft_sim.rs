@@ -287,6 +287,9 @@ impl SimState {
         (self.digest, entry.index, entry.term).hash(&mut hasher);
         match &entry.payload {
             EntryPayload::Noop => 0u8.hash(&mut hasher),
+            EntryPayload::Membership(membership) => {
+                (2u8, format!("{membership:?}")).hash(&mut hasher)
+            }
             EntryPayload::Command(command) => {
                 (1u8, command).hash(&mut hasher);
                 if let Some((key, value)) = parse_write(command) {
@@ -834,6 +837,7 @@ impl Sim {
                 index: state.index,
                 term,
             },
+            membership: raft.membership_at(state.index),
             data: state.encode(self.lossy_snapshots),
         };
         // A crash may fall between any two calls of writing the snapshot (temp file, write,
@@ -1466,7 +1470,7 @@ impl Sim {
             .iter()
             .filter_map(|entry| match &entry.payload {
                 EntryPayload::Command(command) => parse_write(command).map(|(_, value)| value),
-                EntryPayload::Noop => None,
+                EntryPayload::Noop | EntryPayload::Membership(_) => None,
             })
             .collect();
         let mut events = self.history.clone();

@@ -55,7 +55,7 @@ use super::metrics::Metrics;
 use super::raft_loop::{ProposeOutcome, ReadOutcome};
 use super::NodeStatus;
 use crate::kv::{Applied, Command, KvStore};
-use crate::raft::{Entry, EntryPayload, LogIndex, Snapshot, SnapshotMeta, Term};
+use crate::raft::{Entry, EntryPayload, LogIndex, Membership, Snapshot, SnapshotMeta, Term};
 use crate::storage::fs::Fs;
 use crate::storage::snapshot::write_atomically;
 use crate::storage::StorageError;
@@ -74,7 +74,11 @@ pub enum ApplierInput {
     /// node's own log; writes waiting for them are answered with their speculative result.
     Durable(Vec<(LogIndex, Term)>),
     /// A leader's snapshot, already durable: it replaces the state machine.
-    Restore { meta: SnapshotMeta, kv: KvStore },
+    Restore {
+        meta: SnapshotMeta,
+        membership: Option<Membership>,
+        kv: KvStore,
+    },
     /// Newly committed entries, in log order.
     Committed(Vec<Entry>),
     /// Reads whose leadership round confirmed them at `index`: answer once it is applied.
@@ -206,6 +210,7 @@ pub struct SnapshotPolicy {
 /// A copy of the store to snapshot.
 struct SnapshotJob {
     meta: SnapshotMeta,
+    membership: Option<Membership>,
     kv: KvStore,
     started: Instant,
 }
@@ -235,6 +240,7 @@ pub fn spawn_snapshot_writer(
             for job in job_rx {
                 let snapshot = Snapshot {
                     meta: job.meta,
+                    membership: job.membership,
                     data: job.kv.snapshot(),
                 };
                 drop(job.kv);
@@ -266,6 +272,9 @@ pub struct Applier {
     kv: KvStore,
     /// The term of the entry at `kv.applied_index()`: the label of a snapshot taken now.
     applied_term: Term,
+    /// The configuration in force at `kv.applied_index()` (the latest applied, or the
+    /// snapshot's), which a snapshot taken now carries. None: the initial one.
+    membership: Option<Membership>,
     /// Writes waiting for their index to be applied, by index.
     pending_writes: BTreeMap<LogIndex, WaitingWrite>,
     /// Reads confirmed by a leadership round, waiting for `applied_index >= index`.
@@ -296,6 +305,7 @@ impl Applier {
     pub fn new(
         mut kv: KvStore,
         applied_term: Term,
+        membership: Option<Membership>,
         status: Arc<watch::Sender<NodeStatus>>,
         metrics: Arc<Metrics>,
         snapshots: SnapshotPolicy,
@@ -307,6 +317,7 @@ impl Applier {
         Applier {
             kv,
             applied_term,
+            membership,
             pending_writes: BTreeMap::new(),
             confirmed_reads: BTreeMap::new(),
             write_answers: Vec::new(),
@@ -381,7 +392,14 @@ impl Applier {
         match input {
             ApplierInput::Register(write) => self.register(write),
             ApplierInput::Durable(entries) => self.answer_early(&entries),
-            ApplierInput::Restore { meta, kv } => self.restore(meta, kv),
+            ApplierInput::Restore {
+                meta,
+                membership,
+                kv,
+            } => {
+                self.membership = membership;
+                self.restore(meta, kv)
+            }
             ApplierInput::Committed(entries) => {
                 for entry in &entries {
                     self.apply(entry);
@@ -494,6 +512,11 @@ impl Applier {
                 self.kv.apply_noop(entry.index);
                 None
             }
+            EntryPayload::Membership(membership) => {
+                self.membership = Some(membership.clone());
+                self.kv.apply_noop(entry.index);
+                None
+            }
             EntryPayload::Command(bytes) => match Command::decode(bytes) {
                 Ok(command) => Some(self.kv.apply(entry.index, &command)),
                 Err(e) => {
@@ -586,6 +609,7 @@ impl Applier {
                 index: applied,
                 term: self.applied_term,
             },
+            membership: self.membership.clone(),
             // The copy is the state at exactly `applied`: nothing applies while we are here.
             kv: self.kv.clone(),
             started,
@@ -659,6 +683,7 @@ mod tests {
         let applier = Applier::new(
             kv,
             meta.term,
+            None,
             Arc::new(status_tx),
             Arc::new(Metrics::default()),
             policy,
@@ -836,6 +861,7 @@ mod tests {
                 after,
                 ApplierInput::Restore {
                     meta: SnapshotMeta { index: 5, term: 2 },
+                    membership: None,
                     kv: leader_kv,
                 },
                 ApplierInput::Committed(vec![entry(6, 2, &append("k", "y"))]),
@@ -987,6 +1013,7 @@ mod tests {
                 storage.persist(Some(&hard_state), &entries).unwrap();
                 let old = Snapshot {
                     meta: SnapshotMeta { index: 2, term: 1 },
+                    membership: None,
                     data: state_at(2).snapshot(),
                 };
                 storage.save_snapshot(&old).unwrap();

@@ -183,6 +183,8 @@ pub async fn run(
     config.compaction_keep_entries = options.snapshot_catchup_entries;
     config.bugs = options.bugs.core;
     let core = RaftNode::new(config, durable);
+    // The core filled in the initial configuration for a snapshot written without one.
+    let snapshot_membership = core.membership_at(snapshot_meta.index);
 
     let metrics = Arc::new(Metrics::default());
     let (status_tx, status_rx) = watch::channel(NodeStatus {
@@ -232,6 +234,7 @@ pub async fn run(
     let applier = Applier::new(
         kv,
         snapshot_meta.term,
+        snapshot_membership,
         status_tx.clone(),
         metrics.clone(),
         snapshot_policy,
@@ -348,6 +351,10 @@ impl NodeStatus {
                 commit_index: 0,
                 last_index: 0,
                 snapshot_index: 0,
+                membership: crate::raft::Membership::from_voters([1]),
+                membership_index: 0,
+                membership_committed: true,
+                match_index: BTreeMap::new(),
             },
             applied_index: 0,
         }

@@ -405,7 +405,7 @@ impl RaftLoop {
             Some(snapshot) => {
                 let kv = restore_kv(snapshot)?;
                 self.install_snapshot(snapshot)?;
-                Some((snapshot.meta, kv))
+                Some((snapshot.meta, snapshot.membership.clone(), kv))
             }
             None => None,
         };
@@ -455,8 +455,12 @@ impl RaftLoop {
         self.publish_status();
         // In this order: the snapshot replaces the state machine before the entries after it
         // apply; reads confirmed here were confirmed even if leadership is lost below.
-        if let Some((meta, kv)) = restored {
-            self.to_apply.push(ApplierInput::Restore { meta, kv });
+        if let Some((meta, membership, kv)) = restored {
+            self.to_apply.push(ApplierInput::Restore {
+                meta,
+                membership,
+                kv,
+            });
         }
         if !ready.committed_entries.is_empty() {
             self.to_apply
@@ -651,6 +655,7 @@ mod tests {
                 index: label,
                 term: 1,
             },
+            membership: None,
             data: kv.snapshot(),
         }
     }
@@ -676,6 +681,7 @@ mod tests {
         );
         let garbage = Snapshot {
             meta: SnapshotMeta { index: 3, term: 1 },
+            membership: None,
             data: b"not a kv snapshot".to_vec(),
         };
         assert!(matches!(

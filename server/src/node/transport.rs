@@ -416,6 +416,7 @@ mod tests {
             term: 7,
             body: MessageBody::InstallSnapshot {
                 meta: crate::raft::SnapshotMeta { index: 40, term: 7 },
+                membership: Some(crate::raft::Membership::from_voters([1, 2, 3])),
                 offset: 0,
                 data: payload,
                 done: true,

@@ -181,6 +181,11 @@ impl RaftLog {
             let size = match &entry.payload {
                 EntryPayload::Noop => 0,
                 EntryPayload::Command(c) => c.len(),
+                EntryPayload::Membership(m) => m
+                    .members
+                    .values()
+                    .map(|member| 16 + member.context.len())
+                    .sum(),
             };
             if !out.is_empty() && bytes + size > max_bytes {
                 break;

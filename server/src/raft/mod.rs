@@ -128,15 +128,19 @@
 //! - `read_only`: ReadIndex reads and their heartbeat rounds;
 //! - `tests`: the core rules as executable scenarios (Figures 7 and 8 among them).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 mod log;
+pub mod membership;
 mod node;
 mod progress;
 mod read_only;
 #[cfg(test)]
 mod tests;
 
+pub use membership::{ConfChange, ConfChangeError, Member, MemberRole, Membership};
 pub use node::RaftNode;
 
 /// Identifies a node of the cluster (1, 2, 3, ...).
@@ -153,6 +157,9 @@ pub enum EntryPayload {
     Noop,
     /// An opaque command for the state machine (the KV layer encodes it).
     Command(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// A new cluster configuration, whole; in force on every node from the moment it is in
+    /// its log (see [`membership`]).
+    Membership(Membership),
 }
 
 /// One entry of the replicated log.
@@ -185,6 +192,11 @@ pub struct SnapshotMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub meta: SnapshotMeta,
+    /// The configuration in force at `meta.index` ([`RaftNode::membership_at`]). `None`
+    /// only in snapshots written before configurations were stored: the initial one
+    /// ([`Config::members`]).
+    #[serde(default)]
+    pub membership: Option<Membership>,
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
@@ -278,6 +290,8 @@ pub enum MessageBody {
     /// chunk. A follower restarts assembly whenever `offset` is 0.
     InstallSnapshot {
         meta: SnapshotMeta,
+        /// The snapshot's configuration (on every chunk; it is small).
+        membership: Option<Membership>,
         offset: u64,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
@@ -352,13 +366,18 @@ pub struct CoreBugs {
     pub commit_old_term: bool,
     /// The leader confirms reads at once with its commit index, without a heartbeat round.
     pub leader_local_reads: bool,
+    /// The leader accepts a membership change while another is still uncommitted (two
+    /// single-server changes in flight can form disjoint majorities).
+    pub two_changes_in_flight: bool,
 }
 
 /// Configuration of one node's core.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub id: NodeId,
-    /// Every member of the cluster, this node included.
+    /// The initial configuration's voters, this node included: in force until the snapshot
+    /// or the log holds a configuration. Empty for a node that joins a running cluster: it
+    /// learns the configuration from the leader and never campaigns before it is a voter.
     pub members: Vec<NodeId>,
     /// The leader sends a heartbeat every `heartbeat_ticks` ticks.
     pub heartbeat_ticks: u32,
@@ -400,6 +419,10 @@ pub struct Config {
     /// (cut off, without check-quorum) holds bounded memory. Default 65536, the driver's
     /// client queue.
     pub max_pending_reads: usize,
+    /// A learner may be promoted only when its log matches the leader's up to at most this
+    /// many entries before the leader's last (and it is being replicated to, not probed or
+    /// sent a snapshot). Default 1000.
+    pub promote_max_lag: u64,
     /// Planted bugs (all off by default).
     pub bugs: CoreBugs,
 }
@@ -424,6 +447,7 @@ impl Config {
             snapshot_chunk_bytes: 256 * 1024,
             compaction_keep_entries: 5000,
             max_pending_reads: 65536,
+            promote_max_lag: 1000,
             bugs: CoreBugs::default(),
         }
     }
@@ -454,6 +478,9 @@ pub enum CompactError {
         index: LogIndex,
         snapshot_index: LogIndex,
     },
+    /// The snapshot's configuration is not the one in force at its index.
+    #[error("snapshot at index {index} carries another configuration than the log's")]
+    MembershipMismatch { index: LogIndex },
     /// `meta.term` is not the term of the log's entry at `meta.index`.
     #[error("snapshot term {term} at index {index} does not match the log's term {log_term:?}")]
     TermMismatch {
@@ -474,4 +501,12 @@ pub struct Status {
     pub last_index: LogIndex,
     /// The index the latest snapshot covers (0 without one).
     pub snapshot_index: LogIndex,
+    /// The configuration in force (the latest in the log, committed or not).
+    pub membership: Membership,
+    /// Where that configuration's entry is (0: the snapshot's or the initial one), and
+    /// whether it is committed yet (false: a change is in flight).
+    pub membership_index: LogIndex,
+    pub membership_committed: bool,
+    /// As leader: the index each other member's log is known to match.
+    pub match_index: BTreeMap<NodeId, LogIndex>,
 }

@@ -16,14 +16,22 @@ use super::log::RaftLog;
 use super::progress::{Progress, ProgressState};
 use super::read_only::ReadOnly;
 use super::{
-    CompactError, Config, DurableState, Entry, EntryPayload, HardState, LogIndex, Message,
-    MessageBody, NodeId, RaftError, ReadState, Ready, Role, Snapshot, SnapshotMeta, Status, Term,
+    CompactError, ConfChange, ConfChangeError, Config, DurableState, Entry, EntryPayload,
+    HardState, LogIndex, Membership, Message, MessageBody, NodeId, RaftError, ReadState, Ready,
+    Role, Snapshot, SnapshotMeta, Status, Term,
 };
 
 /// One node's Raft core. Deterministic: the same inputs (and seed) give the same outputs.
 pub struct RaftNode {
     config: Config,
-    /// Every member but this node.
+    /// The configuration in force: the latest in the log, committed or not (§4.1).
+    membership: Membership,
+    /// The index of its entry; the snapshot's index when it comes from the snapshot (or
+    /// the initial configuration).
+    membership_index: LogIndex,
+    /// The configuration at the snapshot point, where the log's configurations start from.
+    base_membership: Membership,
+    /// Every member of `membership` but this node, voters and learners.
     peers: Vec<NodeId>,
     /// Election timeouts come from here, seeded by `Config::seed`.
     rng: ChaCha8Rng,
@@ -77,14 +85,18 @@ impl RaftNode {
     /// A node restarting from its durable state only (an empty one for a fresh node). It starts
     /// as a follower in the persisted term, with the persisted vote.
     pub fn new(config: Config, durable: DurableState) -> RaftNode {
-        let mut peers: Vec<NodeId> = config
-            .members
-            .iter()
-            .copied()
-            .filter(|&m| m != config.id)
-            .collect();
-        peers.sort_unstable();
-        peers.dedup();
+        let mut durable = durable;
+        // A snapshot written before configurations were stored is of the initial one.
+        if let Some(snapshot) = durable.snapshot.as_mut() {
+            snapshot
+                .membership
+                .get_or_insert_with(|| Membership::from_voters(config.members.iter().copied()));
+        }
+        let base_membership = durable
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.membership.clone())
+            .unwrap_or_else(|| Membership::from_voters(config.members.iter().copied()));
         let hard_state = durable.hard_state;
         let snapshot_meta = durable
             .snapshot
@@ -98,7 +110,10 @@ impl RaftNode {
         );
         let mut node = RaftNode {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
-            peers,
+            membership: base_membership.clone(),
+            membership_index: snapshot_meta.index,
+            base_membership,
+            peers: Vec::new(),
             term: hard_state.term,
             voted_for: hard_state.voted_for,
             role: Role::Follower,
@@ -124,6 +139,7 @@ impl RaftNode {
             incoming_snapshot: None,
             config,
         };
+        node.refresh_membership();
         node.reset_election_timer();
         node
     }
@@ -146,6 +162,7 @@ impl RaftNode {
                         return;
                     }
                     for progress in self.progress.values_mut() {
+                        progress.was_active = progress.recent_active;
                         progress.recent_active = false;
                     }
                 }
@@ -166,8 +183,11 @@ impl RaftNode {
                 }
             }
             Role::Follower | Role::PreCandidate | Role::Candidate => {
-                self.election_elapsed += 1;
-                if self.election_elapsed >= self.randomized_election_timeout {
+                self.election_elapsed = self.election_elapsed.saturating_add(1);
+                // Learners, removed nodes and nodes still joining never campaign.
+                if self.election_elapsed >= self.randomized_election_timeout
+                    && self.membership.is_voter(self.config.id)
+                {
                     if self.config.pre_vote {
                         self.pre_campaign();
                     } else {
@@ -182,7 +202,10 @@ impl RaftNode {
     /// or with a stale term are ignored, except stale requests, which are answered with the
     /// current term so that their sender steps down.
     pub fn step(&mut self, msg: Message) {
-        if msg.to != self.config.id || !self.peers.contains(&msg.from) {
+        // Messages from non-members are taken too: a new member may campaign before this
+        // node has its configuration, and a joining node hears from a leader it does not know
+        // yet. Only voters' votes and members' answers ever count.
+        if msg.to != self.config.id || msg.from == self.config.id {
             return;
         }
         if msg.term > self.term {
@@ -225,10 +248,11 @@ impl RaftNode {
         match msg.body {
             MessageBody::InstallSnapshot {
                 meta,
+                membership,
                 offset,
                 data,
                 done,
-            } => self.handle_install_snapshot(msg.from, meta, offset, data, done),
+            } => self.handle_install_snapshot(msg.from, meta, membership, offset, data, done),
             MessageBody::InstallSnapshotResponse {
                 meta,
                 next_offset,
@@ -295,6 +319,7 @@ impl RaftNode {
         let (&transferee, progress) = self
             .progress
             .iter()
+            .filter(|(&id, _)| self.membership.is_voter(id))
             .max_by_key(|(&id, p)| (p.match_index, std::cmp::Reverse(id)))?;
         let caught_up = progress.match_index == self.log.last_index();
         tracing::info!(
@@ -329,6 +354,94 @@ impl RaftNode {
         let index = self.log.append(self.term, EntryPayload::Command(command));
         self.replicate_wanted = true;
         Ok((index, self.term))
+    }
+
+    /// Proposes one single-server membership change (see [`super::membership`]) and returns
+    /// where its entry is, like [`RaftNode::propose`]. The new configuration is in force on
+    /// this leader at once; the change is done when that entry commits (the driver sees it
+    /// applied with that term).
+    pub fn propose_conf_change(
+        &mut self,
+        change: ConfChange,
+    ) -> Result<(LogIndex, Term), ConfChangeError> {
+        if self.role != Role::Leader || self.lead_transferee.is_some() {
+            let leader = if self.role == Role::Leader {
+                None
+            } else {
+                self.leader
+            };
+            return Err(ConfChangeError::NotLeader { leader });
+        }
+        // PLANTED BUG (two_changes_in_flight): a second change before the first commits.
+        if self.membership_index > self.log.commit() && !self.config.bugs.two_changes_in_flight {
+            return Err(ConfChangeError::InFlight {
+                index: self.membership_index,
+            });
+        }
+        if !self.committed_in_current_term() {
+            return Err(ConfChangeError::LeaderNotReady);
+        }
+        let next = self.membership.apply(&change)?;
+        if let ConfChange::Promote { id } = change {
+            let last_index = self.log.last_index();
+            let (match_index, replicating) = self.progress.get(&id).map_or((0, false), |p| {
+                (p.match_index, p.state == ProgressState::Replicate)
+            });
+            if !replicating || match_index.saturating_add(self.config.promote_max_lag) < last_index
+            {
+                return Err(ConfChangeError::LearnerBehind {
+                    id,
+                    match_index,
+                    last_index,
+                });
+            }
+        }
+        if next.voter_count() != self.membership.voter_count()
+            || matches!(change, ConfChange::Remove { .. })
+        {
+            let voters: Vec<NodeId> = next.voters().collect();
+            let active = voters
+                .iter()
+                .filter(|&&id| {
+                    id == self.config.id || self.progress.get(&id).is_some_and(|p| p.active())
+                })
+                .count();
+            if active < next.quorum() {
+                return Err(ConfChangeError::WouldLoseQuorum {
+                    active,
+                    voters: voters.len(),
+                    needed: next.quorum(),
+                });
+            }
+        }
+        tracing::info!(id = self.config.id, ?change, "membership change proposed");
+        let index = self
+            .log
+            .append(self.term, EntryPayload::Membership(next.clone()));
+        self.set_membership(next, index);
+        self.replicate_wanted = true;
+        Ok((index, self.term))
+    }
+
+    /// The configuration in force (the latest in the log, committed or not).
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The configuration in force at `index`, for the driver to store in a snapshot it takes
+    /// there; None for an index before the snapshot point or after the log's end.
+    pub fn membership_at(&self, index: LogIndex) -> Option<Membership> {
+        let snapshot_index = self.log.snapshot().index;
+        if index < snapshot_index || index > self.log.last_index() {
+            return None;
+        }
+        if index >= self.membership_index {
+            return Some(self.membership.clone());
+        }
+        Some(
+            self.latest_membership_entry(snapshot_index + 1, index)
+                .map_or_else(|| self.base_membership.clone(), |(_, m)| m.clone()),
+        )
     }
 
     /// Starts a linearizable read with the caller's id. Leader only. Answered later through
@@ -425,6 +538,14 @@ impl RaftNode {
             commit_index: self.log.commit(),
             last_index: self.log.last_index(),
             snapshot_index: self.log.snapshot().index,
+            membership: self.membership.clone(),
+            membership_index: self.membership_index,
+            membership_committed: self.membership_index <= self.log.commit(),
+            match_index: self
+                .progress
+                .iter()
+                .map(|(&id, p)| (id, p.match_index))
+                .collect(),
         }
     }
 
@@ -496,6 +617,15 @@ impl RaftNode {
                 log_term,
             });
         }
+        let membership = self.membership_at(meta.index);
+        if snapshot.membership.is_some() && snapshot.membership != membership {
+            return Err(CompactError::MembershipMismatch { index: meta.index });
+        }
+        let mut snapshot = snapshot;
+        snapshot.membership = membership.clone();
+        if let Some(membership) = membership {
+            self.base_membership = membership;
+        }
         self.log.compact(meta, self.config.compaction_keep_entries);
         tracing::debug!(
             id = self.config.id,
@@ -523,8 +653,123 @@ impl RaftNode {
     }
 
     fn quorum(&self) -> usize {
-        let members = self.peers.len() + 1;
-        members / 2 + 1
+        self.membership.quorum()
+    }
+
+    /// Recomputes the configuration in force from the log after a truncation, a restart or a
+    /// snapshot install: the latest configuration entry after the snapshot point, or the
+    /// snapshot's configuration.
+    fn refresh_membership(&mut self) {
+        let snapshot_index = self.log.snapshot().index;
+        let (index, membership) =
+            match self.latest_membership_entry(snapshot_index + 1, self.log.last_index()) {
+                Some((index, membership)) => (index, membership.clone()),
+                None => (snapshot_index, self.base_membership.clone()),
+            };
+        self.set_membership(membership, index);
+    }
+
+    /// The last configuration entry in `[from, to]` of the in-memory log.
+    fn latest_membership_entry(
+        &self,
+        from: LogIndex,
+        to: LogIndex,
+    ) -> Option<(LogIndex, &Membership)> {
+        let from = from.max(self.log.first_index());
+        (from..=to)
+            .rev()
+            .find_map(|index| match self.log.entry(index) {
+                Some(Entry {
+                    payload: EntryPayload::Membership(m),
+                    ..
+                }) => Some((index, m)),
+                _ => None,
+            })
+    }
+
+    /// Puts a configuration in force: the peers to replicate to, the leader's progress of new
+    /// members (removed ones are dropped), and no campaign by a node that no longer votes.
+    fn set_membership(&mut self, membership: Membership, index: LogIndex) {
+        if membership != self.membership {
+            tracing::info!(
+                id = self.config.id,
+                index,
+                voters = ?membership.voters().collect::<Vec<_>>(),
+                learners = ?membership.learners().collect::<Vec<_>>(),
+                "configuration in force"
+            );
+        }
+        self.membership = membership;
+        self.membership_index = index;
+        self.peers = self
+            .membership
+            .members
+            .keys()
+            .copied()
+            .filter(|&id| id != self.config.id)
+            .collect();
+        if self.role == Role::Leader {
+            let next = self.log.last_index() + 1;
+            let max_inflight = self.config.max_inflight_messages;
+            let members = &self.membership;
+            self.progress.retain(|id, _| members.contains(*id));
+            for &peer in &self.peers {
+                self.progress
+                    .entry(peer)
+                    .or_insert_with(|| Progress::new(next, max_inflight));
+            }
+        }
+        if matches!(self.role, Role::PreCandidate | Role::Candidate)
+            && !self.membership.is_voter(self.config.id)
+        {
+            self.become_follower(self.term, None);
+        }
+    }
+
+    /// After a follower's log took new entries: put the latest configuration among them in
+    /// force, or recompute it when the merge cut the entry of the one in force.
+    fn membership_after_merge(&mut self, truncated_at: Option<LogIndex>, from: LogIndex) {
+        if truncated_at.is_some_and(|t| t <= self.membership_index) {
+            self.refresh_membership();
+            return;
+        }
+        let last = self.log.last_index();
+        if let Some((index, membership)) = self
+            .latest_membership_entry(from.max(self.membership_index + 1), last)
+            .map(|(i, m)| (i, m.clone()))
+        {
+            self.set_membership(membership, index);
+        }
+    }
+
+    /// A leader outside its own configuration steps down once that configuration commits
+    /// (§4.2.2); it hands leadership to the most up-to-date voter first so the cluster does
+    /// not wait out an election timeout.
+    fn step_down_if_removed(&mut self) {
+        if self.role != Role::Leader
+            || self.membership.is_voter(self.config.id)
+            || self.membership_index > self.log.commit()
+        {
+            return;
+        }
+        tracing::info!(
+            id = self.config.id,
+            term = self.term,
+            "removed from the configuration: stepping down"
+        );
+        // Followers learn the commit index of the change before anyone takes over.
+        self.broadcast_heartbeat();
+        let last_index = self.log.last_index();
+        let successor = self
+            .progress
+            .iter()
+            .filter(|(&id, p)| self.membership.is_voter(id) && p.match_index == last_index)
+            .map(|(&id, _)| id)
+            .next();
+        if let Some(successor) = successor {
+            self.send_timeout_now(successor);
+        }
+        self.become_follower(self.term, None);
     }
 
     fn send(&mut self, to: NodeId, body: MessageBody) {
@@ -555,7 +800,13 @@ impl RaftNode {
     /// Check-quorum: the leader and the followers that answered since the last check are a
     /// majority.
     fn quorum_active(&self) -> bool {
-        let active = 1 + self.progress.values().filter(|p| p.recent_active).count();
+        let me = usize::from(self.membership.is_voter(self.config.id));
+        let active = me
+            + self
+                .progress
+                .iter()
+                .filter(|(&id, p)| p.recent_active && self.membership.is_voter(id))
+                .count();
         active >= self.quorum()
     }
 
@@ -605,7 +856,7 @@ impl RaftNode {
         }
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
         let next_term = self.term + 1;
-        for peer in self.peers.clone() {
+        for peer in self.voter_peers() {
             self.send_in_term(
                 peer,
                 next_term,
@@ -638,7 +889,7 @@ impl RaftNode {
             return;
         }
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
-        for peer in self.peers.clone() {
+        for peer in self.voter_peers() {
             self.send(
                 peer,
                 MessageBody::RequestVote {
@@ -648,6 +899,14 @@ impl RaftNode {
                 },
             );
         }
+    }
+
+    /// The voters but this node: whom to ask for votes.
+    fn voter_peers(&self) -> Vec<NodeId> {
+        self.membership
+            .voters()
+            .filter(|&id| id != self.config.id)
+            .collect()
     }
 
     /// Takes office: probe every follower from the end of the log and append a no-op, which is
@@ -721,7 +980,10 @@ impl RaftNode {
     /// The leader of our term hands leadership to us: campaign now, skipping pre-vote, unless
     /// we hold an entry of its term past `last_log_index` (the handover was given up since).
     fn handle_timeout_now(&mut self, from: NodeId, last_log_index: LogIndex) {
-        if self.role != Role::Follower || self.leader != Some(from) {
+        if self.role != Role::Follower
+            || self.leader != Some(from)
+            || !self.membership.is_voter(self.config.id)
+        {
             return;
         }
         if self.log.last_index() > last_log_index && self.log.last_term() == self.term {
@@ -791,6 +1053,9 @@ impl RaftNode {
         // could carry the current term).
         let asked_term = if pre { self.term + 1 } else { self.term };
         if granted && term != asked_term {
+            return;
+        }
+        if !self.membership.is_voter(voter) {
             return;
         }
         self.votes.insert(voter, granted);
@@ -867,7 +1132,11 @@ impl RaftNode {
         // Everything up to our snapshot matches too (committed).
         let verified_last =
             (prev_log_index + entries.len() as LogIndex).max(self.log.snapshot().index);
-        self.log.merge(entries);
+        let first_new = entries.first().map_or(0, |e| e.index);
+        let truncated_at = self.log.merge(entries);
+        if first_new > 0 {
+            self.membership_after_merge(truncated_at, first_new);
+        }
         // Only what the leader just proved matches may be committed from its commit index.
         self.log.commit_to(leader_commit.min(verified_last));
         self.send(
@@ -893,6 +1162,7 @@ impl RaftNode {
         &mut self,
         leader: NodeId,
         meta: SnapshotMeta,
+        membership: Option<Membership>,
         offset: u64,
         data: Vec<u8>,
         done: bool,
@@ -938,6 +1208,7 @@ impl RaftNode {
         if offset == 0 {
             self.incoming_snapshot = Some(Snapshot {
                 meta,
+                membership,
                 data: Vec::new(),
             });
         }
@@ -969,6 +1240,10 @@ impl RaftNode {
             "installing snapshot from the leader"
         );
         self.log.install(meta);
+        if let Some(membership) = snapshot.membership.clone() {
+            self.base_membership = membership;
+        }
+        self.refresh_membership();
         self.pending_snapshot = Some(snapshot.clone());
         self.snapshot = Some(Arc::new(snapshot));
         answer(self, received, true);
@@ -1103,14 +1378,21 @@ impl RaftNode {
     /// log), but only if that entry is of the current term: an entry of an earlier term can be
     /// on a majority and still be overwritten (Figure 8); it commits indirectly.
     fn maybe_commit(&mut self) {
+        let me = self
+            .membership
+            .is_voter(self.config.id)
+            .then(|| self.log.persisted());
         let mut matches: Vec<LogIndex> = self
             .progress
-            .values()
-            .map(|p| p.match_index)
-            .chain(std::iter::once(self.log.persisted()))
+            .iter()
+            .filter(|(&id, _)| self.membership.is_voter(id))
+            .map(|(_, p)| p.match_index)
+            .chain(me)
             .collect();
         matches.sort_unstable_by(|a, b| b.cmp(a));
-        let majority_index = matches[self.quorum() - 1];
+        let Some(&majority_index) = matches.get(self.quorum() - 1) else {
+            return;
+        };
         if majority_index <= self.log.commit() {
             return;
         }
@@ -1120,6 +1402,10 @@ impl RaftNode {
             return;
         }
         self.log.commit_to(majority_index);
+        self.step_down_if_removed();
+        if self.role != Role::Leader {
+            return;
+        }
         if self.read_only.has_waiting_for_commit() && self.committed_in_current_term() {
             self.read_only
                 .admit_waiting(self.log.commit(), self.sent_round + 1);
@@ -1133,14 +1419,21 @@ impl RaftNode {
 
     /// Confirms every read whose round a majority (the leader included) has acknowledged.
     fn confirm_reads(&mut self) {
+        let me = self
+            .membership
+            .is_voter(self.config.id)
+            .then_some(self.sent_round);
         let mut rounds: Vec<u64> = self
             .progress
-            .values()
-            .map(|p| p.acked_round)
-            .chain(std::iter::once(self.sent_round))
+            .iter()
+            .filter(|(&id, _)| self.membership.is_voter(id))
+            .map(|(_, p)| p.acked_round)
+            .chain(me)
             .collect();
         rounds.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum_round = rounds[self.quorum() - 1];
+        let Some(&quorum_round) = rounds.get(self.quorum() - 1) else {
+            return;
+        };
         self.read_only.confirm(quorum_round, &mut self.read_states);
     }
 
@@ -1269,6 +1562,7 @@ impl RaftNode {
         let end = offset.saturating_add(chunk_bytes).min(len);
         let body = MessageBody::InstallSnapshot {
             meta: snapshot.meta,
+            membership: snapshot.membership.clone(),
             offset: offset as u64,
             data: snapshot.data[offset..end].to_vec(),
             done: end == len,

@@ -60,6 +60,9 @@ pub(crate) struct Progress {
     pub(crate) stalled_heartbeats: u32,
     /// The follower answered an AppendEntries of this term since the last check-quorum.
     pub(crate) recent_active: bool,
+    /// `recent_active` at the last check-quorum, so a follower that answered just before the
+    /// check still counts as active right after it.
+    pub(crate) was_active: bool,
 }
 
 impl Progress {
@@ -77,7 +80,13 @@ impl Progress {
             match_at_heartbeat: 0,
             stalled_heartbeats: 0,
             recent_active: false,
+            was_active: false,
         }
+    }
+
+    /// Heard from within the last one or two election timeouts (membership checks).
+    pub(crate) fn active(&self) -> bool {
+        self.recent_active || self.was_active
     }
 
     /// Back to one message at a time from `next_index`.
@@ -267,6 +276,7 @@ mod tests {
         let meta = SnapshotMeta { index: 20, term: 3 };
         progress.become_snapshot(Arc::new(Snapshot {
             meta,
+            membership: None,
             data: b"state".to_vec(),
         }));
         assert_eq!(progress.snapshot_meta(), Some(meta));

@@ -511,6 +511,7 @@ mod tests {
     fn snapshot(index: LogIndex, term: u64) -> Snapshot {
         Snapshot {
             meta: SnapshotMeta { index, term },
+            membership: None,
             data: format!("state at {index}").into_bytes(),
         }
     }

@@ -11,8 +11,11 @@
 //! +----------+-----------+-----------+----------------+-----------+------------------+
 //! ```
 //!
-//! Integers are little endian; the CRC32 covers index, term, data length and data. The data is
-//! opaque here (the KV layer's [`KvStore::snapshot`](crate::kv::KvStore::snapshot)).
+//! Integers are little endian; the CRC32 covers index, term, data length and data. In format
+//! 2 (magic `RTSNAP02`) the data area starts with the cluster configuration at the index:
+//! `membership_len: u32`, then its postcard encoding, then the state machine's image, which is
+//! opaque here (the KV layer's [`KvStore::snapshot`](crate::kv::KvStore::snapshot)). Format 1
+//! (`RTSNAP01`, no configuration: the initial one) is still read.
 //!
 //! A new snapshot is written to `snapshot.bin.tmp`, fsynced, renamed over `snapshot.bin`, and
 //! the directory is fsynced: a crash leaves either the old file or the new one, never a mix.
@@ -27,8 +30,10 @@ use super::fs::{Fs, StdFs};
 use super::{sync_dir, StorageError};
 use crate::raft::{Snapshot, SnapshotMeta};
 
-/// First bytes of every snapshot file (format version 1).
-pub const MAGIC: &[u8; 8] = b"RTSNAP01";
+/// First bytes of every snapshot file this code writes (format version 2).
+pub const MAGIC: &[u8; 8] = b"RTSNAP02";
+/// First bytes of a format 1 file, without a configuration.
+const MAGIC_V1: &[u8; 8] = b"RTSNAP01";
 /// Bytes before the data: magic, index, term, data length, checksum.
 pub const HEADER_LEN: usize = 8 + 8 + 8 + 8 + 4;
 
@@ -170,14 +175,20 @@ fn tmp_path(path: &Path) -> PathBuf {
 
 /// The file image of a snapshot.
 fn encode(snapshot: &Snapshot) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(HEADER_LEN + snapshot.data.len());
+    // Encoding a map of integers and byte strings into a Vec cannot fail.
+    let membership = postcard::to_allocvec(&snapshot.membership).unwrap_or_default();
+    let mut area = Vec::with_capacity(4 + membership.len() + snapshot.data.len());
+    area.extend_from_slice(&(membership.len() as u32).to_le_bytes());
+    area.extend_from_slice(&membership);
+    area.extend_from_slice(&snapshot.data);
+    let mut bytes = Vec::with_capacity(HEADER_LEN + area.len());
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&snapshot.meta.index.to_le_bytes());
     bytes.extend_from_slice(&snapshot.meta.term.to_le_bytes());
-    bytes.extend_from_slice(&(snapshot.data.len() as u64).to_le_bytes());
-    let crc = checksum(&bytes[8..32], &snapshot.data);
+    bytes.extend_from_slice(&(area.len() as u64).to_le_bytes());
+    let crc = checksum(&bytes[8..32], &area);
     bytes.extend_from_slice(&crc.to_le_bytes());
-    bytes.extend_from_slice(&snapshot.data);
+    bytes.extend_from_slice(&area);
     bytes
 }
 
@@ -205,9 +216,11 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
             ),
         ));
     }
-    if &bytes[..8] != MAGIC {
-        return Err(corrupt(0, "not a snapshot file (bad magic)".to_string()));
-    }
+    let with_membership = match &bytes[..8] {
+        m if m == MAGIC => true,
+        m if m == MAGIC_V1 => false,
+        _ => return Err(corrupt(0, "not a snapshot file (bad magic)".to_string())),
+    };
     let u64_at = |at: usize| {
         let mut word = [0u8; 8];
         word.copy_from_slice(&bytes[at..at + 8]);
@@ -239,9 +252,33 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
     if index == 0 {
         return Err(corrupt(8, "snapshot at index 0".to_string()));
     }
+    if !with_membership {
+        return Ok(Snapshot {
+            meta: SnapshotMeta { index, term },
+            membership: None,
+            data: data.to_vec(),
+        });
+    }
+    let bad_membership = |why: String| corrupt(HEADER_LEN as u64, why);
+    let Some(len_bytes) = data.get(..4) else {
+        return Err(bad_membership(
+            "no room for the configuration's length".into(),
+        ));
+    };
+    let mut word = [0u8; 4];
+    word.copy_from_slice(len_bytes);
+    let membership_len = u32::from_le_bytes(word) as usize;
+    let Some(encoded) = data.get(4..4 + membership_len) else {
+        return Err(bad_membership(format!(
+            "configuration of {membership_len} bytes runs past the data"
+        )));
+    };
+    let membership = postcard::from_bytes(encoded)
+        .map_err(|e| bad_membership(format!("undecodable configuration: {e}")))?;
     Ok(Snapshot {
         meta: SnapshotMeta { index, term },
-        data: data.to_vec(),
+        membership,
+        data: data[4 + membership_len..].to_vec(),
     })
 }
 
@@ -253,6 +290,7 @@ mod tests {
     fn snapshot(index: u64, term: u64, data: &[u8]) -> Snapshot {
         Snapshot {
             meta: SnapshotMeta { index, term },
+            membership: Some(crate::raft::Membership::from_voters([1, 2, 3])),
             data: data.to_vec(),
         }
     }
@@ -271,10 +309,30 @@ mod tests {
         file.save(&snapshot(10, 2, b"first")).unwrap();
         file.save(&snapshot(20, 3, b"second image")).unwrap();
         assert_eq!(file.meta(), Some(SnapshotMeta { index: 20, term: 3 }));
-        assert_eq!(file.bytes(), (HEADER_LEN + 12) as u64);
+        assert_eq!(
+            file.bytes(),
+            encode(&snapshot(20, 3, b"second image")).len() as u64
+        );
         let (reopened, read) = SnapshotFile::open(&path).unwrap();
         assert_eq!(read, Some(snapshot(20, 3, b"second image")));
         assert_eq!(reopened.bytes(), fs::metadata(&path).unwrap().len());
+    }
+
+    #[test]
+    fn a_format_1_file_reads_as_a_snapshot_of_the_initial_configuration() {
+        let (_dir, path, _file) = fresh();
+        let data = b"old image";
+        let mut bytes = MAGIC_V1.to_vec();
+        bytes.extend_from_slice(&7u64.to_le_bytes());
+        bytes.extend_from_slice(&2u64.to_le_bytes());
+        bytes.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        let crc = checksum(&bytes[8..32], data);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes.extend_from_slice(data);
+        fs::write(&path, &bytes).unwrap();
+        let read = SnapshotFile::open(&path).unwrap().1.unwrap();
+        assert_eq!(read.meta, SnapshotMeta { index: 7, term: 2 });
+        assert_eq!((read.membership, &read.data[..]), (None, &data[..]));
     }
 
     #[test]
@@ -304,7 +362,8 @@ mod tests {
         let (_dir, path, mut file) = fresh();
         file.save(&snapshot(5, 1, b"some state")).unwrap();
         let mut bytes = fs::read(&path).unwrap();
-        bytes[HEADER_LEN + 3] ^= 0x40;
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0x40;
         fs::write(&path, &bytes).unwrap();
         let err = SnapshotFile::open(&path).unwrap_err();
         assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");

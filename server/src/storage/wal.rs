@@ -12,7 +12,9 @@
 //! +------------------------------------------------------------------------------+
 //! ```
 //!
-//! `kind` 0 is a no-op entry, 1 a command whose bytes are `data`. Records are contiguous by
+//! `kind` 0 is a no-op entry, 1 a command whose bytes are `data`, 2 a cluster configuration
+//! whose `data` is its postcard encoding (added without a version change: older nodes
+//! refuse such a file as corrupt rather than misread it). Records are contiguous by
 //! index and their terms never decrease. The header has its own checksum so a bit flip in a
 //! length is seen as such instead of making the record "run past the end of the file" (which
 //! would look like a torn write and cut acknowledged records). A file with another magic or
@@ -65,6 +67,7 @@ const HEADER_LEN: usize = 12;
 const PAYLOAD_FIXED_LEN: usize = 17;
 const KIND_NOOP: u8 = 0;
 const KIND_COMMAND: u8 = 1;
+const KIND_MEMBERSHIP: u8 = 2;
 
 /// Planted bugs that live in the WAL (test only; see [`crate::bugs`]). All off by default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -410,9 +413,15 @@ fn file_header() -> [u8; FILE_HEADER_LEN as usize] {
 
 /// Appends the framed record of `entry` to `buf`.
 fn encode_record(entry: &Entry, buf: &mut Vec<u8>) {
+    let encoded;
     let (kind, data): (u8, &[u8]) = match &entry.payload {
         EntryPayload::Noop => (KIND_NOOP, &[]),
         EntryPayload::Command(bytes) => (KIND_COMMAND, bytes),
+        EntryPayload::Membership(membership) => {
+            // Encoding a map of integers and byte strings into a Vec cannot fail.
+            encoded = postcard::to_allocvec(membership).unwrap_or_default();
+            (KIND_MEMBERSHIP, &encoded)
+        }
     };
     let payload_len = PAYLOAD_FIXED_LEN + data.len();
     let start = buf.len();
@@ -541,6 +550,10 @@ fn scan(path: &Path, bytes: &[u8], bugs: WalBugs) -> Result<Scan, StorageError> 
         let payload_value = match payload[16] {
             KIND_NOOP if data.is_empty() => EntryPayload::Noop,
             KIND_COMMAND => EntryPayload::Command(data.to_vec()),
+            KIND_MEMBERSHIP => match postcard::from_bytes(data) {
+                Ok(membership) => EntryPayload::Membership(membership),
+                Err(e) => return Err(corrupt(pos, format!("undecodable configuration: {e}"))),
+            },
             other => return Err(corrupt(pos, format!("unknown record kind {other}"))),
         };
         if let Some(prev) = entries.last() {
