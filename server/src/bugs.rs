@@ -38,6 +38,10 @@ pub enum PlantedBug {
     /// recovery takes any bad record (a bit flip in its length or data) for a torn tail and
     /// cuts it off with every acknowledged record after it.
     WalTrustsLength,
+    /// Breaks "at most one membership change is in flight": the leader accepts a change
+    /// while another is still uncommitted, so two configurations two servers apart can each
+    /// form a majority (disjoint majorities, two leaders committing).
+    TwoChangesInFlight,
 }
 
 /// Which planted bugs are on in this node (all off by default).
@@ -52,7 +56,7 @@ pub struct PlantedBugs {
     /// `forget-vote`: the node restarts with the last log term and no vote.
     pub forget_vote: bool,
     /// The bugs that live in the sans-IO core (`leader-local-reads`, `skip-log-check`,
-    /// `commit-old-term`).
+    /// `commit-old-term`, `two-changes-in-flight`).
     pub core: CoreBugs,
     /// The bugs that live in the write-ahead log (`no-fsync`, `wal-trusts-length`).
     pub wal: WalBugs,
@@ -73,6 +77,7 @@ impl PlantedBugs {
                 PlantedBug::CommitOldTerm => out.core.commit_old_term = true,
                 PlantedBug::NoFsync => out.wal.no_fsync = true,
                 PlantedBug::WalTrustsLength => out.wal.trusts_length = true,
+                PlantedBug::TwoChangesInFlight => out.core.two_changes_in_flight = true,
             }
         }
         out
@@ -98,7 +103,7 @@ mod tests {
             assert!(!seen.contains(&set), "{bug:?} shares its flag");
             seen.push(set);
         }
-        assert_eq!(seen.len(), 9);
+        assert_eq!(seen.len(), 10);
         assert!(!PlantedBugs::default().any());
     }
 
@@ -139,7 +144,8 @@ mod tests {
                 "forget-vote",
                 "commit-old-term",
                 "no-fsync",
-                "wal-trusts-length"
+                "wal-trusts-length",
+                "two-changes-in-flight"
             ]
         );
     }

@@ -93,9 +93,28 @@
 //! - **Restart**: restore the state machine from the snapshot file, set [`Config::applied`] to
 //!   the snapshot's index, and pass the snapshot and the log after it in [`DurableState`].
 //! - **An empty data dir** is a node that forgot its votes and acknowledgements, which can
-//!   break safety (a committed entry may have been on a majority only thanks to it). The
-//!   operator rule, as in etcd: wipe at most one node at a time, only while the rest of the
-//!   cluster is healthy and holds every committed entry; the node then catches up by snapshot.
+//!   break safety (a committed entry may have been on a majority only thanks to it). Replace
+//!   such a node with a membership change instead (remove it, add a new node under a new id:
+//!   see below); restarting it in place is safe only while the rest of the cluster is healthy
+//!   and holds every committed entry.
+//!
+//! # Membership changes
+//!
+//! One server at a time, with learners ([`membership`] has the rules and why). A
+//! configuration is an [`EntryPayload::Membership`] entry with the whole new configuration,
+//! in force from the moment it is in a node's log; [`RaftNode::propose_conf_change`] starts
+//! one, [`RaftNode::membership`] is the one in force, and a snapshot carries the one at its
+//! index ([`RaftNode::membership_at`]: the driver stores it in the snapshot it takes, and
+//! [`RaftNode::compact`] checks it). Commits, ReadIndex rounds, elections and check-quorum
+//! count the voters of the configuration in force; learners are replicated to like
+//! followers. A node outside its configuration never campaigns, except the one case that
+//! needs it (a leader that removed itself, crashed before the change committed, and holds
+//! the only log the old majority would elect); a node that is not a voter here cannot bump
+//! the term of a node that hears from a leader (the §4.2.3 lease, whatever the pre-vote and
+//! check-quorum settings), so a node removed without learning it cannot depose leaders.
+//! With both pre-vote and check-quorum off (classic Raft), a removed node that is still a
+//! voter in a lagging follower's configuration can still disrupt: change membership only
+//! with one of them on (the defaults have both).
 //!
 //! # Pre-vote and check-quorum (etcd's `PreVote` and `CheckQuorum`)
 //!
@@ -126,6 +145,7 @@
 //! - `log`: the log after the snapshot point, with its durable, committed and applied cursors;
 //! - `progress`: the leader's view of each follower (probe / pipelined replicate / snapshot);
 //! - `read_only`: ReadIndex reads and their heartbeat rounds;
+//! - `membership`: configurations, single-server changes and their checks;
 //! - `tests`: the core rules as executable scenarios (Figures 7 and 8 among them).
 
 use std::collections::BTreeMap;

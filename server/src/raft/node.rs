@@ -184,9 +184,7 @@ impl RaftNode {
             }
             Role::Follower | Role::PreCandidate | Role::Candidate => {
                 self.election_elapsed = self.election_elapsed.saturating_add(1);
-                // Learners, removed nodes and nodes still joining never campaign.
-                if self.election_elapsed >= self.randomized_election_timeout
-                    && self.membership.is_voter(self.config.id)
+                if self.election_elapsed >= self.randomized_election_timeout && self.may_campaign()
                 {
                     if self.config.pre_vote {
                         self.pre_campaign();
@@ -214,7 +212,8 @@ impl RaftNode {
                     transfer: false, ..
                 }
                 | MessageBody::PreVote { .. }
-                    if self.in_leader_lease(matches!(msg.body, MessageBody::PreVote { .. })) =>
+                    if self.in_leader_lease(matches!(msg.body, MessageBody::PreVote { .. }))
+                        || self.lease_against_non_voter(msg.from) =>
                 {
                     // We heard from a leader within the election timeout: the cluster is
                     // healthy, so refuse without adopting the term (a rejoining node must not
@@ -797,6 +796,16 @@ impl RaftNode {
             && self.election_elapsed < self.config.election_ticks.max(1)
     }
 
+    /// The lease against a node that is not a voter here (§4.2.3): a removed node that never
+    /// learned of its removal times out and campaigns with ever higher terms; while a leader
+    /// is heard from, its requests are refused without adopting their term, whatever the
+    /// pre-vote and check-quorum settings, or it would depose every leader forever.
+    fn lease_against_non_voter(&self, candidate: NodeId) -> bool {
+        !self.membership.is_voter(candidate)
+            && self.leader.is_some()
+            && self.election_elapsed < self.config.election_ticks.max(1)
+    }
+
     /// Check-quorum: the leader and the followers that answered since the last check are a
     /// majority.
     fn quorum_active(&self) -> bool {
@@ -847,10 +856,12 @@ impl RaftNode {
         self.role = Role::PreCandidate;
         self.leader = None;
         self.votes.clear();
-        self.votes.insert(self.config.id, true);
+        if self.membership.is_voter(self.config.id) {
+            self.votes.insert(self.config.id, true);
+        }
         self.reset_election_timer();
         tracing::debug!(id = self.config.id, term = self.term + 1, "pre-campaign");
-        if self.quorum() == 1 {
+        if self.votes.len() >= self.quorum() {
             self.campaign();
             return;
         }
@@ -881,10 +892,12 @@ impl RaftNode {
         self.role = Role::Candidate;
         self.leader = None;
         self.votes.clear();
-        self.votes.insert(self.config.id, true);
+        if self.membership.is_voter(self.config.id) {
+            self.votes.insert(self.config.id, true);
+        }
         self.reset_election_timer();
         tracing::debug!(id = self.config.id, term = self.term, "campaign");
-        if self.quorum() == 1 {
+        if self.votes.len() >= self.quorum() {
             self.become_leader();
             return;
         }
@@ -899,6 +912,20 @@ impl RaftNode {
                 },
             );
         }
+    }
+
+    /// Voters campaign; learners, removed nodes and nodes still joining do not. Nor does a
+    /// node that the latest configuration removes, except while that configuration is not
+    /// committed: a leader that removed itself and crashed may hold the only log a majority
+    /// of the old configuration would vote for, and it must be able to win (counting votes
+    /// in the new configuration, without its own), commit the change and step down.
+    fn may_campaign(&self) -> bool {
+        let id = self.config.id;
+        self.membership.is_voter(id)
+            || (self.membership_index > self.log.commit()
+                && self
+                    .membership_at(self.membership_index - 1)
+                    .is_some_and(|previous| previous.is_voter(id)))
     }
 
     /// The voters but this node: whom to ask for votes.
@@ -980,10 +1007,7 @@ impl RaftNode {
     /// The leader of our term hands leadership to us: campaign now, skipping pre-vote, unless
     /// we hold an entry of its term past `last_log_index` (the handover was given up since).
     fn handle_timeout_now(&mut self, from: NodeId, last_log_index: LogIndex) {
-        if self.role != Role::Follower
-            || self.leader != Some(from)
-            || !self.membership.is_voter(self.config.id)
-        {
+        if self.role != Role::Follower || self.leader != Some(from) || !self.may_campaign() {
             return;
         }
         if self.log.last_index() > last_log_index && self.log.last_term() == self.term {

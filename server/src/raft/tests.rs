@@ -1,7 +1,8 @@
 //! Unit tests of the core rules: elections and the vote rule, terms, the consistency check and
 //! backtracking (Raft's Figure 7), commit of current-term entries only (Figure 8), a bogus
 //! follower log, ReadIndex, pre-vote and check-quorum, leadership transfer, and log compaction
-//! with InstallSnapshot. A small in-process cluster delivers messages on demand, so each test
+//! with InstallSnapshot, and membership changes (learners, one change at a time, a leader
+//! removing itself, configurations in snapshots). A small in-process cluster delivers messages on demand, so each test
 //! decides exactly which messages arrive. Its state machine is the list of applied entries, and
 //! its snapshots that list in JSON, so a restored state is checked entry by entry.
 
@@ -2199,4 +2200,333 @@ fn a_cut_off_leader_holds_a_bounded_number_of_pending_reads() {
         .step(vote_request(2, 1, term + 1, (1, term)));
     cluster.process(1);
     assert_eq!(cluster.failed_reads[&1], vec![0, 1, 2]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Membership changes: single-server changes with learners (dissertation ch. 4)
+
+impl Cluster {
+    /// Starts a node that joins: an empty disk and an empty initial configuration.
+    fn add_joining_node(&mut self, id: NodeId) {
+        let mut config = test_config(id, &[]);
+        config.compaction_keep_entries = self.configs[&self.members[0]].compaction_keep_entries;
+        self.members.push(id);
+        self.configs.insert(id, config);
+        self.disks.insert(id, DurableState::default());
+        self.restart(id);
+    }
+
+    fn change(&mut self, leader: NodeId, change: ConfChange) -> Result<LogIndex, ConfChangeError> {
+        let (index, _) = self.node_mut(leader).propose_conf_change(change)?;
+        self.process(leader);
+        Ok(index)
+    }
+
+    fn voters(&self, id: NodeId) -> Vec<NodeId> {
+        self.node(id).membership().voters().collect()
+    }
+}
+
+fn add_learner(id: NodeId) -> ConfChange {
+    ConfChange::AddLearner {
+        id,
+        context: format!("node {id}").into_bytes(),
+    }
+}
+
+/// Three voters with a leader (1) that committed its term, plus a learner 4 caught up.
+fn cluster_with_learner() -> Cluster {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster.add_joining_node(4);
+    cluster.change(1, add_learner(4)).unwrap();
+    cluster.deliver_all();
+    for _ in 0..3 {
+        cluster.tick_all();
+    }
+    assert_eq!(
+        cluster.node(4).membership().learners().collect::<Vec<_>>(),
+        vec![4]
+    );
+    cluster
+}
+
+#[test]
+fn a_joining_node_learns_every_member_from_the_entry_that_adds_it() {
+    let cluster = cluster_with_learner();
+    let learned = cluster.node(4).membership().clone();
+    assert_eq!(&learned, cluster.node(1).membership());
+    assert_eq!(cluster.voters(4), vec![1, 2, 3]);
+    assert_eq!(
+        learned.members[&4].context,
+        b"node 4".to_vec(),
+        "the context travels with the configuration"
+    );
+    assert_eq!(
+        cluster.node(4).status().commit_index,
+        cluster.node(1).status().commit_index
+    );
+}
+
+#[test]
+fn a_configuration_is_in_force_once_appended_and_reverts_when_its_entry_is_replaced() {
+    // In force on a follower as soon as appended, before it commits.
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster.add_joining_node(4);
+    cluster.drop_rule = Box::new(|m| m.to == 1);
+    cluster.change(1, add_learner(4)).unwrap();
+    assert!(
+        cluster.node(1).membership().contains(4),
+        "in force on the leader at once"
+    );
+    cluster.deliver_all();
+    let follower = cluster.node(2).status();
+    assert!(
+        follower.membership.contains(4),
+        "in force on a follower once appended"
+    );
+    assert!(!follower.membership_committed);
+
+    // An uncommitted configuration entry replaced by a new leader's log is no longer in force.
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster.add_joining_node(4);
+    cluster.drop_rule = Box::new(|m| m.to == 1 || m.from == 1);
+    cluster.change(1, add_learner(4)).unwrap();
+    assert!(cluster.node(1).membership().contains(4));
+    cluster.elect(3);
+    cluster.node_mut(3).propose(b"x".to_vec()).unwrap();
+    cluster.tick_all();
+    cluster.drop_rule = Box::new(|_| false);
+    for _ in 0..3 {
+        cluster.tick_all();
+    }
+    assert_eq!(cluster.leaders(), vec![3]);
+    assert_eq!(cluster.log(1), cluster.log(3));
+    assert!(
+        !cluster.node(1).membership().contains(4),
+        "node 1's configuration entry was replaced: {:?}",
+        cluster.log(1)
+    );
+    assert_eq!(cluster.voters(1), vec![1, 2, 3]);
+    assert_eq!(cluster.node(1).status().membership_index, 0);
+}
+
+#[test]
+fn a_leader_takes_one_change_at_a_time_and_only_after_committing_in_its_term() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    // Elected, but its no-op not committed yet: no change.
+    for _ in 0..100 {
+        cluster.tick(1);
+        if cluster.node(1).status().role != Role::Follower {
+            break;
+        }
+    }
+    let votes: Vec<Message> = cluster.queue.drain(..).collect();
+    for m in votes {
+        cluster.deliver(m);
+    }
+    // Deliver vote responses only, holding the no-op's acknowledgements.
+    cluster.drop_rule = Box::new(|m| matches!(m.body, MessageBody::AppendEntriesResponse { .. }));
+    cluster.deliver_all();
+    assert_eq!(cluster.node(1).status().role, Role::Leader);
+    assert_eq!(
+        cluster.change(1, add_learner(4)),
+        Err(ConfChangeError::LeaderNotReady)
+    );
+    cluster.drop_rule = Box::new(|_| false);
+    cluster.tick_all();
+    cluster.add_joining_node(4);
+    cluster.add_joining_node(5);
+    // Hold the change uncommitted: a second one is refused.
+    cluster.drop_rule = Box::new(|m| m.from == 1);
+    let first = cluster.change(1, add_learner(4)).unwrap();
+    assert_eq!(
+        cluster.change(1, add_learner(5)),
+        Err(ConfChangeError::InFlight { index: first })
+    );
+    cluster.drop_rule = Box::new(|_| false);
+    cluster.tick_all();
+    assert!(cluster.node(1).status().membership_committed);
+    cluster.change(1, add_learner(5)).unwrap();
+    assert!(cluster.node(1).membership().contains(5));
+    // Followers refuse with a hint.
+    assert_eq!(
+        cluster
+            .node_mut(2)
+            .propose_conf_change(ConfChange::Remove { id: 5 }),
+        Err(ConfChangeError::NotLeader { leader: Some(1) })
+    );
+}
+
+#[test]
+fn two_changes_in_flight_are_accepted_only_with_the_planted_bug() {
+    let mut cluster = Cluster::with_state(&[1, 2, 3], vec![DurableState::default(); 3], |c| {
+        c.bugs.two_changes_in_flight = true
+    });
+    cluster.elect(1);
+    cluster.add_joining_node(4);
+    cluster.add_joining_node(5);
+    cluster.drop_rule = Box::new(|m| m.from == 1);
+    cluster.change(1, add_learner(4)).unwrap();
+    assert!(cluster.change(1, add_learner(5)).is_ok());
+}
+
+#[test]
+fn a_learner_is_promoted_only_once_caught_up_and_never_counts_before() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    // Learner 5 was added but never answers: it cannot be promoted.
+    cluster.add_joining_node(5);
+    cluster.crash(5);
+    cluster.change(1, add_learner(5)).unwrap();
+    cluster.tick_all();
+    assert!(matches!(
+        cluster.change(1, ConfChange::Promote { id: 5 }),
+        Err(ConfChangeError::LearnerBehind { id: 5, .. })
+    ));
+    cluster.change(1, ConfChange::Remove { id: 5 }).unwrap();
+    cluster.tick_all();
+
+    let mut cluster = cluster_with_learner();
+    // With 2 and 3 cut off, leader 1 and learner 4 hold a write: no commit (4 does not count).
+    cluster.drop_rule = Box::new(|m| [2, 3].contains(&m.to) || [2, 3].contains(&m.from));
+    let before = cluster.node(1).status().commit_index;
+    cluster.node_mut(1).propose(b"w".to_vec()).unwrap();
+    cluster.tick_all();
+    assert_eq!(cluster.node(4).status().last_index, before + 1);
+    assert_eq!(
+        cluster.node(1).status().commit_index,
+        before,
+        "a learner's ack counted"
+    );
+    // A learner never campaigns, however long it hears nothing.
+    cluster.drop_rule = Box::new(|m| m.to == 4 || m.from == 4);
+    for _ in 0..200 {
+        cluster.tick(4);
+    }
+    assert_eq!(cluster.node(4).status().role, Role::Follower);
+    assert_eq!(cluster.node(4).status().term, cluster.node(1).status().term);
+    // Caught up again: promoted, it counts, and the quorum is 3 of 4.
+    cluster.drop_rule = Box::new(|_| false);
+    for _ in 0..3 {
+        cluster.tick_all();
+    }
+    cluster.change(1, ConfChange::Promote { id: 4 }).unwrap();
+    cluster.tick_all();
+    assert_eq!(cluster.voters(1), vec![1, 2, 3, 4]);
+    assert_eq!(cluster.voters(4), vec![1, 2, 3, 4]);
+    cluster.drop_rule = Box::new(|m| [3, 4].contains(&m.to) || [3, 4].contains(&m.from));
+    let commit = cluster.node(1).status().commit_index;
+    cluster
+        .node_mut(1)
+        .propose(b"needs three".to_vec())
+        .unwrap();
+    cluster.tick_all();
+    assert_eq!(
+        cluster.node(1).status().commit_index,
+        commit,
+        "2 of 4 is no majority"
+    );
+}
+
+#[test]
+fn a_leader_that_removes_itself_steps_down_once_the_removal_commits_and_hands_over() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    let index = cluster.change(1, ConfChange::Remove { id: 1 }).unwrap();
+    assert_eq!(
+        cluster.node(1).status().role,
+        Role::Leader,
+        "leads until it commits"
+    );
+    cluster.tick_all();
+    cluster.tick_all();
+    assert_ne!(cluster.node(1).status().role, Role::Leader);
+    let leaders = cluster.leaders();
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
+    assert!([2, 3].contains(&leaders[0]));
+    let leader = leaders[0];
+    assert!(cluster.node(leader).status().commit_index >= index);
+    assert_eq!(cluster.voters(leader), vec![2, 3]);
+    // The removed node never campaigns again, and the rest keep committing without it.
+    for _ in 0..100 {
+        cluster.tick_all();
+    }
+    assert_eq!(cluster.leaders(), vec![leader]);
+    let commit = cluster.node(leader).status().commit_index;
+    cluster.node_mut(leader).propose(b"after".to_vec()).unwrap();
+    cluster.tick_all();
+    assert!(cluster.node(leader).status().commit_index > commit);
+}
+
+#[test]
+fn a_change_that_leaves_no_active_majority_or_no_voter_is_refused() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    cluster.crash(3);
+    for _ in 0..30 {
+        cluster.tick_all();
+    }
+    // {1, 3} after removing 2 needs both, and 3 is down.
+    assert!(matches!(
+        cluster.change(1, ConfChange::Remove { id: 2 }),
+        Err(ConfChangeError::WouldLoseQuorum {
+            active: 1,
+            voters: 2,
+            needed: 2
+        })
+    ));
+    // Removing the dead one is fine.
+    cluster.change(1, ConfChange::Remove { id: 3 }).unwrap();
+    cluster.tick_all();
+    cluster.change(1, ConfChange::Remove { id: 2 }).unwrap();
+    cluster.tick_all();
+    assert_eq!(cluster.voters(1), vec![1]);
+    assert_eq!(
+        cluster.change(1, ConfChange::Remove { id: 1 }),
+        Err(ConfChangeError::LastVoter { id: 1 })
+    );
+}
+
+#[test]
+fn a_joining_node_far_behind_gets_the_configuration_with_the_snapshot() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    cluster.elect(1);
+    for i in 0..10 {
+        cluster
+            .node_mut(1)
+            .propose(format!("w{i}").into_bytes())
+            .unwrap();
+        cluster.tick_all();
+    }
+    cluster.add_joining_node(4);
+    cluster.change(1, add_learner(4)).unwrap();
+    cluster.crash(4);
+    for _ in 0..3 {
+        cluster.tick_all();
+    }
+    // Every node compacts past the change: the configuration lives only in the snapshots.
+    for id in [1, 2, 3] {
+        let applied = cluster.node(id).status().commit_index;
+        cluster.compact(id, applied).unwrap();
+        let snapshot = cluster.disks[&id].snapshot.clone().unwrap();
+        assert_eq!(
+            snapshot.membership.as_ref(),
+            Some(cluster.node(id).membership())
+        );
+    }
+    cluster.restart(4);
+    for _ in 0..5 {
+        cluster.tick_all();
+    }
+    assert!(
+        cluster.node(4).status().snapshot_index > 0,
+        "caught up by snapshot"
+    );
+    assert_eq!(cluster.node(4).membership(), cluster.node(1).membership());
+    // And a restart keeps it (from the snapshot file, not the initial configuration).
+    cluster.restart(1);
+    assert!(cluster.node(1).membership().contains(4));
 }
