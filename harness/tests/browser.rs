@@ -67,18 +67,9 @@ fn serve(store: &std::path::Path) -> Serve {
 }
 
 fn chromium() -> Browser {
-    let path = std::env::var_os("CHROME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            ["chromium", "chromium-browser"].iter().find_map(|name| {
-                std::env::var_os("PATH").and_then(|paths| {
-                    std::env::split_paths(&paths)
-                        .map(|d| d.join(name))
-                        .find(|p| p.is_file())
-                })
-            })
-        })
-        .expect("Chromium is installed (CHROME or chromium on the PATH; .ci/run installs it)");
+    // CHROME, else Chrome or Chromium on the PATH (.ci/run installs Debian's chromium).
+    let path = headless_chrome::browser::default_executable()
+        .unwrap_or_else(|e| panic!("no Chromium to drive: {e}"));
     let options = LaunchOptions::default_builder()
         .path(Some(path))
         .headless(true)

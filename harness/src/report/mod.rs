@@ -619,11 +619,14 @@ fn counterexample_html(
         .filter(|o| cx.failing.contains(&o.invoke_index))
         .collect();
     let (lo, hi) = window_of(cx, &key_ops, duration_ns);
-    let window: Vec<PairedOp> = key_ops
+    let in_window: Vec<&PairedOp> = key_ops
         .iter()
         .filter(|o| o.end_ns.unwrap_or(duration_ns) >= lo && o.start_ns <= hi)
+        .collect();
+    let window: Vec<PairedOp> = in_window
+        .iter()
         .map(|o| {
-            let mut o = o.clone();
+            let mut o = (*o).clone();
             // Operations that began before the window are drawn from its left edge.
             o.start_ns = o.start_ns.saturating_sub(lo);
             o.end_ns = o.end_ns.map(|e| e.min(hi).saturating_sub(lo));
@@ -663,7 +666,7 @@ fn counterexample_html(
         lo,
     ));
     html.push_str("</div>");
-    html.push_str(&served_table(&key_ops, lo, hi, &marks, samples));
+    html.push_str(&served_table(&in_window, &marks, samples));
     let _ = write!(
         html,
         "<h3>Model state after the linearizable prefix</h3><pre>{}</pre>",
@@ -761,19 +764,14 @@ fn window_of(cx: &CounterexampleView, key_ops: &[PairedOp], duration_ns: u64) ->
 /// Each operation of the counterexample's window: the node that served it, the term it
 /// answered with, and whether it led in that term then (from `cluster.jsonl`).
 fn served_table(
-    key_ops: &[PairedOp],
-    lo: u64,
-    hi: u64,
+    in_window: &[&PairedOp],
     marks: &HashMap<u64, Mark>,
     samples: &[NodeSample],
 ) -> String {
     let mut html = String::from(
         "<div class=\"svgbox\"><table class=\"served\"><tr><th>at (s)</th><th>operation</th><th>mark</th><th>served by</th><th>term</th><th>leader then?</th></tr>",
     );
-    for o in key_ops
-        .iter()
-        .filter(|o| o.end_ns.unwrap_or(hi) >= lo && o.start_ns <= hi)
-    {
+    for &o in in_window {
         let mark = marks.get(&o.invoke_index);
         let (node, term, led) = match &o.served {
             Some(s) => {
