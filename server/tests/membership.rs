@@ -250,6 +250,24 @@ async fn members_api_redirects_from_a_follower_and_refuses_bad_changes_with_thei
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_refused_by_the_cluster_stops_the_node_with_the_reason() {
+    let mut cluster = Cluster::with_spares(1, 1);
+    cluster.start(1);
+    cluster.wait_for_leader(&[1]).await;
+    cluster.start_joining(2, 1, &["--client-url", "ftp://nowhere"]);
+    let exit = cluster.wait_for_exit(2);
+    assert!(!exit.success(), "{exit}");
+    let log = std::fs::read_to_string(&cluster.node(2).log_file).unwrap();
+    assert!(
+        log.contains("joining the cluster failed")
+            && log.contains("refused to add this node as a learner: HTTP 400")
+            && log.contains("client_url must be an http:// URL"),
+        "{log}"
+    );
+    assert_eq!(role_of(&cluster, 1, 2).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_voter_cannot_be_removed() {
     let mut cluster = Cluster::new(1);
     cluster.start(1);
@@ -302,6 +320,20 @@ async fn replacing_a_node_under_write_load_loses_no_acknowledged_write() {
     cluster
         .assert_keys_hold_themselves(leader, &acknowledged)
         .await;
+    // Restarted with the same --join, node 4 is not added again.
+    let index = cluster.status(leader).await.unwrap()["membership_index"].clone();
+    cluster.stop(4);
+    cluster.start(4);
+    poll("node 4 back", DEADLINE, || async {
+        let log = std::fs::read_to_string(&cluster.node(4).log_file).ok()?;
+        log.contains("already names it a member").then_some(())
+    })
+    .await;
+    let leader = cluster.wait_for_leader(&[1, 2, 4]).await;
+    let status = cluster.status(leader).await.unwrap();
+    assert_eq!(status["membership_index"], index, "{status}");
+    assert_eq!(status["members"]["4"], "voter", "{status}");
+
     // The new node holds them too.
     let target = cluster.status(leader).await.unwrap()["commit_index"]
         .as_u64()

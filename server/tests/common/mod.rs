@@ -254,6 +254,23 @@ impl Cluster {
         None
     }
 
+    /// Waits (bounded by [`DEADLINE`]) until node `id` exits by itself; its exit status.
+    pub fn wait_for_exit(&mut self, id: u64) -> std::process::ExitStatus {
+        let child = self.nodes[(id - 1) as usize]
+            .child
+            .as_mut()
+            .expect("node was started");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.nodes[(id - 1) as usize].child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node {id} did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn is_running(&self, id: u64) -> bool {
         self.node(id).child.is_some()
     }
