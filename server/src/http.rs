@@ -9,6 +9,9 @@
 //! | `DELETE /kv/{key}`               | 200 JSON (`existed` says whether there was a value)  |
 //! | `POST /kv/{key}/append` body     | 200 JSON with the new length                         |
 //! | `GET /status`, `GET /metrics`    | JSON view of the node, Prometheus text               |
+//! | `GET /cluster/members`           | this node's view of the configuration                |
+//! | `POST /cluster/members` JSON     | add a learner, or promote one (`"promote": true`)    |
+//! | `DELETE /cluster/members/{id}`   | remove a voter or a learner                          |
 //!
 //! Status codes the harness relies on: `307` + `Location` to the leader from a follower (same
 //! path and query, so `curl -L` keeps method and body); `503` + `Retry-After` with
@@ -16,6 +19,12 @@
 //! with `"proposed": true` when a write was proposed but its outcome is unknown; `4xx` JSON for
 //! bad input, which never reaches the log. A `Request-Id: CLIENT:SEQ` header makes a write
 //! exactly-once (see [`crate::kv`]).
+//!
+//! A membership change answers `200` with the new members list once its entry committed on
+//! the leader, `307`/`503` like a write, `409` when it may succeed later (`"retryable":
+//! true`: another change in flight, a leader that has not committed in its term yet, a
+//! learner still behind), `400` when it never will, and `504` when its outcome is unknown.
+//! Refusals carry a machine-readable `"reason"` (`in_flight`, `already_member`, ...).
 //!
 //! Every answer, whatever its status, carries the node's view when it answered: `Raft-Node`
 //! (its id), `Raft-Term`, `Raft-Index` (its commit index) and `Raft-Role` (`leader`,
@@ -34,10 +43,11 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 use crate::kv::{Command, Op, OpResult, RequestId};
+use crate::node::members::MemberContext;
 use crate::node::metrics::Metrics;
-use crate::node::raft_loop::{ClientRequest, ProposeOutcome, ReadOutcome};
+use crate::node::raft_loop::{ClientRequest, ConfChangeOutcome, ProposeOutcome, ReadOutcome};
 use crate::node::NodeHandle;
-use crate::raft::{NodeId, Role};
+use crate::raft::{ConfChange, ConfChangeError, MemberRole, NodeId, Role, Status};
 
 /// Longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -53,6 +63,11 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/kv/{key}/append", axum::routing::post(append_kv))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/cluster/members", get(list_members).post(post_member))
+        .route(
+            "/cluster/members/{id}",
+            axum::routing::delete(delete_member),
+        )
         .fallback(not_found)
         // Read bodies up to 4x the value limit, so a moderately oversized one is read whole and
         // gets our JSON 413 on a healthy connection. Beyond that axum stops reading and answers
@@ -207,7 +222,7 @@ fn redirect_to_leader(node: &NodeHandle, leader: Option<NodeId>, uri: &Uri) -> R
     let Some(leader) = leader.filter(|&l| l != node.id) else {
         return unavailable(node, "no known leader");
     };
-    let Some(base) = node.client_urls.get(&leader) else {
+    let Some(base) = node.addresses.client_url(leader) else {
         return unavailable(
             node,
             &format!("leader is node {leader} but its client URL is unknown"),
@@ -471,11 +486,19 @@ async fn append_kv(
 async fn status(State(node): State<NodeHandle>) -> Response {
     let status = node.status.borrow().clone();
     let raft = &status.raft;
-    let leader_url = raft.leader.and_then(|l| node.client_urls.get(&l).cloned());
-    let peers: Vec<_> = node
-        .peers
+    let leader_url = raft.leader.and_then(|l| node.addresses.client_url(l));
+    let peers: Vec<_> = raft
+        .membership
+        .members
+        .keys()
+        .filter(|&&id| id != node.id)
+        .map(|&id| json!({ "id": id, "client_url": node.addresses.client_url(id) }))
+        .collect();
+    let members: serde_json::Map<String, serde_json::Value> = raft
+        .membership
+        .members
         .iter()
-        .map(|id| json!({ "id": id, "client_url": node.client_urls.get(id) }))
+        .map(|(id, member)| (id.to_string(), json!(role_name(member.role))))
         .collect();
     ok_json(json!({
         "id": node.id,
@@ -488,7 +511,190 @@ async fn status(State(node): State<NodeHandle>) -> Response {
         "last_index": raft.last_index,
         "snapshot_index": raft.snapshot_index,
         "peers": peers,
+        "members": members,
+        "membership_index": raft.membership_index,
+        "membership_committed": raft.membership_committed,
     }))
+}
+
+fn role_name(role: MemberRole) -> &'static str {
+    match role {
+        MemberRole::Voter => "voter",
+        MemberRole::Learner => "learner",
+    }
+}
+
+/// The members list of `GET /cluster/members` and of a change's answer, from a node's view.
+fn members_json(node: &NodeHandle, raft: &Status) -> serde_json::Value {
+    let leading = raft.role == Role::Leader;
+    let members: Vec<_> = raft
+        .membership
+        .members
+        .iter()
+        .map(|(&id, member)| {
+            let match_index = match (leading, id == node.id) {
+                (false, _) => None,
+                (true, true) => Some(raft.last_index),
+                (true, false) => Some(raft.match_index.get(&id).copied().unwrap_or(0)),
+            };
+            json!({
+                "id": id,
+                "role": role_name(member.role),
+                "peer_addr": node.addresses.peer_addr(id),
+                "client_url": node.addresses.client_url(id),
+                "match_index": match_index,
+            })
+        })
+        .collect();
+    json!({
+        "leader": raft.leader,
+        "membership_index": raft.membership_index,
+        "committed": raft.membership_committed,
+        "members": members,
+    })
+}
+
+async fn list_members(State(node): State<NodeHandle>) -> Response {
+    let raft = node.status.borrow().raft.clone();
+    ok_json(members_json(&node, &raft))
+}
+
+/// The body of `POST /cluster/members`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberRequest {
+    id: NodeId,
+    #[serde(default)]
+    peer_addr: Option<String>,
+    #[serde(default)]
+    client_url: Option<String>,
+    #[serde(default)]
+    promote: bool,
+}
+
+/// Checks a `POST /cluster/members` body and turns it into a change.
+fn member_change(body: Result<Bytes, BytesRejection>) -> Result<ConfChange, ApiError> {
+    let body = body.map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the body: {e}"),
+        )
+    })?;
+    let request: MemberRequest = serde_json::from_slice(&body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "bad member JSON: {e} (expected {{\"id\":N,\"peer_addr\":\"HOST:PORT\",\
+                 \"client_url\":\"http://HOST:PORT\"}} or {{\"id\":N,\"promote\":true}})"
+            ),
+        )
+    })?;
+    if request.promote {
+        if request.peer_addr.is_some() || request.client_url.is_some() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "a promotion takes only the id: the learner's addresses are already known",
+            ));
+        }
+        return Ok(ConfChange::Promote { id: request.id });
+    }
+    let Some(peer_addr) = request.peer_addr.filter(|a| !a.is_empty()) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "a new member needs its peer_addr (HOST:PORT), where the others send it Raft messages",
+        ));
+    };
+    if let Some(url) = &request.client_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("client_url must be an http:// URL, got {url:?}"),
+            ));
+        }
+    }
+    let context = MemberContext {
+        peer_addr: Some(peer_addr),
+        client_url: request.client_url,
+    };
+    Ok(ConfChange::AddLearner {
+        id: request.id,
+        context: context.encode(),
+    })
+}
+
+async fn post_member(
+    State(node): State<NodeHandle>,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match member_change(body) {
+        Ok(change) => change_members(&node, &uri, change).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_member(
+    State(node): State<NodeHandle>,
+    path: Result<Path<String>, PathRejection>,
+    uri: Uri,
+) -> Response {
+    let id = match path.map(|Path(id)| id.parse::<NodeId>()) {
+        Ok(Ok(id)) => id,
+        Ok(Err(_)) | Err(_) => {
+            return error(StatusCode::BAD_REQUEST, "the member id must be a number").into_response()
+        }
+    };
+    change_members(&node, &uri, ConfChange::Remove { id }).await
+}
+
+/// Hands a membership change to the Raft loop and turns its outcome into a response.
+async fn change_members(node: &NodeHandle, uri: &Uri, change: ConfChange) -> Response {
+    let deadline = tokio::time::Instant::now() + node.request_timeout;
+    let (reply, outcome) = oneshot::channel();
+    if let Err(response) =
+        enqueue(node, ClientRequest::ConfChange { change, reply }, deadline).await
+    {
+        return response;
+    }
+    let outcome = match tokio::time::timeout_at(deadline, outcome).await {
+        Err(_) => return unknown_outcome("the change did not commit before the request timeout"),
+        Ok(Err(_)) => return unknown_outcome("node stopped while the change was pending"),
+        Ok(Ok(outcome)) => outcome,
+    };
+    match outcome {
+        ConfChangeOutcome::Committed { status, .. } => ok_json(members_json(node, &status)),
+        ConfChangeOutcome::NotLeader { leader } => redirect_to_leader(node, leader, uri),
+        ConfChangeOutcome::Unknown { reason } => unknown_outcome(reason),
+        ConfChangeOutcome::Refused(refused) => change_refused(&refused),
+    }
+}
+
+/// `409` for a change that may succeed if retried later, `400` for one that never will.
+fn change_refused(refused: &ConfChangeError) -> Response {
+    let (status, reason) = match refused {
+        ConfChangeError::InFlight { .. } => (StatusCode::CONFLICT, "in_flight"),
+        ConfChangeError::LeaderNotReady => (StatusCode::CONFLICT, "leader_not_ready"),
+        ConfChangeError::LearnerBehind { .. } => (StatusCode::CONFLICT, "learner_behind"),
+        // Answered as a redirect before; here only if the core says so in another way.
+        ConfChangeError::NotLeader { .. } => (StatusCode::SERVICE_UNAVAILABLE, "not_leader"),
+        ConfChangeError::AlreadyMember { .. } => (StatusCode::BAD_REQUEST, "already_member"),
+        ConfChangeError::NotMember { .. } => (StatusCode::BAD_REQUEST, "not_member"),
+        ConfChangeError::NotLearner { .. } => (StatusCode::BAD_REQUEST, "not_learner"),
+        ConfChangeError::InvalidId => (StatusCode::BAD_REQUEST, "invalid_id"),
+        ConfChangeError::LastVoter { .. } => (StatusCode::BAD_REQUEST, "last_voter"),
+        ConfChangeError::WouldLoseQuorum { .. } => (StatusCode::BAD_REQUEST, "would_lose_quorum"),
+    };
+    let retryable = status != StatusCode::BAD_REQUEST;
+    (
+        status,
+        Json(json!({
+            "error": refused.to_string(),
+            "reason": reason,
+            "retryable": retryable,
+            "proposed": false,
+        })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(node): State<NodeHandle>) -> Response {
@@ -529,8 +735,12 @@ mod tests {
             to_raft,
             status,
             metrics: Default::default(),
-            client_urls: Default::default(),
-            peers: Vec::new(),
+            addresses: std::sync::Arc::new(crate::node::members::AddressBook::new(
+                1,
+                Default::default(),
+                Default::default(),
+                Default::default(),
+            )),
             request_timeout,
         };
         (node, (queue, status_tx))

@@ -16,11 +16,17 @@ use tracing_subscriber::EnvFilter;
 
 /// One node of a Riptide Raft key-value cluster.
 ///
-/// Members are this node plus every `--peer`. Example of node 1 of 3:
+/// The initial members are this node plus every `--peer` (or `--initial-members`). Example
+/// of node 1 of 3:
 ///
 ///   riptide-server --id 1 --data-dir data/1 --listen-client 127.0.0.1:8001
 ///   --listen-peer 127.0.0.1:7001 --peer 2=127.0.0.1:7002 --peer 3=127.0.0.1:7003
 ///   --peer-client-url 2=http://127.0.0.1:8002 --peer-client-url 3=http://127.0.0.1:8003
+///
+/// A fourth node joining that cluster (added as a learner, then promoted to voter):
+///
+///   riptide-server --id 4 --data-dir data/4 --listen-client 127.0.0.1:8004
+///   --listen-peer 127.0.0.1:7004 --join http://127.0.0.1:8001
 #[derive(Debug, Parser)]
 // A flag given twice keeps its last value, so a wrapper's defaults can be overridden by
 // flags appended after them (the harness and the tests rely on it).
@@ -53,6 +59,28 @@ struct Args {
     /// This node's client URL as others should use it (default: http://<listen-client>).
     #[arg(long)]
     client_url: Option<String>,
+    /// This node's peer address as others should use it, stored in the configuration when it
+    /// joins (default: --listen-peer).
+    #[arg(long)]
+    advertise_peer: Option<String>,
+    /// The initial configuration's voters, comma-separated, this node included (default:
+    /// this node and every --peer). Lets --peer name spare ids that may join later. Ignored
+    /// once the data dir holds a configuration.
+    #[arg(long, value_delimiter = ',', conflicts_with = "join")]
+    initial_members: Option<Vec<NodeId>>,
+    /// URL of any member of a running cluster to join: start with an empty configuration,
+    /// ask to be added as a learner (following redirects to the leader), learn the members'
+    /// addresses from the answer, then ask to be promoted to voter once caught up. A node
+    /// whose data dir already names it a member is not added again.
+    #[arg(long, value_name = "URL")]
+    join: Option<String>,
+    /// With --join: stay a learner (receive the log, never vote).
+    #[arg(long, requires = "join")]
+    join_as_learner: bool,
+    /// With --join: how long each step (add, promote) is retried before the node gives up
+    /// and exits.
+    #[arg(long, default_value_t = 120_000)]
+    join_timeout_ms: u64,
     /// Length of one Raft tick in milliseconds.
     #[arg(long, default_value_t = 10)]
     tick_ms: u64,
@@ -198,6 +226,18 @@ fn run() -> Result<()> {
             args.election_ms
         );
     }
+    if let Some(members) = &args.initial_members {
+        if !members.contains(&args.id) {
+            bail!(
+                "--initial-members {members:?} does not name this node ({}); a node that is \
+                 not an initial member joins with --join",
+                args.id
+            );
+        }
+        if let Some(zero) = members.iter().find(|&&id| id == 0) {
+            bail!("--initial-members: node ids start at 1, got {zero}");
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -240,12 +280,38 @@ async fn serve(
         peers = ?peers,
         "riptide-server starting"
     );
+    let initial_members = if args.join.is_some() {
+        Vec::new()
+    } else {
+        let mut members = args
+            .initial_members
+            .clone()
+            .unwrap_or_else(|| peers.keys().copied().collect());
+        members.push(args.id);
+        members.sort_unstable();
+        members.dedup();
+        members
+    };
+    let join = args.join.as_ref().map(|url| node::join::JoinOptions {
+        url: url.clone(),
+        as_learner: args.join_as_learner,
+        timeout: Duration::from_millis(args.join_timeout_ms),
+    });
     let options = NodeOptions {
         id: args.id,
         data_dir: args.data_dir.clone(),
         peers,
         peer_client_urls,
+        initial_members,
         client_url,
+        advertise_peer: match &args.advertise_peer {
+            Some(addr) => addr.clone(),
+            None => peer_listener
+                .local_addr()
+                .context("peer listener address")?
+                .to_string(),
+        },
+        join,
         tick: Duration::from_millis(args.tick_ms),
         heartbeat: Duration::from_millis(args.heartbeat_ms),
         election: Duration::from_millis(args.election_ms),

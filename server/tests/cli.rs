@@ -75,6 +75,46 @@ fn own_id_among_the_peers_is_refused() {
 }
 
 #[test]
+fn membership_flags_that_contradict_each_other_are_refused() {
+    // The initial configuration must name this node; a node that is not in it joins.
+    let (code, stderr) = run(server().args([
+        "--id",
+        "1",
+        "--data-dir",
+        "/nonexistent",
+        "--initial-members",
+        "2,3",
+    ]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--initial-members") && stderr.contains("--join"),
+        "{stderr}"
+    );
+    // A joining node starts with no initial configuration at all.
+    let (code, stderr) = run(server().args([
+        "--id",
+        "4",
+        "--data-dir",
+        "/nonexistent",
+        "--join",
+        "http://127.0.0.1:1",
+        "--initial-members",
+        "1,4",
+    ]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    let (code, stderr) = run(server().args([
+        "--id",
+        "4",
+        "--data-dir",
+        "/nonexistent",
+        "--join-as-learner",
+    ]));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--join <URL>"), "{stderr}");
+}
+
+#[test]
 fn an_unusable_data_dir_is_reported_by_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");

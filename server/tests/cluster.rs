@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{poll, Cluster, DEADLINE};
+use common::{poll, stop_writers, writer, Cluster, DEADLINE};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -134,41 +134,9 @@ async fn cluster_keeps_acknowledged_writes_across_a_leader_kill_and_catches_up_t
     }
 }
 
-/// Writes unique keys (value = key) to whichever node answers 200, moving on to the next node
-/// on any other answer, until `stop` is set; returns the acknowledged keys.
-async fn writer(
-    http: reqwest::Client,
-    urls: Vec<String>,
-    worker: usize,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Vec<String> {
-    let mut acknowledged = Vec::new();
-    let mut n = 0;
-    let mut node = worker % urls.len();
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let key = format!("w{worker}-{n}");
-        n += 1;
-        let response = http
-            .put(format!("{}/kv/{key}", urls[node]))
-            .body(key.clone())
-            .timeout(std::time::Duration::from_secs(5))
-            .send()
-            .await;
-        match response {
-            Ok(r) if r.status() == StatusCode::OK => acknowledged.push(key),
-            // Any other answer or a dead node: try the next node after a short pause.
-            _ => {
-                node = (node + 1) % urls.len();
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        }
-    }
-    acknowledged
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_acknowledged_under_concurrent_load_survive_a_kill_of_the_leader() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
     let mut cluster = Cluster::new(3);
@@ -190,33 +158,9 @@ async fn writes_acknowledged_under_concurrent_load_survive_a_kill_of_the_leader(
     let survivors: Vec<u64> = (1..=3).filter(|&id| id != leader).collect();
     let new_leader = cluster.wait_for_leader(&survivors).await;
     // Keep writing until the new leader has taken writes of its own.
-    let committed_at_failover = cluster.status(new_leader).await.unwrap()["commit_index"]
-        .as_u64()
-        .unwrap();
-    poll("writes through the new leader", DEADLINE, || async {
-        let status = cluster.status(new_leader).await?;
-        (status["commit_index"].as_u64()? > committed_at_failover + 100).then_some(())
-    })
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    let mut acknowledged = Vec::new();
-    for w in writers {
-        acknowledged.extend(w.await.unwrap());
-    }
-    assert!(
-        acknowledged.len() > 300,
-        "too few writes: {}",
-        acknowledged.len()
-    );
-
-    for key in &acknowledged {
-        let response = cluster
-            .http
-            .get(format!("{}/kv/{key}", cluster.url(new_leader)))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "acknowledged {key} lost");
-        assert_eq!(response.text().await.unwrap(), *key);
-    }
+    cluster.wait_for_more_commits(new_leader, 100).await;
+    let acknowledged = stop_writers(&stop, writers, 300).await;
+    cluster
+        .assert_keys_hold_themselves(new_leader, &acknowledged)
+        .await;
 }

@@ -5,8 +5,11 @@
 //! - the Raft loop ([`raft_loop`]) on its own thread: core + storage;
 //! - the applier ([`applier`]) on another thread: the KV state machine, applying committed
 //!   entries and answering the clients waiting for them, off the loop's critical path;
-//! - the peer transport ([`transport`]): one outbound connection task per peer, an inbound
-//!   listener feeding the loop;
+//! - the peer transport ([`transport`]): one outbound connection task per peer, opened as
+//!   members become known ([`members`]: the address book), an inbound listener feeding the
+//!   loop;
+//! - with `--join`, the join ([`join`]): adds this node to a running cluster as a learner, then
+//!   promotes it;
 //! - the HTTP API ([`crate::http`]) handing client requests to the loop over a channel.
 //!
 //! The data path of a write: HTTP handler -> `ClientRequest::Propose` -> `RaftNode::propose`
@@ -20,11 +23,13 @@
 //! entries and the loop then compacts the log (see [`applier`] and [`raft_loop`]).
 
 pub mod applier;
+pub mod join;
+pub mod members;
 pub mod metrics;
 pub mod raft_loop;
 pub mod transport;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +40,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::raft::{Config, NodeId, RaftNode, Role, Status};
 use crate::storage::{Storage, StorageError};
 use applier::{Applier, SnapshotFileLock};
+use members::{AddressBook, MemberContext};
 use metrics::Metrics;
 use raft_loop::{ClientRequest, LoopError, LoopIo, RaftLoop};
 
@@ -43,12 +49,20 @@ use raft_loop::{ClientRequest, LoopError, LoopIo, RaftLoop};
 pub struct NodeOptions {
     pub id: NodeId,
     pub data_dir: PathBuf,
-    /// Address this node uses to reach each peer's peer port (maybe a proxy), by peer id.
+    /// Address this node uses to reach each peer's peer port (maybe a proxy), by peer id:
+    /// members, and spare ids that may join later. Beats the address in a member's context.
     pub peers: BTreeMap<NodeId, String>,
     /// Each peer's client URL, for redirects to the leader.
     pub peer_client_urls: BTreeMap<NodeId, String>,
+    /// The initial configuration's voters, this node included; empty for a node that joins a
+    /// running cluster ([`Config::members`]). A configuration in the data dir replaces it.
+    pub initial_members: Vec<NodeId>,
     /// This node's own client URL (reported in `/status` when it leads).
     pub client_url: String,
+    /// This node's peer address as others should use it (stored in its context when it joins).
+    pub advertise_peer: String,
+    /// Join a running cluster (`--join`).
+    pub join: Option<join::JoinOptions>,
     /// Length of one Raft tick.
     pub tick: Duration,
     /// Leader heartbeat interval (rounded to ticks).
@@ -102,6 +116,8 @@ pub enum NodeError {
     Http(#[source] std::io::Error),
     #[error("the raft loop ended unexpectedly")]
     LoopGone,
+    #[error("joining the cluster failed")]
+    Join(#[from] join::JoinError),
 }
 
 /// What the HTTP layer holds to talk to the node.
@@ -113,10 +129,8 @@ pub struct NodeHandle {
     /// The loop's latest view, for `/status` and `/metrics` without asking the loop.
     pub status: watch::Receiver<NodeStatus>,
     pub metrics: Arc<Metrics>,
-    /// Client URL of every member (this node included), for redirects and `/status`.
-    pub client_urls: HashMap<NodeId, String>,
-    /// The other members' ids, for `/status`.
-    pub peers: Vec<NodeId>,
+    /// How to reach every member (this node included), for redirects and the members list.
+    pub addresses: Arc<AddressBook>,
     pub request_timeout: Duration,
 }
 
@@ -169,10 +183,7 @@ pub async fn run(
         .as_ref()
         .map(|s| s.meta)
         .unwrap_or_default();
-    let mut members: Vec<NodeId> = options.peers.keys().copied().collect();
-    members.push(options.id);
-    members.sort_unstable();
-    let mut config = Config::new(options.id, members);
+    let mut config = Config::new(options.id, options.initial_members.clone());
     config.heartbeat_ticks = to_ticks(options.heartbeat, options.tick);
     config.election_ticks =
         to_ticks(options.election, options.tick).max(config.heartbeat_ticks + 1);
@@ -198,19 +209,24 @@ pub async fn run(
     let (handover_tx, handover_rx) = watch::channel(false);
     let (handover_done_tx, handover_done_rx) = oneshot::channel();
 
-    let peers = options
-        .peers
-        .iter()
-        .map(|(&id, addr)| {
-            let sender = transport::spawn_outbound(
-                id,
-                addr.clone(),
-                metrics.clone(),
-                internal_shutdown.clone(),
-            );
-            (id, sender)
-        })
-        .collect();
+    let addresses = Arc::new(AddressBook::new(
+        options.id,
+        MemberContext {
+            peer_addr: Some(options.advertise_peer.clone()),
+            client_url: Some(options.client_url.clone()),
+        },
+        options.peers.clone(),
+        options.peer_client_urls.clone(),
+    ));
+    // The members' links open with the loop's first look at the configuration; spare ids
+    // given with --peer get theirs when they join.
+    let peers = transport::PeerLinks::new(
+        options.id,
+        addresses.clone(),
+        tokio::runtime::Handle::current(),
+        metrics.clone(),
+        internal_shutdown.clone(),
+    );
     tokio::spawn(transport::serve_inbound(
         peer_listener,
         options.id,
@@ -248,6 +264,7 @@ pub async fn run(
 
     let io = LoopIo {
         peers,
+        address_book: addresses.clone(),
         from_peers: peer_rx,
         from_clients: client_rx,
         status: status_tx,
@@ -281,19 +298,13 @@ pub async fn run(
         })
         .map_err(NodeError::Thread)?;
 
-    let mut client_urls: HashMap<NodeId, String> = options
-        .peer_client_urls
-        .iter()
-        .map(|(&id, url)| (id, url.clone()))
-        .collect();
-    client_urls.insert(options.id, options.client_url.clone());
+    let join_status = status_rx.clone();
     let handle = NodeHandle {
         id: options.id,
         to_raft: client_tx,
         status: status_rx,
         metrics,
-        client_urls,
-        peers: options.peers.keys().copied().collect(),
+        addresses: addresses.clone(),
         request_timeout: options.request_timeout,
     };
     let app = crate::http::router(handle);
@@ -306,8 +317,25 @@ pub async fn run(
             .await
     });
 
+    // The join runs next to the node; only its failure ends the node.
+    let join_task = options
+        .join
+        .clone()
+        .map(|join| tokio::spawn(join::join(options.id, join, addresses, join_status)));
+    let join_failed = async move {
+        if let Some(task) = join_task {
+            match task.await {
+                Ok(Err(e)) => return e,
+                Ok(Ok(())) => {}
+                Err(e) => tracing::error!(error = %e, "the join task died"),
+            }
+        }
+        std::future::pending().await
+    };
+
     let mut shutdown = shutdown;
     let result = tokio::select! {
+        e = join_failed => Err(NodeError::Join(e)),
         _ = shutdown.wait_for(|stop| *stop) => {
             // A leader first hands leadership over (bounded by the election timeout in the
             // loop; the margin here only covers a loop that is stuck).

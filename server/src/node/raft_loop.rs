@@ -31,6 +31,17 @@
 //! leader); the HTTP layer turns that, and its own timeout, into a `504`. Reads stay here
 //! until their leadership round confirms them (or fails), then move to the applier.
 //!
+//! # Membership changes
+//!
+//! A change (`ClientRequest::ConfChange`) goes to [`RaftNode::propose_conf_change`] and waits
+//! here, not in the applier: its entry changes nothing in the state machine, and the change is
+//! done as soon as the entry at its index commits with its term (the configuration is in
+//! force from the moment it is appended). After every turn the loop answers the changes whose
+//! index is committed (with its term: done; with another: overwritten) and, when this node no
+//! longer leads, the others "unknown outcome". When the configuration changed, the address
+//! book learns the members' contexts and a link is opened to every new member
+//! ([`PeerLinks`]).
+//!
 //! # Snapshots
 //!
 //! The applier snapshots the state machine at its own applied index every `--snapshot-entries`
@@ -55,11 +66,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::applier::{
     ApplierInput, LocalReadReply, PendingRead, PendingWrite, SnapshotFileLock, SnapshotWritten,
 };
+use super::members::AddressBook;
 use super::metrics::Metrics;
-use super::transport::PeerSender;
+use super::transport::PeerLinks;
 use super::NodeStatus;
 use crate::kv::{Applied, Command, KvStore, RestoreError};
-use crate::raft::{LogIndex, Message, NodeId, RaftError, RaftNode, Role, Snapshot};
+use crate::raft::{
+    ConfChange, ConfChangeError, LogIndex, Membership, Message, NodeId, RaftError, RaftNode, Role,
+    Snapshot, Status, Term,
+};
 use crate::storage::{Storage, StorageError};
 
 /// Why the Raft loop had to stop: the node can no longer keep its promises.
@@ -119,6 +134,35 @@ pub enum ClientRequest {
         key: String,
         reply: oneshot::Sender<Option<String>>,
     },
+    /// One single-server membership change.
+    ConfChange {
+        change: ConfChange,
+        reply: oneshot::Sender<ConfChangeOutcome>,
+    },
+}
+
+/// How a membership change ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfChangeOutcome {
+    /// Its entry committed at `index`; `status` is the leader's view right then.
+    Committed {
+        index: LogIndex,
+        status: Box<Status>,
+    },
+    /// Not proposed: this node is not the leader (or hands leadership over).
+    NotLeader { leader: Option<NodeId> },
+    /// Not proposed: the leader refused it, for this reason.
+    Refused(ConfChangeError),
+    /// Proposed, but leadership was lost before it committed (it may still commit), or its
+    /// entry was overwritten (it did not).
+    Unknown { reason: &'static str },
+}
+
+/// A proposed membership change waiting for its entry to commit.
+struct PendingChange {
+    term: Term,
+    reply: oneshot::Sender<ConfChangeOutcome>,
+    deadline: Instant,
 }
 
 /// How a write ended.
@@ -146,8 +190,10 @@ pub enum ReadOutcome {
 
 /// Channels and settings the loop needs besides its core and storage.
 pub struct LoopIo {
-    /// Outbound queue of every peer; sending never waits.
-    pub peers: HashMap<NodeId, PeerSender>,
+    /// Outbound queue of every peer, opened as peers become known; sending never waits.
+    pub peers: PeerLinks,
+    /// How to reach each member; told of every new configuration.
+    pub address_book: Arc<AddressBook>,
     /// Messages decoded by the inbound peer connections.
     pub from_peers: mpsc::Receiver<Message>,
     /// Requests from the HTTP handlers.
@@ -195,6 +241,10 @@ pub struct RaftLoop {
     last_role: Role,
     /// When the handover started to be waited for must end (None: no handover asked yet).
     handover_deadline: Option<Instant>,
+    /// Membership changes proposed here and not answered yet, by index.
+    pending_changes: std::collections::BTreeMap<LogIndex, PendingChange>,
+    /// The configuration the address book and the links were last brought up to date with.
+    known_membership: Option<Membership>,
 }
 
 /// At most this many inputs are taken before a `Ready` is processed, so ticks and output are
@@ -217,6 +267,8 @@ impl RaftLoop {
             next_read_id: 1,
             last_role: Role::Follower,
             handover_deadline: None,
+            pending_changes: std::collections::BTreeMap::new(),
+            known_membership: None,
         }
     }
 
@@ -224,6 +276,7 @@ impl RaftLoop {
     /// promise durability).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), LoopError> {
         self.publish_disk_usage();
+        self.notice_membership();
         let mut ticker = tokio::time::interval(self.io.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sweep = Instant::now();
@@ -252,6 +305,8 @@ impl RaftLoop {
                 self.process_ready()?;
             }
             self.flush_to_applier()?;
+            self.notice_membership();
+            self.answer_changes();
             if last_sweep.elapsed() >= Duration::from_millis(100) {
                 self.expire_reads();
                 last_sweep = Instant::now();
@@ -377,7 +432,74 @@ impl RaftLoop {
                     reply: LocalReadReply::Stale(reply),
                 });
             }
+            ClientRequest::ConfChange { change, reply } => {
+                match self.core.propose_conf_change(change) {
+                    Ok((index, term)) => {
+                        let pending = PendingChange {
+                            term,
+                            reply,
+                            deadline: Instant::now() + self.io.request_timeout,
+                        };
+                        self.pending_changes.insert(index, pending);
+                    }
+                    Err(ConfChangeError::NotLeader { leader }) => {
+                        let _ = reply.send(ConfChangeOutcome::NotLeader { leader });
+                    }
+                    Err(refused) => {
+                        let _ = reply.send(ConfChangeOutcome::Refused(refused));
+                    }
+                }
+            }
         }
+    }
+
+    /// Answers the membership changes whose entry committed (or was overwritten), all of
+    /// them "unknown" once this node no longer leads, and forgets those whose client gave up.
+    fn answer_changes(&mut self) {
+        if self.pending_changes.is_empty() {
+            return;
+        }
+        let status = self.core.status();
+        let now = Instant::now();
+        let pending = std::mem::take(&mut self.pending_changes);
+        for (index, change) in pending {
+            let outcome = if index <= status.commit_index {
+                if self.core.term_at(index) == Some(change.term) {
+                    ConfChangeOutcome::Committed {
+                        index,
+                        status: Box::new(status.clone()),
+                    }
+                } else {
+                    ConfChangeOutcome::Unknown {
+                        reason: "the change's entry was overwritten by another leader's: not \
+                                 applied",
+                    }
+                }
+            } else if status.role != Role::Leader || status.term != change.term {
+                ConfChangeOutcome::Unknown {
+                    reason: "leadership lost before the change committed: it may still commit",
+                }
+            } else if change.deadline <= now || change.reply.is_closed() {
+                continue;
+            } else {
+                self.pending_changes.insert(index, change);
+                continue;
+            };
+            let _ = change.reply.send(outcome);
+        }
+    }
+
+    /// When the configuration in force changed: the address book learns the members'
+    /// contexts and every new member gets a link.
+    fn notice_membership(&mut self) {
+        let membership = self.core.membership();
+        if self.known_membership.as_ref() == Some(membership) {
+            return;
+        }
+        let membership = membership.clone();
+        self.io.address_book.note_membership(&membership);
+        self.io.peers.open_members(&membership);
+        self.known_membership = Some(membership);
     }
 
     /// Sends the applier what is queued for it, as one batch.
@@ -433,11 +555,13 @@ impl RaftLoop {
             let durable = ready.entries.iter().map(|e| (e.index, e.term)).collect();
             self.to_apply.push(ApplierInput::Durable(durable));
         }
-        // Only now may messages leave: they can promise a vote or acknowledge entries.
+        // Only now may messages leave: they can promise a vote or acknowledge entries. A
+        // member added by this Ready's entries gets its link first.
+        self.notice_membership();
         for message in ready.messages {
             if message.to == self.id {
                 self.core.step(message);
-            } else if let Some(peer) = self.io.peers.get(&message.to) {
+            } else if let Some(peer) = self.io.peers.get_or_open(message.to) {
                 peer.send(message);
             }
         }

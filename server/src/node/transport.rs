@@ -16,7 +16,13 @@
 //! Inbound, the node accepts connections on its peer address and feeds every decoded message
 //! to the Raft loop. Connections are one-way: a node sends on its own outbound connections and
 //! receives on the ones its peers opened, so each directed link can be proxied separately.
+//!
+//! The set of links grows with the configuration ([`PeerLinks`]): a member added at run time
+//! gets a link as soon as its configuration entry is in this node's log, and a node that is
+//! not a member yet (a joining learner) opens one to whoever sends it messages once it knows
+//! an address for them (see [`super::members::AddressBook`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +30,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use super::members::AddressBook;
 use super::metrics::Metrics;
-use crate::raft::{Message, NodeId};
+use crate::raft::{Membership, Message, NodeId};
 
 /// Largest frame accepted or sent; larger frames mean a broken or hostile peer.
 pub const MAX_FRAME_BYTES: usize = 256 << 20;
@@ -81,6 +88,74 @@ pub fn spawn_outbound(
     };
     tokio::spawn(link.run(shutdown));
     PeerSender { queue, metrics }
+}
+
+/// Every outbound link of the node, opened on demand at the address the book knows.
+///
+/// A link, once opened, stays open for the node's lifetime, also after its peer left the
+/// configuration (it then idles): a removed node may still need to hear from the leader that
+/// it was removed, and ids are never reused for another node.
+pub struct PeerLinks {
+    self_id: NodeId,
+    links: HashMap<NodeId, PeerSender>,
+    book: Arc<AddressBook>,
+    /// The links' tasks run on the node's multi-threaded runtime, not on the Raft loop's
+    /// thread, whose fsyncs block.
+    runtime: tokio::runtime::Handle,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl PeerLinks {
+    pub fn new(
+        self_id: NodeId,
+        book: Arc<AddressBook>,
+        runtime: tokio::runtime::Handle,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> PeerLinks {
+        PeerLinks {
+            self_id,
+            links: HashMap::new(),
+            book,
+            runtime,
+            metrics,
+            shutdown,
+        }
+    }
+
+    /// The link to `peer`, opened now if there is none yet and its address is known.
+    pub fn get_or_open(&mut self, peer: NodeId) -> Option<&PeerSender> {
+        if peer == self.self_id {
+            return None;
+        }
+        if !self.links.contains_key(&peer) {
+            let addr = self.book.peer_addr(peer)?;
+            let _entered = self.runtime.enter();
+            let sender = spawn_outbound(peer, addr, self.metrics.clone(), self.shutdown.clone());
+            self.links.insert(peer, sender);
+        }
+        self.links.get(&peer)
+    }
+
+    /// Opens a link to every member of `membership` that has none (called at every change).
+    pub fn open_members(&mut self, membership: &Membership) {
+        for &id in membership.members.keys() {
+            if self.get_or_open(id).is_none() && id != self.self_id {
+                tracing::warn!(
+                    peer = id,
+                    "no address for member: give --peer or add it with a peer_addr"
+                );
+            }
+        }
+    }
+
+    /// The peers a link is open to, ascending.
+    pub fn open_ids(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self.links.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
 }
 
 /// One peer's outbound connection and the queue that feeds it.

@@ -56,6 +56,9 @@ pub struct Node {
     pub peer_port: u16,
     pub data_dir: PathBuf,
     pub log_file: PathBuf,
+    /// `--join URL` and its extra flags, for a node started by [`Cluster::start_joining`]
+    /// (kept for its restarts).
+    join: Option<Vec<String>>,
     child: Option<Child>,
 }
 
@@ -79,6 +82,8 @@ pub struct Cluster {
     pub http_no_redirect: reqwest::Client,
     /// Extra flags for every node started from now on.
     pub extra_args: Vec<String>,
+    /// The initial configuration's voters (`--initial-members`), when not every node is one.
+    initial_members: Option<String>,
 }
 
 impl Cluster {
@@ -94,6 +99,7 @@ impl Cluster {
                 peer_port: free_port(),
                 data_dir: dir.path().join(format!("node{id}")),
                 log_file: dir.path().join(format!("node{id}.log")),
+                join: None,
                 child: None,
             })
             .collect();
@@ -108,7 +114,27 @@ impl Cluster {
                 .build()
                 .unwrap(),
             extra_args: Vec::new(),
+            initial_members: None,
         }
+    }
+
+    /// `members + spares` nodes of which only the first `members` form the initial
+    /// configuration; the spares are known to everyone by `--peer` and can join later
+    /// ([`Cluster::start_joining`]).
+    pub fn with_spares(members: u64, spares: u64) -> Cluster {
+        let mut cluster = Cluster::new(members + spares);
+        let initial: Vec<String> = (1..=members).map(|id| id.to_string()).collect();
+        cluster.initial_members = Some(initial.join(","));
+        cluster
+    }
+
+    /// Starts node `id` with `--join` through node `via` (and `extra` flags), and again so
+    /// on its restarts.
+    pub fn start_joining(&mut self, id: u64, via: u64, extra: &[&str]) {
+        let mut join = vec!["--join".to_string(), self.url(via)];
+        join.extend(extra.iter().map(|flag| flag.to_string()));
+        self.nodes[(id - 1) as usize].join = Some(join);
+        self.spawn(id, false);
     }
 
     pub fn node(&self, id: u64) -> &Node {
@@ -160,6 +186,15 @@ impl Cluster {
             // wins (the server lets a repeated flag override the earlier one).
             .arg(format!("--election-ms={TEST_ELECTION_MS}"))
             .args(&self.extra_args);
+        match (&node.join, &self.initial_members) {
+            (Some(join), _) => {
+                command.args(join);
+            }
+            (None, Some(initial)) => {
+                command.arg("--initial-members").arg(initial);
+            }
+            (None, None) => {}
+        }
         for peer in &self.nodes {
             if peer.id != id {
                 let peer_port = if isolated {
@@ -217,6 +252,23 @@ impl Cluster {
         let _ = child.kill();
         let _ = child.wait();
         None
+    }
+
+    /// Waits (bounded by [`DEADLINE`]) until node `id` exits by itself; its exit status.
+    pub fn wait_for_exit(&mut self, id: u64) -> std::process::ExitStatus {
+        let child = self.nodes[(id - 1) as usize]
+            .child
+            .as_mut()
+            .expect("node was started");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.nodes[(id - 1) as usize].child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node {id} did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn is_running(&self, id: u64) -> bool {
@@ -330,6 +382,41 @@ impl Cluster {
         .await
     }
 
+    /// Waits until node `id`'s commit index is `more` past what it is now.
+    pub async fn wait_for_more_commits(&self, id: u64, more: u64) {
+        let now = self.status(id).await.expect("status")["commit_index"]
+            .as_u64()
+            .expect("commit_index");
+        poll(
+            &format!("node {id} to commit {more} more entries"),
+            DEADLINE,
+            || async {
+                let status = self.status(id).await?;
+                (status["commit_index"].as_u64()? > now + more).then_some(())
+            },
+        )
+        .await
+    }
+
+    /// Asserts that every key of `keys` reads back as itself (a [`writer`]'s keys) through
+    /// a linearizable read on node `id`.
+    pub async fn assert_keys_hold_themselves(&self, id: u64, keys: &[String]) {
+        for key in keys {
+            let response = self
+                .http
+                .get(format!("{}/kv/{key}", self.url(id)))
+                .send()
+                .await
+                .expect("GET");
+            assert_eq!(
+                response.status(),
+                reqwest::StatusCode::OK,
+                "acknowledged {key} lost"
+            );
+            assert_eq!(response.text().await.expect("body"), *key);
+        }
+    }
+
     /// Tail of a node's log, for failure messages.
     pub fn log_tail(&self, id: u64) -> String {
         let text = std::fs::read_to_string(&self.node(id).log_file).unwrap_or_default();
@@ -371,6 +458,58 @@ impl Cluster {
         }
         out
     }
+}
+
+/// Writes unique keys (value = key) to whichever node answers 200, moving on to the next node
+/// on any other answer, until `stop` is set; returns the acknowledged keys.
+pub async fn writer(
+    http: reqwest::Client,
+    urls: Vec<String>,
+    worker: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    let mut n = 0;
+    let mut node = worker % urls.len();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let key = format!("w{worker}-{n}");
+        n += 1;
+        let response = http
+            .put(format!("{}/kv/{key}", urls[node]))
+            .body(key.clone())
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status() == reqwest::StatusCode::OK => acknowledged.push(key),
+            // Any other answer or a dead node: try the next node after a short pause.
+            _ => {
+                node = (node + 1) % urls.len();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    acknowledged
+}
+
+/// Stops the [`writer`]s and returns every key they had acknowledged; asserts there are more
+/// than `at_least`.
+pub async fn stop_writers(
+    stop: &std::sync::atomic::AtomicBool,
+    writers: Vec<tokio::task::JoinHandle<Vec<String>>>,
+    at_least: usize,
+) -> Vec<String> {
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.extend(w.await.expect("a writer panicked"));
+    }
+    assert!(
+        acknowledged.len() > at_least,
+        "too few writes: {}",
+        acknowledged.len()
+    );
+    acknowledged
 }
 
 /// Lines of each node's log a failed test prints (the whole log stays in the kept test dir).
