@@ -57,6 +57,7 @@ impl Nodes {
             network: &self.network,
             primary,
             disk: None,
+            membership: None,
         }
     }
 }
@@ -603,9 +604,9 @@ async fn disk_faults_without_a_disk_control_are_refused_before_anything_is_done(
 
     // The same check, for the harness to make when it plans the run.
     let kinds = parse_fault_list("partition,disk").unwrap();
-    assert!(check_supported(&kinds, false).is_err());
-    assert!(check_supported(&kinds, true).is_ok());
-    assert!(check_supported(&parse_fault_list("all").unwrap(), false).is_ok());
+    assert!(check_supported(&kinds, false, false).is_err());
+    assert!(check_supported(&kinds, true, false).is_ok());
+    assert!(check_supported(&parse_fault_list("all").unwrap(), false, false).is_ok());
 }
 
 #[tokio::test]
