@@ -17,7 +17,14 @@
 //! leader-churn               isolate leader │ new leader, dwell, isolate it │ ... │ heal at end
 //! disk                       kill ▇ filesystem layer acts ▇ start again; rest quiet
 //! power-cut, corrupt-all     kill every node ▇ filesystem layer acts on each ▇ start all; rest quiet
+//! remove-voter/-leader       remove it ─────────────────── add it back as learner, promote
+//! add-learner                start a spare, joins as learner ─────────────── promote it
+//! replace-node               remove it, stop it, start a spare that joins ──── (stays replaced)
 //! ```
+//!
+//! With a [`MembershipControl`], every other fault is played on the nodes that stand for the
+//! schedule's nodes now ([`FaultPlan::remap`] through [`MembershipControl::stand_in`]): after
+//! `replace-node` put `n4` in the place of `n1`, `kill n1` kills `n4`.
 //!
 //! A stop signal ends the schedule early: the fault in effect is healed at once (links healed,
 //! crashed nodes started again), so the cluster is never left broken. A fault that cannot be
@@ -37,7 +44,10 @@ use tokio::time::Instant;
 
 use crate::disk::DiskControl;
 use crate::error::NemesisError;
-use crate::fault::{node_list, node_name, FaultKind, FaultPlan, NemesisEvent};
+use crate::fault::{
+    node_list, node_name, FaultFamily, FaultKind, FaultPlan, NemesisEvent, Requirement,
+};
+use crate::membership::{ChangeOutcome, MemberChange, MembershipControl};
 use crate::nemesis::{apply, heal, kill, resolve_leader, resume, ActiveFault};
 use crate::network::{Cuts, Network};
 use crate::proxy::LinkFault;
@@ -101,24 +111,40 @@ pub struct Targets<'a, P> {
     /// The filesystem layer under the data directories, when there is one; the `disk` faults are
     /// refused without it.
     pub disk: Option<&'a dyn DiskControl>,
+    /// The system's membership API and the spare slots, when there are some; the `membership`
+    /// faults are refused without it.
+    pub membership: Option<&'a dyn MembershipControl>,
 }
 
 /// Refuses, naming them, the kinds in `kinds` that need what the cluster lacks (`disk`: whether a
-/// [`DiskControl`] will be given). Call it when the run is planned, before anything starts;
-/// [`run_schedule`] calls it again before it plays anything.
-pub fn check_supported(kinds: &[FaultKind], disk: bool) -> Result<(), NemesisError> {
+/// [`DiskControl`] will be given; `membership`: whether a [`MembershipControl`] will). Call it
+/// when the run is planned, before anything starts; [`run_schedule`] calls it again before it
+/// plays anything.
+pub fn check_supported(
+    kinds: &[FaultKind],
+    disk: bool,
+    membership: bool,
+) -> Result<(), NemesisError> {
+    let lacks = |requirement: Requirement| match requirement {
+        Requirement::Disk => !disk,
+        Requirement::Membership => !membership,
+    };
+    let missing = kinds
+        .iter()
+        .filter_map(|kind| kind.requires())
+        .find(|&requirement| lacks(requirement));
+    let Some(requirement) = missing else {
+        return Ok(());
+    };
     let refused: Vec<&str> = kinds
         .iter()
-        .filter(|kind| kind.requires().is_some() && !disk)
+        .filter(|kind| kind.requires() == Some(requirement))
         .map(|kind| kind.name())
         .collect();
-    match kinds.iter().find_map(|kind| kind.requires()) {
-        Some(requirement) if !refused.is_empty() => Err(NemesisError::Unsupported {
-            kinds: refused.join(", "),
-            reason: requirement.explain(),
-        }),
-        _ => Ok(()),
-    }
+    Err(NemesisError::Unsupported {
+        kinds: refused.join(", "),
+        reason: requirement.explain(),
+    })
 }
 
 /// Something that happened while the schedule played.
@@ -244,7 +270,11 @@ where
     O: Observer,
     S: Future<Output = ()>,
 {
-    check_supported(&schedule.kinds(), targets.disk.is_some())?;
+    check_supported(
+        &schedule.kinds(),
+        targets.disk.is_some(),
+        targets.membership.is_some(),
+    )?;
     let started = started.into();
     tokio::pin!(stop);
     let mut player = Player {
@@ -273,8 +303,22 @@ where
 fn no_disk(kind: FaultKind) -> NemesisError {
     NemesisError::Unsupported {
         kinds: kind.name().to_owned(),
-        reason: crate::fault::Requirement::Disk.explain(),
+        reason: Requirement::Disk.explain(),
     }
+}
+
+/// What a membership change's outcome adds to a fault's description: nothing when applied.
+fn outcome_note(outcome: &ChangeOutcome) -> String {
+    match outcome {
+        ChangeOutcome::Applied => String::new(),
+        ChangeOutcome::Refused(why) => format!(" (refused: {why})"),
+        ChangeOutcome::GaveUp(why) => format!(" (not applied: {why})"),
+    }
+}
+
+/// A membership change's outcome as a step.
+fn outcome_step(what: String, outcome: &ChangeOutcome) -> String {
+    format!("{what}: {outcome}")
 }
 
 /// The state of one [`run_schedule`].
@@ -336,6 +380,14 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
 
     fn nodes(&self) -> usize {
         self.targets.network.len()
+    }
+
+    /// How many voters the cluster is meant to have: its initial nodes (the network also has
+    /// the spare slots).
+    fn voters(&self) -> usize {
+        self.targets
+            .membership
+            .map_or(self.nodes(), |m| m.initial_nodes())
     }
 
     fn notice(&mut self, fault: usize, kind: FaultKind, what: NoticeKind) {
@@ -401,7 +453,14 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
     }
 
     async fn play(&mut self, index: usize, fault: &ScheduledFault) {
-        let plan = &fault.plan;
+        let remapped;
+        let plan = match self.targets.membership {
+            Some(m) if fault.plan.kind().family() != FaultFamily::Membership => {
+                remapped = fault.plan.remap(|n| m.stand_in(n));
+                &remapped
+            }
+            _ => &fault.plan,
+        };
         let end = self.started + fault.end();
         let leader = if plan.kind().targets_leader() {
             self.ask_primary().await
@@ -432,6 +491,12 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                     .await
             }
             FaultPlan::CorruptAll { seed } => self.power_cut(index, plan, Some(*seed)).await,
+            FaultPlan::RemoveVoter { .. }
+            | FaultPlan::RemoveLeader { .. }
+            | FaultPlan::AddLearner
+            | FaultPlan::ReplaceNode { .. } => {
+                self.membership_fault(index, plan, leader, end).await
+            }
             _ => self.one_step(index, plan, leader, end).await,
         }
     }
@@ -533,7 +598,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         end: Instant,
     ) {
         let nodes = self.nodes();
-        let most_cut_off = (nodes.saturating_sub(1) / 2).max(1);
+        let most_cut_off = (self.voters().saturating_sub(1) / 2).max(1);
         let mut isolated = vec![first];
         let mut candidate: Option<usize> = None;
         loop {
@@ -740,6 +805,191 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         }
         // Nodes crashed here are running again (started at once); links heal now.
         network.heal_all();
+        self.close(interval);
+    }
+
+    /// The `membership` family, through the [`MembershipControl`]: each fault makes its first
+    /// change before it opens (its description says when the system refused it), and undoes it
+    /// at the end of its window, or at once on the stop signal (`replace-node` is not undone).
+    async fn membership_fault(
+        &mut self,
+        index: usize,
+        plan: &FaultPlan,
+        leader: Option<usize>,
+        end: Instant,
+    ) {
+        let kind = plan.kind();
+        let Some(m) = self.targets.membership else {
+            let error = NemesisError::Unsupported {
+                kinds: kind.name().to_owned(),
+                reason: Requirement::Membership.explain(),
+            };
+            return self.fail(index, kind, &plan.describe(), &error);
+        };
+        match plan {
+            FaultPlan::RemoveVoter { node } => {
+                let slot = m.stand_in(*node);
+                let what = format!("remove voter {}", node_name(slot));
+                self.remove_and_add_back(m, index, kind, slot, what, end)
+                    .await
+            }
+            FaultPlan::RemoveLeader { fallback } => {
+                let (slot, who) = match leader.filter(|&l| l < self.nodes()) {
+                    Some(l) => (l, node_name(l)),
+                    None => {
+                        let slot = m.stand_in(*fallback);
+                        (
+                            slot,
+                            format!("{} (leader unknown, fallback)", node_name(slot)),
+                        )
+                    }
+                };
+                let what = format!("remove leader {who}");
+                self.remove_and_add_back(m, index, kind, slot, what, end)
+                    .await
+            }
+            FaultPlan::AddLearner => self.add_learner(m, index, kind, end).await,
+            FaultPlan::ReplaceNode { node } => self.replace(m, index, kind, *node, end).await,
+            _ => {}
+        }
+    }
+
+    /// Opens and at once closes a fault that did nothing, saying why in its description.
+    fn nothing_done(&mut self, index: usize, kind: FaultKind, description: String) {
+        let interval = self.open(index, kind, description, Vec::new());
+        self.close(interval);
+    }
+
+    /// `remove-voter` and `remove-leader`: remove `slot`, and at the end add it back as a
+    /// learner (same id, its own data) and promote it.
+    async fn remove_and_add_back(
+        &mut self,
+        m: &dyn MembershipControl,
+        index: usize,
+        kind: FaultKind,
+        slot: usize,
+        what: String,
+        end: Instant,
+    ) {
+        let removed = m.change(MemberChange::Remove(slot)).await;
+        if !removed.applied() {
+            return self.nothing_done(index, kind, format!("{what}{}", outcome_note(&removed)));
+        }
+        let description = format!("{what}, add it back as a learner and promote it at the end");
+        let mut interval = self.open(index, kind, description, vec![slot]);
+        self.step(&mut interval, format!("removed {}", node_name(slot)));
+        self.sleep_until(end).await;
+        self.add_back(m, &mut interval, slot).await;
+        self.close(interval);
+    }
+
+    /// Adds `slot` as a learner and promotes it, one step each.
+    async fn add_back(
+        &mut self,
+        m: &dyn MembershipControl,
+        interval: &mut FaultInterval,
+        slot: usize,
+    ) {
+        let added = m.change(MemberChange::AddLearner(slot)).await;
+        let step = outcome_step(format!("add {} back as a learner", node_name(slot)), &added);
+        self.step(interval, step);
+        if added.applied() {
+            let promoted = m.change(MemberChange::Promote(slot)).await;
+            let step = outcome_step(format!("promote {}", node_name(slot)), &promoted);
+            self.step(interval, step);
+        }
+    }
+
+    /// `add-learner`: start a spare that joins as a learner; promote it at the end.
+    async fn add_learner(
+        &mut self,
+        m: &dyn MembershipControl,
+        index: usize,
+        kind: FaultKind,
+        end: Instant,
+    ) {
+        let Some(slot) = m.take_spare() else {
+            let description = "add a learner (no spare slot left: nothing done)".to_owned();
+            return self.nothing_done(index, kind, description);
+        };
+        let description = format!(
+            "add learner {} on a spare slot, promote it at the end",
+            node_name(slot)
+        );
+        if let Err(source) = m.start_joining(slot, true).await {
+            let error = NemesisError::Membership { node: slot, source };
+            return self.fail(index, kind, &description, &error);
+        }
+        let mut interval = self.open(index, kind, description, vec![slot]);
+        let step = if m.wait_member(slot, false).await {
+            format!("{} joined as a learner", node_name(slot))
+        } else {
+            format!("{} is not a learner yet", node_name(slot))
+        };
+        self.step(&mut interval, step);
+        self.sleep_until(end).await;
+        let promoted = m.change(MemberChange::Promote(slot)).await;
+        let step = outcome_step(format!("promote {}", node_name(slot)), &promoted);
+        self.step(&mut interval, step);
+        self.close(interval);
+    }
+
+    /// `replace-node`: remove the node standing for `node`, stop it for good, and start a spare
+    /// (new id, empty data) that joins and promotes itself; it stands for `node` from then on.
+    async fn replace(
+        &mut self,
+        m: &dyn MembershipControl,
+        index: usize,
+        kind: FaultKind,
+        node: usize,
+        end: Instant,
+    ) {
+        let old = m.stand_in(node);
+        let Some(new) = m.take_spare() else {
+            let description = format!(
+                "replace {} (no spare slot left: nothing done)",
+                node_name(old)
+            );
+            return self.nothing_done(index, kind, description);
+        };
+        let what = format!(
+            "replace {} by {} (new id, empty data dir)",
+            node_name(old),
+            node_name(new)
+        );
+        let removed = m.change(MemberChange::Remove(old)).await;
+        if !removed.applied() {
+            return self.nothing_done(index, kind, format!("{what}{}", outcome_note(&removed)));
+        }
+        let mut interval = self.open(index, kind, what.clone(), vec![old, new]);
+        self.step(&mut interval, format!("removed {}", node_name(old)));
+        match m.retire(old).await {
+            Ok(()) => self.step(
+                &mut interval,
+                format!("stopped {} for good", node_name(old)),
+            ),
+            Err(source) => {
+                let error = NemesisError::Membership { node: old, source };
+                self.fail(index, kind, &what, &error);
+            }
+        }
+        if let Err(source) = m.start_joining(new, false).await {
+            let error = NemesisError::Membership { node: new, source };
+            self.fail(index, kind, &what, &error);
+            return self.close(interval);
+        }
+        m.set_stand_in(node, new);
+        let mut voter = m.wait_member(new, true).await;
+        if !voter && self.sleep_until(end).await {
+            voter = m.wait_member(new, true).await;
+        }
+        let step = if voter {
+            format!("{} joined and is a voter", node_name(new))
+        } else {
+            format!("{} is not a voter yet", node_name(new))
+        };
+        self.step(&mut interval, step);
+        self.sleep_until(end).await;
         self.close(interval);
     }
 

@@ -99,6 +99,13 @@ pub enum NemesisError {
     },
 
     /// A fault name that is not in the vocabulary.
+    /// The harness could not carry out a membership fault's step on a node (start or stop it).
+    #[error("membership fault on node {node}: {source}")]
+    Membership {
+        node: usize,
+        source: crate::membership::MembershipError,
+    },
+
     #[error("unknown fault {0:?} (known: {known})", known = crate::fault::known_names())]
     UnknownFault(String),
 }

@@ -108,11 +108,27 @@ pub enum FaultKind {
     /// that silently cuts its log at a damaged record loses acknowledged writes. Needs a
     /// [`crate::DiskControl`].
     CorruptAll,
+    /// `remove-voter`: remove one random voter from the configuration (it keeps running, idle);
+    /// add it back as a learner and promote it when the fault ends (same id, its old data).
+    /// Needs a [`crate::MembershipControl`].
+    RemoveVoter,
+    /// `add-learner`: start a node on a spare slot that joins as a learner; promote it to voter
+    /// when the fault ends (the final heal removes it again, so the run ends with N voters).
+    /// Needs a [`crate::MembershipControl`].
+    AddLearner,
+    /// `replace-node`: remove one random voter, stop it for good, and start a node with a new id
+    /// and an empty data directory on a spare slot that joins and promotes itself: an operator
+    /// replacing a machine. Needs a [`crate::MembershipControl`].
+    ReplaceNode,
+    /// `remove-leader`: remove the current leader from the configuration (it steps down once
+    /// its removal commits); add it back and promote it when the fault ends. Needs a
+    /// [`crate::MembershipControl`].
+    RemoveLeader,
 }
 
 /// Every fault kind, in vocabulary order, those that need a [`crate::DiskControl`] included (the
 /// name `all` in a fault list leaves those out: see [`parse_fault_list`]).
-pub const ALL_KINDS: [FaultKind; 24] = [
+pub const ALL_KINDS: [FaultKind; 28] = [
     FaultKind::PartitionHalves,
     FaultKind::IsolateOne,
     FaultKind::IsolateLeader,
@@ -137,6 +153,10 @@ pub const ALL_KINDS: [FaultKind; 24] = [
     FaultKind::Corrupt,
     FaultKind::PowerCut,
     FaultKind::CorruptAll,
+    FaultKind::RemoveVoter,
+    FaultKind::AddLearner,
+    FaultKind::ReplaceNode,
+    FaultKind::RemoveLeader,
 ];
 
 /// A group of fault kinds, also usable as a name in a fault list, and the stem of the history
@@ -159,6 +179,9 @@ pub enum FaultFamily {
     Churn,
     /// `disk`: crashes that also lose, tear or corrupt what the node wrote to disk.
     Disk,
+    /// `membership`: configuration changes through the system's own API (voters removed and
+    /// added back, learners added, nodes replaced by new ones on spare slots).
+    Membership,
 }
 
 /// What a fault kind needs beyond child processes and link proxies.
@@ -167,6 +190,8 @@ pub enum FaultFamily {
 pub enum Requirement {
     /// A [`crate::DiskControl`]: each node's data directory on a fault-injecting filesystem.
     Disk,
+    /// A [`crate::MembershipControl`]: the system's membership API and spare node slots.
+    Membership,
 }
 
 impl Requirement {
@@ -177,13 +202,17 @@ impl Requirement {
                 "disk faults need each node's data directory on a fault-injecting filesystem \
                  (a DiskControl given to the nemesis); none was given"
             }
+            Requirement::Membership => {
+                "membership faults need the system's membership API and spare node slots \
+                 (a MembershipControl given to the nemesis); none was given"
+            }
         }
     }
 }
 
 impl FaultFamily {
     /// Every family.
-    pub const ALL: [FaultFamily; 7] = [
+    pub const ALL: [FaultFamily; 8] = [
         FaultFamily::Partition,
         FaultFamily::Link,
         FaultFamily::Kill,
@@ -191,6 +220,7 @@ impl FaultFamily {
         FaultFamily::Crash,
         FaultFamily::Churn,
         FaultFamily::Disk,
+        FaultFamily::Membership,
     ];
 
     /// Its name in fault lists and in history events.
@@ -203,6 +233,7 @@ impl FaultFamily {
             FaultFamily::Crash => "crash",
             FaultFamily::Churn => "churn",
             FaultFamily::Disk => "disk",
+            FaultFamily::Membership => "membership",
         }
     }
 
@@ -244,6 +275,10 @@ impl FaultKind {
             FaultKind::TornWrite => "torn-write",
             FaultKind::Corrupt => "corrupt",
             FaultKind::CorruptAll => "corrupt-all",
+            FaultKind::RemoveVoter => "remove-voter",
+            FaultKind::AddLearner => "add-learner",
+            FaultKind::ReplaceNode => "replace-node",
+            FaultKind::RemoveLeader => "remove-leader",
         }
     }
 
@@ -273,6 +308,10 @@ impl FaultKind {
             | FaultKind::Corrupt
             | FaultKind::PowerCut
             | FaultKind::CorruptAll => FaultFamily::Disk,
+            FaultKind::RemoveVoter
+            | FaultKind::AddLearner
+            | FaultKind::ReplaceNode
+            | FaultKind::RemoveLeader => FaultFamily::Membership,
         }
     }
 
@@ -289,6 +328,7 @@ impl FaultKind {
                 | FaultKind::CrashRestartElection
                 | FaultKind::CrashRestartVoter
                 | FaultKind::LeaderChurn
+                | FaultKind::RemoveLeader
         )
     }
 
@@ -301,7 +341,11 @@ impl FaultKind {
 
     /// What the kind needs beyond processes and proxies, if anything.
     pub fn requires(self) -> Option<Requirement> {
-        (self.family() == FaultFamily::Disk).then_some(Requirement::Disk)
+        match self.family() {
+            FaultFamily::Disk => Some(Requirement::Disk),
+            FaultFamily::Membership => Some(Requirement::Membership),
+            _ => None,
+        }
     }
 
     /// The smallest cluster the fault makes sense on.
@@ -349,10 +393,10 @@ pub fn known_names() -> String {
 }
 
 /// Parses a comma-separated fault list such as `partition,kill-one`: each item is a kind name, a
-/// family name (`partition`, `link`, `kill`, `pause`, `crash`, `churn`, `disk`), `all`, or `none`
-/// (adds nothing). `all` is every kind that needs nothing beyond processes and proxies (so the
-/// `disk` family is asked for by name, where the data directories are on a fault-injecting
-/// filesystem). Whitespace around items is ignored; the result has no duplicates and keeps
+/// family name (`partition`, `link`, `kill`, `pause`, `crash`, `churn`, `disk`, `membership`),
+/// `all`, or `none` (adds nothing). `all` is every kind that needs nothing beyond processes and
+/// proxies (so the `disk` and `membership` families are asked for by name, where the data
+/// directories are on a fault-injecting filesystem and the system has a membership API). Whitespace around items is ignored; the result has no duplicates and keeps
 /// first-mention order.
 pub fn parse_fault_list(list: &str) -> Result<Vec<FaultKind>, NemesisError> {
     let mut kinds = Vec::new();
@@ -506,6 +550,16 @@ pub enum FaultPlan {
     /// Kill every node, drop their unsynced writes, flip bits in one data file of each (node
     /// `n`'s file and bits from [`corrupt_all_seed`]`(seed, n)`), start them all again.
     CorruptAll { seed: u64 },
+    /// Remove the voter standing for `node` (see [`crate::MembershipControl::stand_in`]); add
+    /// it back and promote it at the end.
+    RemoveVoter { node: usize },
+    /// Start a spare slot as a learner; promote it at the end.
+    AddLearner,
+    /// Remove the voter standing for `node`, stop it for good, start a spare slot (new id,
+    /// empty data) that joins in its place.
+    ReplaceNode { node: usize },
+    /// Remove the leader (`fallback` when unknown); add it back and promote it at the end.
+    RemoveLeader { fallback: usize },
 }
 
 /// The corruption seed of node `node` in a `corrupt-all` fault of seed `seed`: distinct per node
@@ -648,6 +702,10 @@ impl FaultPlan {
                 seed: rng.gen(),
             },
             FaultKind::CorruptAll => FaultPlan::CorruptAll { seed: rng.gen() },
+            FaultKind::RemoveVoter => FaultPlan::RemoveVoter { node: one },
+            FaultKind::AddLearner => FaultPlan::AddLearner,
+            FaultKind::ReplaceNode => FaultPlan::ReplaceNode { node: one },
+            FaultKind::RemoveLeader => FaultPlan::RemoveLeader { fallback: one },
         };
         Ok(plan)
     }
@@ -679,6 +737,10 @@ impl FaultPlan {
             FaultPlan::TornWrite { .. } => FaultKind::TornWrite,
             FaultPlan::Corrupt { .. } => FaultKind::Corrupt,
             FaultPlan::CorruptAll { .. } => FaultKind::CorruptAll,
+            FaultPlan::RemoveVoter { .. } => FaultKind::RemoveVoter,
+            FaultPlan::AddLearner => FaultKind::AddLearner,
+            FaultPlan::ReplaceNode { .. } => FaultKind::ReplaceNode,
+            FaultPlan::RemoveLeader { .. } => FaultKind::RemoveLeader,
         }
     }
 
@@ -692,9 +754,67 @@ impl FaultPlan {
             | FaultPlan::CrashRestartLeader { fallback, .. }
             | FaultPlan::CrashRestartElection { fallback, .. }
             | FaultPlan::CrashRestartVoter { fallback, .. }
-            | FaultPlan::LeaderChurn { fallback, .. } => Some(*fallback),
+            | FaultPlan::LeaderChurn { fallback, .. }
+            | FaultPlan::RemoveLeader { fallback } => Some(*fallback),
             _ => None,
         }
+    }
+
+    /// The same plan with every node `n` it names replaced by `slot(n)`: the schedule names the
+    /// cluster's first nodes, and once `replace-node` put a new node in the place of one of them
+    /// (see [`crate::MembershipControl::stand_in`]), a fault planned for the old one hits the new.
+    pub fn remap(&self, slot: impl Fn(usize) -> usize) -> FaultPlan {
+        let all = |nodes: &[usize]| nodes.iter().map(|&n| slot(n)).collect::<Vec<_>>();
+        let mut plan = self.clone();
+        match &mut plan {
+            FaultPlan::PartitionHalves { left, right } => {
+                *left = all(left);
+                *right = all(right);
+            }
+            FaultPlan::MajoritiesRing { ring } => *ring = all(ring),
+            FaultPlan::Bridge {
+                left,
+                bridge,
+                right,
+            } => {
+                *left = all(left);
+                *bridge = slot(*bridge);
+                *right = all(right);
+            }
+            FaultPlan::SlowLinks { nodes, .. } | FaultPlan::ThrottleLinks { nodes, .. } => {
+                if let Some(nodes) = nodes {
+                    *nodes = all(nodes);
+                }
+            }
+            FaultPlan::KillMinority { nodes } | FaultPlan::KillMajority { nodes } => {
+                *nodes = all(nodes)
+            }
+            FaultPlan::CrashRestartElection {
+                fallback, voters, ..
+            } => {
+                *fallback = slot(*fallback);
+                *voters = all(voters);
+            }
+            FaultPlan::IsolateOne { node }
+            | FaultPlan::KillOne { node }
+            | FaultPlan::PauseOne { node }
+            | FaultPlan::CrashRestartOne { node, .. }
+            | FaultPlan::LoseUnsynced { node }
+            | FaultPlan::TornWrite { node, .. }
+            | FaultPlan::Corrupt { node, .. }
+            | FaultPlan::RemoveVoter { node }
+            | FaultPlan::ReplaceNode { node } => *node = slot(*node),
+            FaultPlan::IsolateLeader { fallback }
+            | FaultPlan::KillLeader { fallback }
+            | FaultPlan::PauseLeader { fallback }
+            | FaultPlan::StallLeader { fallback, .. }
+            | FaultPlan::CrashRestartLeader { fallback, .. }
+            | FaultPlan::CrashRestartVoter { fallback, .. }
+            | FaultPlan::LeaderChurn { fallback, .. }
+            | FaultPlan::RemoveLeader { fallback } => *fallback = slot(*fallback),
+            FaultPlan::PowerCut | FaultPlan::CorruptAll { .. } | FaultPlan::AddLearner => {}
+        }
+        plan
     }
 
     /// A description of the plan before the leader is known, e.g. `partition halves [n1 n2] | [n3]`
@@ -805,6 +925,19 @@ impl FaultPlan {
             FaultPlan::CorruptAll { .. } => {
                 "corrupt all: every node killed, one data file of each corrupted".into()
             }
+            FaultPlan::RemoveVoter { node } => format!(
+                "remove voter {}, add it back as a learner and promote it at the end",
+                node_name(*node)
+            ),
+            FaultPlan::AddLearner => "add a learner on a spare slot, promote it at the end".into(),
+            FaultPlan::ReplaceNode { node } => format!(
+                "replace {} by a new node on a spare slot (new id, empty data dir)",
+                node_name(*node)
+            ),
+            FaultPlan::RemoveLeader { fallback } => format!(
+                "remove leader {}, add it back as a learner and promote it at the end",
+                leader_name(*fallback)
+            ),
         }
     }
 }
@@ -841,6 +974,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+    use std::collections::BTreeSet;
 
     #[test]
     fn every_kind_name_round_trips_through_parse_and_serde() {
@@ -877,7 +1011,7 @@ mod tests {
     #[test]
     fn all_is_every_kind_that_needs_nothing_beyond_processes_and_proxies() {
         let all = parse_fault_list("all").unwrap();
-        assert_eq!(all.len(), ALL_KINDS.len() - 5);
+        assert_eq!(all.len(), ALL_KINDS.len() - 9);
         for kind in ALL_KINDS {
             assert_eq!(all.contains(&kind), kind.requires().is_none(), "{kind}");
         }
@@ -971,6 +1105,104 @@ mod tests {
             plan.describe(),
             "corrupt all: every node killed, one data file of each corrupted"
         );
+    }
+
+    #[test]
+    fn membership_is_a_family_of_four_kinds_that_needs_a_membership_control() {
+        let kinds = parse_fault_list("membership").unwrap();
+        assert_eq!(
+            kinds,
+            vec![
+                FaultKind::RemoveVoter,
+                FaultKind::AddLearner,
+                FaultKind::ReplaceNode,
+                FaultKind::RemoveLeader
+            ]
+        );
+        for kind in &kinds {
+            assert_eq!(kind.requires(), Some(Requirement::Membership), "{kind}");
+            assert!(!kind.kills(), "{kind}");
+            assert_eq!(kind.family().name(), "membership");
+        }
+        assert!(FaultKind::RemoveLeader.targets_leader());
+        assert!(!FaultKind::RemoveVoter.targets_leader());
+        assert!(!parse_fault_list("all")
+            .unwrap()
+            .contains(&FaultKind::AddLearner));
+        assert!(known_names().contains("remove-voter, add-learner, replace-node, remove-leader"));
+    }
+
+    #[test]
+    fn membership_plans_are_seeded_and_name_initial_nodes_only() {
+        let options = FaultOptions::default();
+        let draw = |seed: u64| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            parse_fault_list("membership")
+                .unwrap()
+                .into_iter()
+                .map(|kind| FaultPlan::choose(kind, 3, &options, &mut rng).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        let mut targets = BTreeSet::new();
+        for seed in 0..40 {
+            for plan in draw(seed) {
+                match plan {
+                    FaultPlan::RemoveVoter { node } | FaultPlan::ReplaceNode { node } => {
+                        assert!(node < 3, "{plan:?}");
+                        targets.insert(node);
+                    }
+                    FaultPlan::RemoveLeader { fallback } => assert!(fallback < 3),
+                    FaultPlan::AddLearner => {}
+                    other => panic!("not a membership plan: {other:?}"),
+                }
+            }
+        }
+        assert_eq!(targets.len(), 3, "every node gets picked: {targets:?}");
+        assert_eq!(
+            FaultPlan::ReplaceNode { node: 0 }.describe(),
+            "replace n1 by a new node on a spare slot (new id, empty data dir)"
+        );
+        assert_eq!(
+            FaultPlan::RemoveLeader { fallback: 2 }.describe(),
+            "remove leader (fallback n3), add it back as a learner and promote it at the end"
+        );
+    }
+
+    #[test]
+    fn remap_moves_every_node_a_plan_names_to_its_stand_in() {
+        // n1 was replaced by n4.
+        let stand_in = |n: usize| if n == 0 { 3 } else { n };
+        let plan = FaultPlan::PartitionHalves {
+            left: vec![0],
+            right: vec![1, 2],
+        };
+        assert_eq!(
+            plan.remap(stand_in),
+            FaultPlan::PartitionHalves {
+                left: vec![3],
+                right: vec![1, 2]
+            }
+        );
+        assert_eq!(
+            FaultPlan::KillOne { node: 0 }.remap(stand_in),
+            FaultPlan::KillOne { node: 3 }
+        );
+        assert_eq!(
+            FaultPlan::PauseLeader { fallback: 0 }.remap(stand_in),
+            FaultPlan::PauseLeader { fallback: 3 }
+        );
+        let ring = FaultPlan::MajoritiesRing {
+            ring: vec![2, 0, 1],
+        };
+        assert_eq!(
+            ring.remap(stand_in),
+            FaultPlan::MajoritiesRing {
+                ring: vec![2, 3, 1]
+            }
+        );
+        assert_eq!(FaultPlan::PowerCut.remap(stand_in), FaultPlan::PowerCut);
+        assert_eq!(plan.remap(|n| n), plan);
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //!   over time (crash-restarts during an election, leader churn, disk faults), heals on a stop
 //!   signal, and tells an [`Observer`] of every start, step, stop and error.
 //! - [`disk`]: [`DiskControl`], the seam to the fault-injecting filesystem the `disk` faults need.
+//! - [`membership`]: [`MembershipControl`], the seam to the system's membership API and the spare
+//!   node slots the `membership` faults need.
 //!
 //! Nodes are 0-based indices everywhere in this API; human-readable descriptions name node `i` as
 //! `n{i+1}` (see [`node_name`]).
@@ -60,7 +62,7 @@
 //!
 //! // Who leads: here a fixed answer; a harness asks the nodes.
 //! let primary = || async { Some(0) };
-//! let targets = Targets { supervisor: &supervisor, network: &network, primary: &primary, disk: None };
+//! let targets = Targets { supervisor: &supervisor, network: &network, primary: &primary, disk: None, membership: None };
 //! let mut observer = |notice: &Notice| {
 //!     if let Some(event) = notice.history_event() {
 //!         println!("{:?} {event:?}", notice.at); // {f: "start-partition", value: "partition halves ..."}
@@ -80,6 +82,7 @@ pub mod disk;
 pub mod driver;
 pub mod error;
 pub mod fault;
+pub mod membership;
 pub mod nemesis;
 pub mod network;
 pub mod ports;
@@ -97,6 +100,7 @@ pub use fault::{
     corrupt_all_seed, known_names, node_name, parse_fault_list, FaultFamily, FaultKind,
     FaultOptions, FaultPlan, NemesisEvent, Requirement, VoterCrash, ALL_KINDS,
 };
+pub use membership::{BoxFuture, ChangeOutcome, MemberChange, MembershipControl, MembershipError};
 pub use nemesis::{apply, cuts_of, heal, ActiveFault, Undo};
 pub use network::{Cuts, Network};
 pub use ports::{free_port, ReservedPort};

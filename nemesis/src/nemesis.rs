@@ -15,7 +15,7 @@
 //! | `crash`     | `SIGKILL` the node, wait until reaped      | start it again (after its downtime)|
 //! | `churn`     | isolate the leader (the first step)        | heal every link                    |
 //!
-//! `crash-restart-election` and the `disk` family take more than one step (voters crashed during
+//! `crash-restart-election`, the `disk` and the `membership` families take more than one step (voters crashed during
 //! the election; the filesystem layer acting while the node is down): only
 //! [`crate::run_schedule`] plays them, and [`apply`] refuses them.
 
@@ -211,7 +211,11 @@ pub async fn apply(
             | FaultPlan::PowerCut
             | FaultPlan::TornWrite { .. }
             | FaultPlan::Corrupt { .. }
-            | FaultPlan::CorruptAll { .. } => {}
+            | FaultPlan::CorruptAll { .. }
+            | FaultPlan::RemoveVoter { .. }
+            | FaultPlan::AddLearner
+            | FaultPlan::ReplaceNode { .. }
+            | FaultPlan::RemoveLeader { .. } => {}
         }
     }
     if matches!(
@@ -222,7 +226,10 @@ pub async fn apply(
         active.description.push_str(" (not running: nothing done)");
     }
     active.undo = match active.family() {
-        FaultFamily::Partition | FaultFamily::Link | FaultFamily::Churn => Undo::HealLinks,
+        FaultFamily::Partition
+        | FaultFamily::Link
+        | FaultFamily::Churn
+        | FaultFamily::Membership => Undo::HealLinks,
         FaultFamily::Kill | FaultFamily::Crash | FaultFamily::Disk => Undo::Restart {
             nodes: active.nodes.clone(),
         },

@@ -357,6 +357,36 @@ mod tests {
     }
 
     #[test]
+    fn a_membership_schedule_is_seeded_and_deals_every_membership_kind() {
+        let membership = |seed: u64| ScheduleSpec {
+            faults: parse_fault_list("partition,membership").unwrap(),
+            nodes: 3,
+            ..spec(seed)
+        };
+        let a = Schedule::generate(membership(5), Duration::from_secs(40)).unwrap();
+        let b = Schedule::generate(membership(5), Duration::from_secs(40)).unwrap();
+        assert_eq!(a, b);
+        let c = Schedule::generate(membership(6), Duration::from_secs(40)).unwrap();
+        assert_ne!(a.faults, c.faults);
+        let kinds: Vec<FaultKind> = a.faults.iter().map(|f| f.plan.kind()).collect();
+        // Two families dealt in turn: every second fault is a membership change, and the four
+        // membership kinds all come within eight faults.
+        for pair in kinds.chunks(2).take(8) {
+            let families: Vec<FaultFamily> = pair.iter().map(|k| k.family()).collect();
+            assert!(families.contains(&FaultFamily::Membership), "{kinds:?}");
+        }
+        let dealt: std::collections::BTreeSet<&str> = kinds[..8]
+            .iter()
+            .filter(|k| k.family() == FaultFamily::Membership)
+            .map(|k| k.name())
+            .collect();
+        assert_eq!(dealt.len(), 4, "{kinds:?}");
+        // Stored and replayed as is.
+        assert_eq!(Schedule::from_json(&a.to_json()).unwrap(), a);
+        assert!(a.to_json().contains("\"kind\": \"add-learner\""));
+    }
+
+    #[test]
     fn kinds_too_big_for_the_cluster_are_refused_up_front() {
         let mut spec = spec(0);
         spec.nodes = 2;

@@ -578,6 +578,7 @@ async fn run_schedule_applies_and_heals_every_fault_in_order() {
         network: &mesh.network,
         primary: &primary,
         disk: None,
+        membership: None,
     };
     let mut events = Vec::new();
     let mut cuts_seen = Vec::new();
@@ -626,6 +627,7 @@ async fn run_schedule_heals_the_current_fault_on_shutdown() {
         network: &mesh.network,
         primary: &primary,
         disk: None,
+        membership: None,
     };
     let mut events = Vec::new();
     let mut observer = |notice: &Notice| events.extend(notice.history_event().cloned());

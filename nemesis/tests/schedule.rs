@@ -1,5 +1,5 @@
 //! `run_schedule` against real child processes (`sleep`) and real link proxies: quiet periods, the
-//! stop signal, the observer, crash-restarts, leader churn and the disk seam.
+//! stop signal, the observer, crash-restarts, leader churn, the disk seam and the membership seam.
 //!
 //! Every child is started through a [`Supervisor`], which kills it on drop; every wait is bounded.
 
@@ -9,10 +9,11 @@ use std::sync::Mutex as StdMutex;
 use std::time::Duration;
 
 use riptide_nemesis::{
-    apply, check_supported, corrupt_all_seed, parse_fault_list, run_schedule, Cuts, DiskControl,
-    DiskEffect, DiskError, FaultKind, FaultOptions, FaultPlan, NemesisError, Network, Notice,
-    NoticeKind, Primary, Schedule, ScheduleReport, ScheduleSpec, ScheduledFault, Supervisor,
-    Targets, VoterCrash,
+    apply, check_supported, corrupt_all_seed, parse_fault_list, run_schedule, BoxFuture,
+    ChangeOutcome, Cuts, DiskControl, DiskEffect, DiskError, FaultKind, FaultOptions, FaultPlan,
+    MemberChange, MembershipControl, MembershipError, NemesisError, Network, Notice, NoticeKind,
+    Primary, Schedule, ScheduleReport, ScheduleSpec, ScheduledFault, Supervisor, Targets,
+    VoterCrash,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -57,6 +58,7 @@ impl Nodes {
             network: &self.network,
             primary,
             disk: None,
+            membership: None,
         }
     }
 }
@@ -603,9 +605,9 @@ async fn disk_faults_without_a_disk_control_are_refused_before_anything_is_done(
 
     // The same check, for the harness to make when it plans the run.
     let kinds = parse_fault_list("partition,disk").unwrap();
-    assert!(check_supported(&kinds, false).is_err());
-    assert!(check_supported(&kinds, true).is_ok());
-    assert!(check_supported(&parse_fault_list("all").unwrap(), false).is_ok());
+    assert!(check_supported(&kinds, false, false).is_err());
+    assert!(check_supported(&kinds, true, false).is_ok());
+    assert!(check_supported(&parse_fault_list("all").unwrap(), false, false).is_ok());
 }
 
 #[tokio::test]
@@ -629,4 +631,172 @@ async fn apply_refuses_the_faults_that_take_more_than_one_step() {
     }
     drop(supervisor);
     assert_eq!(cluster.pids().await, before);
+}
+
+/// A membership API stand-in: records every call, refuses what it is told to, keeps the spare
+/// slots and the stand-ins as a harness would.
+struct RecordingMembers {
+    initial: usize,
+    calls: StdMutex<Vec<String>>,
+    spares: StdMutex<Vec<usize>>,
+    stand_in: StdMutex<Vec<usize>>,
+    /// Changes answered with a refusal.
+    refuse: Vec<MemberChange>,
+}
+
+impl RecordingMembers {
+    fn new(initial: usize, spares: usize, refuse: Vec<MemberChange>) -> RecordingMembers {
+        RecordingMembers {
+            initial,
+            calls: StdMutex::new(Vec::new()),
+            spares: StdMutex::new((initial..initial + spares).rev().collect()),
+            stand_in: StdMutex::new((0..initial).collect()),
+            refuse,
+        }
+    }
+
+    fn note(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+impl MembershipControl for RecordingMembers {
+    fn initial_nodes(&self) -> usize {
+        self.initial
+    }
+    fn stand_in(&self, node: usize) -> usize {
+        self.stand_in.lock().unwrap()[node]
+    }
+    fn take_spare(&self) -> Option<usize> {
+        self.spares.lock().unwrap().pop()
+    }
+    fn set_stand_in(&self, node: usize, slot: usize) {
+        self.stand_in.lock().unwrap()[node] = slot;
+    }
+    fn change(&self, change: MemberChange) -> BoxFuture<'_, ChangeOutcome> {
+        self.note(format!("{change:?}"));
+        let refused = self.refuse.contains(&change);
+        Box::pin(async move {
+            if refused {
+                ChangeOutcome::Refused("would lose quorum".into())
+            } else {
+                ChangeOutcome::Applied
+            }
+        })
+    }
+    fn start_joining(
+        &self,
+        slot: usize,
+        learner_only: bool,
+    ) -> BoxFuture<'_, Result<(), MembershipError>> {
+        self.note(format!("join {slot} learner_only={learner_only}"));
+        Box::pin(async { Ok(()) })
+    }
+    fn retire(&self, slot: usize) -> BoxFuture<'_, Result<(), MembershipError>> {
+        self.note(format!("retire {slot}"));
+        Box::pin(async { Ok(()) })
+    }
+    fn wait_member(&self, slot: usize, voter: bool) -> BoxFuture<'_, bool> {
+        self.note(format!("wait {slot} voter={voter}"));
+        Box::pin(async { true })
+    }
+}
+
+#[tokio::test]
+async fn membership_faults_change_the_configuration_and_later_faults_hit_the_stand_ins() {
+    // Three nodes and two spare slots, all sleepers so a kill can be seen.
+    let cluster = nodes(5).await;
+    let members = RecordingMembers::new(3, 2, vec![MemberChange::Remove(2)]);
+    let primary = || async { Some(2) };
+    let mut targets = cluster.targets(&primary);
+    targets.membership = Some(&members);
+    let schedule = schedule_of(
+        3,
+        vec![
+            (0, 100, FaultPlan::RemoveVoter { node: 1 }),
+            (150, 250, FaultPlan::ReplaceNode { node: 0 }),
+            (300, 400, FaultPlan::KillOne { node: 0 }),
+            (450, 550, FaultPlan::AddLearner),
+            (600, 700, FaultPlan::AddLearner),
+            (750, 850, FaultPlan::RemoveLeader { fallback: 0 }),
+        ],
+    );
+    let (report, notices) = play(&schedule, &targets).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(
+        history_fs(&notices),
+        [
+            ["start-membership", "stop-membership"].repeat(2),
+            vec!["start-kill", "stop-kill"],
+            ["start-membership", "stop-membership"].repeat(3),
+        ]
+        .concat()
+    );
+    assert_eq!(
+        *members.calls.lock().unwrap(),
+        [
+            "Remove(1)",
+            "AddLearner(1)",
+            "Promote(1)",
+            "Remove(0)",
+            "retire 0",
+            "join 3 learner_only=false",
+            "wait 3 voter=true",
+            "join 4 learner_only=true",
+            "wait 4 voter=false",
+            "Promote(4)",
+            "Remove(2)",
+        ]
+    );
+    let described: Vec<&str> = report
+        .faults
+        .iter()
+        .map(|f| f.description.as_str())
+        .collect();
+    assert_eq!(
+        described,
+        [
+            "remove voter n2, add it back as a learner and promote it at the end",
+            "replace n1 by n4 (new id, empty data dir)",
+            "kill n4",
+            "add learner n5 on a spare slot, promote it at the end",
+            "add a learner (no spare slot left: nothing done)",
+            "remove leader n3 (refused: would lose quorum)",
+        ]
+    );
+    // The kill planned for n1 hit n4, which stands for it now.
+    assert_eq!(report.faults[2].nodes, vec![3]);
+    assert_eq!(
+        report.faults[0].steps,
+        [
+            "removed n2",
+            "add n2 back as a learner: committed",
+            "promote n2: committed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn membership_faults_without_a_membership_control_are_refused_before_anything_is_done() {
+    let cluster = nodes(3).await;
+    let primary = || async { None };
+    let targets = cluster.targets(&primary);
+    let schedule = schedule_of(3, vec![(0, 100, FaultPlan::AddLearner)]);
+    let mut observer = |_: &Notice| {};
+    let refused = run_schedule(
+        &schedule,
+        Instant::now(),
+        &targets,
+        &mut observer,
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused.to_string().contains("membership faults need"),
+        "{refused}"
+    );
+    let kinds = parse_fault_list("partition,membership").unwrap();
+    assert!(check_supported(&kinds, false, false).is_err());
+    assert!(check_supported(&kinds, false, true).is_ok());
 }

@@ -202,7 +202,8 @@ pub const DEFAULT_NEMESIS_NAME: &str = "default";
 /// test we know, not the gentlest. The disk family is listed by kind, without `corrupt-all`:
 /// it restarts the whole cluster onto damaged disks each time, which only an operator's repair
 /// of every node undoes, and it is what the nightly and `campaign --bugs` play for
-/// `wal-trusts-length`; the default run was measured without it.
+/// `wal-trusts-length`; the default run was measured without it. `membership` gives the
+/// cluster two spare slots and changes its configuration through the nodes' API.
 pub const DEFAULT_FAMILIES: &[&str] = &[
     "partition",
     "kill",
@@ -213,6 +214,7 @@ pub const DEFAULT_FAMILIES: &[&str] = &[
     "torn-write",
     "corrupt",
     "power-cut",
+    "membership",
 ];
 
 /// `--nemesis` as the run will use it: `default` becomes [`DEFAULT_FAMILIES`], without `disk`
@@ -239,8 +241,11 @@ fn default_without_disk() -> String {
     DEFAULT_FAMILIES
         .iter()
         .filter(|f| {
-            !riptide_nemesis::parse_fault_list(f)
-                .is_ok_and(|kinds| kinds.iter().all(|k| k.requires().is_some()))
+            !riptide_nemesis::parse_fault_list(f).is_ok_and(|kinds| {
+                kinds
+                    .iter()
+                    .all(|k| k.requires() == Some(riptide_nemesis::Requirement::Disk))
+            })
         })
         .copied()
         .collect::<Vec<_>>()
@@ -527,7 +532,7 @@ mod tests {
     fn without_fuse_the_default_nemesis_keeps_every_family_but_the_disk_kinds() {
         assert_eq!(
             super::default_without_disk(),
-            "partition,kill,pause,crash,churn"
+            "partition,kill,pause,crash,churn,membership"
         );
     }
 

@@ -90,9 +90,24 @@ fn nodes_named(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// How a fault hit `node`: `paused`, `cut off`, or not at all. A partition cuts off the nodes
-/// of its smallest group (`halves [n1] [n2 n3]` cuts off n1); isolating names the node.
+/// How a fault hit `node`: `paused`, `cut off`, `removed`, or not at all. A partition cuts off
+/// the nodes of its smallest group (`halves [n1] [n2 n3]` cuts off n1); isolating names the
+/// node; a membership fault removes the first node it names (`replace n1 by n4` removes n1),
+/// unless the change was refused or not applied.
 pub(super) fn fault_effect(f: &FaultInterval, node: &str) -> Option<&'static str> {
+    if matches!(
+        f.name.as_str(),
+        "remove-voter" | "remove-leader" | "replace-node"
+    ) {
+        let done = !["refused", "not applied", "nothing done"]
+            .iter()
+            .any(|w| f.description.contains(w));
+        return (done
+            && nodes_named(&f.description)
+                .first()
+                .is_some_and(|n| n == node))
+        .then_some("removed");
+    }
     if f.name.contains("pause") || f.name.contains("stall") {
         return nodes_named(&f.description)
             .iter()
@@ -204,10 +219,10 @@ pub(super) fn lanes_svg(
                 y + lane_h - 6.0,
                 x1 - x0,
                 cls = effect.replace(' ', "-"),
-                c = if effect == "paused" {
-                    "#7a4c00"
-                } else {
-                    "#d7263d"
+                c = match effect {
+                    "paused" => "#7a4c00",
+                    "removed" => "#6b3fa0",
+                    _ => "#d7263d",
                 },
                 t = esc(&format!("{node} {effect} ({}: {})", f.name, f.description)),
             );
@@ -222,7 +237,8 @@ pub(super) const LANES_LEGEND: &str = "<p class=\"legend\">Node lanes (from clus
     <span style=\"color:#1f3a93\">leader</span>, <span style=\"color:#6a9cc9\">follower</span>, \
     <span style=\"color:#e69b2e\">candidate</span>, <span style=\"color:#555\">down (no answer)</span>; \
     a thin <span style=\"color:#7a4c00\">brown</span> bar: paused, \
-    <span style=\"color:#d7263d\">red</span>: cut off by a partition. <code>tN</code> is the term.</p>";
+    <span style=\"color:#d7263d\">red</span>: cut off by a partition, \
+    <span style=\"color:#6b3fa0\">purple</span>: removed from the configuration. <code>tN</code> is the term.</p>";
 
 /// Whether the node that served `op` led in the term it answered with, by the samples around
 /// its completion: `leader`, `follower`, ..., or `None` without samples.
@@ -298,4 +314,55 @@ pub(super) fn sentence(failing: &PairedOp, key_ops: &[PairedOp], samples: &[Node
     }
     text.push('.');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(name: &str, description: &str) -> FaultInterval {
+        FaultInterval {
+            name: name.into(),
+            description: description.into(),
+            start_ns: 0,
+            end_ns: Some(1),
+            steps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_membership_fault_marks_the_node_it_removed_unless_it_was_refused() {
+        let replace = fault("replace-node", "replace n1 by n4 (new id, empty data dir)");
+        assert_eq!(fault_effect(&replace, "n1"), Some("removed"));
+        assert_eq!(fault_effect(&replace, "n4"), None);
+        let remove = fault(
+            "remove-voter",
+            "remove voter n5, add it back as a learner and promote it at the end",
+        );
+        assert_eq!(fault_effect(&remove, "n5"), Some("removed"));
+        let refused = fault(
+            "remove-leader",
+            "remove leader n2 (refused: would lose quorum)",
+        );
+        assert_eq!(fault_effect(&refused, "n2"), None);
+        let added = fault(
+            "add-learner",
+            "add learner n4 on a spare slot, promote it at the end",
+        );
+        assert_eq!(fault_effect(&added, "n4"), None);
+        // Nodes beyond the initial ones get lanes like the others, in number order.
+        let samples: Vec<NodeSample> = ["n10", "n2", "n4", "n1"]
+            .iter()
+            .map(|n| NodeSample {
+                time: 0,
+                node: n.to_string(),
+                answered: true,
+                role: Some("follower".into()),
+                term: Some(1),
+            })
+            .collect();
+        assert_eq!(nodes_of(&samples), ["n1", "n2", "n4", "n10"]);
+        let svg = lanes_svg(&samples, &[replace], 10, 800.0);
+        assert!(svg.contains("n1 removed (replace-node"), "{svg}");
+    }
 }

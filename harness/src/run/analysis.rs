@@ -183,8 +183,13 @@ pub async fn finish(
     std::fs::write(run_dir.report(), html).context("writing report.html")?;
     // Keep the nodes' data only when someone will want to look at it.
     if verdict == RunVerdict::Linearizable {
-        for id in 1..=config.nodes as u64 {
-            let _ = std::fs::remove_dir_all(run_dir.node_data(id));
+        // Spare slots (membership faults) follow the nodes with consecutive ids.
+        for id in 1.. {
+            let dir = run_dir.node_data(id);
+            if id > config.nodes as u64 && !dir.exists() {
+                break;
+            }
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 

@@ -4,6 +4,12 @@
 //! Node `i` (0-based, id `i + 1`) listens for clients on its own port and for peers on another;
 //! it reaches peer `j` through the proxy of the directed link `i -> j`, so the nemesis can cut or
 //! slow any link in either direction. Clients talk to the nodes directly.
+//!
+//! With membership faults the cluster also has spare slots (ids `N+1..`): ports, data
+//! directories and proxies for every link to and from them ready, every node given their
+//! addresses, but no process until a fault starts one that joins the running cluster (see
+//! [`super::membership`]). The [`SlotBook`] keeps which slot stands for which initial node and
+//! which slots are out of the configuration.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,6 +60,39 @@ pub struct ClusterSpec {
     /// Put every node's data directory on the fault-injecting filesystem (the schedule has
     /// disk faults).
     pub disks: bool,
+    /// Spare slots beyond the `nodes` (the schedule has membership faults), not started.
+    pub spares: usize,
+}
+
+/// Which slot plays which part, as membership faults change it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlotBook {
+    /// By initial node: the slot that stands for it now (itself until it is replaced).
+    pub stand_in: Vec<usize>,
+    /// Spare slots never used, taken from the front.
+    pub free_spares: std::collections::VecDeque<usize>,
+    /// Slots stopped for good: never started again, not waited for.
+    pub retired: std::collections::BTreeSet<usize>,
+    /// Slots out of the configuration (removed, or spares not joined yet): running or not,
+    /// they are not waited for to catch up.
+    pub outside: std::collections::BTreeSet<usize>,
+}
+
+impl SlotBook {
+    /// `nodes` initial slots, each standing for itself, and `spares` spares after them.
+    pub fn new(nodes: usize, spares: usize) -> SlotBook {
+        SlotBook {
+            stand_in: (0..nodes).collect(),
+            free_spares: (nodes..nodes + spares).collect(),
+            retired: Default::default(),
+            outside: (nodes..nodes + spares).collect(),
+        }
+    }
+
+    /// Whether the cluster waits for `slot` to catch up.
+    pub fn counts(&self, slot: usize) -> bool {
+        !self.retired.contains(&slot) && !self.outside.contains(&slot)
+    }
 }
 
 /// The running cluster.
@@ -67,7 +106,11 @@ pub struct Cluster {
     pub db: Arc<dyn Db>,
     /// The nodes' fault-injecting filesystems, when the run has disk faults.
     pub disks: Option<NodeDisks>,
-    http: reqwest::Client,
+    /// How many of `nodes` are the initial ones (the rest are spares).
+    pub initial: usize,
+    /// Who stands for whom, what is retired and what is outside the configuration.
+    pub book: std::sync::Mutex<SlotBook>,
+    pub(super) http: reqwest::Client,
     ready_timeout: Duration,
     /// The nodes' client and peer ports, held until the cluster is dropped.
     _ports: Vec<ReservedPort>,
@@ -127,9 +170,10 @@ impl Cluster {
     }
 
     async fn start_once(spec: &ClusterSpec) -> Result<Cluster, ClusterError> {
-        let mut nodes = Vec::with_capacity(spec.nodes);
+        let slots = spec.nodes + spec.spares;
+        let mut nodes = Vec::with_capacity(slots);
         let mut reserved = Vec::new();
-        for i in 0..spec.nodes {
+        for i in 0..slots {
             let id = i as u64 + 1;
             let (client_addr, client_listener) = free_addr()?;
             let (peer_addr, peer_listener) = free_addr()?;
@@ -150,6 +194,7 @@ impl Cluster {
                 client_url: format!("http://{client_addr}"),
                 data_dir,
                 log: spec.run_dir.node_log(id),
+                spare: i >= spec.nodes,
             });
         }
         // With disk faults a node writes through its mount; its durable data stays in the
@@ -187,6 +232,8 @@ impl Cluster {
             nodes,
             db: spec.db.clone(),
             disks,
+            initial: spec.nodes,
+            book: std::sync::Mutex::new(SlotBook::new(spec.nodes, spec.spares)),
             http,
             ready_timeout: spec.ready_timeout,
             _ports: reserved,
@@ -243,6 +290,11 @@ impl Cluster {
     pub async fn state_of(&self, i: usize) -> Option<NodeState> {
         let node = self.nodes.get(i)?;
         self.db.state(node, &self.http).await
+    }
+
+    /// The slot book (a poisoned lock still holds a usable book).
+    pub fn book(&self) -> std::sync::MutexGuard<'_, SlotBook> {
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// What every node that answers says of itself, by index, asked concurrently (a paused
@@ -311,10 +363,12 @@ impl Cluster {
             if let Some(leader) = leader {
                 // A node that is not running (it died on its own; that is reported
                 // separately) cannot catch up: only the live ones are waited for.
+                // Nor are nodes out of the configuration, which nobody replicates to.
                 let alive: Vec<bool> = {
                     let supervisor = self.supervisor.lock().await;
+                    let book = self.book();
                     (0..self.nodes.len())
-                        .map(|i| supervisor.is_alive(i).unwrap_or(false))
+                        .map(|i| supervisor.is_alive(i).unwrap_or(false) && book.counts(i))
                         .collect()
                 };
                 let all_caught_up = statuses.iter().enumerate().all(|(i, s)| {
@@ -338,8 +392,9 @@ impl Cluster {
     pub async fn heal_everything(&self) -> Vec<String> {
         let mut problems = Vec::new();
         self.network.heal_all();
+        let retired = self.book().retired.clone();
         let mut supervisor = self.supervisor.lock().await;
-        for i in 0..self.nodes.len() {
+        for i in (0..self.nodes.len()).filter(|i| !retired.contains(i)) {
             match supervisor.state(i) {
                 Ok(ProcessState::Paused { .. }) => {
                     if let Err(e) = supervisor.resume(i) {

@@ -45,6 +45,11 @@ pub async fn drive(
         run_dir: run_dir.clone(),
         ready_timeout: Duration::from_secs(20),
         disks: super::disk::schedule_needs_disks(schedule),
+        spares: if has_membership_faults(schedule) {
+            super::membership::DEFAULT_SPARES
+        } else {
+            0
+        },
     };
     // An empty history exists even when the cluster never starts.
     let recorder_path = run_dir.history();
@@ -273,6 +278,22 @@ async fn drive_cluster(
         collected.run_problem = true;
         collected.reasons.extend(heal_problems);
     }
+    if has_membership_faults(schedule) && !*stop_rx.borrow() {
+        progress.phase("healing membership");
+        let (done, healed) = cluster.heal_membership().await;
+        let mut value = if done.is_empty() {
+            "membership as it began: nothing to heal".to_string()
+        } else {
+            done.join("; ")
+        };
+        if !healed {
+            value.push_str(" (the configuration is not back to the initial voters)");
+            collected
+                .reasons
+                .push(format!("membership heal incomplete: {value}"));
+        }
+        workers::record_nemesis(&recorder, "heal-membership".into(), value);
+    }
     collected.healed_ns = Some(recorder.now_ns());
 
     if !*stop_rx.borrow() {
@@ -373,6 +394,8 @@ async fn play_nemesis(
             .disks
             .as_ref()
             .map(|d| d as &dyn riptide_nemesis::DiskControl),
+        membership: has_membership_faults(&schedule)
+            .then_some(&*cluster as &dyn riptide_nemesis::MembershipControl),
     };
     let mut observer = |notice: &riptide_nemesis::Notice| match &notice.what {
         NoticeKind::Started(event) => {
@@ -418,6 +441,14 @@ async fn play_nemesis(
             errors: vec![format!("nemesis: {e}")],
         },
     }
+}
+
+/// Whether the schedule draws membership faults (the cluster then gets spare slots).
+pub fn has_membership_faults(schedule: &Schedule) -> bool {
+    schedule
+        .kinds()
+        .iter()
+        .any(|k| k.family() == riptide_nemesis::FaultFamily::Membership)
 }
 
 fn duration_ns(d: Duration) -> u64 {

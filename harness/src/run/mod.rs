@@ -27,6 +27,7 @@ pub mod analysis;
 pub mod cluster;
 pub mod disk;
 pub mod engine;
+pub mod membership;
 pub mod minimal;
 pub mod ops;
 pub mod recorder;

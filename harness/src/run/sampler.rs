@@ -60,6 +60,14 @@ pub fn start(
             let mut samples: u64 = 0;
             loop {
                 ticker.tick().await;
+                // A spare slot has no lane until a membership fault starts its node.
+                let never_started = matches!(
+                    cluster.supervisor.lock().await.state(i),
+                    Ok(riptide_nemesis::ProcessState::NotStarted)
+                );
+                if never_started {
+                    continue;
+                }
                 let state = cluster.state_of(i).await;
                 let sample = Sample {
                     time: recorder.now_ns(),

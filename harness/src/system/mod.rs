@@ -35,6 +35,9 @@ pub struct NodeSlot {
     pub data_dir: PathBuf,
     /// The node's stdout and stderr.
     pub log: PathBuf,
+    /// A spare slot: not in the initial configuration; its node, when a membership fault
+    /// starts one, joins the running cluster.
+    pub spare: bool,
 }
 
 /// What a node says of itself, as far as the harness needs it.
@@ -134,12 +137,78 @@ pub trait Db: Send + Sync {
         let _ = (kinds, nodes);
         Vec::new()
     }
+    /// The process of spare slot `node`, started while the cluster runs, that joins it through
+    /// `join_url` (a member's client URL): as a learner that promotes itself once caught up, or
+    /// one that stays a learner (`learner_only`). Peers are reached as in [`Db::process`].
+    /// `None` when the system cannot change its membership (the `membership` faults are then
+    /// refused before the run).
+    fn join_process(
+        &self,
+        node: &NodeSlot,
+        cluster: &[NodeSlot],
+        peer_addr: &dyn Fn(usize) -> SocketAddr,
+        join_url: &str,
+        learner_only: bool,
+    ) -> Option<ProcessSpec> {
+        let _ = (node, cluster, peer_addr, join_url, learner_only);
+        None
+    }
+    /// One request of the system's membership API, sent to the node at `url` (its client URL).
+    async fn member_request(
+        &self,
+        url: &str,
+        http: &reqwest::Client,
+        request: &MemberRequest,
+    ) -> MemberAnswer {
+        let _ = (url, http, request);
+        MemberAnswer::Unreachable(format!("{} has no membership API", self.name()))
+    }
     /// A client of the whole cluster, shared by every worker.
     fn open_client(
         &self,
         nodes: &[NodeSlot],
         options: ClientOptions,
     ) -> Result<Arc<dyn Client>, SystemError>;
+}
+
+/// A request of a system's membership API; nodes by 1-based id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberRequest {
+    /// The configuration as the node knows it.
+    List,
+    /// Add node `id` as a learner.
+    AddLearner {
+        id: u64,
+        peer_addr: SocketAddr,
+        client_url: String,
+    },
+    /// Promote learner `id` to voter.
+    Promote { id: u64 },
+    /// Remove node `id`.
+    Remove { id: u64 },
+}
+
+/// One member of a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// 1-based id.
+    pub id: u64,
+    /// A voter, or a learner.
+    pub voter: bool,
+}
+
+/// How a membership request was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberAnswer {
+    /// Done (a change is committed); the configuration when the answer carries it.
+    Done(Option<Vec<Member>>),
+    /// Not now: another change in flight, no leader ready, a learner still behind. Retry.
+    Busy(String),
+    /// Invalid (the last voter, a lost quorum, an unknown id, already a member): retrying
+    /// cannot help.
+    Refused(String),
+    /// No usable answer from this node (down, cut off, timed out, not the API): try another.
+    Unreachable(String),
 }
 
 /// One operation against the cluster with Jepsen's outcomes (the `client` protocol).

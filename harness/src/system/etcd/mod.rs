@@ -91,6 +91,10 @@ pub fn unsupported_faults(kinds: &[FaultKind], nodes: usize) -> Vec<(FaultKind, 
                  flows both ways over connections either member dials, so a one-way cut \
                  cannot be placed",
             ),
+            _ if kind.family() == FaultFamily::Membership => Some(
+                "membership faults are not supported for etcd: the harness drives Riptide's \
+                 membership API only",
+            ),
             _ if kind.family() == FaultFamily::Disk => Some(
                 "disk faults are not supported for etcd: the harness has not measured etcd \
                  on the fault-injecting filesystem",

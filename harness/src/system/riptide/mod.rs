@@ -10,9 +10,12 @@ use std::sync::Arc;
 use riptide_nemesis::ProcessSpec;
 use serde::Deserialize;
 
-use super::{Client, ClientOptions, Db, NodeSlot, NodeState, SystemError};
+use super::{
+    Client, ClientOptions, Db, MemberAnswer, MemberRequest, NodeSlot, NodeState, SystemError,
+};
 
 pub mod client;
+pub mod members;
 
 pub use client::RiptideClient;
 
@@ -87,6 +90,17 @@ impl Db for RiptideDb {
             args.push("--peer-client-url".into());
             args.push(format!("{}={}", peer.id, peer.client_url));
         }
+        // With spare slots among the peers, the initial voters are said explicitly: a spare
+        // is reachable (through its proxies) but not a member until it joins.
+        if !node.spare && cluster.iter().any(|p| p.spare) {
+            let initial: Vec<String> = cluster
+                .iter()
+                .filter(|p| !p.spare)
+                .map(|p| p.id.to_string())
+                .collect();
+            args.push("--initial-members".into());
+            args.push(initial.join(","));
+        }
         if !self
             .node_args
             .iter()
@@ -99,6 +113,40 @@ impl Db for RiptideDb {
         ProcessSpec::new(&self.server_bin, &node.log)
             .args(args)
             .env("RUST_BACKTRACE", "1")
+    }
+
+    fn join_process(
+        &self,
+        node: &NodeSlot,
+        cluster: &[NodeSlot],
+        peer_addr: &dyn Fn(usize) -> SocketAddr,
+        join_url: &str,
+        learner_only: bool,
+    ) -> Option<ProcessSpec> {
+        let mut join = vec![
+            "--join".to_string(),
+            join_url.to_string(),
+            "--advertise-peer".into(),
+            node.peer_addr.to_string(),
+        ];
+        if learner_only {
+            join.push("--join-as-learner".into());
+        }
+        // Before the `--node-arg`s, which come last so they win.
+        let mut spec = self.process(node, cluster, peer_addr);
+        let at = spec.args.len().saturating_sub(self.node_args.len());
+        spec.args
+            .splice(at..at, join.into_iter().map(std::ffi::OsString::from));
+        Some(spec)
+    }
+
+    async fn member_request(
+        &self,
+        url: &str,
+        http: &reqwest::Client,
+        request: &MemberRequest,
+    ) -> MemberAnswer {
+        members::request(url, http, request).await
     }
 
     async fn ready(&self, node: &NodeSlot, http: &reqwest::Client) -> bool {
@@ -163,9 +211,9 @@ mod tests {
         assert!(s.is_leader());
     }
 
-    #[test]
-    fn every_peer_is_reached_through_its_proxy_and_node_args_come_last() {
-        let slot = |index: usize| NodeSlot {
+    /// Slot `index` of a test cluster of 3 nodes and their spares (from index 3).
+    fn slot(index: usize) -> NodeSlot {
+        NodeSlot {
             index,
             id: index as u64 + 1,
             client_addr: SocketAddr::from(([127, 0, 0, 1], 8001 + index as u16)),
@@ -173,13 +221,26 @@ mod tests {
             client_url: format!("http://127.0.0.1:{}", 8001 + index),
             data_dir: PathBuf::from(format!("d{index}")),
             log: PathBuf::from(format!("{index}.log")),
-        };
-        let cluster: Vec<NodeSlot> = (0..3).map(slot).collect();
-        let db = RiptideDb {
+            spare: index >= 3,
+        }
+    }
+
+    fn db() -> RiptideDb {
+        RiptideDb {
             server_bin: "riptide-server".into(),
             node_args: vec!["--election-ms=300".into()],
-        };
-        let proxy = |j: usize| SocketAddr::from(([127, 0, 0, 1], 9000 + j as u16));
+        }
+    }
+
+    /// The proxy through which a node reaches peer `j`.
+    fn proxy(j: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9000 + j as u16))
+    }
+
+    #[test]
+    fn every_peer_is_reached_through_its_proxy_and_node_args_come_last() {
+        let cluster: Vec<NodeSlot> = (0..3).map(slot).collect();
+        let (db, proxy) = (db(), proxy);
         let spec = db.process(&cluster[0], &cluster, &proxy);
         let args: Vec<String> = spec
             .args
@@ -190,5 +251,52 @@ mod tests {
         assert!(args.windows(2).any(|w| w == ["--peer", "3=127.0.0.1:9002"]));
         assert!(!args.iter().any(|a| a.starts_with("1=")), "{args:?}");
         assert_eq!(args.last().map(String::as_str), Some("--election-ms=300"));
+        assert!(!args.iter().any(|a| a == "--initial-members"), "{args:?}");
+    }
+
+    #[test]
+    fn with_spare_slots_initial_nodes_name_their_voters_and_spares_join_through_proxies() {
+        let cluster: Vec<NodeSlot> = (0..5).map(slot).collect();
+        let (db, proxy) = (db(), proxy);
+        let strings = |spec: ProcessSpec| -> Vec<String> {
+            spec.args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        let first = strings(db.process(&cluster[0], &cluster, &proxy));
+        assert!(first
+            .windows(2)
+            .any(|w| w == ["--peer", "5=127.0.0.1:9004"]));
+        assert!(first
+            .windows(2)
+            .any(|w| w == ["--initial-members", "1,2,3"]));
+        let spare = strings(
+            db.join_process(&cluster[3], &cluster, &proxy, "http://127.0.0.1:8001", true)
+                .unwrap(),
+        );
+        assert!(spare
+            .windows(2)
+            .any(|w| w == ["--peer", "1=127.0.0.1:9000"]));
+        assert!(spare
+            .windows(2)
+            .any(|w| w == ["--join", "http://127.0.0.1:8001"]));
+        assert!(spare
+            .windows(2)
+            .any(|w| w == ["--advertise-peer", "127.0.0.1:7004"]));
+        assert!(spare.iter().any(|a| a == "--join-as-learner"));
+        assert!(!spare.iter().any(|a| a == "--initial-members"), "{spare:?}");
+        assert_eq!(spare.last().map(String::as_str), Some("--election-ms=300"));
+        let replacing = strings(
+            db.join_process(
+                &cluster[4],
+                &cluster,
+                &proxy,
+                "http://127.0.0.1:8001",
+                false,
+            )
+            .unwrap(),
+        );
+        assert!(!replacing.iter().any(|a| a == "--join-as-learner"));
     }
 }
