@@ -721,12 +721,8 @@ impl Sim {
 
     /// The configuration of the leader with the highest term, if any.
     fn leader_membership(&self) -> Option<Membership> {
-        self.members()
-            .into_iter()
-            .filter_map(|id| self.raft(id))
-            .filter(|r| r.status().role == Role::Leader)
-            .max_by_key(|r| r.status().term)
-            .map(|r| r.membership().clone())
+        let leader = self.leader_among(&self.members())?;
+        self.raft(leader).map(|r| r.membership().clone())
     }
 
     fn node(&mut self, id: NodeId) -> &mut SimNode {

@@ -809,14 +809,20 @@ impl RaftNode {
     /// Check-quorum: the leader and the followers that answered since the last check are a
     /// majority.
     fn quorum_active(&self) -> bool {
-        let me = usize::from(self.membership.is_voter(self.config.id));
-        let active = me
-            + self
-                .progress
-                .iter()
-                .filter(|(&id, p)| p.recent_active && self.membership.is_voter(id))
-                .count();
-        active >= self.quorum()
+        let active = self.per_voter(true, |p| p.recent_active);
+        active.into_iter().filter(|&a| a).count() >= self.quorum()
+    }
+
+    /// One value per voter of the configuration in force: `mine` for this node when it votes
+    /// (a leader that removed itself does not), `of` its progress for every other voter.
+    fn per_voter<T>(&self, mine: T, of: impl Fn(&Progress) -> T) -> Vec<T> {
+        let me = self.membership.is_voter(self.config.id).then_some(mine);
+        self.progress
+            .iter()
+            .filter(|(&id, _)| self.membership.is_voter(id))
+            .map(|(_, p)| of(p))
+            .chain(me)
+            .collect()
     }
 
     fn reset_election_timer(&mut self) {
@@ -1402,17 +1408,7 @@ impl RaftNode {
     /// log), but only if that entry is of the current term: an entry of an earlier term can be
     /// on a majority and still be overwritten (Figure 8); it commits indirectly.
     fn maybe_commit(&mut self) {
-        let me = self
-            .membership
-            .is_voter(self.config.id)
-            .then(|| self.log.persisted());
-        let mut matches: Vec<LogIndex> = self
-            .progress
-            .iter()
-            .filter(|(&id, _)| self.membership.is_voter(id))
-            .map(|(_, p)| p.match_index)
-            .chain(me)
-            .collect();
+        let mut matches = self.per_voter(self.log.persisted(), |p| p.match_index);
         matches.sort_unstable_by(|a, b| b.cmp(a));
         let Some(&majority_index) = matches.get(self.quorum() - 1) else {
             return;
@@ -1443,17 +1439,7 @@ impl RaftNode {
 
     /// Confirms every read whose round a majority (the leader included) has acknowledged.
     fn confirm_reads(&mut self) {
-        let me = self
-            .membership
-            .is_voter(self.config.id)
-            .then_some(self.sent_round);
-        let mut rounds: Vec<u64> = self
-            .progress
-            .iter()
-            .filter(|(&id, _)| self.membership.is_voter(id))
-            .map(|(_, p)| p.acked_round)
-            .chain(me)
-            .collect();
+        let mut rounds = self.per_voter(self.sent_round, |p| p.acked_round);
         rounds.sort_unstable_by(|a, b| b.cmp(a));
         let Some(&quorum_round) = rounds.get(self.quorum() - 1) else {
             return;
