@@ -20,6 +20,8 @@
 //! remove-voter/-leader       remove it ─────────────────── add it back as learner, promote
 //! add-learner                start a spare, joins as learner ─────────────── promote it
 //! replace-node               remove it, stop it, start a spare that joins ──── (stays replaced)
+//! promote-split              two learners; cut leader+them | other voters; promote both ── heal,
+//!                            remove both (added back as learners by the next promote-split)
 //! ```
 //!
 //! With a [`MembershipControl`], every other fault is played on the nodes that stand for the
@@ -284,6 +286,7 @@ where
         stop,
         stopped: false,
         report: ScheduleReport::default(),
+        split_learners: None,
     };
     for (index, fault) in schedule.faults.iter().enumerate() {
         if !player.sleep_until(started + fault.start()).await {
@@ -332,6 +335,8 @@ struct Player<'t, 'a, P, O, S> {
     /// Whether it has fired.
     stopped: bool,
     report: ScheduleReport,
+    /// The two spare slots `promote-split` started, once it did: later ones add them back.
+    split_learners: Option<[usize; 2]>,
 }
 
 /// What a `disk` fault asks of the [`DiskControl`].
@@ -494,7 +499,8 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
             FaultPlan::RemoveVoter { .. }
             | FaultPlan::RemoveLeader { .. }
             | FaultPlan::AddLearner
-            | FaultPlan::ReplaceNode { .. } => {
+            | FaultPlan::ReplaceNode { .. }
+            | FaultPlan::PromoteSplit { .. } => {
                 self.membership_fault(index, plan, leader, end).await
             }
             _ => self.one_step(index, plan, leader, end).await,
@@ -834,23 +840,38 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                     .await
             }
             FaultPlan::RemoveLeader { fallback } => {
-                let (slot, who) = match leader.filter(|&l| l < self.nodes()) {
-                    Some(l) => (l, node_name(l)),
-                    None => {
-                        let slot = m.stand_in(*fallback);
-                        (
-                            slot,
-                            format!("{} (leader unknown, fallback)", node_name(slot)),
-                        )
-                    }
-                };
+                let (slot, who) = self.leader_slot(m, leader, *fallback);
                 let what = format!("remove leader {who}");
                 self.remove_and_add_back(m, index, kind, slot, what, end)
                     .await
             }
             FaultPlan::AddLearner => self.add_learner(m, index, kind, end).await,
             FaultPlan::ReplaceNode { node } => self.replace(m, index, kind, *node, end).await,
+            FaultPlan::PromoteSplit { fallback } => {
+                let (slot, who) = self.leader_slot(m, leader, *fallback);
+                self.promote_split(m, index, kind, slot, who, end).await
+            }
             _ => {}
+        }
+    }
+
+    /// The slot a membership fault aimed at the leader hits, and how to name it: the leader,
+    /// else the node standing for the plan's fallback.
+    fn leader_slot(
+        &self,
+        m: &dyn MembershipControl,
+        leader: Option<usize>,
+        fallback: usize,
+    ) -> (usize, String) {
+        match leader.filter(|&l| l < self.nodes()) {
+            Some(l) => (l, node_name(l)),
+            None => {
+                let slot = m.stand_in(fallback);
+                (
+                    slot,
+                    format!("{} (leader unknown, fallback)", node_name(slot)),
+                )
+            }
         }
     }
 
@@ -990,6 +1011,126 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         };
         self.step(&mut interval, step);
         self.sleep_until(end).await;
+        self.close(interval);
+    }
+
+    /// The two learners of `promote-split`, members and caught up: started on two spare slots
+    /// the first time, added back (same ids, their own data) after that. `Err` says why not.
+    async fn ready_split_learners(
+        &mut self,
+        m: &dyn MembershipControl,
+    ) -> Result<[usize; 2], String> {
+        let learners = match self.split_learners {
+            Some(pair) => {
+                for slot in pair {
+                    let added = m.change(MemberChange::AddLearner(slot)).await;
+                    if !added.applied() {
+                        return Err(format!(
+                            "add {} back as a learner: {added}",
+                            node_name(slot)
+                        ));
+                    }
+                }
+                pair
+            }
+            None => {
+                let (Some(a), Some(b)) = (m.take_spare(), m.take_spare()) else {
+                    return Err("fewer than two spare slots left".into());
+                };
+                self.split_learners = Some([a, b]);
+                for slot in [a, b] {
+                    if let Err(e) = m.start_joining(slot, true).await {
+                        return Err(format!("cannot start {}: {e}", node_name(slot)));
+                    }
+                }
+                for slot in [a, b] {
+                    if !m.wait_member(slot, false).await {
+                        return Err(format!("{} did not join as a learner", node_name(slot)));
+                    }
+                }
+                [a, b]
+            }
+        };
+        for slot in learners {
+            if !m.wait_caught_up(slot).await {
+                return Err(format!("{} did not catch up", node_name(slot)));
+            }
+        }
+        Ok(learners)
+    }
+
+    /// `promote-split`: the leader and two caught-up learners are cut off from every other
+    /// node, and both learners are promoted at once, the moment the cut is made (while the
+    /// voters on the other side still count as recently heard from, so the first promotion is
+    /// not refused for want of an active majority). At the end the links heal and both
+    /// learners are removed, so the cluster has its voters of before.
+    async fn promote_split(
+        &mut self,
+        m: &dyn MembershipControl,
+        index: usize,
+        kind: FaultKind,
+        leader: usize,
+        who: String,
+        end: Instant,
+    ) {
+        let [a, b] = match self.ready_split_learners(m).await {
+            Ok(pair) => pair,
+            Err(why) => {
+                let description = format!("promote split from leader {who} ({why}: nothing done)");
+                return self.nothing_done(index, kind, description);
+            }
+        };
+        let nodes = self.nodes();
+        let side = [leader, a, b];
+        let rest: Vec<usize> = (0..nodes).filter(|n| !side.contains(n)).collect();
+        let description = format!(
+            "promote split: {} | {}, learners {} and {} promoted at once",
+            node_list(&side),
+            node_list(&rest),
+            node_name(a),
+            node_name(b)
+        );
+        self.targets
+            .network
+            .apply_cuts(&Cuts::between(nodes, &side, &rest));
+        let mut interval = self.open(index, kind, description, side.to_vec());
+        let promotions = async {
+            tokio::join!(
+                m.change(MemberChange::Promote(a)),
+                m.change(MemberChange::Promote(b))
+            )
+        };
+        let outcomes = if self.stopped {
+            None
+        } else {
+            tokio::select! {
+                done = tokio::time::timeout_at(end, promotions) => done.ok(),
+                _ = self.stop.as_mut() => {
+                    self.stopped = true;
+                    None
+                }
+            }
+        };
+        let step = match outcomes {
+            Some((first, second)) => format!(
+                "promote {}: {first}; promote {}: {second}",
+                node_name(a),
+                node_name(b)
+            ),
+            None => format!(
+                "promotions of {} and {} still pending at the end of the window",
+                node_name(a),
+                node_name(b)
+            ),
+        };
+        self.step(&mut interval, step);
+        self.sleep_until(end).await;
+        self.targets.network.heal_all();
+        for slot in [a, b] {
+            let removed = m.change(MemberChange::Remove(slot)).await;
+            let step = outcome_step(format!("remove {}", node_name(slot)), &removed);
+            self.step(&mut interval, step);
+        }
         self.close(interval);
     }
 

@@ -124,11 +124,21 @@ pub enum FaultKind {
     /// its removal commits); add it back and promote it when the fault ends. Needs a
     /// [`crate::MembershipControl`].
     RemoveLeader,
+    /// `promote-split`: start two learners on spare slots, cut the leader and them off from the
+    /// other voters, and ask to promote both at once. One change at a time refuses the second
+    /// while the first is uncommitted (and the first cannot commit: the leader's side holds two
+    /// of four voters), so the old voters elect among themselves and nothing else happens. A
+    /// system that takes both makes a configuration of five whose majority is the leader's side,
+    /// while the cut-off voters still count three: two majorities at once. Both are removed
+    /// again when the fault ends (and added back as learners the next time). Asked for by name
+    /// only: it holds both spare slots, which the rest of the family needs. Needs a
+    /// [`crate::MembershipControl`].
+    PromoteSplit,
 }
 
 /// Every fault kind, in vocabulary order, those that need a [`crate::DiskControl`] included (the
 /// name `all` in a fault list leaves those out: see [`parse_fault_list`]).
-pub const ALL_KINDS: [FaultKind; 28] = [
+pub const ALL_KINDS: [FaultKind; 29] = [
     FaultKind::PartitionHalves,
     FaultKind::IsolateOne,
     FaultKind::IsolateLeader,
@@ -157,6 +167,7 @@ pub const ALL_KINDS: [FaultKind; 28] = [
     FaultKind::AddLearner,
     FaultKind::ReplaceNode,
     FaultKind::RemoveLeader,
+    FaultKind::PromoteSplit,
 ];
 
 /// A group of fault kinds, also usable as a name in a fault list, and the stem of the history
@@ -237,12 +248,13 @@ impl FaultFamily {
         }
     }
 
-    /// The kinds in this family, in vocabulary order.
+    /// The kinds its name stands for in a fault list, in vocabulary order (those asked for by
+    /// name only are left out: see [`FaultKind::by_name_only`]).
     pub fn kinds(self) -> Vec<FaultKind> {
         ALL_KINDS
             .iter()
             .copied()
-            .filter(|k| k.family() == self)
+            .filter(|k| k.family() == self && !k.by_name_only())
             .collect()
     }
 }
@@ -279,6 +291,7 @@ impl FaultKind {
             FaultKind::AddLearner => "add-learner",
             FaultKind::ReplaceNode => "replace-node",
             FaultKind::RemoveLeader => "remove-leader",
+            FaultKind::PromoteSplit => "promote-split",
         }
     }
 
@@ -311,7 +324,8 @@ impl FaultKind {
             FaultKind::RemoveVoter
             | FaultKind::AddLearner
             | FaultKind::ReplaceNode
-            | FaultKind::RemoveLeader => FaultFamily::Membership,
+            | FaultKind::RemoveLeader
+            | FaultKind::PromoteSplit => FaultFamily::Membership,
         }
     }
 
@@ -329,7 +343,15 @@ impl FaultKind {
                 | FaultKind::CrashRestartVoter
                 | FaultKind::LeaderChurn
                 | FaultKind::RemoveLeader
+                | FaultKind::PromoteSplit
         )
+    }
+
+    /// True for the kinds that neither a family name nor `all` stands for: a test asks for
+    /// them by name. `promote-split` takes both spare slots at once, so in a family's rotation
+    /// it would leave `add-learner` and `replace-node` nothing to do.
+    pub fn by_name_only(self) -> bool {
+        matches!(self, FaultKind::PromoteSplit)
     }
 
     /// True when the fault `SIGKILL`s nodes and no more (the `kill` and `crash` families): with a
@@ -356,7 +378,8 @@ impl FaultKind {
             | FaultKind::KillMinority
             | FaultKind::CrashRestartElection
             | FaultKind::CrashRestartVoter
-            | FaultKind::LeaderChurn => 3,
+            | FaultKind::LeaderChurn
+            | FaultKind::PromoteSplit => 3,
             FaultKind::PartitionHalves
             | FaultKind::IsolateOne
             | FaultKind::IsolateLeader
@@ -560,6 +583,9 @@ pub enum FaultPlan {
     ReplaceNode { node: usize },
     /// Remove the leader (`fallback` when unknown); add it back and promote it at the end.
     RemoveLeader { fallback: usize },
+    /// Two learners on spare slots; the leader (`fallback` when unknown) and they cut off from
+    /// the other voters; both promoted at once; at the end, links healed and both removed.
+    PromoteSplit { fallback: usize },
 }
 
 /// The corruption seed of node `node` in a `corrupt-all` fault of seed `seed`: distinct per node
@@ -706,6 +732,7 @@ impl FaultPlan {
             FaultKind::AddLearner => FaultPlan::AddLearner,
             FaultKind::ReplaceNode => FaultPlan::ReplaceNode { node: one },
             FaultKind::RemoveLeader => FaultPlan::RemoveLeader { fallback: one },
+            FaultKind::PromoteSplit => FaultPlan::PromoteSplit { fallback: one },
         };
         Ok(plan)
     }
@@ -741,6 +768,7 @@ impl FaultPlan {
             FaultPlan::AddLearner => FaultKind::AddLearner,
             FaultPlan::ReplaceNode { .. } => FaultKind::ReplaceNode,
             FaultPlan::RemoveLeader { .. } => FaultKind::RemoveLeader,
+            FaultPlan::PromoteSplit { .. } => FaultKind::PromoteSplit,
         }
     }
 
@@ -755,7 +783,8 @@ impl FaultPlan {
             | FaultPlan::CrashRestartElection { fallback, .. }
             | FaultPlan::CrashRestartVoter { fallback, .. }
             | FaultPlan::LeaderChurn { fallback, .. }
-            | FaultPlan::RemoveLeader { fallback } => Some(*fallback),
+            | FaultPlan::RemoveLeader { fallback }
+            | FaultPlan::PromoteSplit { fallback } => Some(*fallback),
             _ => None,
         }
     }
@@ -811,7 +840,8 @@ impl FaultPlan {
             | FaultPlan::CrashRestartLeader { fallback, .. }
             | FaultPlan::CrashRestartVoter { fallback, .. }
             | FaultPlan::LeaderChurn { fallback, .. }
-            | FaultPlan::RemoveLeader { fallback } => *fallback = slot(*fallback),
+            | FaultPlan::RemoveLeader { fallback }
+            | FaultPlan::PromoteSplit { fallback } => *fallback = slot(*fallback),
             FaultPlan::PowerCut | FaultPlan::CorruptAll { .. } | FaultPlan::AddLearner => {}
         }
         plan
@@ -938,6 +968,11 @@ impl FaultPlan {
                 "remove leader {}, add it back as a learner and promote it at the end",
                 leader_name(*fallback)
             ),
+            FaultPlan::PromoteSplit { fallback } => format!(
+                "promote split: leader {} and two learners cut off from the other voters, both \
+                 learners promoted at once",
+                leader_name(*fallback)
+            ),
         }
     }
 }
@@ -1011,7 +1046,7 @@ mod tests {
     #[test]
     fn all_is_every_kind_that_needs_nothing_beyond_processes_and_proxies() {
         let all = parse_fault_list("all").unwrap();
-        assert_eq!(all.len(), ALL_KINDS.len() - 9);
+        assert_eq!(all.len(), ALL_KINDS.len() - 10);
         for kind in ALL_KINDS {
             assert_eq!(all.contains(&kind), kind.requires().is_none(), "{kind}");
         }
@@ -1130,6 +1165,37 @@ mod tests {
             .unwrap()
             .contains(&FaultKind::AddLearner));
         assert!(known_names().contains("remove-voter, add-learner, replace-node, remove-leader"));
+    }
+
+    #[test]
+    fn promote_split_is_a_membership_kind_asked_for_by_name_only() {
+        let kind: FaultKind = "promote-split".parse().unwrap();
+        assert_eq!(kind, FaultKind::PromoteSplit);
+        assert_eq!(kind.family(), FaultFamily::Membership);
+        assert_eq!(kind.requires(), Some(Requirement::Membership));
+        assert!(kind.targets_leader() && kind.by_name_only());
+        assert!(!parse_fault_list("membership,all").unwrap().contains(&kind));
+        assert_eq!(
+            parse_fault_list("membership,promote-split").unwrap().last(),
+            Some(&kind)
+        );
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        assert!(FaultPlan::choose(kind, 2, &FaultOptions::default(), &mut rng).is_err());
+        let plan = FaultPlan::choose(kind, 3, &FaultOptions::default(), &mut rng).unwrap();
+        let FaultPlan::PromoteSplit { fallback } = plan else {
+            panic!("wrong plan {plan:?}");
+        };
+        assert!(fallback < 3);
+        assert_eq!(plan.leader_fallback(), Some(fallback));
+        assert_eq!(
+            plan.remap(|n| n + 3),
+            FaultPlan::PromoteSplit {
+                fallback: fallback + 3
+            }
+        );
+        assert!(plan
+            .describe()
+            .starts_with("promote split: leader (fallback n"));
     }
 
     #[test]

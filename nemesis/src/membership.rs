@@ -96,4 +96,9 @@ pub trait MembershipControl: Send + Sync {
     /// Waits (bounded) until the configuration holds `slot` as a voter (`voter`) or at least as
     /// a learner; whether it did.
     fn wait_member(&self, slot: usize, voter: bool) -> BoxFuture<'_, bool>;
+
+    /// Waits (bounded) until the node of `slot` has applied what the leader had committed when
+    /// asked, so that a promotion is not refused for a learner still catching up; whether it
+    /// did.
+    fn wait_caught_up(&self, slot: usize) -> BoxFuture<'_, bool>;
 }

@@ -215,7 +215,8 @@ pub async fn apply(
             | FaultPlan::RemoveVoter { .. }
             | FaultPlan::AddLearner
             | FaultPlan::ReplaceNode { .. }
-            | FaultPlan::RemoveLeader { .. } => {}
+            | FaultPlan::RemoveLeader { .. }
+            | FaultPlan::PromoteSplit { .. } => {}
         }
     }
     if matches!(

@@ -91,8 +91,20 @@ async fn play<P: Primary>(
     schedule: &Schedule,
     targets: &Targets<'_, P>,
 ) -> (ScheduleReport, Vec<Notice>) {
+    play_watching(schedule, targets, |_| {}).await
+}
+
+/// [`play`], with `watch` told of every notice as it happens (to look at the cluster then).
+async fn play_watching<P: Primary>(
+    schedule: &Schedule,
+    targets: &Targets<'_, P>,
+    mut watch: impl FnMut(&Notice),
+) -> (ScheduleReport, Vec<Notice>) {
     let mut notices = Vec::new();
-    let mut observer = |notice: &Notice| notices.push(notice.clone());
+    let mut observer = |notice: &Notice| {
+        watch(notice);
+        notices.push(notice.clone());
+    };
     let report = tokio::time::timeout(
         PROMPTLY * 3,
         run_schedule(
@@ -700,6 +712,10 @@ impl MembershipControl for RecordingMembers {
         self.note(format!("wait {slot} voter={voter}"));
         Box::pin(async { true })
     }
+    fn wait_caught_up(&self, slot: usize) -> BoxFuture<'_, bool> {
+        self.note(format!("caught up {slot}"));
+        Box::pin(async { true })
+    }
 }
 
 #[tokio::test]
@@ -772,6 +788,82 @@ async fn membership_faults_change_the_configuration_and_later_faults_hit_the_sta
             "removed n2",
             "add n2 back as a learner: committed",
             "promote n2: committed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn promote_split_cuts_the_leader_and_two_learners_off_and_promotes_both_at_once() {
+    // Three nodes and two spare slots; n2 leads.
+    let cluster = nodes(5).await;
+    let members = RecordingMembers::new(3, 2, Vec::new());
+    let primary = || async { Some(1) };
+    let mut targets = cluster.targets(&primary);
+    targets.membership = Some(&members);
+    let schedule = schedule_of(
+        3,
+        vec![
+            (0, 100, FaultPlan::PromoteSplit { fallback: 0 }),
+            (150, 250, FaultPlan::PromoteSplit { fallback: 0 }),
+        ],
+    );
+    let mut cut_when_started = Vec::new();
+    let (report, notices) = play_watching(&schedule, &targets, |notice| {
+        if matches!(notice.what, NoticeKind::Started(_)) {
+            cut_when_started.push(cluster.network.cut_links());
+        }
+    })
+    .await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(
+        history_fs(&notices),
+        ["start-membership", "stop-membership"].repeat(2)
+    );
+    let split = |side: [usize; 3]| {
+        let mut cut = Vec::new();
+        for a in side {
+            for b in [0, 2] {
+                cut.push((a, b));
+                cut.push((b, a));
+            }
+        }
+        cut.sort_unstable();
+        cut
+    };
+    // n2, n4 and n5 on one side, n1 and n3 on the other, both times; healed at the end.
+    assert_eq!(cut_when_started, vec![split([1, 3, 4]), split([1, 3, 4])]);
+    assert!(cluster.network.cut_links().is_empty());
+    let calls = members.calls.lock().unwrap().clone();
+    let second_time = [
+        "AddLearner(3)",
+        "AddLearner(4)",
+        "caught up 3",
+        "caught up 4",
+        "Promote(3)",
+        "Promote(4)",
+        "Remove(3)",
+        "Remove(4)",
+    ];
+    let first_time = [
+        "join 3 learner_only=true",
+        "join 4 learner_only=true",
+        "wait 3 voter=false",
+        "wait 4 voter=false",
+    ];
+    assert_eq!(
+        calls,
+        [&first_time[..], &second_time[2..], &second_time[..]].concat()
+    );
+    assert_eq!(
+        report.faults[0].description,
+        "promote split: [n2 n4 n5] | [n1 n3], learners n4 and n5 promoted at once"
+    );
+    assert_eq!(
+        report.faults[1].steps,
+        [
+            "promote n4: committed; promote n5: committed",
+            "remove n4: committed",
+            "remove n5: committed"
         ]
     );
 }

@@ -163,6 +163,19 @@ pub const PLANTED_BUGS: &[PlantedBug] = &[
         nemesis: "corrupt-all",
         args: &["--keys", "16", "--nemesis-interval", "1s", "--nemesis-quiet", "1s"],
         why: "only correlated bit flips at rest show it: nodes cut acknowledged records after a damaged one as if they were a torn tail, and a majority of them elects a leader without those records",
+    },    PlantedBug {
+        name: "two-changes-in-flight",
+        rule: "at most one membership change is in flight: a leader takes a change only once the previous one is committed",
+        workload: "kv",
+        // Random changes never show it: on a connected cluster two quick promotions both commit
+        // everywhere. `promote-split` first cuts the leader and two caught-up learners off from
+        // the other voters, then promotes both: the second is accepted while the first is
+        // uncommitted, and five voters with the leader's side as majority commit writes while
+        // the cut-off voters, still counting three, elect their own leader. Three-second
+        // windows leave room for the 500-1000 ms election on the cut-off side.
+        nemesis: "promote-split",
+        args: &["--nemesis-interval", "3s"],
+        why: "two learners promoted at once behind a partition make a configuration of five whose majority is the leader's side, while the cut-off voters, still in the old configuration of three, elect a second leader: both commit writes",
     },
 ];
 

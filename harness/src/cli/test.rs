@@ -41,13 +41,15 @@ pub struct TestArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub keys: u64,
     /// Faults: `default` (every family this machine can apply: partition, kill, pause,
-    /// crash, churn, and disk when FUSE is usable), or a comma-separated list of fault names
+    /// crash, churn, membership, and disk when FUSE is usable), or a comma-separated list of fault names
     /// (partition-halves, isolate-one, isolate-leader, majorities-ring, bridge, slow-links,
     /// throttle-links, kill-one, kill-minority, kill-majority, kill-leader, pause-one,
     /// pause-leader, stall-leader, crash-restart-one, crash-restart-leader,
-    /// crash-restart-election, leader-churn, lose-unsynced, torn-write, corrupt, power-cut,
-    /// corrupt-all), families (partition, link, kill, pause, crash, churn, disk), `all` (every
-    /// kind but disk) or `none`.
+    /// crash-restart-election, crash-restart-voter, leader-churn, lose-unsynced, torn-write,
+    /// corrupt, power-cut, corrupt-all, remove-voter, add-learner, replace-node, remove-leader,
+    /// promote-split), families (partition, link, kill, pause, crash, churn, disk, membership;
+    /// `membership` leaves out promote-split, which is asked for by name), `all` (every kind but
+    /// the disk and membership ones) or `none`.
     #[arg(long, default_value = DEFAULT_NEMESIS_NAME)]
     pub nemesis: String,
     /// Length of each fault. One second outlasts an election (150-300 ms by default) and

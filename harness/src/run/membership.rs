@@ -224,6 +224,27 @@ impl Cluster {
         }
     }
 
+    async fn wait_caught_up_now(&self, slot: usize) -> bool {
+        let deadline = Instant::now() + MEMBER_TIMEOUT;
+        let mut target = None;
+        loop {
+            if target.is_none() {
+                if let Some(leader) = self.leader().await {
+                    target = self.state_of(leader).await.map(|s| s.commit_index);
+                }
+            }
+            if let (Some(target), Some(state)) = (target, self.state_of(slot).await) {
+                if state.applied_index >= target {
+                    return true;
+                }
+            }
+            if Instant::now() + RETRY >= deadline {
+                return false;
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
     /// At the end of a run with membership faults, after every other fault is healed: the
     /// nodes standing for the initial ones are voters again (added back and promoted where a
     /// fault left them out) and every other member is removed and stopped, so the cluster
@@ -326,5 +347,9 @@ impl MembershipControl for Cluster {
 
     fn wait_member(&self, slot: usize, voter: bool) -> BoxFuture<'_, bool> {
         Box::pin(self.wait_member_now(slot, voter))
+    }
+
+    fn wait_caught_up(&self, slot: usize) -> BoxFuture<'_, bool> {
+        Box::pin(self.wait_caught_up_now(slot))
     }
 }

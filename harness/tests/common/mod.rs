@@ -139,6 +139,26 @@ pub fn seed_playing(
         .unwrap_or_else(|| panic!("no seed below 1000 plays every one of {families:?}"))
 }
 
+/// Runs `riptide test` with `args` plus `--seed seed`, the store `store`, the node binary of
+/// this build and `--quiet` (stdout is then the verdict alone).
+pub fn run_test_quietly(store: &Path, args: &[&str], seed: &str, limit: Duration) -> Output {
+    let server = server_bin();
+    let server = server.to_str().expect("a UTF-8 path");
+    let store = store.to_str().expect("a UTF-8 path");
+    let mut full: Vec<&str> = vec!["test"];
+    full.extend_from_slice(args);
+    full.extend([
+        "--seed",
+        seed,
+        "--store",
+        store,
+        "--server-bin",
+        server,
+        "--quiet",
+    ]);
+    run_riptide(&full, &[], limit)
+}
+
 /// A run that ended `not linearizable`, kept until dropped.
 pub struct NotLinearizableRun {
     pub store: tempfile::TempDir,
@@ -163,24 +183,10 @@ pub fn not_linearizable_within_seeds(
     limit: Duration,
     after_each: &dyn Fn(&Path),
 ) -> NotLinearizableRun {
-    let server = server_bin();
-    let server = server.to_str().expect("a UTF-8 path");
     let mut verdicts = Vec::new();
     for seed in seeds {
         let store = tempfile::tempdir().expect("a temporary store");
-        let store_path = store.path().to_str().expect("a UTF-8 path").to_string();
-        let mut full: Vec<&str> = vec!["test"];
-        full.extend_from_slice(args);
-        full.extend([
-            "--seed",
-            seed,
-            "--store",
-            &store_path,
-            "--server-bin",
-            server,
-            "--quiet",
-        ]);
-        let out = run_riptide(&full, &[], limit);
+        let out = run_test_quietly(store.path(), args, seed, limit);
         let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         after_each(store.path());
