@@ -141,16 +141,19 @@ pub const PLANTED_BUGS: &[PlantedBug] = &[
         // Random faults almost never make a follower acknowledge old entries alone: a new
         // leader ships its no-op with them. figure-8 builds the sequence with link cuts (see
         // the nemesis's figure8 module); it needs a follower more than one AppendEntries batch
-        // behind, so batches are 4 entries here (the node's default 1024 would need a
-        // suffix of over a thousand writes). Twelve-second windows fit the five steps (four
+        // behind, so batches are 6 entries here (the node's default 1024 would need a
+        // suffix of over a thousand writes; the suffix is about one write per client, 9-12).
+        // The overwritten entries show only until a write resets their key, and a key is
+        // reset by 10% of its operations: 256 keys keep each key's few seconds between the
+        // overwrite and the old leader's reads mostly free of writes. Twelve-second windows fit the five steps (four
         // elections of 500-1000 ms, two of them a term late) and two rounds per 30 s.
         nemesis: "figure-8",
         args: &[
             "--nodes",
             "5",
             "--keys",
-            "16",
-            "--node-arg=--max-entries-per-message=4",
+            "256",
+            "--node-arg=--max-entries-per-message=6",
             "--nemesis-interval",
             "12s",
             "--nemesis-quiet",
