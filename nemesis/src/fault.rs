@@ -133,6 +133,7 @@ pub enum FaultKind {
     /// replicas (the Figure 8 bug) has applied entries the cluster no longer has; the fault
     /// ends by letting it lead again, so its reads show them. Targeted: never part of `all`
     /// or of a family name; asked for by name.
+    #[serde(rename = "figure-8")]
     Figure8,
 }
 
@@ -589,6 +590,7 @@ pub enum FaultPlan {
     RemoveLeader { fallback: usize },
     /// Figure 8 from the leader (`fallback` when unknown): its partner is the first other node
     /// of `order` (every node, shuffled); `delay_ms` as [`FaultOptions::figure8_delay_ms`].
+    #[serde(rename = "figure-8")]
     Figure8 {
         fallback: usize,
         order: Vec<usize>,
