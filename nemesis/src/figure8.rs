@@ -14,8 +14,7 @@
 //! 2. S3-S4 cut, S5->S3/S4 slow    S5 leads term T+1 alone: cut off before its no-op lands
 //! 3. {S1 S2 S3}, S1/S2->S3 slow   S1 (or S2) leads T+2; S3 gets a first batch of the
 //!                                 term-T suffix: cut off before the rest (and the no-op)
-//! 4. {S3 S4 S5}                   S5 (last term T+1) leads T+3, overwrites S3's batch,
-//!                                 and takes reads and writes for a while
+//! 4. {S3 S4 S5}                   S5 (last term T+1) leads T+3, overwrites S3's batch
 //! 5. healed                       leaders cut off one by one until S1 or S2 leads again
 //! ```
 //!
@@ -51,10 +50,6 @@ const SETTLE: Duration = Duration::from_millis(50);
 /// How long a leader that is not the one wanted leads in step 5 before it is cut off (the
 /// wanted nodes catch up meanwhile).
 const DWELL: Duration = Duration::from_millis(300);
-
-/// How long the cluster without S1 and S2 takes reads and writes after step 4, so that the
-/// history holds reads of the overwritten state that S1's later reads contradict.
-const HOLD: Duration = Duration::from_secs(2);
 
 /// How often step 5 asks who leads.
 const LEAD_POLL: Duration = Duration::from_millis(50);
@@ -242,9 +237,6 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
             node_name(l3)
         );
         self.step(&mut interval, step);
-        if !self.sleep_until((Instant::now() + HOLD).min(end)).await {
-            return self.f8_close(interval);
-        }
 
         // 5. Healed; S1 or S2 leads again, so its state is what clients read.
         self.targets.network.heal_all();
