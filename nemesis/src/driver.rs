@@ -56,6 +56,10 @@ use crate::proxy::LinkFault;
 use crate::schedule::{Schedule, ScheduledFault};
 use crate::supervisor::Supervisor;
 
+#[path = "figure8.rs"]
+mod figure8;
+pub use figure8::LogView;
+
 /// How often `leader-churn` asks who leads while it waits for the next leader.
 const CHURN_POLL: Duration = Duration::from_millis(50);
 
@@ -76,6 +80,14 @@ pub trait Primary {
     /// an election (`crash-restart-voter`); `None` when it cannot be asked. A system that cannot
     /// say keeps this default, and those faults then only cut and slow links.
     fn view(&self, node: usize) -> impl Future<Output = Option<NodeView>> + Send {
+        let _ = node;
+        async { None }
+    }
+
+    /// What node `node` (0-based) says of its log right now, for `figure-8`; `None` when it
+    /// cannot be asked. A system that cannot say keeps this default, and `figure-8` then does
+    /// nothing.
+    fn log_view(&self, node: usize) -> impl Future<Output = Option<LogView>> + Send {
         let _ = node;
         async { None }
     }
@@ -482,6 +494,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
             FaultPlan::CrashRestartVoter { delay_ms, .. } => {
                 self.crash_voter(index, plan, leader, *delay_ms, end).await
             }
+            FaultPlan::Figure8 { .. } => self.figure8(index, plan, leader, end).await,
             FaultPlan::LoseUnsynced { node } => {
                 self.disk_fault(index, plan, *node, DiskAction::LoseUnsynced)
                     .await

@@ -134,11 +134,22 @@ pub enum FaultKind {
     /// only: it holds both spare slots, which the rest of the family needs. Needs a
     /// [`crate::MembershipControl`].
     PromoteSplit,
+    /// `figure-8`: Raft's Figure 8 played with link cuts on 5 nodes (see [`crate::driver`]'s
+    /// `figure8` module): the leader and one follower keep a term-T suffix the other three lack;
+    /// a node of those three leads term T+1 alone (its no-op dropped in flight); the old
+    /// leader's side wins term T+2 with a third node, which gets only a first batch of the
+    /// term-T entries before it is cut off again; then the term-T+1 node wins with the other
+    /// two and overwrites them. A leader that commits entries of an earlier term by counting
+    /// replicas (the Figure 8 bug) has applied entries the cluster no longer has; the fault
+    /// ends by letting it lead again, so its reads show them. Targeted: never part of `all`
+    /// or of a family name; asked for by name.
+    #[serde(rename = "figure-8")]
+    Figure8,
 }
 
 /// Every fault kind, in vocabulary order, those that need a [`crate::DiskControl`] included (the
 /// name `all` in a fault list leaves those out: see [`parse_fault_list`]).
-pub const ALL_KINDS: [FaultKind; 29] = [
+pub const ALL_KINDS: [FaultKind; 30] = [
     FaultKind::PartitionHalves,
     FaultKind::IsolateOne,
     FaultKind::IsolateLeader,
@@ -168,6 +179,7 @@ pub const ALL_KINDS: [FaultKind; 29] = [
     FaultKind::ReplaceNode,
     FaultKind::RemoveLeader,
     FaultKind::PromoteSplit,
+    FaultKind::Figure8,
 ];
 
 /// A group of fault kinds, also usable as a name in a fault list, and the stem of the history
@@ -292,6 +304,7 @@ impl FaultKind {
             FaultKind::ReplaceNode => "replace-node",
             FaultKind::RemoveLeader => "remove-leader",
             FaultKind::PromoteSplit => "promote-split",
+            FaultKind::Figure8 => "figure-8",
         }
     }
 
@@ -315,7 +328,7 @@ impl FaultKind {
             | FaultKind::CrashRestartLeader
             | FaultKind::CrashRestartElection
             | FaultKind::CrashRestartVoter => FaultFamily::Crash,
-            FaultKind::LeaderChurn => FaultFamily::Churn,
+            FaultKind::LeaderChurn | FaultKind::Figure8 => FaultFamily::Churn,
             FaultKind::LoseUnsynced
             | FaultKind::TornWrite
             | FaultKind::Corrupt
@@ -344,14 +357,17 @@ impl FaultKind {
                 | FaultKind::LeaderChurn
                 | FaultKind::RemoveLeader
                 | FaultKind::PromoteSplit
+                | FaultKind::Figure8
         )
     }
 
     /// True for the kinds that neither a family name nor `all` stands for: a test asks for
     /// them by name. `promote-split` takes both spare slots at once, so in a family's rotation
-    /// it would leave `add-learner` and `replace-node` nothing to do.
+    /// it would leave `add-learner` and `replace-node` nothing to do; `figure-8` is written for
+    /// one scenario on 5 nodes, and the default nemesis and family lists keep the cluster sizes
+    /// and fault mixes they had.
     pub fn by_name_only(self) -> bool {
-        matches!(self, FaultKind::PromoteSplit)
+        matches!(self, FaultKind::PromoteSplit | FaultKind::Figure8)
     }
 
     /// True when the fault `SIGKILL`s nodes and no more (the `kill` and `crash` families): with a
@@ -373,6 +389,7 @@ impl FaultKind {
     /// The smallest cluster the fault makes sense on.
     pub fn min_nodes(self) -> usize {
         match self {
+            FaultKind::Figure8 => 5,
             FaultKind::MajoritiesRing
             | FaultKind::Bridge
             | FaultKind::KillMinority
@@ -417,7 +434,8 @@ pub fn known_names() -> String {
 
 /// Parses a comma-separated fault list such as `partition,kill-one`: each item is a kind name, a
 /// family name (`partition`, `link`, `kill`, `pause`, `crash`, `churn`, `disk`, `membership`),
-/// `all`, or `none` (adds nothing). `all` is every kind that needs nothing beyond processes and
+/// `all`, or `none` (adds nothing). Targeted kinds ([`FaultKind::targeted`]) are named
+/// one by one. `all` is every kind that needs nothing beyond processes and
 /// proxies (so the `disk` and `membership` families are asked for by name, where the data
 /// directories are on a fault-injecting filesystem and the system has a membership API). Whitespace around items is ignored; the result has no duplicates and keeps
 /// first-mention order.
@@ -428,7 +446,7 @@ pub fn parse_fault_list(list: &str) -> Result<Vec<FaultKind>, NemesisError> {
             "all" => ALL_KINDS
                 .iter()
                 .copied()
-                .filter(|k| k.requires().is_none())
+                .filter(|k| k.requires().is_none() && !k.by_name_only())
                 .collect(),
             "none" => Vec::new(),
             _ => match FaultFamily::ALL.iter().find(|f| f.name() == item) {
@@ -476,6 +494,10 @@ pub struct FaultOptions {
     /// window in which a voter is crashed. Below half the election timeout (150 ms), so the
     /// election still completes.
     pub voter_delay_ms: u64,
+    /// Latency `figure-8` adds to the links that carry a new leader's first entries, in
+    /// milliseconds: the window in which the driver sees the leader (or the follower's first
+    /// batch) and cuts the link before the rest arrives.
+    pub figure8_delay_ms: u64,
 }
 
 impl Default for FaultOptions {
@@ -490,6 +512,7 @@ impl Default for FaultOptions {
             churn_dwell_ms: 400,
             stall_cut_off_ms: 500,
             voter_delay_ms: 40,
+            figure8_delay_ms: 300,
         }
     }
 }
@@ -586,6 +609,14 @@ pub enum FaultPlan {
     /// Two learners on spare slots; the leader (`fallback` when unknown) and they cut off from
     /// the other voters; both promoted at once; at the end, links healed and both removed.
     PromoteSplit { fallback: usize },
+    /// Figure 8 from the leader (`fallback` when unknown): its partner is the first other node
+    /// of `order` (every node, shuffled); `delay_ms` as [`FaultOptions::figure8_delay_ms`].
+    #[serde(rename = "figure-8")]
+    Figure8 {
+        fallback: usize,
+        order: Vec<usize>,
+        delay_ms: u64,
+    },
 }
 
 /// The corruption seed of node `node` in a `corrupt-all` fault of seed `seed`: distinct per node
@@ -733,6 +764,11 @@ impl FaultPlan {
             FaultKind::ReplaceNode => FaultPlan::ReplaceNode { node: one },
             FaultKind::RemoveLeader => FaultPlan::RemoveLeader { fallback: one },
             FaultKind::PromoteSplit => FaultPlan::PromoteSplit { fallback: one },
+            FaultKind::Figure8 => FaultPlan::Figure8 {
+                fallback: one,
+                delay_ms: options.figure8_delay_ms,
+                order: shuffled,
+            },
         };
         Ok(plan)
     }
@@ -769,6 +805,7 @@ impl FaultPlan {
             FaultPlan::ReplaceNode { .. } => FaultKind::ReplaceNode,
             FaultPlan::RemoveLeader { .. } => FaultKind::RemoveLeader,
             FaultPlan::PromoteSplit { .. } => FaultKind::PromoteSplit,
+            FaultPlan::Figure8 { .. } => FaultKind::Figure8,
         }
     }
 
@@ -784,7 +821,8 @@ impl FaultPlan {
             | FaultPlan::CrashRestartVoter { fallback, .. }
             | FaultPlan::LeaderChurn { fallback, .. }
             | FaultPlan::RemoveLeader { fallback }
-            | FaultPlan::PromoteSplit { fallback } => Some(*fallback),
+            | FaultPlan::PromoteSplit { fallback }
+            | FaultPlan::Figure8 { fallback, .. } => Some(*fallback),
             _ => None,
         }
     }
@@ -823,6 +861,12 @@ impl FaultPlan {
             } => {
                 *fallback = slot(*fallback);
                 *voters = all(voters);
+            }
+            FaultPlan::Figure8 {
+                fallback, order, ..
+            } => {
+                *fallback = slot(*fallback);
+                *order = all(order);
             }
             FaultPlan::IsolateOne { node }
             | FaultPlan::KillOne { node }
@@ -973,6 +1017,14 @@ impl FaultPlan {
                  learners promoted at once",
                 leader_name(*fallback)
             ),
+            FaultPlan::Figure8 {
+                fallback, delay_ms, ..
+            } => format!(
+                "figure 8 from leader {}: its term's suffix on it and one follower, a term on \
+                 a third node alone, a first batch of the suffix to a fourth ({delay_ms} ms \
+                 links), the third node's term overwrites it; the old leader leads again",
+                leader_name(*fallback)
+            ),
         }
     }
 }
@@ -1046,9 +1098,10 @@ mod tests {
     #[test]
     fn all_is_every_kind_that_needs_nothing_beyond_processes_and_proxies() {
         let all = parse_fault_list("all").unwrap();
-        assert_eq!(all.len(), ALL_KINDS.len() - 10);
+        assert_eq!(all.len(), ALL_KINDS.len() - 11);
         for kind in ALL_KINDS {
-            assert_eq!(all.contains(&kind), kind.requires().is_none(), "{kind}");
+            let untargeted = kind.requires().is_none() && !kind.by_name_only();
+            assert_eq!(all.contains(&kind), untargeted, "{kind}");
         }
         assert_eq!(
             parse_fault_list("disk").unwrap(),
@@ -1328,6 +1381,47 @@ mod tests {
             }
         ));
         assert!(plan.describe().starts_with("stall leader (fallback n"));
+    }
+
+    #[test]
+    fn figure_8_is_a_targeted_churn_kind_on_five_nodes_asked_for_by_name_only() {
+        let kind = FaultKind::Figure8;
+        assert_eq!("figure-8".parse::<FaultKind>().unwrap(), kind);
+        assert_eq!(kind.family(), FaultFamily::Churn);
+        assert!(kind.by_name_only() && kind.targets_leader() && !kind.kills());
+        assert_eq!(kind.requires(), None);
+        assert_eq!(kind.min_nodes(), 5);
+        assert_eq!(
+            parse_fault_list("churn").unwrap(),
+            vec![FaultKind::LeaderChurn]
+        );
+        assert!(!parse_fault_list("all").unwrap().contains(&kind));
+        assert_eq!(
+            parse_fault_list("figure-8,churn").unwrap(),
+            vec![kind, FaultKind::LeaderChurn]
+        );
+        let options = FaultOptions::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        assert!(FaultPlan::choose(kind, 3, &options, &mut rng).is_err());
+        let plan = FaultPlan::choose(kind, 5, &options, &mut rng).unwrap();
+        let FaultPlan::Figure8 {
+            fallback,
+            ref order,
+            delay_ms,
+        } = plan
+        else {
+            panic!("wrong plan {plan:?}");
+        };
+        assert_eq!(delay_ms, 300);
+        assert_eq!(order[0], fallback);
+        let mut sorted_order = order.clone();
+        sorted_order.sort_unstable();
+        assert_eq!(sorted_order, vec![0, 1, 2, 3, 4]);
+        assert!(plan
+            .describe()
+            .starts_with("figure 8 from leader (fallback n"));
+        let remapped = plan.remap(|n| n + 5);
+        assert_eq!(remapped.leader_fallback(), Some(fallback + 5));
     }
 
     #[test]

@@ -92,8 +92,8 @@ pub mod supervisor;
 
 pub use disk::{DiskControl, DiskEffect, DiskError};
 pub use driver::{
-    check_supported, run_schedule, FaultFailure, FaultInterval, NodeView, Notice, NoticeKind,
-    Observer, Primary, ScheduleReport, Targets,
+    check_supported, run_schedule, FaultFailure, FaultInterval, LogView, NodeView, Notice,
+    NoticeKind, Observer, Primary, ScheduleReport, Targets,
 };
 pub use error::NemesisError;
 pub use fault::{

@@ -136,7 +136,9 @@ pub async fn apply(
 ) -> Result<ActiveFault, NemesisError> {
     if matches!(
         plan,
-        FaultPlan::CrashRestartElection { .. } | FaultPlan::CrashRestartVoter { .. }
+        FaultPlan::CrashRestartElection { .. }
+            | FaultPlan::CrashRestartVoter { .. }
+            | FaultPlan::Figure8 { .. }
     ) || plan.kind().requires().is_some()
     {
         return Err(NemesisError::NeedsScheduleDriver(plan.kind().name()));
@@ -207,6 +209,7 @@ pub async fn apply(
             | FaultPlan::StallLeader { .. }
             | FaultPlan::CrashRestartElection { .. }
             | FaultPlan::CrashRestartVoter { .. }
+            | FaultPlan::Figure8 { .. }
             | FaultPlan::LoseUnsynced { .. }
             | FaultPlan::PowerCut
             | FaultPlan::TornWrite { .. }

@@ -110,6 +110,11 @@ struct Args {
     /// a follower only slightly behind is sent entries, not the whole snapshot.
     #[arg(long, default_value_t = 5_000)]
     snapshot_catchup_entries: u64,
+    /// At most this many entries in one AppendEntries message (a tuning knob like etcd's
+    /// MaxSizePerMsg; the byte cap of 1 MiB per message applies too). A follower further
+    /// behind catches up over several messages.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_entries_per_message: u64,
     /// Client sessions (Request-Id clients) kept for exactly-once retries; past it the least
     /// recently used is evicted and its retries answer 409 (outcome unknown). Must be the same
     /// on every node.
@@ -320,6 +325,8 @@ async fn serve(
         check_quorum: !args.no_check_quorum,
         snapshot_entries: args.snapshot_entries,
         snapshot_catchup_entries: args.snapshot_catchup_entries,
+        max_entries_per_message: usize::try_from(args.max_entries_per_message)
+            .unwrap_or(usize::MAX),
         max_sessions: args.max_sessions,
         bugs: PlantedBugs::from_list(&args.bugs),
     };

@@ -335,6 +335,18 @@ impl Cluster {
         })
     }
 
+    /// What node `i` says of its log, for `figure-8`; `None` when it does not answer or does
+    /// not say where its log ends.
+    pub async fn log_view_of(&self, i: usize) -> Option<riptide_nemesis::LogView> {
+        let state = self.state_of(i).await?;
+        Some(riptide_nemesis::LogView {
+            term: state.term,
+            leader: state.primary,
+            last_index: state.last_index?,
+            commit_index: state.commit_index,
+        })
+    }
+
     /// Waits until some node leads; `None` when none did before `timeout`.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<usize> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -456,6 +468,13 @@ impl riptide_nemesis::Primary for Cluster {
         node: usize,
     ) -> impl std::future::Future<Output = Option<riptide_nemesis::NodeView>> + Send {
         self.view_of(node)
+    }
+
+    fn log_view(
+        &self,
+        node: usize,
+    ) -> impl std::future::Future<Output = Option<riptide_nemesis::LogView>> + Send {
+        self.log_view_of(node)
     }
 }
 

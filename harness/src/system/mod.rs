@@ -51,6 +51,8 @@ pub struct NodeState {
     pub commit_index: u64,
     /// What it has applied to its state machine.
     pub applied_index: u64,
+    /// The index of the last entry of its log, when it says (for the `figure-8` fault).
+    pub last_index: Option<u64>,
     /// Its role in its own words (`leader`, `follower`, `candidate`, ...), as recorded in
     /// `cluster.jsonl`.
     pub role: String,

@@ -80,6 +80,8 @@ pub struct NodeOptions {
     /// Entries the core keeps in memory before its latest snapshot, so followers slightly
     /// behind get entries instead of a snapshot ([`Config::compaction_keep_entries`]).
     pub snapshot_catchup_entries: u64,
+    /// At most this many entries in one AppendEntries message (at least 1).
+    pub max_entries_per_message: usize,
     /// Client sessions the state machine keeps ([`crate::kv::KvStore::set_max_sessions`]).
     pub max_sessions: usize,
     /// Planted bugs (test only, all off by default; see [`crate::bugs`]).
@@ -192,6 +194,7 @@ pub async fn run(
     config.pre_vote = options.pre_vote;
     config.check_quorum = options.check_quorum;
     config.compaction_keep_entries = options.snapshot_catchup_entries;
+    config.max_entries_per_message = options.max_entries_per_message.max(1);
     config.bugs = options.bugs.core;
     let core = RaftNode::new(config, durable);
     // The core filled in the initial configuration for a snapshot written without one.

@@ -231,6 +231,7 @@ fn node_state(status: &StatusResponse) -> NodeState {
         term: number(&status.raft_term),
         commit_index: number(&status.raft_index),
         applied_index: number(&status.raft_applied_index),
+        last_index: None,
     }
 }
 
@@ -550,6 +551,7 @@ mod tests {
                 term: 2,
                 commit_index: 8,
                 applied_index: 7,
+                last_index: None,
                 role: "leader".into(),
                 leader: None,
             }

@@ -43,6 +43,8 @@ pub struct NodeStatus {
     #[serde(default)]
     pub applied_index: u64,
     #[serde(default)]
+    pub last_index: Option<u64>,
+    #[serde(default)]
     pub leader: Option<u64>,
 }
 
@@ -161,6 +163,7 @@ impl Db for RiptideDb {
             term: status.term,
             commit_index: status.commit_index,
             applied_index: status.applied_index,
+            last_index: status.last_index,
             role: status.role.as_str().unwrap_or("unknown").to_string(),
             leader: status.leader,
         })
