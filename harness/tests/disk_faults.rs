@@ -47,8 +47,7 @@ fn assert_no_mounts_left(dir: &Path, after: &str) {
 }
 
 fn test_args<'a>(store: &'a str, server: &'a str, nemesis: &'a str, seed: &'a str) -> Vec<&'a str> {
-    vec![
-        "test",
+    let faults = [
         "--nemesis",
         nemesis,
         "--nemesis-interval",
@@ -57,14 +56,8 @@ fn test_args<'a>(store: &'a str, server: &'a str, nemesis: &'a str, seed: &'a st
         "500ms",
         "--time-limit",
         "8s",
-        "--seed",
-        seed,
-        "--store",
-        store,
-        "--server-bin",
-        server,
-        "--quiet",
-    ]
+    ];
+    common::quiet_test_args(store, server, &faults, seed)
 }
 
 #[test]

@@ -147,12 +147,8 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
             last(s4)
         );
         self.step(&mut interval, step);
-        let led = self
-            .f8_wait(end, &[s5], |v| {
-                v[s5].filter(|v| v.leader && v.term > term).map(|v| v.term)
-            })
-            .await;
-        let Some(term5) = led else {
+        let led = self.f8_wait_leader(end, &[s5], term).await;
+        let Some((_, term5, _)) = led else {
             return self.f8_gave_up(interval, format!("{} did not lead", node_name(s5)));
         };
         self.f8_cut_between(&[s5], &[s1, s2, s3, s4]);
@@ -165,15 +161,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         // 3. S1 or S2 leads T+2 with S3, which gets a first batch of the term-T suffix only.
         self.f8_set(&[(s3, s1), (s3, s2)], LinkFault::Heal);
         self.f8_set(&[(s1, s3), (s2, s3)], delay);
-        let pair = [s1, s2];
-        let led = self
-            .f8_wait(end, &pair, |v| {
-                pair.iter().find_map(|&n| {
-                    v[n].filter(|v| v.leader && v.term > term5)
-                        .map(|v| (n, v.term, v.last_index))
-                })
-            })
-            .await;
+        let led = self.f8_wait_leader(end, &[s1, s2], term5).await;
         let Some((l2, term2, last2)) = led else {
             let why = format!("neither {} nor {} led", node_name(s1), node_name(s2));
             return self.f8_gave_up(interval, why);
@@ -210,14 +198,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
             LinkFault::Heal,
         );
         let three = [s3, s4, s5];
-        let led = self
-            .f8_wait(end, &three, |v| {
-                three.iter().find_map(|&n| {
-                    v[n].filter(|v| v.leader && v.term > term2)
-                        .map(|v| (n, v.term, v.last_index))
-                })
-            })
-            .await;
+        let led = self.f8_wait_leader(end, &three, term2).await;
         let Some((l3, term3, last3)) = led else {
             return self.f8_gave_up(interval, format!("none of {} led", node_list(&three)));
         };
@@ -241,7 +222,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         // 5. Healed; S1 or S2 leads again, so its state is what clients read.
         self.targets.network.heal_all();
         self.step(&mut interval, "healed".to_owned());
-        self.f8_lead_again(&mut interval, &pair, end).await;
+        self.f8_lead_again(&mut interval, &[s1, s2], end).await;
         self.sleep_until(end).await;
         self.f8_close(interval);
     }
@@ -342,6 +323,23 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
     }
 
     /// Sets `fault` on each directed link of `links` (node indices are in range: checked).
+    /// Waits (as [`Self::f8_wait`]) until one of `among` leads a term above `above`: that node,
+    /// its term and its last index.
+    async fn f8_wait_leader(
+        &mut self,
+        end: Instant,
+        among: &[usize],
+        above: u64,
+    ) -> Option<(usize, u64, u64)> {
+        self.f8_wait(end, among, |v| {
+            among.iter().find_map(|&n| {
+                v[n].filter(|v| v.leader && v.term > above)
+                    .map(|v| (n, v.term, v.last_index))
+            })
+        })
+        .await
+    }
+
     fn f8_set(&self, links: &[(usize, usize)], fault: LinkFault) {
         let network = self.targets.network;
         for &(from, to) in links {

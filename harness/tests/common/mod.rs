@@ -145,6 +145,17 @@ pub fn run_test_quietly(store: &Path, args: &[&str], seed: &str, limit: Duration
     let server = server_bin();
     let server = server.to_str().expect("a UTF-8 path");
     let store = store.to_str().expect("a UTF-8 path");
+    run_riptide(&quiet_test_args(store, server, args, seed), &[], limit)
+}
+
+/// The arguments of [`run_test_quietly`]: `test`, then `args`, then the seed, the store, the
+/// node binary `server` and `--quiet`.
+pub fn quiet_test_args<'a>(
+    store: &'a str,
+    server: &'a str,
+    args: &[&'a str],
+    seed: &'a str,
+) -> Vec<&'a str> {
     let mut full: Vec<&str> = vec!["test"];
     full.extend_from_slice(args);
     full.extend([
@@ -156,7 +167,7 @@ pub fn run_test_quietly(store: &Path, args: &[&str], seed: &str, limit: Duration
         server,
         "--quiet",
     ]);
-    run_riptide(&full, &[], limit)
+    full
 }
 
 /// A run that ended `not linearizable`, kept until dropped.
