@@ -21,6 +21,10 @@
 //! kind that exposes a given bug (say `power-cut` among eighteen) out of most runs; dealt, a run
 //! of `n` faults over `f` families plays every family at least `n / f` times, and a family's
 //! kinds in turn (Jepsen's combined nemesis also picks a family first, then a fault of it).
+//! A family's first round leads with the kind listed first, the rest shuffled: a run that plays
+//! a family at all plays that kind, so a list names the kind it must not miss first (the default
+//! nemesis leads with `stall-leader` and `power-cut`; shuffled, a family of four kinds dealt
+//! three times left its one kind out of a run in four).
 //!
 //! Every choice comes from a ChaCha8 RNG seeded with the seed, fault `k` after faults `0..k`,
 //! whatever the timing, so a longer run extends a shorter one's schedule instead of changing it,
@@ -167,6 +171,8 @@ struct Dealer {
     family_deck: Vec<usize>,
     /// Per family, its kinds left in this round, dealt from the back.
     kind_decks: Vec<Vec<FaultKind>>,
+    /// Per family, whether its first round has been dealt.
+    dealt: Vec<bool>,
 }
 
 impl Dealer {
@@ -181,6 +187,7 @@ impl Dealer {
         let families: Vec<Vec<FaultKind>> = families.into_iter().map(|(_, k)| k).collect();
         Dealer {
             kind_decks: vec![Vec::new(); families.len()],
+            dealt: vec![false; families.len()],
             family_deck: Vec::new(),
             families,
         }
@@ -196,7 +203,14 @@ impl Dealer {
         let deck = &mut self.kind_decks[family];
         if deck.is_empty() {
             *deck = self.families[family].clone();
-            deck.shuffle(rng);
+            if self.dealt[family] {
+                deck.shuffle(rng);
+            } else {
+                // The first round leads with the kind listed first (dealt from the back).
+                deck[1..].shuffle(rng);
+                deck.reverse();
+                self.dealt[family] = true;
+            }
         }
         deck.pop()
     }
@@ -391,5 +405,40 @@ mod tests {
         let mut spec = spec(0);
         spec.nodes = 2;
         assert!(Schedule::generate(spec, Duration::from_secs(10)).is_err());
+    }
+    #[test]
+    fn a_familys_first_round_leads_with_its_first_listed_kind() {
+        let faults = parse_fault_list("stall-leader,pause,power-cut,disk,partition").unwrap();
+        for seed in 0..50 {
+            let mut spec = spec(seed);
+            spec.faults = faults.clone();
+            let schedule = Schedule::generate(spec, Duration::from_secs(60)).unwrap();
+            let first_of = |family: FaultFamily| {
+                schedule
+                    .faults
+                    .iter()
+                    .map(|f| f.plan.kind())
+                    .find(|k| k.family() == family)
+            };
+            assert_eq!(first_of(FaultFamily::Pause), Some(FaultKind::StallLeader));
+            assert_eq!(first_of(FaultFamily::Disk), Some(FaultKind::PowerCut));
+        }
+        // Later rounds are shuffled: the pause family does not always lead with stall-leader
+        // in its second round.
+        let second_rounds: std::collections::BTreeSet<FaultKind> = (0..50)
+            .map(|seed| {
+                let mut spec = spec(seed);
+                spec.faults = faults.clone();
+                let schedule = Schedule::generate(spec, Duration::from_secs(60)).unwrap();
+                schedule
+                    .faults
+                    .iter()
+                    .map(|f| f.plan.kind())
+                    .filter(|k| k.family() == FaultFamily::Pause)
+                    .nth(3)
+                    .unwrap()
+            })
+            .collect();
+        assert!(second_rounds.len() > 1, "{second_rounds:?}");
     }
 }
