@@ -538,7 +538,7 @@ mod tests {
     fn without_fuse_the_default_nemesis_keeps_every_family_but_the_disk_kinds() {
         assert_eq!(
             super::default_without_disk(),
-            "partition,kill,pause,crash,churn,membership"
+            "partition,kill,stall-leader,pause,crash,churn,membership"
         );
     }
 
