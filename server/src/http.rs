@@ -508,6 +508,7 @@ async fn status(State(node): State<NodeHandle>) -> Response {
         "leader_url": leader_url,
         "commit_index": raft.commit_index,
         "applied_index": status.applied_index,
+        "applied_digest": status.applied_digest.map(|d| format!("{d:016x}")),
         "last_index": raft.last_index,
         "snapshot_index": raft.snapshot_index,
         "peers": peers,

@@ -295,7 +295,7 @@ pub struct DetectionRow {
     pub nemesis: String,
     /// Runs that finished (not skipped).
     pub runs: usize,
-    /// Runs whose verdict was `not linearizable`.
+    /// Runs that found a violation (`not linearizable` or `replicas diverged`).
     pub detected: usize,
     /// Runs that failed or were unknown (neither verdict).
     pub inconclusive: usize,

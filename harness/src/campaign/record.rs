@@ -113,10 +113,16 @@ impl RunRecord {
             .unwrap_or(run_dir)
             .to_string_lossy()
             .replace('\\', "/");
+        // A divergence shows when its second digest was seen.
+        let divergence_ns = results
+            .divergence
+            .as_ref()
+            .map(|d| d.first.time_ns.max(d.second.time_ns));
         let violation_ns = results
             .counterexample
             .as_ref()
-            .and_then(|cx| cx.first_violation_ns);
+            .and_then(|cx| cx.first_violation_ns)
+            .or(divergence_ns);
         let exposed_by = violation_ns.and_then(|t| exposing_fault(&results.faults, t));
         RunRecord {
             entry,
@@ -133,7 +139,7 @@ impl RunRecord {
     }
 
     pub fn is_violation(&self) -> bool {
-        self.verdict == EntryVerdict::Ran(RunVerdict::NotLinearizable)
+        matches!(self.verdict, EntryVerdict::Ran(v) if v.is_violation())
     }
 }
 
@@ -189,9 +195,18 @@ pub struct CampaignRecord {
 pub struct Tally {
     pub linearizable: usize,
     pub not_linearizable: usize,
+    /// Runs whose replicas diverged (with a linearizable history).
+    pub diverged: usize,
     pub unknown: usize,
     pub run_failed: usize,
     pub skipped: usize,
+}
+
+impl Tally {
+    /// Runs that found a violation of either kind.
+    pub fn violations(&self) -> usize {
+        self.not_linearizable + self.diverged
+    }
 }
 
 impl CampaignRecord {
@@ -201,6 +216,7 @@ impl CampaignRecord {
             match r.verdict {
                 EntryVerdict::Ran(RunVerdict::Linearizable) => t.linearizable += 1,
                 EntryVerdict::Ran(RunVerdict::NotLinearizable) => t.not_linearizable += 1,
+                EntryVerdict::Ran(RunVerdict::Diverged) => t.diverged += 1,
                 EntryVerdict::Ran(RunVerdict::Unknown) => t.unknown += 1,
                 EntryVerdict::Ran(RunVerdict::RunFailed) => t.run_failed += 1,
                 EntryVerdict::Skipped(_) => t.skipped += 1,
@@ -209,11 +225,12 @@ impl CampaignRecord {
         t
     }
 
-    /// The campaign's exit code: 1 when any run is not linearizable, else 3 when a run failed,
-    /// else 2 when a verdict is unknown, else 0. Skipped runs do not count.
+    /// The campaign's exit code: 1 when any run found a violation (not linearizable, or
+    /// replicas diverged), else 3 when a run failed, else 2 when a verdict is unknown, else 0.
+    /// Skipped runs do not count.
     pub fn exit_code(&self) -> u8 {
         let t = self.tally();
-        if t.not_linearizable > 0 {
+        if t.violations() > 0 {
             1
         } else if t.run_failed > 0 {
             3

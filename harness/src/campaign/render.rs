@@ -53,10 +53,11 @@ pub fn summary_table(record: &CampaignRecord) -> String {
     let mut out = table(&rows);
     let t = record.tally();
     out.push_str(&format!(
-        "{} runs: {} linearizable, {} not linearizable, {} unknown, {} run failed, {} skipped\n",
+        "{} runs: {} linearizable, {} not linearizable,{} {} unknown, {} run failed, {} skipped\n",
         record.runs.len(),
         t.linearizable,
         t.not_linearizable,
+        diverged_count(&t),
         t.unknown,
         t.run_failed,
         t.skipped
@@ -126,7 +127,16 @@ fn xml(s: &str) -> String {
         .collect::<String>())
 }
 
-/// JUnit XML: one test case per run; `not linearizable` is a failure, `run failed` and
+/// `" N replicas diverged,"` when any run's replicas diverged, else nothing (most campaigns).
+fn diverged_count(t: &super::record::Tally) -> String {
+    if t.diverged > 0 {
+        format!(" {} replicas diverged,", t.diverged)
+    } else {
+        String::new()
+    }
+}
+
+/// JUnit XML: one test case per run; `not linearizable` and `replicas diverged` are failures, `run failed` and
 /// `unknown` are errors, skipped runs are skipped. Understood by GitLab, Jenkins, GitHub
 /// test-report actions and most CI systems.
 pub fn junit(record: &CampaignRecord) -> String {
@@ -141,7 +151,7 @@ pub fn junit(record: &CampaignRecord) -> String {
         "<testsuites name=\"riptide campaign {}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{total_s:.3}\">\n",
         xml(&record.name),
         record.runs.len(),
-        t.not_linearizable,
+        t.violations(),
         t.unknown + t.run_failed,
         t.skipped
     ));
@@ -149,7 +159,7 @@ pub fn junit(record: &CampaignRecord) -> String {
         "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{total_s:.3}\" timestamp=\"{}\">\n",
         xml(&record.name),
         record.runs.len(),
-        t.not_linearizable,
+        t.violations(),
         t.unknown + t.run_failed,
         t.skipped,
         xml(&record.started)
@@ -176,10 +186,13 @@ pub fn junit(record: &CampaignRecord) -> String {
         );
         match r.verdict {
             EntryVerdict::Ran(RunVerdict::Linearizable) => {}
-            EntryVerdict::Ran(RunVerdict::NotLinearizable) => out.push_str(&format!(
-                "\n      <failure message=\"not linearizable\" type=\"not-linearizable\">{}</failure>\n    ",
-                xml(&details)
-            )),
+            EntryVerdict::Ran(v @ (RunVerdict::NotLinearizable | RunVerdict::Diverged)) => out
+                .push_str(&format!(
+                    "\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    ",
+                    v.name(),
+                    v.name().replace(' ', "-"),
+                    xml(&details)
+                )),
             EntryVerdict::Skipped(_) => out.push_str(&format!(
                 "\n      <skipped message=\"{}\"/>\n    ",
                 xml(r.reasons.first().map_or("skipped", |s| s.as_str()))
@@ -208,7 +221,7 @@ body{{font-family:sans-serif;margin:20px}} table{{border-collapse:collapse;margi
 .v-linearizable{{background:#d9f2e1}} .v-not-linearizable,.v-run-failed{{background:#f9d6da}} .v-unknown{{background:#fbecd0}} .v-skipped{{color:#888}}
 </style></head><body><h1>campaign {name}</h1>
 <p>{mode} campaign, started {started}, finished {finished}{shard}; {n} runs of {limit} each:
-<b>{nl} not linearizable</b>, {lin} linearizable, {unk} unknown, {failed} run failed, {skipped} skipped.
+<b>{nl} not linearizable</b>,{diverged} {lin} linearizable, {unk} unknown, {failed} run failed, {skipped} skipped.
 <a href="campaign.json">campaign.json</a> <a href="junit.xml">junit.xml</a></p>"#,
         name = esc(&record.name),
         mode = esc(&record.mode),
@@ -221,6 +234,7 @@ body{{font-family:sans-serif;margin:20px}} table{{border-collapse:collapse;margi
         n = record.runs.len(),
         limit = secs(record.time_limit_ms),
         nl = t.not_linearizable,
+        diverged = diverged_count(&t),
         lin = t.linearizable,
         unk = t.unknown,
         failed = t.run_failed,
@@ -313,19 +327,19 @@ pub fn campaigns_table(campaigns: &[(String, CampaignRecord)]) -> String {
     if campaigns.is_empty() {
         return String::new();
     }
-    let mut html = String::from("<h2>campaigns</h2><table><tr><th>campaign</th><th>mode</th><th>started</th><th>runs</th><th>not linearizable</th><th>linearizable</th><th>other</th></tr>");
+    let mut html = String::from("<h2>campaigns</h2><table><tr><th>campaign</th><th>mode</th><th>started</th><th>runs</th><th>violations</th><th>linearizable</th><th>other</th></tr>");
     for (folder, r) in campaigns {
         let t = r.tally();
         html.push_str(&format!(
             r#"<tr class="{}"><td><a href="/runs/{}/{}/index.html">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-            if t.not_linearizable > 0 { "v-not-linearizable" } else { "v-linearizable" },
+            if t.violations() > 0 { "v-not-linearizable" } else { "v-linearizable" },
             super::CAMPAIGNS_DIR,
             esc(folder),
             esc(&r.name),
             esc(&r.mode),
             esc(&r.started),
             r.runs.len(),
-            t.not_linearizable,
+            t.violations(),
             t.linearizable,
             t.unknown + t.run_failed + t.skipped,
         ));
@@ -356,8 +370,8 @@ pub fn nights(campaigns: &[(String, CampaignRecord)]) -> Vec<(String, Night)> {
         let t = record.tally();
         let night = nights.entry(day).or_default();
         night.campaigns += 1;
-        night.runs += t.linearizable + t.not_linearizable + t.unknown + t.run_failed;
-        night.violations += t.not_linearizable;
+        night.runs += t.linearizable + t.violations() + t.unknown + t.run_failed;
+        night.violations += t.violations();
         night.unknowns += t.unknown;
         night.failed += t.run_failed;
     }

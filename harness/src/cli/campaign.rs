@@ -7,7 +7,8 @@
 //! the summary table goes to stdout. See [`crate::campaign`] for the matrix, the records and
 //! the detection matrix of `--bugs`.
 //!
-//! Exit codes of a matrix campaign: 1 when any run is not linearizable, else 3 when a run
+//! Exit codes of a matrix campaign: 1 when any run is not linearizable (or its replicas
+//! diverged), else 3 when a run
 //! failed, else 2 when a verdict is unknown, else 0. A `--bugs` campaign exits 1 when a run
 //! with no planted bug is not linearizable (a false alarm), 3 when such a run failed, else 0:
 //! the bugs being found is its purpose, not a failure.

@@ -31,7 +31,8 @@ pub struct Cli {
 enum Command {
     /// Run one fault-injection test end to end: cluster, workload, faults, check, report.
     ///
-    /// Exit codes: 0 linearizable, 1 not linearizable, 2 unknown, 3 the run itself failed.
+    /// Exit codes: 0 linearizable, 1 not linearizable or replicas diverged, 2 unknown, 3 the run
+    /// itself failed.
     Test(Box<test::TestArgs>),
     /// Check recorded histories for linearizability.
     Check(check::CheckArgs),

@@ -95,6 +95,7 @@ pub fn recheck(dir: &Path, shrink_budget_ms: Option<u64>) -> anyhow::Result<RunR
             healed_ns: old.healed_ns,
             planned_faults: old.planned_faults,
             recorded_total_ms: Some(old.stats.total_ms),
+            divergence: old.divergence,
             origin_utc: old.origin_utc,
         },
         None => Recording {

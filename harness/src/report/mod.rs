@@ -833,7 +833,7 @@ pub fn render(input: &ReportInput<'_>) -> String {
         .max(1);
     let verdict_class = match input.verdict.as_str() {
         "linearizable" => "good",
-        "not linearizable" | "run failed" => "bad",
+        "not linearizable" | "replicas diverged" | "run failed" => "bad",
         _ => "unknown",
     };
     let count = |k: EventType| ops.iter().filter(|o| o.outcome == k).count();

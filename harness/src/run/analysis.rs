@@ -27,6 +27,17 @@ pub fn combine_verdict(check: Option<Verdict>, run_problems: bool) -> RunVerdict
     }
 }
 
+/// Replicas that applied different entries are a violation however the run went otherwise
+/// (its reason is already among the run's); a history that is not linearizable stays the
+/// verdict, the first thing to look at.
+pub fn with_divergence(verdict: RunVerdict, diverged: bool) -> RunVerdict {
+    if diverged && verdict != RunVerdict::NotLinearizable {
+        RunVerdict::Diverged
+    } else {
+        verdict
+    }
+}
+
 /// Checks the collected history, then writes `results.json` and `report.html` into the run
 /// folder (and drops the nodes' data after a passing run).
 pub async fn finish(
@@ -97,6 +108,7 @@ pub async fn finish(
             collected.reasons.extend(vacuous);
         }
     }
+    let verdict = with_divergence(verdict, collected.divergence.is_some());
     let minimal = minimal_history(config, model, &history, check_result.as_ref(), run_dir).await;
     let stats = compute_stats(
         collected,
@@ -115,6 +127,7 @@ pub async fn finish(
         planned_faults: collected.planned_faults.clone(),
         healed_ns: collected.healed_ns,
         node_problems: collected.node_problems.clone(),
+        divergence: collected.divergence.clone(),
         check: check_result,
         counterexample: counterexample.clone(),
         origin_utc: collected.origin_utc.clone(),
@@ -550,6 +563,19 @@ mod tests {
             RunVerdict::NotLinearizable
         );
         assert_eq!(combine_verdict(None, false), RunVerdict::Unknown);
+        for verdict in [
+            RunVerdict::Linearizable,
+            RunVerdict::Unknown,
+            RunVerdict::RunFailed,
+        ] {
+            assert_eq!(with_divergence(verdict, true), RunVerdict::Diverged);
+            assert_eq!(with_divergence(verdict, false), verdict);
+        }
+        assert_eq!(
+            with_divergence(RunVerdict::NotLinearizable, true),
+            RunVerdict::NotLinearizable
+        );
+        assert_eq!(RunVerdict::Diverged.exit_code(), 1);
         assert_eq!(RunVerdict::RunFailed.exit_code(), 3);
     }
 

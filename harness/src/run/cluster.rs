@@ -361,6 +361,47 @@ impl Cluster {
         }
     }
 
+    /// Asks every running member until all stand at the same applied index (or `timeout`
+    /// passes), recording each answer's digest in `book` (see [`super::replicas`]); returns
+    /// whether they met.
+    pub async fn compare_replicas(
+        &self,
+        book: &std::sync::Mutex<super::replicas::DigestBook>,
+        now_ns: impl Fn() -> u64,
+        timeout: Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let statuses = self.states().await;
+            let time = now_ns();
+            let members: Vec<bool> = {
+                let supervisor = self.supervisor.lock().await;
+                let book = self.book();
+                (0..self.nodes.len())
+                    .map(|i| supervisor.is_alive(i).unwrap_or(false) && book.counts(i))
+                    .collect()
+            };
+            let mut indexes = std::collections::BTreeSet::new();
+            for (i, state) in statuses.iter().enumerate().filter(|(i, _)| members[*i]) {
+                let Some(state) = state else {
+                    indexes.insert(None);
+                    continue;
+                };
+                indexes.insert(Some(state.applied_index));
+                if let (Some(digest), Ok(mut book)) = (&state.applied_digest, book.lock()) {
+                    book.record(i, state.applied_index, digest, time);
+                }
+            }
+            if indexes.len() == 1 && !indexes.contains(&None) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until a leader exists and every node has applied what the leader has committed
     /// (the cluster has recovered from the faults); returns whether it happened in time.
     pub async fn wait_converged(&self, timeout: Duration) -> bool {

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::cluster::{crash_line, log_tail, Cluster, ClusterSpec};
 use super::recorder::Recorder;
+use super::replicas::DigestBook;
 use super::workers::{self, WorkerContext};
 use super::workload::{Generator, KnownValues};
 use super::Recording;
@@ -199,7 +200,14 @@ async fn drive_cluster(
         t0,
         phase_stop_rx.clone(),
     ));
-    let mut sampler = match super::sampler::start(cluster.clone(), recorder.clone(), samples_path) {
+    let digests = Arc::new(std::sync::Mutex::new(DigestBook::default()));
+    let sampler = super::sampler::start(
+        cluster.clone(),
+        recorder.clone(),
+        samples_path,
+        digests.clone(),
+    );
+    let mut sampler = match sampler {
         Ok(tasks) => Some(tasks),
         Err(e) => {
             tracing::warn!("cannot write cluster.jsonl: {e}; the run goes on without it");
@@ -320,6 +328,23 @@ async fn drive_cluster(
                 failed.join(", ")
             ));
             collected.run_problem = true;
+        }
+        progress.phase("comparing replicas");
+        let met = cluster
+            .compare_replicas(&digests, || recorder.now_ns(), Duration::from_secs(10))
+            .await;
+        let book = digests.lock().unwrap_or_else(|e| e.into_inner());
+        if !met && !book.is_empty() {
+            collected.reasons.push(
+                "the members did not come to the same applied index within 10 s after the final reads, so their last digests were not compared".into(),
+            );
+        }
+    }
+    {
+        let book = digests.lock().unwrap_or_else(|e| e.into_inner());
+        collected.divergence = book.first_divergence();
+        if let Some(divergence) = &collected.divergence {
+            collected.reasons.push(divergence.to_string());
         }
     }
     flusher.abort();

@@ -31,6 +31,7 @@ pub mod membership;
 pub mod minimal;
 pub mod ops;
 pub mod recorder;
+pub mod replicas;
 pub mod sampler;
 pub mod schedule;
 pub mod workers;
@@ -82,6 +83,9 @@ pub struct Recording {
     /// When (ns since the workload started) every fault had been healed; `None` when the run
     /// never got that far.
     pub healed_ns: Option<u64>,
+    /// The first time two replicas showed different digests at the same applied index
+    /// ([`replicas`]): a violation whatever the history says.
+    pub divergence: Option<replicas::Divergence>,
     /// The names of the fault kinds the schedule planned, in order.
     pub planned_faults: Vec<String>,
     /// The wall time of the whole run when it was recorded earlier (`riptide report` checks a

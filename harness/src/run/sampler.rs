@@ -1,5 +1,6 @@
 //! What every node said of itself during the run, about every 100 ms, in `cluster.jsonl`:
-//! role, term, the leader it follows, commit and applied index, or that it did not answer
+//! role, term, the leader it follows, commit and applied index with the applied digest (each
+//! answer also goes to the run's [`DigestBook`]), or that it did not answer
 //! (killed, paused, or too slow: that is information too). With the history's faults it shows
 //! who led when, so a stale read from a follower and one from a deposed leader can be told
 //! apart.
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 use super::cluster::Cluster;
 use super::recorder::Recorder;
+use super::replicas::DigestBook;
 
 /// How often each node is asked.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
@@ -39,21 +41,25 @@ struct Sample<'a> {
     commit_index: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     applied_index: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    applied_digest: Option<&'a str>,
 }
 
-/// Samples every node of `cluster` into `path` until the returned tasks are aborted (the
-/// engine does at the end of the workload). A file that cannot be written ends the sampling
-/// with a warning; the run goes on.
+/// Samples every node of `cluster` into `path` and `digests` until the returned tasks are
+/// aborted (the engine does at the end of the workload). A file that cannot be written ends
+/// the sampling with a warning; the run goes on.
 pub fn start(
     cluster: Arc<Cluster>,
     recorder: Recorder,
     path: &Path,
+    digests: Arc<Mutex<DigestBook>>,
 ) -> std::io::Result<tokio::task::JoinSet<()>> {
     let file = std::io::BufWriter::new(std::fs::File::create(path)?);
     let file = Arc::new(Mutex::new(file));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..cluster.nodes.len() {
         let (cluster, recorder, file) = (cluster.clone(), recorder.clone(), file.clone());
+        let digests = digests.clone();
         tasks.spawn(async move {
             let mut ticker = tokio::time::interval(SAMPLE_EVERY);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -69,8 +75,14 @@ pub fn start(
                     continue;
                 }
                 let state = cluster.state_of(i).await;
+                let time = recorder.now_ns();
+                if let Some(s) = &state {
+                    if let (Some(digest), Ok(mut book)) = (&s.applied_digest, digests.lock()) {
+                        book.record(i, s.applied_index, digest, time);
+                    }
+                }
                 let sample = Sample {
-                    time: recorder.now_ns(),
+                    time,
                     node: format!("n{}", i + 1),
                     answered: state.is_some(),
                     role: state.as_ref().map(|s| s.role.as_str()),
@@ -81,6 +93,7 @@ pub fn start(
                         .map(|l| format!("n{l}")),
                     commit_index: state.as_ref().map(|s| s.commit_index),
                     applied_index: state.as_ref().map(|s| s.applied_index),
+                    applied_digest: state.as_ref().and_then(|s| s.applied_digest.as_deref()),
                 };
                 samples += 1;
                 let written = match (serde_json::to_string(&sample), file.lock()) {

@@ -205,7 +205,7 @@ impl RunSummary {
     /// Failing runs first, then unknown, then passing; newest first within each group.
     pub fn sort_key(&self) -> (u8, std::cmp::Reverse<String>) {
         let rank = match self.verdict {
-            Some(RunVerdict::NotLinearizable) => 0,
+            Some(RunVerdict::NotLinearizable | RunVerdict::Diverged) => 0,
             Some(RunVerdict::RunFailed) => 1,
             Some(RunVerdict::Unknown) | None => 2,
             Some(RunVerdict::Linearizable) => 3,

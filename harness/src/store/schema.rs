@@ -99,6 +99,10 @@ pub enum RunVerdict {
     Linearizable,
     #[serde(rename = "not linearizable")]
     NotLinearizable,
+    /// Two replicas showed different digests at the same applied index (see
+    /// [`crate::run::replicas`]): a violation even when the history is linearizable.
+    #[serde(rename = "replicas diverged")]
+    Diverged,
     #[serde(rename = "unknown")]
     Unknown,
     #[serde(rename = "run failed")]
@@ -115,15 +119,22 @@ impl RunVerdict {
     pub fn exit_code(self) -> u8 {
         match self {
             RunVerdict::Linearizable => 0,
-            RunVerdict::NotLinearizable => 1,
+            RunVerdict::NotLinearizable | RunVerdict::Diverged => 1,
             RunVerdict::Unknown => 2,
             RunVerdict::RunFailed => 3,
         }
     }
+    /// Whether the run found a violation (the history is not linearizable, or the replicas
+    /// diverged).
+    pub fn is_violation(self) -> bool {
+        matches!(self, RunVerdict::NotLinearizable | RunVerdict::Diverged)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             RunVerdict::Linearizable => "linearizable",
             RunVerdict::NotLinearizable => "not linearizable",
+            RunVerdict::Diverged => "replicas diverged",
             RunVerdict::Unknown => "unknown",
             RunVerdict::RunFailed => "run failed",
         }
@@ -172,6 +183,10 @@ pub struct RunResults {
     #[serde(default)]
     pub healed_ns: Option<u64>,
     pub node_problems: Vec<NodeProblem>,
+    /// Two replicas that showed different applied digests at the same index, when any did
+    /// (the verdict is then `replicas diverged` unless the history is not linearizable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergence: Option<crate::run::replicas::Divergence>,
     /// The checker's full result (per-partition verdicts and counterexamples).
     pub check: Option<CheckResult>,
     /// The counterexample as the report draws it.
@@ -240,6 +255,10 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&RunVerdict::RunFailed).unwrap(),
             "\"run failed\""
+        );
+        assert_eq!(
+            serde_json::to_string(&RunVerdict::Diverged).unwrap(),
+            "\"replicas diverged\""
         );
     }
 }

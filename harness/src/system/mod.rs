@@ -53,6 +53,9 @@ pub struct NodeState {
     pub applied_index: u64,
     /// The index of the last entry of its log, when it says (for the `figure-8` fault).
     pub last_index: Option<u64>,
+    /// Its digest of everything applied up to `applied_index`, when it reports one (see
+    /// [`crate::run::replicas`]).
+    pub applied_digest: Option<String>,
     /// Its role in its own words (`leader`, `follower`, `candidate`, ...), as recorded in
     /// `cluster.jsonl`.
     pub role: String,

@@ -30,10 +30,20 @@
 //! applied index) for log compaction and InstallSnapshot; [`KvStore::restore`] reads it back.
 //! Sessions must be in it: a retry that arrives after the log entry of its first application
 //! was compacted away (or at a follower brought up by a snapshot) must still be recognised.
-//! The encoding is one format byte ([`SNAPSHOT_FORMAT`], 3) then the image in postcard (a
+//! The encoding is one format byte ([`SNAPSHOT_FORMAT`], 4) then the image in postcard (a
 //! compact binary serde format: strings as length + bytes, integers as varints), so the
-//! snapshot file and its InstallSnapshot chunks cost about the size of the data. A snapshot
-//! of another format (the JSON images of format 2 start with `{`) is refused, naming it.
+//! snapshot file and its InstallSnapshot chunks cost about the size of the data. Format 3,
+//! the same image without the applied digest, is still read (the digest is then unknown); a
+//! snapshot of another format (the JSON images of format 2 start with `{`) is refused, naming
+//! it.
+//!
+//! The applied digest ([`KvStore::applied_digest`]) is a hash chain over every entry applied,
+//! its index, term and bytes. State Machine Safety says every node applies the same entry at
+//! each index, so two nodes at the same applied index must show the same digest whatever else
+//! differs between them; a node that applied an entry a new leader later overwrote shows
+//! another digest from then on, even when the two entries happened to change the data alike.
+//! It travels in snapshots, so a node restored from one goes on with the chain (etcd's
+//! corruption check compares a hash of the KV state between members the same way).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -212,8 +222,19 @@ struct Tombstone {
 }
 
 /// Version of the snapshot encoding, its first byte, checked by [`KvStore::restore`]. Format 2
-/// was a JSON object (first byte `{`); 3 is postcard.
-pub const SNAPSHOT_FORMAT: u8 = 3;
+/// was a JSON object (first byte `{`); 3 is postcard; 4 adds the applied digest.
+pub const SNAPSHOT_FORMAT: u8 = 4;
+
+/// The postcard format before the applied digest, still read.
+const SNAPSHOT_FORMAT_WITHOUT_DIGEST: u8 = 3;
+
+/// What kind of entry a link of the applied digest stands for (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Noop = 0,
+    Membership = 1,
+    Command = 2,
+}
 
 /// The snapshot encoding, borrowing the store's maps so taking a snapshot copies nothing but
 /// the output bytes.
@@ -223,11 +244,22 @@ struct SnapshotRef<'a> {
     data: &'a HashMap<String, String>,
     sessions: &'a HashMap<String, Session>,
     tombstones: &'a HashMap<String, Tombstone>,
+    applied_digest: Option<u64>,
 }
 
 /// The snapshot encoding, owned, as read back.
 #[derive(Deserialize)]
 struct SnapshotOwned {
+    applied_index: LogIndex,
+    data: HashMap<String, String>,
+    sessions: HashMap<String, Session>,
+    tombstones: HashMap<String, Tombstone>,
+    applied_digest: Option<u64>,
+}
+
+/// Format 3: the image without the applied digest.
+#[derive(Deserialize)]
+struct SnapshotWithoutDigest {
     applied_index: LogIndex,
     data: HashMap<String, String>,
     sessions: HashMap<String, Session>,
@@ -244,7 +276,7 @@ pub enum RestoreError {
     #[error("KV snapshot followed by {0} stray bytes")]
     TrailingBytes(usize),
     #[error(
-        "snapshot format {found}{hint} is not supported (this build reads format {SNAPSHOT_FORMAT})",
+        "snapshot format {found}{hint} is not supported (this build reads formats 3 and {SNAPSHOT_FORMAT})",
         hint = if *.found == b'{' { " (a JSON image: a riptide-server from before format 3)" } else { "" }
     )]
     Format { found: u8 },
@@ -263,6 +295,9 @@ pub struct KvStore {
     tombstones_by_age: BTreeMap<LogIndex, String>,
     /// Index of the last applied entry.
     applied_index: LogIndex,
+    /// The hash chain over every applied entry (see the module docs); `None` after a restore
+    /// from a snapshot of format 3, which did not carry it.
+    applied_digest: Option<u64>,
     /// Sessions kept before the least recently used is evicted (a setting, the same on every
     /// node; not part of a snapshot).
     max_sessions: usize,
@@ -279,6 +314,7 @@ impl Default for KvStore {
             tombstones: HashMap::new(),
             tombstones_by_age: BTreeMap::new(),
             applied_index: 0,
+            applied_digest: Some(0),
             max_sessions: DEFAULT_MAX_SESSIONS,
             no_dedup: false,
         }
@@ -328,6 +364,33 @@ impl KvStore {
         self.applied_index
     }
 
+    /// The applied digest at [`KvStore::applied_index`] (see the module docs), when known.
+    pub fn applied_digest(&self) -> Option<u64> {
+        self.applied_digest
+    }
+
+    /// Extends the applied digest with the entry at `index` of `term` about to be applied
+    /// (`bytes`: its command; empty for the other kinds). Called once per applied entry, in
+    /// log order, by whoever applies the log.
+    pub fn chain_entry(
+        &mut self,
+        index: LogIndex,
+        term: crate::raft::Term,
+        kind: EntryKind,
+        bytes: &[u8],
+    ) {
+        use std::hash::Hasher;
+        if let Some(previous) = self.applied_digest {
+            let mut hasher = fnv::FnvHasher::default();
+            hasher.write(&previous.to_le_bytes());
+            hasher.write(&index.to_le_bytes());
+            hasher.write(&term.to_le_bytes());
+            hasher.write(&[kind as u8]);
+            hasher.write(bytes);
+            self.applied_digest = Some(hasher.finish());
+        }
+    }
+
     /// Records that the entry at `index` (a no-op, or a command that failed to decode) was
     /// applied without changing anything.
     pub fn apply_noop(&mut self, index: LogIndex) {
@@ -342,6 +405,7 @@ impl KvStore {
             data: &self.data,
             sessions: &self.sessions,
             tombstones: &self.tombstones,
+            applied_digest: self.applied_digest,
         };
         // Maps of strings, integers and plain enums always serialise.
         postcard::to_io(&image, vec![SNAPSHOT_FORMAT]).unwrap_or_default()
@@ -351,10 +415,21 @@ impl KvStore {
     /// `no-dedup` bug) are not part of a snapshot: set them again on the result.
     pub fn restore(bytes: &[u8]) -> Result<KvStore, RestoreError> {
         let (&format, body) = bytes.split_first().ok_or(RestoreError::Empty)?;
-        if format != SNAPSHOT_FORMAT {
-            return Err(RestoreError::Format { found: format });
-        }
-        let (image, rest): (SnapshotOwned, _) = postcard::take_from_bytes(body)?;
+        let (image, rest): (SnapshotOwned, _) = match format {
+            SNAPSHOT_FORMAT => postcard::take_from_bytes(body)?,
+            SNAPSHOT_FORMAT_WITHOUT_DIGEST => {
+                let (old, rest): (SnapshotWithoutDigest, _) = postcard::take_from_bytes(body)?;
+                let image = SnapshotOwned {
+                    applied_index: old.applied_index,
+                    data: old.data,
+                    sessions: old.sessions,
+                    tombstones: old.tombstones,
+                    applied_digest: None,
+                };
+                (image, rest)
+            }
+            _ => return Err(RestoreError::Format { found: format }),
+        };
         if !rest.is_empty() {
             return Err(RestoreError::TrailingBytes(rest.len()));
         }
@@ -375,6 +450,7 @@ impl KvStore {
             tombstones: image.tombstones,
             tombstones_by_age,
             applied_index: image.applied_index,
+            applied_digest: image.applied_digest,
             ..KvStore::default()
         })
     }
@@ -855,5 +931,60 @@ mod tests {
         ] {
             assert!(RequestId::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+    #[test]
+    fn the_applied_digest_is_the_same_for_the_same_entries_and_differs_for_another_term() {
+        let commands: Vec<Command> = (0..20u64)
+            .map(|i| with_id("c", i + 1, append("k", &i.to_string())))
+            .collect();
+        let replay = |term_of_ten: u64| {
+            let mut kv = KvStore::new();
+            for (i, command) in commands.iter().enumerate() {
+                let index = i as u64 + 1;
+                let term = if index == 10 { term_of_ten } else { 1 };
+                kv.chain_entry(index, term, EntryKind::Command, &command.encode());
+                kv.apply(index, command);
+            }
+            kv
+        };
+        let (a, b) = (replay(1), replay(1));
+        assert_eq!(a.applied_digest(), b.applied_digest());
+        assert_ne!(a.applied_digest(), KvStore::new().applied_digest());
+        // The same command at index 10 from another term: same data, another digest.
+        let other = replay(2);
+        assert_eq!(other.get("k"), a.get("k"));
+        assert_ne!(other.applied_digest(), a.applied_digest());
+        // A no-op differs from a command with no bytes.
+        let (mut noop, mut empty) = (KvStore::new(), KvStore::new());
+        noop.chain_entry(1, 1, EntryKind::Noop, &[]);
+        empty.chain_entry(1, 1, EntryKind::Command, &[]);
+        assert_ne!(noop.applied_digest(), empty.applied_digest());
+    }
+
+    #[test]
+    fn the_applied_digest_travels_in_a_snapshot_and_format_3_reads_without_it() {
+        let mut kv = KvStore::new();
+        kv.chain_entry(1, 1, EntryKind::Command, b"x");
+        kv.apply(1, &cmd(write("k", "v")));
+        let restored = KvStore::restore(&kv.snapshot()).unwrap();
+        assert_eq!(restored.applied_digest(), kv.applied_digest());
+        assert!(restored.applied_digest().is_some());
+        // Format 3: the same image without the digest (postcard writes a struct as its
+        // fields in order, as a tuple).
+        let data = HashMap::from([("k".to_string(), "v".to_string())]);
+        let old = (
+            7u64,
+            data,
+            HashMap::<String, Session>::new(),
+            HashMap::<String, Tombstone>::new(),
+        );
+        let bytes = postcard::to_io(&old, vec![SNAPSHOT_FORMAT_WITHOUT_DIGEST]).unwrap();
+        let mut restored = KvStore::restore(&bytes).unwrap();
+        assert_eq!(restored.applied_index(), 7);
+        assert_eq!(restored.get("k"), Some("v"));
+        assert_eq!(restored.applied_digest(), None);
+        // Unknown stays unknown: no chain is made up from the middle.
+        restored.chain_entry(8, 1, EntryKind::Noop, &[]);
+        assert_eq!(restored.applied_digest(), None);
     }
 }

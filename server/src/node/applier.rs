@@ -54,7 +54,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::metrics::Metrics;
 use super::raft_loop::{ProposeOutcome, ReadOutcome};
 use super::NodeStatus;
-use crate::kv::{Applied, Command, KvStore};
+use crate::kv::{Applied, Command, EntryKind, KvStore};
 use crate::raft::{Entry, EntryPayload, LogIndex, Membership, Snapshot, SnapshotMeta, Term};
 use crate::storage::fs::Fs;
 use crate::storage::snapshot::write_atomically;
@@ -374,9 +374,11 @@ impl Applier {
     /// if one is due.
     pub fn finish_round(&mut self) {
         let applied = self.kv.applied_index();
+        let digest = self.kv.applied_digest();
         self.status.send_if_modified(|status| {
-            let changed = status.applied_index != applied;
+            let changed = status.applied_index != applied || status.applied_digest != digest;
             status.applied_index = applied;
+            status.applied_digest = digest;
             changed
         });
         for (reply, outcome) in self.write_answers.drain(..) {
@@ -507,6 +509,12 @@ impl Applier {
     /// Applies one committed entry and answers the write waiting for it, if any.
     fn apply(&mut self, entry: &Entry) {
         Metrics::inc(&self.metrics.applied_entries_total);
+        let (kind, bytes): (EntryKind, &[u8]) = match &entry.payload {
+            EntryPayload::Noop => (EntryKind::Noop, &[]),
+            EntryPayload::Membership(_) => (EntryKind::Membership, &[]),
+            EntryPayload::Command(bytes) => (EntryKind::Command, bytes),
+        };
+        self.kv.chain_entry(entry.index, entry.term, kind, bytes);
         let applied = match &entry.payload {
             EntryPayload::Noop => {
                 self.kv.apply_noop(entry.index);
@@ -992,9 +1000,14 @@ mod tests {
         let entries: Vec<Entry> = (1..=4)
             .map(|i| entry(i, 1, &commands[i as usize - 1]))
             .collect();
+        // The state the applier reaches at `index`, its digest chained through the same entries.
         let state_at = |index: LogIndex| {
             let mut kv = KvStore::new();
             for i in 1..=index {
+                let e = &entries[i as usize - 1];
+                if let EntryPayload::Command(bytes) = &e.payload {
+                    kv.chain_entry(e.index, e.term, EntryKind::Command, bytes);
+                }
                 kv.apply(i, &commands[i as usize - 1]);
             }
             kv

@@ -94,6 +94,8 @@ pub struct NodeStatus {
     pub raft: Status,
     /// The state machine's apply index (the core does not track it).
     pub applied_index: crate::raft::LogIndex,
+    /// The applied digest at `applied_index` ([`crate::kv::KvStore::applied_digest`]).
+    pub applied_digest: Option<u64>,
 }
 
 /// Why a node could not start or had to stop.
@@ -204,6 +206,7 @@ pub async fn run(
     let (status_tx, status_rx) = watch::channel(NodeStatus {
         raft: core.status(),
         applied_index: applied,
+        applied_digest: kv.applied_digest(),
     });
     let status_tx = Arc::new(status_tx);
     let (peer_tx, peer_rx) = mpsc::channel(8192);
@@ -388,6 +391,7 @@ impl NodeStatus {
                 match_index: BTreeMap::new(),
             },
             applied_index: 0,
+            applied_digest: Some(0),
         }
     }
 }

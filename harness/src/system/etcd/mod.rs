@@ -232,6 +232,7 @@ fn node_state(status: &StatusResponse) -> NodeState {
         commit_index: number(&status.raft_index),
         applied_index: number(&status.raft_applied_index),
         last_index: None,
+        applied_digest: None,
     }
 }
 
@@ -552,6 +553,7 @@ mod tests {
                 commit_index: 8,
                 applied_index: 7,
                 last_index: None,
+                applied_digest: None,
                 role: "leader".into(),
                 leader: None,
             }

@@ -45,6 +45,8 @@ pub struct NodeStatus {
     #[serde(default)]
     pub last_index: Option<u64>,
     #[serde(default)]
+    pub applied_digest: Option<String>,
+    #[serde(default)]
     pub leader: Option<u64>,
 }
 
@@ -164,6 +166,7 @@ impl Db for RiptideDb {
             commit_index: status.commit_index,
             applied_index: status.applied_index,
             last_index: status.last_index,
+            applied_digest: status.applied_digest,
             role: status.role.as_str().unwrap_or("unknown").to_string(),
             leader: status.leader,
         })
