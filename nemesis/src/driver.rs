@@ -63,6 +63,10 @@ pub use figure8::LogView;
 /// How often `leader-churn` asks who leads while it waits for the next leader.
 const CHURN_POLL: Duration = Duration::from_millis(50);
 
+/// How many entries a new leader commits before `stall-leader` resumes the old one: a few
+/// client writes beyond its no-op (see `wait_new_leader_writes`).
+const STALL_NEW_WRITES: u64 = 5;
+
 /// How often `crash-restart-voter` asks the nodes where they stand: well within the window
 /// between a vote and the new leader's first entry (twice the added link latency).
 const VOTER_POLL: Duration = Duration::from_millis(5);
@@ -381,6 +385,29 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         }
     }
 
+    /// For `stall-leader`: waits until a node outside `stalled` leads and has committed
+    /// [`STALL_NEW_WRITES`] entries more than any of them had when asked first, or until
+    /// `latest`. Clients may still be waiting on the stalled leader (an attempt can last as
+    /// long as the stall), and a read the old leader answers is stale only after the new
+    /// leader took writes. Returns that leader and its term; `None` when none did in time, or
+    /// at once when the system cannot say where its log stands.
+    async fn wait_new_leader_writes(
+        &mut self,
+        stalled: &[usize],
+        latest: Instant,
+    ) -> Option<(usize, u64)> {
+        let others: Vec<usize> = (0..self.nodes()).filter(|n| !stalled.contains(n)).collect();
+        let first = self.f8_views(&others).await;
+        let base = first.iter().flatten().map(|v| v.commit_index).max()?;
+        self.f8_wait(latest, &others, |views| {
+            views.iter().enumerate().find_map(|(n, v)| {
+                v.filter(|v| v.leader && v.commit_index >= base + STALL_NEW_WRITES)
+                    .map(|v| (n, v.term))
+            })
+        })
+        .await
+    }
+
     /// Asks the system under test who leads; `None` at once when the stop signal fires first.
     async fn ask_primary(&mut self) -> Option<usize> {
         if self.stopped {
@@ -563,6 +590,9 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                     .await
                     && !active.nodes.is_empty()
                 {
+                    let latest = end.checked_sub(cut_off / 2).unwrap_or(end);
+                    let new_leader = self.wait_new_leader_writes(&active.nodes, latest).await;
+                    let cut_off = end.saturating_duration_since(Instant::now());
                     let mut failed = None;
                     {
                         let mut supervisor = self.targets.supervisor.lock().await;
@@ -570,8 +600,15 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                     }
                     match failed {
                         None => {
+                            let after = match new_leader {
+                                Some((n, term)) => format!(
+                                    " once {} (term {term}) had committed {STALL_NEW_WRITES} more entries",
+                                    node_name(n)
+                                ),
+                                None => String::new(),
+                            };
                             let step = format!(
-                                "resumed {}, still cut off for {} ms",
+                                "resumed {}{after}, still cut off for {} ms",
                                 node_list(&active.nodes),
                                 cut_off.as_millis()
                             );

@@ -487,7 +487,9 @@ pub struct FaultOptions {
     pub churn_dwell_ms: u64,
     /// How long a `stall-leader` node runs again, still cut off, before it rejoins at the end of
     /// the fault, in milliseconds (at most half the window): longer than check-quorum takes to
-    /// depose it (two election timeouts), so it is no longer leader when it rejoins.
+    /// depose it (two election timeouts), so it is no longer leader when it rejoins. It resumes
+    /// later, down to half this, while no new leader has committed client writes: only then
+    /// are the reads it answers from its old state stale.
     pub stall_cut_off_ms: u64,
     /// Latency `crash-restart-voter` adds to each link among the nodes other than the old leader,
     /// in milliseconds: a vote and the new leader's first entry are then `2 x` this apart, the
@@ -957,7 +959,7 @@ impl FaultPlan {
                 fallback,
                 cut_off_ms,
             } => format!(
-                "stall leader {}: paused and cut off, resumed {cut_off_ms} ms before it rejoins",
+                "stall leader {}: paused and cut off, resumed (once a new leader took writes) up to {cut_off_ms} ms before it rejoins",
                 leader_name(*fallback)
             ),
             FaultPlan::CrashRestartOne { node, down_ms } => {

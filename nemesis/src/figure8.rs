@@ -295,7 +295,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
     }
 
     /// The views of `asked` (the others `None`), asked one after the other.
-    async fn f8_views(&mut self, asked: &[usize]) -> Views {
+    pub(super) async fn f8_views(&mut self, asked: &[usize]) -> Views {
         let mut views = vec![None; self.nodes()];
         for &node in asked {
             views[node] = self.f8_view(node).await;
@@ -305,7 +305,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
 
     /// Asks `asked` every [`POLL`] until `found` says what it waited for; `None` when the
     /// window ended or the stop signal fired first.
-    async fn f8_wait<T>(
+    pub(super) async fn f8_wait<T>(
         &mut self,
         end: Instant,
         asked: &[usize],
@@ -322,7 +322,6 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         }
     }
 
-    /// Sets `fault` on each directed link of `links` (node indices are in range: checked).
     /// Waits (as [`Self::f8_wait`]) until one of `among` leads a term above `above`: that node,
     /// its term and its last index.
     async fn f8_wait_leader(
@@ -340,6 +339,7 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
         .await
     }
 
+    /// Sets `fault` on each directed link of `links` (node indices are in range: checked).
     fn f8_set(&self, links: &[(usize, usize)], fault: LinkFault) {
         let network = self.targets.network;
         for &(from, to) in links {
