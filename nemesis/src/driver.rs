@@ -67,6 +67,14 @@ const CHURN_POLL: Duration = Duration::from_millis(50);
 /// client writes beyond its no-op (see `wait_new_leader_writes`).
 const STALL_NEW_WRITES: u64 = 5;
 
+/// How long `stall-leader` keeps the old leader paused once the new leader took those writes
+/// (never past the latest resume): reads sent to the old leader meanwhile are still waiting
+/// when it resumes (a client's attempt lasts 500 ms by default), and those invoked after a new
+/// write completed are stale if it answers them from its own state. Resumed at once after the
+/// writes, the reads queued on it were nearly all older than every new write (measured: two
+/// default runs in ten whose only stall gave no stale read).
+const STALL_QUEUE: Duration = Duration::from_millis(200);
+
 /// How often `crash-restart-voter` asks the nodes where they stand: well within the window
 /// between a vote and the new leader's first entry (twice the added link latency).
 const VOTER_POLL: Duration = Duration::from_millis(5);
@@ -592,6 +600,10 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                 {
                     let latest = end.checked_sub(cut_off / 2).unwrap_or(end);
                     let new_leader = self.wait_new_leader_writes(&active.nodes, latest).await;
+                    if new_leader.is_some() {
+                        self.sleep_until((Instant::now() + STALL_QUEUE).min(latest))
+                            .await;
+                    }
                     let cut_off = end.saturating_duration_since(Instant::now());
                     let mut failed = None;
                     {
@@ -602,7 +614,8 @@ impl<P: Primary, O: Observer, S: Future<Output = ()>> Player<'_, '_, P, O, S> {
                         None => {
                             let after = match new_leader {
                                 Some((n, term)) => format!(
-                                    " once {} (term {term}) had committed {STALL_NEW_WRITES} more entries",
+                                    " up to {} ms after {} (term {term}) had committed {STALL_NEW_WRITES} more entries",
+                                    STALL_QUEUE.as_millis(),
                                     node_name(n)
                                 ),
                                 None => String::new(),
