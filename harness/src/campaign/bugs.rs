@@ -143,11 +143,11 @@ pub const PLANTED_BUGS: &[PlantedBug] = &[
         // the nemesis's figure8 module); it needs a follower more than one AppendEntries batch
         // behind, so batches are 6 entries here (the node's default 1024 would need a
         // suffix of over a thousand writes; the suffix is about one write per client, 9-12).
-        // The overwritten entries show only until a write resets their key, and a key is
-        // reset by 10% of its operations: 256 keys keep each key's few seconds between the
-        // overwrite and the old leader's reads mostly free of writes. Twelve-second windows
-        // fit the five steps (four elections of 500-1000 ms, two of them a term late) and two
-        // rounds per 30 s. Measured 1/10 (2026-12-03): see the README for why so few.
+        // The overwritten entries are mostly writes their clients retried, so reads rarely
+        // show them (1/10 from reads alone, 2026-12-03); the nodes' applied digests do
+        // (`replicas diverged`). 256 keys keep the reads' chances up where they have any.
+        // Twelve-second windows fit the five steps (four elections of 500-1000 ms, two of them
+        // a term late) and two rounds per 30 s. Measured 10/10 (2026-12-04): see the README.
         nemesis: "figure-8",
         args: &[
             "--nodes",
@@ -160,7 +160,7 @@ pub const PLANTED_BUGS: &[PlantedBug] = &[
             "--nemesis-quiet",
             "1s",
         ],
-        why: "figure-8 leaves a term-T suffix on the leader and one follower, lets the leader of a later term send a third node a first batch of it alone, and overwrites that batch from a term in between: a leader that counts replicas of old entries has committed and applied it, and shows it once it leads again",
+        why: "figure-8 leaves a term-T suffix on the leader and one follower, lets the leader of a later term send a third node a first batch of it alone, and overwrites that batch from a term in between: a leader that counts replicas of old entries has committed and applied it: its applied digest differs from the others' at the same index (replicas diverged), and its reads show it once it leads again",
     },
     PlantedBug {
         name: "no-fsync",

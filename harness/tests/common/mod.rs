@@ -170,6 +170,33 @@ pub fn quiet_test_args<'a>(
     full
 }
 
+/// One `riptide test` run of [`run_test_quietly`] in a fresh temporary store.
+struct SeedRun {
+    store: tempfile::TempDir,
+    code: Option<i32>,
+    /// The verdict line, trimmed.
+    stdout: String,
+    stderr: String,
+}
+
+fn run_seed(args: &[&str], seed: &str, limit: Duration) -> SeedRun {
+    let store = tempfile::tempdir().expect("a temporary store");
+    let out = run_test_quietly(store.path(), args, seed, limit);
+    SeedRun {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        store,
+    }
+}
+
+/// The `results.json` of the latest run in `store`.
+fn latest_results(store: &Path) -> serde_json::Value {
+    let results = std::fs::read_to_string(store.join("latest/results.json"))
+        .expect("results.json of the run");
+    serde_json::from_str(&results).expect("results.json is JSON")
+}
+
 /// A run that ended `not linearizable`, kept until dropped.
 pub struct NotLinearizableRun {
     pub store: tempfile::TempDir,
@@ -182,7 +209,9 @@ pub struct NotLinearizableRun {
 /// Runs `riptide test` with `args` (the store, node binary, seed and `--quiet` are added) for
 /// each seed in turn until one run ends `not linearizable`, and returns that run's store (a
 /// temporary folder) with its stderr. A run that ends `linearizable` is bad luck and the next
-/// seed is tried; anything else (unknown, a failed run) fails the test at once, and so does no
+/// seed is tried, and so is one that ends `replicas diverged` (the bug found, but not the kind
+/// of failure this test is about); anything else (unknown, a failed run) fails the test at
+/// once, and so does no
 /// seed finding the bug: a harness that stopped seeing it passes every run. `after_each` sees
 /// every run's store (e.g. to check that no mount is left). The run found must have a
 /// `results.json` with the verdict and a counterexample, and a `minimal.jsonl` (see
@@ -196,18 +225,21 @@ pub fn not_linearizable_within_seeds(
 ) -> NotLinearizableRun {
     let mut verdicts = Vec::new();
     for seed in seeds {
-        let store = tempfile::tempdir().expect("a temporary store");
-        let out = run_test_quietly(store.path(), args, seed, limit);
-        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let SeedRun {
+            store,
+            code,
+            stdout,
+            stderr,
+        } = run_seed(args, seed, limit);
         after_each(store.path());
-        if out.status.code() == Some(1) {
+        if code == Some(1) && stdout == "replicas diverged" {
+            verdicts.push(format!("seed {seed}: {stdout}"));
+            continue;
+        }
+        if code == Some(1) {
             assert_eq!(stdout, "not linearizable", "{what}, seed {seed}: {stderr}");
             // The run folder holds the evidence: a results.json naming the violation.
-            let results = std::fs::read_to_string(store.path().join("latest/results.json"))
-                .expect("results.json of the run");
-            let results: serde_json::Value =
-                serde_json::from_str(&results).expect("results.json is JSON");
+            let results = latest_results(store.path());
             assert_eq!(results["verdict"], "not linearizable");
             assert!(results["counterexample"].is_object(), "{results}");
             assert_minimal_history(&store.path().join("latest"), what);
@@ -217,14 +249,49 @@ pub fn not_linearizable_within_seeds(
                 results,
             };
         }
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{what}, seed {seed}: {stdout}\n{stderr}"
-        );
+        assert_eq!(code, Some(0), "{what}, seed {seed}: {stdout}\n{stderr}");
         verdicts.push(format!("seed {seed}: {stdout}"));
     }
     panic!("{what}: not found in {} runs: {verdicts:?}", seeds.len());
+}
+
+/// As [`not_linearizable_within_seeds`] for a run that must end `replicas diverged` (exit 1):
+/// its `results.json` names the divergence (two nodes' digests at one applied index). A run
+/// that ends `linearizable` or `not linearizable` is tried again with the next seed.
+pub fn diverged_within_seeds(
+    what: &str,
+    args: &[&str],
+    seeds: &[&str],
+    limit: Duration,
+) -> serde_json::Value {
+    let mut verdicts = Vec::new();
+    for seed in seeds {
+        let run = run_seed(args, seed, limit);
+        let (stdout, stderr) = (&run.stdout, &run.stderr);
+        assert!(
+            matches!(run.code, Some(0) | Some(1)),
+            "{what}, seed {seed}: {stdout}\n{stderr}"
+        );
+        if stdout == "replicas diverged" {
+            assert_eq!(run.code, Some(1), "{what}, seed {seed}: {stderr}");
+            let results = latest_results(run.store.path());
+            assert_eq!(results["verdict"], "replicas diverged");
+            assert!(
+                results["divergence"]["applied_index"].as_u64() > Some(0),
+                "{results}"
+            );
+            assert!(
+                stderr.contains("replicas diverged at applied index"),
+                "{what}, seed {seed}: {stderr}"
+            );
+            return results;
+        }
+        verdicts.push(format!("seed {seed}: {stdout}"));
+    }
+    panic!(
+        "{what}: no divergence in {} runs: {verdicts:?}",
+        seeds.len()
+    );
 }
 
 /// A failing run's `minimal.jsonl` (written by the run itself, within its shrink budget): it
