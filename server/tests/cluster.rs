@@ -132,6 +132,24 @@ async fn cluster_keeps_acknowledged_writes_across_a_leader_kill_and_catches_up_t
             .unwrap();
         assert_eq!(response.text().await.unwrap(), *value, "key {key}");
     }
+    // Every node applied the same log: once all stand at the same applied index (no writes
+    // now), their applied digests are equal, the restarted node's included.
+    let digests = poll("every node at one applied index", DEADLINE, || async {
+        let mut seen = Vec::new();
+        for id in 1..=3 {
+            let status = cluster.status(id).await?;
+            seen.push((
+                status["applied_index"].as_u64()?,
+                status["applied_digest"].as_str()?.to_string(),
+            ));
+        }
+        seen.iter().all(|s| s.0 == seen[0].0).then_some(seen)
+    })
+    .await;
+    assert!(
+        digests.iter().all(|d| d.1 == digests[0].1),
+        "replicas diverged: {digests:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,6 +119,7 @@ async fn single_node_serves_every_operation_with_the_documented_answers() {
         "leader_url",
         "commit_index",
         "applied_index",
+        "applied_digest",
         "last_index",
         "peers",
     ] {
@@ -128,6 +129,12 @@ async fn single_node_serves_every_operation_with_the_documented_answers() {
         );
     }
     assert_eq!(status["role"], "leader");
+    // The applied digest is 16 hex digits (a hash chain over the applied entries).
+    let digest = status["applied_digest"].as_str().unwrap_or_default();
+    assert!(
+        digest.len() == 16 && digest.chars().all(|c| c.is_ascii_hexdigit()),
+        "{status}"
+    );
     let metrics = http
         .get(format!("{url}/metrics"))
         .send()
