@@ -164,18 +164,68 @@ fn figure_8_makes_the_replicas_of_a_leader_committing_old_term_entries_diverge()
 /// the overwrite removes only uncommitted entries, and every node applies the same log.
 #[test]
 fn figure_8_leaves_a_correct_node_linearizable_with_replicas_that_agree() {
-    let store = tempfile::tempdir().unwrap();
-    let out = common::run_test_quietly(store.path(), FIGURE_8_ARGS, "1", Duration::from_secs(150));
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert_eq!(stdout, "linearizable");
+    let store = common::linearizable_run(
+        "figure-8, no bug",
+        FIGURE_8_ARGS,
+        "1",
+        Duration::from_secs(150),
+    );
     let results = std::fs::read_to_string(store.path().join("latest/results.json")).unwrap();
     let results: serde_json::Value = serde_json::from_str(&results).unwrap();
     assert!(results["divergence"].is_null(), "{results}");
     // Replicas were compared: cluster.jsonl holds the nodes' digests.
     let samples = std::fs::read_to_string(store.path().join("latest/cluster.jsonl")).unwrap();
     assert!(samples.contains("applied_digest"), "no digest sampled");
+}
+
+/// `deafen-leader` cuts every link into the leader and none out of it: the followers take its
+/// entries, their acknowledgements never come back, and the next leader commits what the
+/// deafened one had sent while its clients time out and retry elsewhere. Without request
+/// deduplication (`--bug no-dedup`) the retries apply a second time: a cas that succeeded is
+/// answered as failed, an append shows twice.
+const DEAFEN_LEADER_ARGS: &[&str] = &[
+    "--nemesis",
+    "deafen-leader",
+    "--nemesis-interval",
+    "1s",
+    "--time-limit",
+    "8s",
+];
+
+#[test]
+fn a_deafened_leader_exposes_retries_applied_twice_without_deduplication() {
+    let mut args = DEAFEN_LEADER_ARGS.to_vec();
+    args.extend(["--node-arg=--unsafe", "--node-arg=--bug=no-dedup"]);
+    let found = common::not_linearizable_within_seeds(
+        "no-dedup under deafen-leader",
+        &args,
+        &["1", "2", "3"],
+        Duration::from_secs(120),
+        &|_| {},
+    );
+    let faults = found.results["faults"].as_array().expect("faults");
+    assert!(
+        faults.iter().any(|f| f["name"] == "deafen-leader"),
+        "{}",
+        found.results
+    );
+}
+
+/// The same faults leave a correct node linearizable: every retry is answered from the
+/// session table with the first attempt's result.
+#[test]
+fn a_deafened_leader_leaves_a_correct_node_linearizable() {
+    let store = common::linearizable_run(
+        "deafen-leader, no bug",
+        DEAFEN_LEADER_ARGS,
+        "1",
+        Duration::from_secs(120),
+    );
+    let history = std::fs::read_to_string(store.path().join("latest/history.jsonl")).unwrap();
+    assert!(
+        history.contains("deafen leader n"),
+        "deafen-leader never played"
+    );
 }
 
 /// A leader that acknowledges writes before they are committed loses them when it is cut off

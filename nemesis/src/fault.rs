@@ -51,6 +51,11 @@ pub enum FaultKind {
     SlowLinks,
     /// `throttle-links`: limit the bandwidth of every link, or of the links of one node.
     ThrottleLinks,
+    /// `deafen-leader`: cut every link into the current leader, none out of it: its entries
+    /// reach the followers, their acknowledgements never come back, so it commits nothing until
+    /// check-quorum deposes it, and the next leader commits what it had sent (a write whose
+    /// client timed out, then retried elsewhere: what request deduplication is for).
+    DeafenLeader,
     /// `kill-one`: `SIGKILL` one random node; restart it when the fault ends.
     KillOne,
     /// `kill-minority`: `SIGKILL` a random minority at once; restart them when the fault ends.
@@ -149,7 +154,7 @@ pub enum FaultKind {
 
 /// Every fault kind, in vocabulary order, those that need a [`crate::DiskControl`] included (the
 /// name `all` in a fault list leaves those out: see [`parse_fault_list`]).
-pub const ALL_KINDS: [FaultKind; 30] = [
+pub const ALL_KINDS: [FaultKind; 31] = [
     FaultKind::PartitionHalves,
     FaultKind::IsolateOne,
     FaultKind::IsolateLeader,
@@ -157,6 +162,7 @@ pub const ALL_KINDS: [FaultKind; 30] = [
     FaultKind::Bridge,
     FaultKind::SlowLinks,
     FaultKind::ThrottleLinks,
+    FaultKind::DeafenLeader,
     FaultKind::KillOne,
     FaultKind::KillMinority,
     FaultKind::KillMajority,
@@ -282,6 +288,7 @@ impl FaultKind {
             FaultKind::Bridge => "bridge",
             FaultKind::SlowLinks => "slow-links",
             FaultKind::ThrottleLinks => "throttle-links",
+            FaultKind::DeafenLeader => "deafen-leader",
             FaultKind::KillOne => "kill-one",
             FaultKind::KillMinority => "kill-minority",
             FaultKind::KillMajority => "kill-majority",
@@ -316,7 +323,9 @@ impl FaultKind {
             | FaultKind::IsolateLeader
             | FaultKind::MajoritiesRing
             | FaultKind::Bridge => FaultFamily::Partition,
-            FaultKind::SlowLinks | FaultKind::ThrottleLinks => FaultFamily::Link,
+            FaultKind::SlowLinks | FaultKind::ThrottleLinks | FaultKind::DeafenLeader => {
+                FaultFamily::Link
+            }
             FaultKind::KillOne
             | FaultKind::KillMinority
             | FaultKind::KillMajority
@@ -348,6 +357,7 @@ impl FaultKind {
         matches!(
             self,
             FaultKind::IsolateLeader
+                | FaultKind::DeafenLeader
                 | FaultKind::KillLeader
                 | FaultKind::PauseLeader
                 | FaultKind::StallLeader
@@ -365,9 +375,13 @@ impl FaultKind {
     /// them by name. `promote-split` takes both spare slots at once, so in a family's rotation
     /// it would leave `add-learner` and `replace-node` nothing to do; `figure-8` is written for
     /// one scenario on 5 nodes, and the default nemesis and family lists keep the cluster sizes
-    /// and fault mixes they had.
+    /// and fault mixes they had. `deafen-leader` is new, not yet measured as part of a family or
+    /// the default.
     pub fn by_name_only(self) -> bool {
-        matches!(self, FaultKind::PromoteSplit | FaultKind::Figure8)
+        matches!(
+            self,
+            FaultKind::PromoteSplit | FaultKind::Figure8 | FaultKind::DeafenLeader
+        )
     }
 
     /// True when the fault `SIGKILL`s nodes and no more (the `kill` and `crash` families): with a
@@ -400,6 +414,7 @@ impl FaultKind {
             FaultKind::PartitionHalves
             | FaultKind::IsolateOne
             | FaultKind::IsolateLeader
+            | FaultKind::DeafenLeader
             | FaultKind::StallLeader => 2,
             _ => 1,
         }
@@ -524,13 +539,25 @@ impl Default for FaultOptions {
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum FaultPlan {
     /// Cut every link between `left` and `right` (`left` is the smaller half).
-    PartitionHalves { left: Vec<usize>, right: Vec<usize> },
+    PartitionHalves {
+        left: Vec<usize>,
+        right: Vec<usize>,
+    },
     /// Cut `node` off from everyone.
-    IsolateOne { node: usize },
+    IsolateOne {
+        node: usize,
+    },
     /// Cut the leader off from everyone; `fallback` when no leader is known.
-    IsolateLeader { fallback: usize },
+    IsolateLeader {
+        fallback: usize,
+    },
+    DeafenLeader {
+        fallback: usize,
+    },
     /// Majorities ring over all nodes in `ring` order (see [`crate::Cuts::majorities_ring`]).
-    MajoritiesRing { ring: Vec<usize> },
+    MajoritiesRing {
+        ring: Vec<usize>,
+    },
     /// `left` and `right` cannot see each other; `bridge` sees both.
     Bridge {
         left: Vec<usize>,
@@ -549,24 +576,45 @@ pub enum FaultPlan {
         bytes_per_sec: u64,
     },
     /// Kill `node`, restart it at the end.
-    KillOne { node: usize },
+    KillOne {
+        node: usize,
+    },
     /// Kill all of `nodes` (a minority), restart them at the end.
-    KillMinority { nodes: Vec<usize> },
+    KillMinority {
+        nodes: Vec<usize>,
+    },
     /// Kill all of `nodes` (a majority), restart them at the end.
-    KillMajority { nodes: Vec<usize> },
+    KillMajority {
+        nodes: Vec<usize>,
+    },
     /// Kill the leader (`fallback` when unknown), restart it at the end.
-    KillLeader { fallback: usize },
+    KillLeader {
+        fallback: usize,
+    },
     /// Pause `node`, resume it at the end.
-    PauseOne { node: usize },
+    PauseOne {
+        node: usize,
+    },
     /// Pause the leader (`fallback` when unknown), resume it at the end.
-    PauseLeader { fallback: usize },
+    PauseLeader {
+        fallback: usize,
+    },
     /// Pause the leader (`fallback` when unknown) and cut it off; resume it `cut_off_ms` before
     /// the end, still cut off; heal its links at the end.
-    StallLeader { fallback: usize, cut_off_ms: u64 },
+    StallLeader {
+        fallback: usize,
+        cut_off_ms: u64,
+    },
     /// Kill `node`, start it again `down_ms` later.
-    CrashRestartOne { node: usize, down_ms: u64 },
+    CrashRestartOne {
+        node: usize,
+        down_ms: u64,
+    },
     /// Kill the leader (`fallback` when unknown), start it again `down_ms` later.
-    CrashRestartLeader { fallback: usize, down_ms: u64 },
+    CrashRestartLeader {
+        fallback: usize,
+        down_ms: u64,
+    },
     /// Kill the leader (`fallback` when unknown) and start it again `down_ms` later; meanwhile
     /// crash-restart voters as `crashes` says, taking them in `voters` order (every node, shuffled;
     /// the leader is skipped, and the order wraps around).
@@ -579,38 +627,62 @@ pub enum FaultPlan {
     /// Cut the leader (`fallback` when unknown) off and delay every other link by `delay_ms`;
     /// crash-restart each node seen voting in the new term before it heard from a leader, and
     /// reconnect the old leader to those nodes; heal at the end.
-    CrashRestartVoter { fallback: usize, delay_ms: u64 },
+    CrashRestartVoter {
+        fallback: usize,
+        delay_ms: u64,
+    },
     /// Cut the leader (`fallback` when unknown) off, then each next leader `dwell_ms` after it
     /// appears, keeping at most a minority cut off (the longest cut off rejoins); heal at the end.
-    LeaderChurn { fallback: usize, dwell_ms: u64 },
+    LeaderChurn {
+        fallback: usize,
+        dwell_ms: u64,
+    },
     /// Kill `node`, drop its unsynced writes, start it again.
-    LoseUnsynced { node: usize },
+    LoseUnsynced {
+        node: usize,
+    },
     /// Every node loses power at once: all are killed, every unsynced write of every node is
     /// dropped, all start again (what a data-centre power cut does; a store that acknowledges
     /// before fsync loses acknowledged writes on a majority).
     PowerCut,
     /// Kill `node`, tear its last unsynced write (which part survives comes from `seed`), start it
     /// again.
-    TornWrite { node: usize, seed: u64 },
+    TornWrite {
+        node: usize,
+        seed: u64,
+    },
     /// Kill `node`, flip bits in one of its data files (which file and which bits from `seed`),
     /// start it again.
-    Corrupt { node: usize, seed: u64 },
+    Corrupt {
+        node: usize,
+        seed: u64,
+    },
     /// Kill every node, drop their unsynced writes, flip bits in one data file of each (node
     /// `n`'s file and bits from [`corrupt_all_seed`]`(seed, n)`), start them all again.
-    CorruptAll { seed: u64 },
+    CorruptAll {
+        seed: u64,
+    },
     /// Remove the voter standing for `node` (see [`crate::MembershipControl::stand_in`]); add
     /// it back and promote it at the end.
-    RemoveVoter { node: usize },
+    RemoveVoter {
+        node: usize,
+    },
     /// Start a spare slot as a learner; promote it at the end.
     AddLearner,
     /// Remove the voter standing for `node`, stop it for good, start a spare slot (new id,
     /// empty data) that joins in its place.
-    ReplaceNode { node: usize },
+    ReplaceNode {
+        node: usize,
+    },
     /// Remove the leader (`fallback` when unknown); add it back and promote it at the end.
-    RemoveLeader { fallback: usize },
+    RemoveLeader {
+        fallback: usize,
+    },
     /// Two learners on spare slots; the leader (`fallback` when unknown) and they cut off from
     /// the other voters; both promoted at once; at the end, links healed and both removed.
-    PromoteSplit { fallback: usize },
+    PromoteSplit {
+        fallback: usize,
+    },
     /// Figure 8 from the leader (`fallback` when unknown): its partner is the first other node
     /// of `order` (every node, shuffled); `delay_ms` as [`FaultOptions::figure8_delay_ms`].
     #[serde(rename = "figure-8")]
@@ -675,6 +747,7 @@ impl FaultPlan {
             }
             FaultKind::IsolateOne => FaultPlan::IsolateOne { node: one },
             FaultKind::IsolateLeader => FaultPlan::IsolateLeader { fallback: one },
+            FaultKind::DeafenLeader => FaultPlan::DeafenLeader { fallback: one },
             FaultKind::MajoritiesRing => FaultPlan::MajoritiesRing { ring: shuffled },
             FaultKind::Bridge => {
                 let mut right = shuffled.split_off(nodes / 2);
@@ -781,6 +854,7 @@ impl FaultPlan {
             FaultPlan::PartitionHalves { .. } => FaultKind::PartitionHalves,
             FaultPlan::IsolateOne { .. } => FaultKind::IsolateOne,
             FaultPlan::IsolateLeader { .. } => FaultKind::IsolateLeader,
+            FaultPlan::DeafenLeader { .. } => FaultKind::DeafenLeader,
             FaultPlan::MajoritiesRing { .. } => FaultKind::MajoritiesRing,
             FaultPlan::Bridge { .. } => FaultKind::Bridge,
             FaultPlan::SlowLinks { .. } => FaultKind::SlowLinks,
@@ -815,6 +889,7 @@ impl FaultPlan {
     pub(crate) fn leader_fallback(&self) -> Option<usize> {
         match self {
             FaultPlan::IsolateLeader { fallback }
+            | FaultPlan::DeafenLeader { fallback }
             | FaultPlan::KillLeader { fallback }
             | FaultPlan::PauseLeader { fallback }
             | FaultPlan::StallLeader { fallback, .. }
@@ -880,6 +955,7 @@ impl FaultPlan {
             | FaultPlan::RemoveVoter { node }
             | FaultPlan::ReplaceNode { node } => *node = slot(*node),
             FaultPlan::IsolateLeader { fallback }
+            | FaultPlan::DeafenLeader { fallback }
             | FaultPlan::KillLeader { fallback }
             | FaultPlan::PauseLeader { fallback }
             | FaultPlan::StallLeader { fallback, .. }
@@ -924,6 +1000,10 @@ impl FaultPlan {
             FaultPlan::IsolateLeader { fallback } => {
                 format!("isolate leader {}", leader_name(*fallback))
             }
+            FaultPlan::DeafenLeader { fallback } => format!(
+                "deafen leader {}: no peer reaches it, it reaches every peer",
+                leader_name(*fallback)
+            ),
             FaultPlan::MajoritiesRing { ring } => {
                 let names: Vec<String> = ring.iter().map(|&n| node_name(n)).collect();
                 format!("majorities ring {}", names.join("-"))
@@ -1100,7 +1180,7 @@ mod tests {
     #[test]
     fn all_is_every_kind_that_needs_nothing_beyond_processes_and_proxies() {
         let all = parse_fault_list("all").unwrap();
-        assert_eq!(all.len(), ALL_KINDS.len() - 11);
+        assert_eq!(all.len(), ALL_KINDS.len() - 12);
         for kind in ALL_KINDS {
             let untargeted = kind.requires().is_none() && !kind.by_name_only();
             assert_eq!(all.contains(&kind), untargeted, "{kind}");

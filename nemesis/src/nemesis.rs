@@ -95,6 +95,7 @@ pub fn cuts_of(
         FaultPlan::IsolateLeader { .. }
         | FaultPlan::LeaderChurn { .. }
         | FaultPlan::StallLeader { .. } => Cuts::isolate(nodes, target),
+        FaultPlan::DeafenLeader { .. } => Cuts::deafen(nodes, target),
         FaultPlan::MajoritiesRing { ring } => Cuts::majorities_ring(ring)?,
         FaultPlan::Bridge {
             left,
@@ -203,6 +204,7 @@ pub async fn apply(
             FaultPlan::PartitionHalves { .. }
             | FaultPlan::IsolateOne { .. }
             | FaultPlan::IsolateLeader { .. }
+            | FaultPlan::DeafenLeader { .. }
             | FaultPlan::MajoritiesRing { .. }
             | FaultPlan::Bridge { .. }
             | FaultPlan::LeaderChurn { .. }

@@ -53,6 +53,15 @@ impl Cuts {
         Cuts::between(nodes, &[node], &others)
     }
 
+    /// Cuts every link into `node` and none out of it: it still reaches every other node, and
+    /// hears from none.
+    pub fn deafen(nodes: usize, node: usize) -> Cuts {
+        let mut cuts = Cuts::none(nodes);
+        cuts.links
+            .extend((0..nodes).filter(|&n| n != node).map(|n| (n, node)));
+        cuts
+    }
+
     /// Separates each node of `isolated` from every other node (each alone, not together).
     pub fn isolate_each(nodes: usize, isolated: &[usize]) -> Cuts {
         let mut cuts = Cuts::none(nodes);
@@ -271,6 +280,18 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deafened_node_reaches_every_peer_and_hears_from_none() {
+        let cuts = Cuts::deafen(3, 1);
+        assert_eq!(cuts.reachable_from(1), vec![0, 1, 2]);
+        for other in [0, 2] {
+            assert!(
+                !cuts.reachable_from(other).contains(&1),
+                "{other} reaches 1"
+            );
+        }
+    }
 
     #[test]
     fn majorities_ring_gives_every_node_a_distinct_majority() {

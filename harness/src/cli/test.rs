@@ -43,13 +43,13 @@ pub struct TestArgs {
     /// Faults: `default` (every family this machine can apply: partition, kill, pause,
     /// crash, churn, membership, and disk when FUSE is usable), or a comma-separated list of fault names
     /// (partition-halves, isolate-one, isolate-leader, majorities-ring, bridge, slow-links,
-    /// throttle-links, kill-one, kill-minority, kill-majority, kill-leader, pause-one,
+    /// throttle-links, deafen-leader, kill-one, kill-minority, kill-majority, kill-leader, pause-one,
     /// pause-leader, stall-leader, crash-restart-one, crash-restart-leader,
     /// crash-restart-election, crash-restart-voter, leader-churn, lose-unsynced, torn-write,
     /// corrupt, power-cut, corrupt-all, remove-voter, add-learner, replace-node, remove-leader,
-    /// promote-split), families (partition, link, kill, pause, crash, churn, disk, membership;
-    /// `membership` leaves out promote-split, which is asked for by name), `all` (every kind but
-    /// the disk and membership ones) or `none`.
+    /// promote-split, figure-8), families (partition, link, kill, pause, crash, churn, disk,
+    /// membership; promote-split, figure-8 and deafen-leader are asked for by name only), `all`
+    /// (every kind but the disk and membership ones) or `none`.
     #[arg(long, default_value = DEFAULT_NEMESIS_NAME)]
     pub nemesis: String,
     /// Length of each fault. One second outlasts an election (150-300 ms by default) and

@@ -197,6 +197,26 @@ fn latest_results(store: &Path) -> serde_json::Value {
     serde_json::from_str(&results).expect("results.json is JSON")
 }
 
+/// Runs `riptide test` as [`run_test_quietly`] does in a fresh temporary store, asserts that it
+/// ended `linearizable` (exit 0), and returns the store.
+pub fn linearizable_run(
+    what: &str,
+    args: &[&str],
+    seed: &str,
+    limit: Duration,
+) -> tempfile::TempDir {
+    let run = run_seed(args, seed, limit);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "{what}, seed {seed}: {}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(run.stdout, "linearizable", "{what}, seed {seed}");
+    run.store
+}
+
 /// A run that ended `not linearizable`, kept until dropped.
 pub struct NotLinearizableRun {
     pub store: tempfile::TempDir,

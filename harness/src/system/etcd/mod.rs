@@ -86,6 +86,10 @@ pub fn unsupported_faults(kinds: &[FaultKind], nodes: usize) -> Vec<(FaultKind, 
     let mut refused = Vec::new();
     for &kind in kinds {
         let why = match kind {
+            FaultKind::DeafenLeader => Some(
+                "it needs one-way cuts, and the traffic of an etcd member pair flows both ways \
+                 over connections either member dials, so a one-way cut cannot be placed",
+            ),
             FaultKind::MajoritiesRing if nodes <= 3 => Some(
                 "with 3 nodes it needs one-way cuts, and the traffic of an etcd member pair \
                  flows both ways over connections either member dials, so a one-way cut \
