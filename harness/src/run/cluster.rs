@@ -374,13 +374,7 @@ impl Cluster {
         loop {
             let statuses = self.states().await;
             let time = now_ns();
-            let members: Vec<bool> = {
-                let supervisor = self.supervisor.lock().await;
-                let book = self.book();
-                (0..self.nodes.len())
-                    .map(|i| supervisor.is_alive(i).unwrap_or(false) && book.counts(i))
-                    .collect()
-            };
+            let members = self.live_members().await;
             let mut indexes = std::collections::BTreeSet::new();
             for (i, state) in statuses.iter().enumerate().filter(|(i, _)| members[*i]) {
                 let Some(state) = state else {
@@ -388,9 +382,7 @@ impl Cluster {
                     continue;
                 };
                 indexes.insert(Some(state.applied_index));
-                if let (Some(digest), Ok(mut book)) = (&state.applied_digest, book.lock()) {
-                    book.record(i, state.applied_index, digest, time);
-                }
+                super::replicas::DigestBook::record_state(book, i, state, time);
             }
             if indexes.len() == 1 && !indexes.contains(&None) {
                 return true;
@@ -400,6 +392,15 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Per node: running, and in the configuration (the nodes a caught-up cluster is made of).
+    async fn live_members(&self) -> Vec<bool> {
+        let supervisor = self.supervisor.lock().await;
+        let book = self.book();
+        (0..self.nodes.len())
+            .map(|i| supervisor.is_alive(i).unwrap_or(false) && book.counts(i))
+            .collect()
     }
 
     /// Waits until a leader exists and every node has applied what the leader has committed
@@ -417,13 +418,7 @@ impl Cluster {
                 // A node that is not running (it died on its own; that is reported
                 // separately) cannot catch up: only the live ones are waited for.
                 // Nor are nodes out of the configuration, which nobody replicates to.
-                let alive: Vec<bool> = {
-                    let supervisor = self.supervisor.lock().await;
-                    let book = self.book();
-                    (0..self.nodes.len())
-                        .map(|i| supervisor.is_alive(i).unwrap_or(false) && book.counts(i))
-                        .collect()
-                };
+                let alive = self.live_members().await;
                 let all_caught_up = statuses.iter().enumerate().all(|(i, s)| {
                     !alive[i]
                         || s.as_ref()

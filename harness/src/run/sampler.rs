@@ -77,9 +77,7 @@ pub fn start(
                 let state = cluster.state_of(i).await;
                 let time = recorder.now_ns();
                 if let Some(s) = &state {
-                    if let (Some(digest), Ok(mut book)) = (&s.applied_digest, digests.lock()) {
-                        book.record(i, s.applied_index, digest, time);
-                    }
+                    DigestBook::record_state(&digests, i, s, time);
                 }
                 let sample = Sample {
                     time,
