@@ -375,9 +375,9 @@ impl FaultKind {
     /// them by name. `promote-split` takes both spare slots at once, so in a family's rotation
     /// it would leave `add-learner` and `replace-node` nothing to do; `figure-8` is written for
     /// one scenario on 5 nodes, and the default nemesis and family lists keep the cluster sizes
-    /// and fault mixes they had. `deafen-leader` is a one-way cut, which the `link` family and
-    /// `all` (what etcd and the older campaigns play) have never held; the default nemesis
-    /// names it.
+    /// and fault mixes they had. `deafen-leader` is a one-way cut, which etcd refuses: `link` and
+    /// `all` keep the kinds they were measured with, so etcd can still play them, and the
+    /// default nemesis names it.
     pub fn by_name_only(self) -> bool {
         matches!(
             self,

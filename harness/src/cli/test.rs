@@ -208,7 +208,7 @@ pub const DEFAULT_NEMESIS_NAME: &str = "default";
 /// cluster two spare slots and changes its configuration through the nodes' API. A family's
 /// first round leads with its first-listed kind, so `stall-leader` (the pause that exposes
 /// leader-local reads) and `power-cut` (the only fault that exposes a node that skips fsync)
-/// play in every run that plays their family, which with 20 faults over 8 entries is every run.
+/// play in every run that plays their family, which with 20 faults over 8 families is every run.
 /// `deafen-leader` is listed by name (the `link` family's other kinds slow links rather than cut
 /// them): it holds open the window that request deduplication exists for, a write committed by
 /// the next leader while its client times out and retries, which other faults on a quiet
