@@ -26,10 +26,11 @@
 //! - [`corrupt_file`]: seeded bit flips in a file at rest (a stopped node's WAL, hard state or
 //!   snapshot), with or without a mount.
 //!
-//! Mounts are owned like processes. The mount is made through `fusermount3` with
-//! `auto_unmount`: `fusermount3` waits beside the owner and unmounts the moment the owner's end
-//! of their socket closes, so dropping the [`FaultFs`], a panic that unwinds past it, and
-//! `kill -9` of the owning process all leave no mount behind. A clean [`FaultFs::unmount`] (or
+//! Mounts are owned like processes. Dropping the [`FaultFs`] (also in a panic that unwinds past
+//! it) unmounts. For an owner that ends without unmounting (`kill -9`, an abort, `exit`), each
+//! mount has a guard process that waits on a pipe only the owner holds and lazily detaches the
+//! mount when that pipe closes; `fusermount3`'s `auto_unmount` is a second line, which alone
+//! misses a mount now and then (the guard module says why). A clean [`FaultFs::unmount`] (or
 //! drop) first persists every pending write, as a clean shutdown syncs a real disk.
 //! [`check_available`] says, naming what is missing, whether FUSE can be used here at all.
 //!
@@ -52,6 +53,7 @@
 mod cache;
 mod corrupt;
 mod fs;
+mod guard;
 
 use std::ffi::OsString;
 use std::io;
@@ -69,6 +71,7 @@ pub use corrupt::{corrupt_file, BitFlip, CorruptReport};
 
 use cache::PendingOp;
 use fs::{FaultFilesystem, Shared};
+use guard::MountGuard;
 
 /// How long an unmount waits for the kernel to drop the mount before it reports failure.
 const UNMOUNT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -156,6 +159,9 @@ pub struct FaultFs {
     /// The FUSE session; `None` once unmounted. Dropping it closes the socket `fusermount3`
     /// waits on, which unmounts.
     session: Option<BackgroundSession>,
+    /// Detaches the mount if this process ends without unmounting it; disarmed by a clean
+    /// unmount.
+    guard: Option<MountGuard>,
 }
 
 impl std::fmt::Debug for FaultFs {
@@ -198,18 +204,32 @@ impl FaultFs {
         let filesystem = FaultFilesystem {
             shared: Arc::clone(&shared),
         };
-        let session = fuser::spawn_mount(filesystem, &mountpoint, &config).map_err(|source| {
-            FaultFsError::Mount {
-                backing: backing.clone(),
-                mountpoint: mountpoint.clone(),
+        // The guard comes first, so that the mount is never without one.
+        let fusermount =
+            find_in_path("fusermount3").unwrap_or_else(|| PathBuf::from("fusermount3"));
+        let guard =
+            MountGuard::spawn(&mountpoint, &fusermount).map_err(|source| FaultFsError::Io {
+                op: "start the mount guard for",
+                path: mountpoint.clone(),
                 source,
+            })?;
+        let session = match fuser::spawn_mount(filesystem, &mountpoint, &config) {
+            Ok(session) => session,
+            Err(source) => {
+                guard.disarm();
+                return Err(FaultFsError::Mount {
+                    backing,
+                    mountpoint,
+                    source,
+                });
             }
-        })?;
+        };
         tracing::debug!(backing = %backing.display(), mountpoint = %mountpoint.display(), "mounted");
         Ok(FaultFs {
             mountpoint,
             shared,
             session: Some(session),
+            guard: Some(guard),
         })
     }
 
@@ -337,7 +357,21 @@ impl FaultFs {
         // the process is gone, which is what covers kill -9).
         let detached = detach(&self.mountpoint);
         drop(session);
-        detached?;
+        let gone = detached.and_then(|()| self.wait_unmounted());
+        if let Some(guard) = self.guard.take() {
+            if gone.is_ok() {
+                guard.disarm();
+            } else {
+                // Armed, the guard detaches the mount once more on its way out, from a process
+                // that does not serve it.
+                drop(guard);
+            }
+        }
+        gone?;
+        persisted
+    }
+
+    fn wait_unmounted(&self) -> Result<(), FaultFsError> {
         let deadline = Instant::now() + UNMOUNT_TIMEOUT;
         while is_mounted(&self.mountpoint)? {
             if Instant::now() > deadline {
@@ -348,7 +382,7 @@ impl FaultFs {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        persisted
+        Ok(())
     }
 
     fn persist_all(&self) -> Result<(), FaultFsError> {
@@ -379,7 +413,9 @@ impl Drop for FaultFs {
 }
 
 /// Lazily unmounts `mountpoint`: `umount2(MNT_DETACH)` as root, `fusermount3 -u -z` otherwise.
-fn detach(mountpoint: &Path) -> Result<(), FaultFsError> {
+/// Not a mount point (any more) is not an error. For cleaning up a mount its owner left, as a
+/// test does when it has proved that one was left.
+pub fn detach(mountpoint: &Path) -> Result<(), FaultFsError> {
     use std::os::unix::ffi::OsStrExt;
     let io = |source| FaultFsError::Io {
         op: "unmount",

@@ -5,8 +5,7 @@
 //! The durable data (what a power cut leaves) lives in the node's folder of the run,
 //! `nodes/<id>/`, and is kept when the run fails; the node sees it through the mount at
 //! `nodes/<id>.mnt/`. Mounts are owned like processes: [`NodeDisks::unmount_all`] at the end
-//! of the run, on drop (a panic), and `fusermount3`'s auto-unmount when the harness is
-//! killed.
+//! of the run, on drop (a panic), and each mount's guard process when the harness is killed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
