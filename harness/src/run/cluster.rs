@@ -20,7 +20,7 @@ use riptide_nemesis::{Network, ProcessState, ReservedPort, Supervisor};
 use tokio::sync::Mutex;
 
 use super::disk::NodeDisks;
-use crate::system::{Db, NodeSlot, NodeState};
+use crate::system::{ClientTargets, Db, NodeSlot, NodeState};
 
 /// Why the cluster could not be started or driven: each is a "run failed" (exit 3).
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +110,9 @@ pub struct Cluster {
     pub initial: usize,
     /// Who stands for whom, what is retired and what is outside the configuration.
     pub book: std::sync::Mutex<SlotBook>,
+    /// The slots clients pick on their own: membership faults open a spare when they start
+    /// its node and close a slot they stop for good.
+    pub client_targets: Arc<ClientTargets>,
     pub(super) http: reqwest::Client,
     ready_timeout: Duration,
     /// The nodes' client and peer ports, held until the cluster is dropped.
@@ -226,6 +229,7 @@ impl Cluster {
             .timeout(Duration::from_millis(500))
             .connect_timeout(Duration::from_millis(300))
             .build()?;
+        let client_targets = Arc::new(ClientTargets::new(&nodes));
         let mut cluster = Cluster {
             supervisor: Mutex::new(supervisor),
             network,
@@ -234,6 +238,7 @@ impl Cluster {
             disks,
             initial: spec.nodes,
             book: std::sync::Mutex::new(SlotBook::new(spec.nodes, spec.spares)),
+            client_targets,
             http,
             ready_timeout: spec.ready_timeout,
             _ports: reserved,

@@ -171,6 +171,7 @@ async fn drive_cluster(
                 timeouts,
                 read_from: config.read_from,
                 write_to: config.write_to,
+                targets: Some(cluster.client_targets.clone()),
             },
         )
         .context("opening the client")?;

@@ -190,6 +190,7 @@ impl Cluster {
             *supervisor.spec_mut(slot)? = spec;
             supervisor.start(slot).await?;
         }
+        self.client_targets.open(slot);
         self.wait_ready(slot).await?;
         Ok(())
     }
@@ -200,6 +201,7 @@ impl Cluster {
             book.retired.insert(slot);
             book.outside.insert(slot);
         }
+        self.client_targets.close(slot);
         let mut supervisor = self.supervisor.lock().await;
         if supervisor.is_alive(slot)? {
             supervisor.stop(slot, Duration::from_secs(5)).await?;

@@ -73,13 +73,64 @@ pub enum SystemError {
 }
 
 /// How clients behave, whatever the system.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
     pub timeouts: ClientTimeouts,
     /// Where reads go first.
     pub read_from: Route,
     /// Where writes go first.
     pub write_to: Route,
+    /// The slots clients may pick on their own (round-robin); `None`: every slot.
+    pub targets: Option<Arc<ClientTargets>>,
+}
+
+/// Which of the cluster's slots clients pick on their own: every initial node, killed or not
+/// (a client of a real cluster keeps trying a member that is down), and a spare slot only
+/// while a membership fault has its node in the cluster. A spare that was never started, or a
+/// removed node the harness stopped for good, would only cost every client an attempt on a
+/// closed port. A redirect is followed wherever it points. Shared by the harness, which opens
+/// and closes slots, and the clients.
+#[derive(Debug)]
+pub struct ClientTargets {
+    open: Vec<std::sync::atomic::AtomicBool>,
+}
+
+impl ClientTargets {
+    /// The initial nodes of `slots` open, the spares closed.
+    pub fn new(slots: &[NodeSlot]) -> ClientTargets {
+        ClientTargets::from_open(slots.iter().map(|s| !s.spare))
+    }
+
+    /// Slot `i` open when the `i`th item is true.
+    pub fn from_open(open: impl IntoIterator<Item = bool>) -> ClientTargets {
+        ClientTargets {
+            open: open
+                .into_iter()
+                .map(std::sync::atomic::AtomicBool::new)
+                .collect(),
+        }
+    }
+
+    /// Clients may pick slot `index` from now on.
+    pub fn open(&self, index: usize) {
+        if let Some(o) = self.open.get(index) {
+            o.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Clients no longer pick slot `index`.
+    pub fn close(&self, index: usize) {
+        if let Some(o) = self.open.get(index) {
+            o.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Whether clients may pick slot `index` (slots it does not know of: yes).
+    pub fn is_open(&self, index: usize) -> bool {
+        self.open
+            .get(index)
+            .is_none_or(|o| o.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// Which system a run tests (`--system`). Stored in `config.json` only when it is not

@@ -20,8 +20,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::system::{
-    cluster_http_client, transport_failure, Answer, Client, ClientTimeouts, Completion, Request,
-    Route, Served, SystemError, TransportFailure,
+    cluster_http_client, transport_failure, Answer, Client, ClientTargets, ClientTimeouts,
+    Completion, Request, Route, Served, SystemError, TransportFailure,
 };
 
 /// How one HTTP attempt ended.
@@ -187,6 +187,8 @@ pub struct RiptideClient {
     /// Round-robin cursor used when no leader is known (and for reads under
     /// [`Route::Any`]).
     next: Arc<AtomicUsize>,
+    /// Which nodes round-robin may pick; `None`: all of them.
+    targets: Option<Arc<ClientTargets>>,
     timeouts: ClientTimeouts,
     /// Where reads are sent first.
     read_from: Route,
@@ -203,6 +205,7 @@ impl RiptideClient {
             nodes: Arc::new(nodes),
             leader: Arc::new(RwLock::new(None)),
             next: Arc::new(AtomicUsize::new(0)),
+            targets: None,
             timeouts,
             read_from: Route::Leader,
             write_to: Route::Leader,
@@ -221,9 +224,25 @@ impl RiptideClient {
         self
     }
 
+    /// Picks round-robin only among `targets` (all nodes when it has none).
+    pub fn with_targets(mut self, targets: Option<Arc<ClientTargets>>) -> RiptideClient {
+        self.targets = targets;
+        self
+    }
+
+    /// The next node round-robin among the open targets; when none is open, the next node.
     fn round_robin(&self) -> String {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.nodes[i % self.nodes.len()].clone()
+        let n = self.nodes.len();
+        let is_open = |i: usize| self.targets.as_ref().is_none_or(|t| t.is_open(i));
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut i = first;
+        for _ in 0..n {
+            if is_open(i) {
+                return self.nodes[i].clone();
+            }
+            i = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        }
+        self.nodes[first].clone()
     }
 
     /// The leader as the clients currently believe it to be.
@@ -515,6 +534,46 @@ mod tests {
         );
         assert_eq!(base_url("/kv/a"), None);
         assert_eq!(encode_path_segment("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn round_robin_picks_only_open_targets_and_any_node_when_none_is_open() {
+        let urls: Vec<String> = (1..=4).map(|i| format!("http://127.0.0.1:{i}")).collect();
+        let targets = Arc::new(ClientTargets::from_open([true, false, true, false]));
+        let client = RiptideClient::new(urls.clone(), ClientTimeouts::default())
+            .unwrap()
+            .with_targets(Some(targets.clone()));
+        let picks = |n: usize| (0..n).map(|_| client.round_robin()).collect::<Vec<_>>();
+        let first = picks(6);
+        assert!(
+            first.iter().all(|u| *u == urls[0] || *u == urls[2]),
+            "{first:?}"
+        );
+        assert!(
+            first.contains(&urls[0]) && first.contains(&urls[2]),
+            "{first:?}"
+        );
+
+        targets.open(3);
+        targets.close(0);
+        let then = picks(6);
+        assert!(
+            then.iter().all(|u| *u == urls[2] || *u == urls[3]),
+            "{then:?}"
+        );
+        assert!(then.contains(&urls[3]), "{then:?}");
+
+        targets.close(2);
+        targets.close(3);
+        assert_eq!(
+            picks(8).len(),
+            8,
+            "with nothing open, clients still try some node"
+        );
+        let without = RiptideClient::new(urls.clone(), ClientTimeouts::default()).unwrap();
+        let all: std::collections::HashSet<String> =
+            (0..8).map(|_| without.round_robin()).collect();
+        assert_eq!(all.len(), 4, "without targets every node takes its turn");
     }
 
     #[tokio::test]

@@ -198,7 +198,8 @@ impl Db for RiptideDb {
         let urls = nodes.iter().map(|n| n.client_url.clone()).collect();
         let client = RiptideClient::new(urls, options.timeouts)?
             .with_read_from(options.read_from)
-            .with_write_to(options.write_to);
+            .with_write_to(options.write_to)
+            .with_targets(options.targets);
         Ok(Arc::new(client))
     }
 }
