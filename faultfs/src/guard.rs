@@ -144,25 +144,50 @@ unsafe fn guard(
     libc::chdir(c"/".as_ptr());
     // Named for `ps -o comm` and `top`; its command line is still its owner's.
     libc::prctl(libc::PR_SET_NAME, c"faultfs-guard".as_ptr());
+    // The owner's handlers mean nothing here, and a signal meant for the owner's group or
+    // cgroup (Ctrl-C, a CI job's SIGTERM) must not end the guard before it has detached.
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        libc::signal(signal, libc::SIG_IGN);
+    }
+    let mut none: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut none);
+    libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
     // Hold nothing of the owner's: no other descriptor (another mount's /dev/fuse, another
     // guard's pipe, a node's socket) may outlive the owner through the guard.
     close_all_but(pipe);
+    // Standard descriptors on /dev/null, so that nothing the helper opens lands on them.
+    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+    for fd in 0..3 {
+        if null >= 0 && fd != pipe && fd != null {
+            libc::dup2(null, fd);
+        }
+    }
+    if null > 2 {
+        libc::close(null);
+    }
     let mut byte = 0u8;
     loop {
         match libc::read(pipe, (&mut byte as *mut u8).cast(), 1) {
             1 if byte == DISARM => libc::_exit(0),
-            -1 if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => continue,
+            -1 if errno() == libc::EINTR => continue,
             _ => break,
         }
     }
-    if libc::umount2(mountpoint.as_ptr(), libc::MNT_DETACH) == 0
-        || io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL)
+    // NOFOLLOW: a symlink put where the mount point was must not lead the guard elsewhere.
+    if libc::umount2(
+        mountpoint.as_ptr(),
+        libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW,
+    ) == 0
+        || matches!(errno(), libc::EINVAL | libc::ENOENT)
     {
         libc::_exit(0);
     }
     // Not root: the setuid helper may detach a mount its user made.
     match libc::fork() {
         0 => {
+            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+                libc::signal(signal, libc::SIG_DFL);
+            }
             libc::execve(fusermount.as_ptr(), argv.as_ptr(), envp.as_ptr());
             libc::_exit(127)
         }
@@ -175,6 +200,11 @@ unsafe fn guard(
     }
 }
 
+/// This thread's `errno` (async-signal-safe, unlike anything that might allocate).
+unsafe fn errno() -> libc::c_int {
+    *libc::__errno_location()
+}
+
 /// Closes every descriptor but `keep` (async-signal-safe).
 unsafe fn close_all_but(keep: RawFd) {
     let keep = keep as libc::c_uint;
@@ -185,7 +215,8 @@ unsafe fn close_all_but(keep: RawFd) {
 }
 
 unsafe fn close_range(first: libc::c_uint, last: libc::c_uint) {
-    if libc::syscall(libc::SYS_close_range, first, last, 0) == 0 {
+    let (from, to) = (libc::c_ulong::from(first), libc::c_ulong::from(last));
+    if libc::syscall(libc::SYS_close_range, from, to, 0 as libc::c_ulong) == 0 {
         return;
     }
     // Kernels before 5.9 lack close_range: close one by one up to the descriptor limit.

@@ -425,7 +425,7 @@ pub fn detach(mountpoint: &Path) -> Result<(), FaultFsError> {
     let c_path = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())
         .map_err(|e| io(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     // SAFETY: c_path is a valid NUL-terminated string that outlives the call.
-    if unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) } == 0 {
+    if unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } == 0 {
         return Ok(());
     }
     let errno = io::Error::last_os_error();

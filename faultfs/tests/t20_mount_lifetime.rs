@@ -124,7 +124,11 @@ struct DetachLeftovers(Vec<PathBuf>);
 
 impl Drop for DetachLeftovers {
     fn drop(&mut self) {
-        for mnt in self.0.iter().filter(|m| mounted(m)) {
+        for mnt in self
+            .0
+            .iter()
+            .filter(|m| riptide_faultfs::is_mounted(m).unwrap_or(true))
+        {
             let _ = riptide_faultfs::detach(mnt);
         }
     }

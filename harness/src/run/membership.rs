@@ -190,8 +190,12 @@ impl Cluster {
             *supervisor.spec_mut(slot)? = spec;
             supervisor.start(slot).await?;
         }
-        self.client_targets.open(slot);
-        self.wait_ready(slot).await?;
+        let ready = self.wait_ready(slot).await;
+        // Clients pick it once it answers, or if it runs but is slow to say it is ready.
+        if ready.is_ok() || self.supervisor.lock().await.is_alive(slot).unwrap_or(false) {
+            self.client_targets.open(slot);
+        }
+        ready?;
         Ok(())
     }
 

@@ -85,11 +85,12 @@ pub struct ClientOptions {
 }
 
 /// Which of the cluster's slots clients pick on their own: every initial node, killed or not
-/// (a client of a real cluster keeps trying a member that is down), and a spare slot only
-/// while a membership fault has its node in the cluster. A spare that was never started, or a
-/// removed node the harness stopped for good, would only cost every client an attempt on a
-/// closed port. A redirect is followed wherever it points. Shared by the harness, which opens
-/// and closes slots, and the clients.
+/// (a client of a real cluster keeps trying a member that is down), and a spare slot from the
+/// moment a membership fault's node on it answers until the harness stops it for good. A
+/// removed node that keeps running stays open: that is how one serving stale state is caught.
+/// A spare never started, or a node stopped for good, would only cost every client an attempt
+/// on a closed port. A redirect is followed wherever it points. Shared by the harness, which
+/// opens and closes slots, and the clients.
 #[derive(Debug)]
 pub struct ClientTargets {
     open: Vec<std::sync::atomic::AtomicBool>,
